@@ -1,0 +1,38 @@
+"""Facts shared by every part of the package: class names, normalisation, device choice."""
+
+from __future__ import annotations
+
+import torch
+
+# Official CIFAR-10 label order (also the alphabetical order of the ImageFolder export).
+CLASSES: tuple[str, ...] = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)
+NUM_CLASSES = len(CLASSES)
+IMAGE_SIZE = 32
+
+# Per-channel mean and std of the 50,000 official training images (values in [0, 1]).
+CIFAR_MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
+CIFAR_STD: tuple[float, float, float] = (0.2470, 0.2435, 0.2616)
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """CUDA, then MPS, then CPU; an explicit request ("cpu", "cuda:1", ...) wins."""
+    if requested and requested != "auto":
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def normalize(x: torch.Tensor, mean=CIFAR_MEAN, std=CIFAR_STD) -> torch.Tensor:
+    """uint8 or [0,1] float NCHW batch -> normalised float NCHW batch."""
+    if x.dtype == torch.uint8:
+        x = x.float().div_(255.0)
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return (x - m) / s
