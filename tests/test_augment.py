@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from cifar_demo import augment as A
+from cifar_demo.common import CLASSES
 
 
 def _pattern(n: int = 6, c: int = 3, h: int = 8, w: int = 8, dtype=torch.float32) -> torch.Tensor:
@@ -96,3 +97,318 @@ def test_device_presets():
     x = _pattern(n=4, h=32, w=32, dtype=torch.uint8)
     assert torch.equal(A.device_augment(x, **A.DEVICE_PRESETS["none"], generator=_gen()), x)
     assert A.device_augment(x, **A.DEVICE_PRESETS["standard"], generator=_gen()).shape == x.shape
+
+
+# --- presets ---------------------------------------------------------------------------
+
+def test_preset_registry_and_kinds():
+    assert set(A.PRESETS) == {"none", "standard", "seed004", "autoaugment"}
+    assert all(isinstance(d, str) and d for d in A.PRESETS.values())
+    kinds = {name: A.preset_kind(name) for name in A.PRESETS}
+    assert kinds == {"none": "device", "standard": "device", "seed004": "albumentations",
+                     "autoaugment": "torchvision"}
+    assert set(A.DEVICE_PRESETS) == {n for n, k in kinds.items() if k == "device"}
+    with pytest.raises(ValueError):
+        A.preset_kind("nope")
+
+
+def test_seed004_builds_the_five_transforms_with_their_probabilities():
+    import albumentations as alb
+
+    compose = A.build_albumentations("seed004")
+    assert isinstance(compose, alb.Compose)
+    got = [(type(t).__name__, t.p) for t in compose.transforms]
+    assert got == [("HorizontalFlip", 0.5), ("Affine", 0.5), ("RandomBrightnessContrast", 0.5),
+                   ("HueSaturationValue", 0.5), ("CoarseDropout", 0.3)]
+    for name in ("none", "standard", "autoaugment"):
+        assert A.build_albumentations(name) is None
+
+
+def test_seed004_parameters_are_overridable():
+    compose = A.build_albumentations("seed004", affine={"rotate": 30, "p": 0.9},
+                                     coarse_dropout={"holes": 3, "size": 4})
+    affine, dropout = compose.transforms[1], compose.transforms[4]
+    assert affine.p == 0.9 and tuple(affine.rotate) == (-30, 30)
+    assert tuple(dropout.num_holes_range) == (1, 3) and tuple(dropout.hole_height_range) == (4, 4)
+    with pytest.raises(ValueError):
+        A.build_albumentations("seed004", affine={"nope": 1})
+    with pytest.raises(ValueError):
+        A.build_albumentations("seed004", nope={"p": 1})
+
+
+def test_seed004_runs_and_reseeding_shares_one_stream():
+    import numpy as np
+
+    image = np.random.default_rng(0).integers(1, 256, (32, 32, 3), dtype=np.uint8)
+    compose = A.build_albumentations("seed004", affine={"p": 0.0}, brightness_contrast={"p": 0.0},
+                                     hue_saturation_value={"p": 0.0})
+    A.reseed_albumentations(compose, 0)
+    # One stream for all children (Compose(seed=...) would give each its own copy of one seed).
+    assert all(t.py_random is compose.py_random and t.random_generator is compose.random_generator
+               for t in compose.transforms)
+    flips = drops = both = 0
+    for _ in range(200):
+        out = compose(image=image)["image"]
+        assert out.shape == image.shape and out.dtype == np.uint8
+        hole = (out == 0).all(axis=2)[..., None]
+        flipped = np.array_equal(np.where(hole, 0, out), np.where(hole, 0, image[:, ::-1]))
+        dropped = hole.sum() >= 64
+        flips, drops, both = flips + flipped, drops + dropped, both + (flipped and dropped)
+    assert 70 < flips < 130 and 35 < drops < 85 and 10 < both < 50
+    again = A.build_albumentations("seed004")
+    A.reseed_albumentations(again, 7)
+    first = [again(image=image)["image"] for _ in range(3)]
+    A.reseed_albumentations(again, 7)
+    assert all(np.array_equal(a, again(image=image)["image"]) for a in first)
+
+
+def test_autoaugment_runs_on_uint8_tensor_and_pil():
+    import numpy as np
+    from PIL import Image
+
+    tv = A.build_torchvision("autoaugment")
+    x = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+    out = tv(x)
+    assert out.shape == (3, 32, 32) and out.dtype == torch.uint8
+    pil = tv(Image.fromarray(np.zeros((32, 32, 3), np.uint8)))
+    assert pil.size == (32, 32)
+    assert A.build_torchvision("seed004") is None and A.build_torchvision("standard") is None
+
+
+def test_image_transform_gives_different_draws_in_each_worker():
+    import numpy as np
+    from torch.utils.data import DataLoader
+
+    image = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+
+    class Repeated(torch.utils.data.Dataset):
+        transform = A.ImageTransform("seed004")
+
+        def __len__(self):
+            return 16
+
+        def __getitem__(self, i):
+            return torch.from_numpy(self.transform(image))
+
+    torch.manual_seed(0)
+    loader = DataLoader(Repeated(), batch_size=8, num_workers=2,
+                        multiprocessing_context="fork")
+    first, second = [b for b in loader]
+    # Two workers with one inherited random state would produce identical batches.
+    assert not torch.equal(first, second)
+    assert A.ImageTransform("autoaugment")(image).shape == (32, 32, 3)
+    with pytest.raises(ValueError):
+        A.ImageTransform("standard")
+
+
+# --- batch mixes -----------------------------------------------------------------------
+
+COLOURS = (11, 53, 97, 151, 199, 241)
+
+
+def _coloured(n: int = 6, h: int = 16, w: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image one unique constant colour; label i for image i."""
+    x = torch.tensor(COLOURS[:n], dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 3, h, w).contiguous()
+    return x, torch.arange(n)
+
+
+def _pixel_shares(mixed: torch.Tensor, n: int) -> torch.Tensor:
+    """(N, N): share of each output image's pixels that carry source image j's colour."""
+    colours = torch.tensor(COLOURS[:n], dtype=mixed.dtype)
+    plane = mixed[:, 0]
+    return torch.stack([(plane == c).float().mean(dim=(1, 2)) for c in colours], dim=1)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_cutmix_soft_labels_are_the_pixel_areas(seed):
+    x, y = _coloured()
+    mixed, soft = A.cutmix(x, y, num_classes=10, generator=_gen(seed))
+    assert mixed.shape == x.shape and soft.shape == (6, 10) and soft.dtype == torch.float32
+    assert torch.allclose(soft.sum(1), torch.ones(6))
+    assert torch.allclose(soft[:, :6], _pixel_shares(mixed, 6))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ricap_soft_labels_are_the_pixel_areas(seed):
+    x, y = _coloured()
+    mixed, soft = A.ricap(x, y, num_classes=10, alpha=1.0, generator=_gen(seed))
+    assert mixed.shape == x.shape
+    assert torch.allclose(soft.sum(1), torch.ones(6))
+    shares = _pixel_shares(mixed, 6)
+    assert torch.allclose(shares.sum(1), torch.ones(6))
+    assert torch.allclose(soft[:, :6], shares)
+
+
+def test_ricap_boundary_at_the_edge_and_crops_are_windows_of_sources():
+    x = _pattern(n=4, h=8, w=8)
+    mixed, soft = A.ricap(x, torch.arange(4), generator=_gen(), boundary=(0.5, 0.25))
+    # Top-left rectangle (4 x 2) of image 0 is a window of image 0 itself.
+    tl = mixed[0, :, :4, :2]
+    assert any(torch.equal(tl, x[0, :, i:i + 4, j:j + 2]) for i in range(5) for j in range(7))
+    assert torch.allclose(soft[0, :4], torch.tensor([8, 24, 8, 24]) / 64)
+    whole, soft = A.ricap(x, torch.arange(4), generator=_gen(), boundary=(1.0, 1.0))
+    assert torch.equal(whole, x) and torch.equal(soft, A._soft(torch.arange(4), 10))
+
+
+def test_mixup_lambda_matches_the_pixel_blend_and_torchvision():
+    from torchvision.transforms import v2
+
+    x = torch.rand(6, 3, 8, 8)
+    y = torch.arange(6)
+    mixed, soft = A.mixup(x, y, generator=_gen(3))
+    lam = float(soft[0, 0])
+    assert 0 < lam < 1 and torch.allclose(soft.sum(1), torch.ones(6))
+    assert torch.allclose(mixed, lam * x + (1 - lam) * x.roll(1, 0), atol=1e-6)
+    # Same pairing and label rule as torchvision's MixUp for the same lambda.
+    torch.manual_seed(0)
+    tv_mixed, tv_soft = v2.MixUp(num_classes=10)(x, y)
+    tv_lam = float(tv_soft[0, 0])
+    ours = A.mixup(x, y, lam=tv_lam)
+    assert torch.allclose(ours[0], tv_mixed, atol=1e-6) and torch.allclose(ours[1], tv_soft)
+    # uint8 batches come back uint8, within rounding of the exact blend.
+    xu, _ = _coloured()
+    mu, su = A.mixup(xu, torch.arange(6), lam=0.3)
+    assert mu.dtype == torch.uint8
+    exact = 0.3 * xu.float() + 0.7 * xu.roll(1, 0).float()
+    assert (mu.float() - exact).abs().max() <= 0.5
+
+
+def test_mixes_are_deterministic_with_a_generator():
+    x, y = _coloured()
+    for fn in (A.mixup, A.cutmix, A.ricap):
+        a, b = fn(x, y, generator=_gen(9)), fn(x, y, generator=_gen(9))
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_batch_mixer_respects_probabilities():
+    x, y = _coloured()
+    mixer = A.BatchMixer({"ricap": 0.2, "mixup": 0.3, "cutmix": 0.3}, generator=_gen(0))
+    counts = {"ricap": 0, "mixup": 0, "cutmix": 0, None: 0}
+    for _ in range(2000):
+        counts[mixer.choose()] += 1
+    for name, p in [("ricap", 0.2), ("mixup", 0.3), ("cutmix", 0.3), (None, 0.2)]:
+        assert abs(counts[name] / 2000 - p) < 0.04, counts
+    seen = set()
+    for _ in range(40):
+        images, soft = mixer(x, y)
+        seen.add(mixer.last)
+        assert images.shape == x.shape and soft.shape == (6, 10)
+        assert torch.allclose(soft.sum(1), torch.ones(6))
+        if mixer.last is None:
+            assert torch.equal(images, x) and torch.equal(soft, torch.eye(10)[:6])
+    assert seen == {"ricap", "mixup", "cutmix", None}
+
+
+def test_batch_mixer_validates_and_takes_alpha():
+    with pytest.raises(ValueError):
+        A.BatchMixer({"ricap": 0.5, "mixup": 0.4, "cutmix": 0.3})
+    with pytest.raises(ValueError):
+        A.BatchMixer({"mosaic": 0.1})
+    with pytest.raises(ValueError):
+        A.BatchMixer({"mixup": -0.1})
+    assert A.BatchMixer({"mixup": 1.0}, alpha=0.4).alpha == {"mixup": 0.4, "cutmix": 0.4, "ricap": 0.4}
+    assert A.BatchMixer({}, alpha={"mixup": 0.2}).alpha == {"mixup": 0.2, "cutmix": 1.0, "ricap": 0.3}
+    x, y = _coloured()
+    images, soft = A.BatchMixer({})(x, y)
+    assert torch.equal(images, x) and torch.equal(soft.argmax(1), y)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_soft_cross_entropy_equals_cross_entropy_for_one_hot(smoothing):
+    logits = torch.randn(8, 10, generator=_gen(4))
+    y = torch.randint(0, 10, (8,), generator=_gen(5))
+    expected = torch.nn.functional.cross_entropy(logits, y, label_smoothing=smoothing)
+    got = A.soft_cross_entropy(logits, torch.eye(10)[y], label_smoothing=smoothing)
+    assert torch.allclose(got, expected, atol=1e-6)
+    # A 50/50 target is the average of the two hard losses (without smoothing).
+    soft = 0.5 * torch.eye(10)[y] + 0.5 * torch.eye(10)[(y + 1) % 10]
+    half = 0.5 * (torch.nn.functional.cross_entropy(logits, y)
+                  + torch.nn.functional.cross_entropy(logits, (y + 1) % 10))
+    assert torch.allclose(A.soft_cross_entropy(logits, soft), half, atol=1e-6)
+
+
+# --- previews --------------------------------------------------------------------------
+
+def test_transforms_describe_sliders():
+    for name, t in A.TRANSFORMS.items():
+        assert t.name == name and t.teaches.endswith(".") and t.kind in ("device", "albumentations", "torchvision")
+        assert set(t.presets) <= set(A.PRESETS)
+        for p in t.params.values():
+            assert p.min <= p.default <= p.max and p.step > 0
+    covered = {p for t in A.TRANSFORMS.values() for p in t.presets}
+    assert covered == {"standard", "seed004", "autoaugment"}
+    assert A.TRANSFORMS["flip"].preset == "standard"
+
+
+@pytest.mark.parametrize("name", list(A.TRANSFORMS))
+def test_preview_transform_count_shapes_and_seed(name):
+    import numpy as np
+
+    image = np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    out = A.preview_transform(image, name, n=5, seed=1)
+    assert len(out) == 5 and all(o.shape == (32, 32, 3) and o.dtype == np.uint8 for o in out)
+    again = A.preview_transform(image, name, n=5, seed=1)
+    assert all(np.array_equal(a, b) for a, b in zip(out, again))
+    # With probability 1 every draw changes the image (AutoAugment's sub-policies carry
+    # their own probabilities, so there only most draws do).
+    forced = {k: 1.0 for k in ("p",) if k in A.TRANSFORMS[name].params}
+    changed = [not np.array_equal(o, image)
+               for o in A.preview_transform(image, name, n=8, seed=2, **forced)]
+    assert all(changed) if name != "autoaugment" else sum(changed) >= 4
+
+
+def test_preview_transform_params_and_errors():
+    import numpy as np
+
+    image = np.full((20, 24, 3), 200, np.uint8)
+    holes = A.preview_transform(image, "cutout", n=3, size=4)
+    assert all(0 < int((o == 0).all(axis=2).sum()) <= 16 for o in holes)
+    assert all(np.array_equal(o, image) for o in A.preview_transform(image, "crop", n=3, pad=0))
+    with pytest.raises(ValueError):
+        A.preview_transform(image, "nope")
+    with pytest.raises(ValueError):
+        A.preview_transform(image, "crop", nope=1)
+    with pytest.raises(ValueError):
+        A.preview_transform(image[..., 0], "crop")
+
+
+@pytest.mark.parametrize("method,count", [("mixup", 2), ("cutmix", 2), ("cutmix", 3),
+                                          ("ricap", 2), ("ricap", 3), ("ricap", 4)])
+def test_preview_mix_weights_match_pixels(method, count):
+    import numpy as np
+
+    images = [np.full((32, 32, 3), COLOURS[i], np.uint8) for i in range(count)]
+    labels = [3, 5, 7, 9][:count]
+    mixed, weights = A.preview_mix(images, labels, method, seed=4)
+    assert mixed.shape == (32, 32, 3) and mixed.dtype == np.uint8
+    assert abs(sum(weights.values()) - 1) < 1e-6 and set(weights) <= {CLASSES[c] for c in labels}
+    if method != "mixup":
+        for colour, label in zip(COLOURS, labels):
+            share = float((mixed[..., 0] == colour).mean())
+            assert abs(weights.get(CLASSES[label], 0.0) - share) < 1e-6
+
+
+def test_preview_mix_params():
+    import numpy as np
+
+    a, b = np.full((32, 32, 3), 0, np.uint8), np.full((32, 32, 3), 200, np.uint8)
+    mixed, weights = A.preview_mix([a, b], [0, 1], "mixup", lam=0.25)
+    assert weights == pytest.approx({"airplane": 0.25, "automobile": 0.75})
+    assert (mixed == 150).all()
+    _, weights = A.preview_mix([a, b, a, b], [0, 1, 2, 3], "ricap", boundary_y=0.5, boundary_x=0.25)
+    assert weights == pytest.approx({"airplane": 0.125, "automobile": 0.375, "bird": 0.125, "cat": 0.375})
+    with pytest.raises(ValueError):
+        A.preview_mix([a], [0], "mixup")
+    with pytest.raises(ValueError):
+        A.preview_mix([a, b], [0, 1], "mosaic")
+    with pytest.raises(ValueError):
+        A.preview_mix([a, b[:16]], [0, 1], "cutmix")
+
+
+def test_upscale_nearest():
+    import numpy as np
+
+    image = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    big = A.upscale_nearest(image, scale=4)
+    assert big.shape == (8, 12, 3) and np.array_equal(big[::4, ::4], image)
+    assert np.array_equal(big[4:8, 8:12], np.broadcast_to(image[1, 2], (4, 4, 3)))
