@@ -416,9 +416,10 @@ def build_albumentations(preset: str, **params: dict) -> "albumentations.Compose
     Override parameters per transform, e.g. `build_albumentations("seed004",
     affine={"rotate": 30}, coarse_dropout={"p": 0.5})` (names and ranges: TRANSFORMS).
 
-    The Compose draws from fresh entropy. Do not rebuild it with Compose(seed=...): in
-    albumentations 2.0.8 that gives every child transform the same random stream, so
-    their coin flips coincide. To seed it, use reseed_albumentations().
+    The Compose draws from fresh entropy, and forked DataLoader workers inherit one copy
+    of it: reseed it in each worker or per image with reseed_albumentations(). Not with
+    Compose(seed=...): in albumentations 2.0.8 that gives every child transform its own
+    copy of the same stream, so their coin flips coincide.
     """
     if preset_kind(preset) != "albumentations":
         return None
@@ -431,7 +432,7 @@ def build_albumentations(preset: str, **params: dict) -> "albumentations.Compose
 
 
 def reseed_albumentations(compose, seed: int) -> None:
-    """Seed a Compose so that its transforms draw one after another from one stream."""
+    """Seed a Compose so that all its transforms draw one after another from one stream."""
     compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
 
@@ -448,35 +449,6 @@ def build_torchvision(preset: str) -> "Callable | None":
         v2.RandomHorizontalFlip(),
         v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10),
     ])
-
-
-class ImageTransform:
-    """A per-image preset pipeline as a plain callable: HxWx3 uint8 array in, same out.
-
-    Meant for Dataset.__getitem__ in DataLoader workers. Forked workers inherit one copy
-    of albumentations' random state, so every worker (and, with non-persistent workers,
-    every epoch) would repeat the same augmentations. This reseeds the pipeline from
-    torch.initial_seed(), which PyTorch sets to a fresh base seed + worker id per worker
-    per epoch, and which torch.manual_seed() fixes in the main process.
-    """
-
-    def __init__(self, preset: str, **params: dict):
-        self.kind = preset_kind(preset)
-        if self.kind == "device":
-            raise ValueError(f"preset {preset!r} runs on device: use device_augment()")
-        self.albu = build_albumentations(preset, **params)
-        self.tv = build_torchvision(preset)
-        self._seed: int | None = None
-
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        if self.albu is not None:
-            seed = torch.initial_seed()
-            if seed != self._seed:
-                reseed_albumentations(self.albu, seed % 2**32)
-                self._seed = seed
-            return self.albu(image=image)["image"]
-        chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-        return self.tv(chw).permute(1, 2, 0).contiguous().numpy()
 
 
 # ---------------------------------------------------------------------------------------

@@ -175,32 +175,6 @@ def test_autoaugment_runs_on_uint8_tensor_and_pil():
     assert A.build_torchvision("seed004") is None and A.build_torchvision("standard") is None
 
 
-def test_image_transform_gives_different_draws_in_each_worker():
-    import numpy as np
-    from torch.utils.data import DataLoader
-
-    image = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-
-    class Repeated(torch.utils.data.Dataset):
-        transform = A.ImageTransform("seed004")
-
-        def __len__(self):
-            return 16
-
-        def __getitem__(self, i):
-            return torch.from_numpy(self.transform(image))
-
-    torch.manual_seed(0)
-    loader = DataLoader(Repeated(), batch_size=8, num_workers=2,
-                        multiprocessing_context="fork")
-    first, second = [b for b in loader]
-    # Two workers with one inherited random state would produce identical batches.
-    assert not torch.equal(first, second)
-    assert A.ImageTransform("autoaugment")(image).shape == (32, 32, 3)
-    with pytest.raises(ValueError):
-        A.ImageTransform("standard")
-
-
 # --- batch mixes -----------------------------------------------------------------------
 
 COLOURS = (11, 53, 97, 151, 199, 241)
