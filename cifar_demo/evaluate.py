@@ -1,0 +1,273 @@
+"""Scoring a classifier on a split: accuracy, top-k, per-class metrics, confusion, calibration, TTA.
+
+Everything returned is plain data (ints, floats, lists, dicts) so that the CLI can print it,
+the app can plot it and a model card can store it as JSON without custom encoders.
+
+    result = evaluate(model, split, tta="flip")
+    result.accuracy, result.confusion, result.ece, result.to_json()
+
+`metrics_from_predictions` is the same arithmetic on arrays, for predictions made elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .common import CIFAR_MEAN, CIFAR_STD, NUM_CLASSES, normalize, pick_device
+
+TTA_MODES = ("none", "flip", "flip_translate")
+PRECISIONS = ("fp32", "bf16")
+ECE_BINS = 15  # Guo et al. 2017 ("On Calibration of Modern Neural Networks") use 15 equal-width bins.
+
+
+@dataclasses.dataclass
+class EvalResult:
+    """Metrics of one model on one split. All fields are JSON-serialisable plain data.
+
+    Per-class lists have `num_classes` entries, indexed by class id. A precision, recall or F1
+    that is 0/0 (class never predicted / never present) is reported as 0.0, like scikit-learn's
+    `zero_division=0`; `support` tells such classes apart. Macro averages run over the classes
+    that occur in the labels or the predictions (scikit-learn's default label set).
+    """
+
+    n: int
+    num_classes: int
+    accuracy: float
+    topk: dict[str, float]              # {"top1": ..., "top5": ...}; only top1 without probabilities
+    loss: float | None                  # mean cross-entropy (nats); None without probabilities
+    confusion: list[list[int]]          # confusion[true][predicted] = count
+    support: list[int]                  # images per true class
+    precision: list[float]
+    recall: list[float]                 # = per-class accuracy
+    f1: list[float]
+    macro_precision: float
+    macro_recall: float
+    macro_f1: float
+    ece: float | None                   # expected calibration error, 15 equal-width bins
+    reliability: list[dict[str, float]]  # per bin: lo, hi, confidence (mean), accuracy, count
+    labels: list[int]                   # true class per image, in split order
+    predictions: list[int]              # predicted class per image
+    confidences: list[float] | None     # probability of the predicted class (= max prob for argmax)
+    misclassified: list[int]            # wrong images: by confidence descending (most confident
+                                        # mistakes first, ties by index); by index without probs
+    probabilities: list[list[float]] | None = None  # N x C, only when asked for (it is large)
+    tta: str = "none"
+
+    @property
+    def per_class_accuracy(self) -> list[float]:
+        """Fraction of each true class classified correctly (the recall)."""
+        return self.recall
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.as_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EvalResult":
+        return cls(**d)
+
+
+# ----------------------------------------------------------------------------- metrics on arrays
+
+def _as_numpy(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        return x.float().numpy() if x.is_floating_point() else x.numpy()
+    return np.asarray(x)
+
+
+def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a / b with 0 where b == 0 (scikit-learn's zero_division=0)."""
+    return np.divide(a, b, out=np.zeros(a.shape, dtype=np.float64), where=b != 0)
+
+
+def reliability_bins(confidences, correct, n_bins: int = ECE_BINS) -> tuple[float, list[dict[str, float]]]:
+    """(ECE, bins). Bin b holds confidences in (b/n_bins, (b+1)/n_bins]; the first bin also holds 0.
+
+    ECE = sum over bins of |bin| / N * |accuracy(bin) - mean confidence(bin)|. Empty bins are
+    listed with count 0 and confidence/accuracy 0.0 so that plots get a fixed set of bins.
+    """
+    conf = _as_numpy(confidences).astype(np.float64)
+    hit = _as_numpy(correct).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # searchsorted(side="left") counts the inner edges strictly below each value: right-closed bins.
+    which = np.searchsorted(edges[1:-1], conf, side="left")
+    ece, bins = 0.0, []
+    for b in range(n_bins):
+        mask = which == b
+        count = int(mask.sum())
+        mean_conf = float(conf[mask].mean()) if count else 0.0
+        acc = float(hit[mask].mean()) if count else 0.0
+        ece += count / max(len(conf), 1) * abs(acc - mean_conf)
+        bins.append({"lo": float(edges[b]), "hi": float(edges[b + 1]),
+                     "confidence": mean_conf, "accuracy": acc, "count": count})
+    return float(ece), bins
+
+
+def metrics_from_predictions(y_true, y_pred, probs=None, num_classes: int = NUM_CLASSES, *,
+                             topk: Sequence[int] = (1, 5), loss: float | None = None,
+                             keep_probs: bool = False, tta: str = "none") -> EvalResult:
+    """Every metric of `EvalResult` from labels, predicted classes and (optionally) probabilities.
+
+    y_true, y_pred: N class ids (list, numpy or torch). probs: N x C probabilities; without them
+    there is no top-k beyond top-1, no loss and no calibration. `loss` overrides the mean
+    cross-entropy computed from `probs` (evaluate passes it exactly, from log-probabilities).
+    """
+    y_true = _as_numpy(y_true).astype(np.int64).reshape(-1)
+    y_pred = _as_numpy(y_pred).astype(np.int64).reshape(-1)
+    n = len(y_true)
+    if n == 0 or len(y_pred) != n:
+        raise ValueError(f"need the same non-zero number of labels and predictions, got {n} and {len(y_pred)}")
+    if min(y_true.min(), y_pred.min()) < 0 or max(y_true.max(), y_pred.max()) >= num_classes:
+        raise ValueError(f"class ids must lie in [0, {num_classes})")
+
+    cm = np.bincount(y_true * num_classes + y_pred, minlength=num_classes**2).reshape(num_classes, num_classes)
+    tp, support, predicted = np.diag(cm), cm.sum(1), cm.sum(0)
+    precision, recall = _safe_div(tp, predicted), _safe_div(tp, support)
+    f1 = _safe_div(2 * precision * recall, precision + recall)
+    present = (support + predicted) > 0
+    correct = y_true == y_pred
+
+    topk_acc = {"top1": float(correct.mean())}
+    ece, bins, confidences, mistakes = None, [], None, np.flatnonzero(~correct)
+    if probs is not None:
+        p = _as_numpy(probs).astype(np.float64)
+        if p.shape != (n, num_classes):
+            raise ValueError(f"probs must be {n} x {num_classes}, got {p.shape}")
+        # Rank of the true class = how many classes score strictly higher; ties count in its favour.
+        rank = (p > p[np.arange(n), y_true][:, None]).sum(1)
+        for k in topk:
+            if k != 1:
+                topk_acc[f"top{k}"] = float((rank < k).mean())
+        if loss is None:
+            loss = float(-np.log(np.clip(p[np.arange(n), y_true], 1e-45, None)).mean())
+        conf = p[np.arange(n), y_pred]
+        ece, bins = reliability_bins(conf, correct)
+        confidences = conf.tolist()
+        # Stable sort on -confidence: most confident mistakes first, ties keep index order.
+        mistakes = mistakes[np.argsort(-conf[mistakes], kind="stable")]
+
+    return EvalResult(
+        n=n, num_classes=num_classes, accuracy=float(correct.mean()), topk=topk_acc,
+        loss=None if loss is None else float(loss),
+        confusion=cm.tolist(), support=support.tolist(),
+        precision=precision.tolist(), recall=recall.tolist(), f1=f1.tolist(),
+        macro_precision=float(precision[present].mean()), macro_recall=float(recall[present].mean()),
+        macro_f1=float(f1[present].mean()),
+        ece=ece, reliability=bins, labels=y_true.tolist(), predictions=y_pred.tolist(),
+        confidences=confidences, misclassified=mistakes.tolist(),
+        probabilities=p.tolist() if (keep_probs and probs is not None) else None, tta=tta,
+    )
+
+
+# ----------------------------------------------------------------------------- test-time augmentation
+
+def tta_views(x: torch.Tensor, tta: str = "none") -> list[tuple[float, torch.Tensor]]:
+    """The (weight, batch) views that `evaluate` averages; weights sum to 1.
+
+    "none":  [(1, x)]
+    "flip":  [(1/2, x), (1/2, hflip(x))]
+    "flip_translate" (airbench94's `infer_mirror_translate`): the image pair (x, hflip x) weighs
+      1/2 and two 1-pixel diagonal translations weigh 1/4, each again with its flip:
+        1/4  x                      1/4  hflip(x)
+        1/8  x moved down-right 1   1/8  hflip of that   (crop [0:32, 0:32] of the padded image)
+        1/8  x moved up-left 1      1/8  hflip of that   (crop [2:34, 2:34] of the padded image)
+      The border uncovered by the shift is filled by 1-pixel reflect padding, so no black edge.
+    """
+    if tta == "none":
+        return [(1.0, x)]
+    if tta == "flip":
+        return [(0.5, x), (0.5, x.flip(-1))]
+    if tta == "flip_translate":
+        h, w = x.shape[-2:]
+        padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        down_right, up_left = padded[..., 0:h, 0:w], padded[..., 2:h + 2, 2:w + 2]
+        return [(0.25, x), (0.25, x.flip(-1)),
+                (0.125, down_right), (0.125, down_right.flip(-1)),
+                (0.125, up_left), (0.125, up_left.flip(-1))]
+    raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
+
+
+def _log_probs(model: nn.Module, x: torch.Tensor, tta: str, autocast: bool) -> torch.Tensor:
+    """log of the weighted mean of the views' softmax probabilities.
+
+    We average probabilities, not logits: a mean of probabilities is itself a distribution (a
+    mixture), so the loss and the calibration we report describe what is actually averaged.
+    (Averaging logits, as airbench does, ranks classes almost identically but is a geometric mean.)
+    logsumexp keeps it exact in log space, so the loss of a confident mistake does not underflow.
+    """
+    parts = []
+    for weight, view in tta_views(x, tta):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+            logits = model(view)
+        parts.append(F.log_softmax(logits.float(), dim=1) + math.log(weight))
+    return torch.logsumexp(torch.stack(parts), dim=0)
+
+
+# ----------------------------------------------------------------------------- evaluate a model
+
+def _unpack(split) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split is anything with `.images` (N,3,H,W) and `.labels` (N), or an (images, labels) pair."""
+    if hasattr(split, "images") and hasattr(split, "labels"):
+        images, labels = split.images, split.labels
+    else:
+        images, labels = split
+    return torch.as_tensor(images), torch.as_tensor(labels).long().reshape(-1).cpu()
+
+
+def evaluate(model: nn.Module, split, *, batch_size: int = 500, device: str | torch.device | None = None,
+             tta: str = "none", mean=CIFAR_MEAN, std=CIFAR_STD, precision: str = "fp32",
+             topk: Sequence[int] = (1, 5), num_classes: int = NUM_CLASSES, progress: bool = False,
+             keep_probs: bool = False) -> EvalResult:
+    """Score `model` on `split` (uint8 NCHW images, or floats in [0, 1]; normalised here).
+
+    The model is put in eval mode and on `device` (default: common.pick_device()) for the
+    duration, then both are restored. precision="bf16" runs the forward under bf16 autocast
+    (also on CPU); the softmax and the metrics are always fp32.
+    """
+    if tta not in TTA_MODES:
+        raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    images, labels = _unpack(split)
+    if len(images) == 0 or len(images) != len(labels):
+        raise ValueError(f"split has {len(images)} images and {len(labels)} labels")
+    device = pick_device(device)
+
+    # Remember every submodule's mode (a caller may have frozen some) and the model's device.
+    modes = [(m, m.training) for m in model.modules()]
+    param = next(model.parameters(), None)
+    home = param.device if param is not None else None
+    model.eval().to(device)
+    try:
+        batches = range(0, len(images), batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+            batches = tqdm(batches, desc=f"evaluate (tta={tta})", unit="batch")
+        out = []
+        with torch.inference_mode():
+            for i in batches:
+                x = normalize(images[i:i + batch_size].to(device, non_blocking=True), mean, std)
+                out.append(_log_probs(model, x, tta, autocast=precision == "bf16").cpu())
+        log_p = torch.cat(out)
+    finally:
+        for m, was_training in modes:
+            m.train(was_training)
+        if home is not None:
+            model.to(home)
+
+    if log_p.shape[1] != num_classes:
+        raise ValueError(f"model outputs {log_p.shape[1]} classes, expected num_classes={num_classes}")
+    loss = float(-log_p.gather(1, labels[:, None]).mean())
+    return metrics_from_predictions(labels, log_p.argmax(1), log_p.exp(), num_classes,
+                                    topk=topk, loss=loss, keep_probs=keep_probs, tta=tta)
