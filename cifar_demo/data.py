@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import math
 import os
 import tempfile
@@ -390,6 +391,20 @@ def stratified_split(labels: np.ndarray, val_size: int, seed: int = 0) -> tuple[
     return np.flatnonzero(keep), val
 
 
+def subset(split: Split, indices) -> Split:
+    """The images of `split` at `indices` (any sequence of ints), in that order."""
+    idx = torch.as_tensor(np.asarray(indices, np.int64), device=split.images.device)
+    return Split(split.images[idx], split.labels[idx])
+
+
+def stratified_subset(split: Split, n: int, seed: int = 0) -> Split:
+    """`n` images of `split`, classes in proportion (for quick runs); all of it if n >= len."""
+    if n >= len(split):
+        return split
+    _, keep = stratified_split(split.labels.cpu().numpy(), n, seed)
+    return subset(split, keep)
+
+
 def load_cifar10(source: str | os.PathLike | DataSource | None = None, val_size: int = 5000,
                  seed: int = 0, cache_dir: str | os.PathLike | None = None,
                  device: str | torch.device = "cpu") -> CifarData:
@@ -546,42 +561,69 @@ def _collate(batch, mean, std) -> tuple[Tensor, Tensor]:
     return normalize(torch.stack(images), mean, std).contiguous(), torch.stack(labels)
 
 
-class EpochDataLoader(torch.utils.data.DataLoader):
-    """A DataLoader whose order and augmentation depend only on (seed, epoch), like TensorLoader."""
+class _ResumableSampler(torch.utils.data.DistributedSampler):
+    """DistributedSampler that skips the first `skip` indices of its next epoch (to resume)."""
 
-    def __init__(self, dataset: _PerImageDataset, seed: int, rank: int, world_size: int,
-                 shuffle: bool, **kwargs):
+    skip = 0
+
+    def __iter__(self):
+        # One-shot: the DataLoader may start iterating the sampler lazily, after iter_from returned.
+        skip, self.skip = self.skip, 0
+        return itertools.islice(super().__iter__(), skip, None)
+
+
+class PerImageLoader(torch.utils.data.DataLoader):
+    """DataLoader for per-image presets (augment.build_albumentations / build_torchvision),
+    yielding (normalised float32 NCHW images, int64 labels), moved to `device` if given.
+
+    Same contract as TensorLoader: order and augmentation depend only on (seed, epoch),
+    `set_epoch`, `iter_from(epoch, start_batch)`, iterating moves to the next epoch, and
+    rank/world_size give disjoint shards of equal size. Workers are not persistent: each
+    epoch's seed travels with the dataset into that epoch's workers.
+    """
+
+    def __init__(self, split: Split, preset: str, batch_size: int, num_workers: int = 2,
+                 shuffle: bool = True, seed: int = 0, mean=CIFAR_MEAN, std=CIFAR_STD,
+                 drop_last: bool = False, rank: int = 0, world_size: int = 1,
+                 device: str | torch.device | None = None, pin_memory: bool | None = None):
+        dataset = _PerImageDataset(split, preset)
         # DistributedSampler also serves world_size=1: a permutation seeded by seed + epoch.
         # Shards are disjoint (drop_last) as in TensorLoader, rather than padded with repeats.
-        sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=world_size, rank=rank,
-                                                      shuffle=shuffle, seed=seed, drop_last=world_size > 1)
-        super().__init__(dataset, sampler=sampler, **kwargs)
+        sampler = _ResumableSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle,
+                                    seed=seed, drop_last=world_size > 1)
+        self.target = torch.device(device) if device is not None else None
+        if pin_memory is None:
+            pin_memory = self.target is not None and self.target.type == "cuda"
+        super().__init__(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                         drop_last=drop_last, pin_memory=pin_memory,
+                         collate_fn=functools.partial(_collate, mean=mean, std=std))
         self.seed = seed
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __iter__(self):
-        self.sampler.set_epoch(self.epoch)
-        self.dataset.epoch_seed = _mix_seed(self.seed, self.epoch)
-        yield from super().__iter__()
+    def iter_from(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+        """The batches of `epoch` from batch index `start_batch` on (to resume mid-epoch)."""
+        self.sampler.set_epoch(epoch)
+        self.sampler.skip = start_batch * self.batch_size
+        self.dataset.epoch_seed = _mix_seed(self.seed, epoch)
+        for x, y in super().__iter__():  # workers start here, with this epoch's seed
+            if self.target is not None:
+                x = x.to(self.target, non_blocking=True)
+                y = y.to(self.target, non_blocking=True)
+            yield x, y
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        yield from self.iter_from(self.epoch)
         self.epoch += 1
 
 
 def albumentations_loader(split: Split, preset: str, batch_size: int, num_workers: int = 2,
                           shuffle: bool = True, seed: int = 0, mean=CIFAR_MEAN, std=CIFAR_STD,
-                          drop_last: bool = False, rank: int = 0, world_size: int = 1,
-                          pin_memory: bool = False) -> EpochDataLoader:
-    """DataLoader for per-image presets (augment.build_albumentations / build_torchvision),
-    yielding (normalised float32 NCHW images, int64 labels) on the CPU.
-
-    Workers are not persistent: each epoch's seed travels with the dataset into new workers.
-    """
-    return EpochDataLoader(_PerImageDataset(split, preset), seed, rank, world_size, shuffle,
-                           batch_size=batch_size, num_workers=num_workers, drop_last=drop_last,
-                           pin_memory=pin_memory,
-                           collate_fn=functools.partial(_collate, mean=mean, std=std))
+                          **kwargs) -> PerImageLoader:
+    """The DataLoader of a per-image preset ("seed004", "autoaugment"); see PerImageLoader."""
+    return PerImageLoader(split, preset, batch_size, num_workers, shuffle, seed, mean, std, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------

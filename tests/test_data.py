@@ -417,6 +417,28 @@ def test_per_image_loader_shapes_and_determinism(preset):
     assert not _same(_batches(other), epoch0)
 
 
+def test_per_image_loader_resumes_mid_epoch_and_shards():
+    split = _split(20)
+    loader = D.PerImageLoader(split, "autoaugment", batch_size=4, num_workers=0, seed=2)
+    whole = _batches(loader.iter_from(3))
+    assert _same(_batches(loader.iter_from(3, start_batch=2)), whole[2:])
+    assert _same(_batches(loader.iter_from(3)), whole)  # the skip applies once
+    shards = [D.albumentations_loader(split, "seed004", 2, num_workers=0, rank=r, world_size=3)
+              for r in range(3)]
+    labels = [torch.cat([y for _, y in ld]) for ld in shards]
+    assert [len(y) for y in labels] == [6, 6, 6] and len({len(ld) for ld in shards}) == 1
+    idx = [set(ld.sampler) for ld in shards]
+    assert not (idx[0] & idx[1]) and not (idx[1] & idx[2]) and not (idx[0] & idx[2])
+
+
+def test_subsets_keep_classes_balanced():
+    split = _split(50)
+    sub = D.stratified_subset(split, 20, seed=1)
+    assert torch.bincount(sub.labels).tolist() == [2] * 10
+    assert D.stratified_subset(split, 50) is split
+    assert torch.equal(D.subset(split, range(3, 6)).images, split.images[3:6])
+
+
 def test_per_image_loader_does_not_depend_on_workers():
     split = _split(12)
     serial = D.albumentations_loader(split, "seed004", batch_size=4, num_workers=0, seed=1)
