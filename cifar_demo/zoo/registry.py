@@ -1,0 +1,179 @@
+"""The registry: one ModelSpec per model, built only when `create` asks for it.
+
+Each family file registers its models with `@register_model(...)` right beside the builder
+(timm's @register_model), so the metadata lives next to the code it describes. Registering
+stores a spec; nothing is constructed until `create(name)`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Union
+
+from torch import nn
+
+from ..common import CIFAR_MEAN, CIFAR_STD
+
+Builder = Union[Callable[..., nn.Module], str]  # a callable, or "package.module:function"
+
+# The keys a recipe may set: fields of train.TrainConfig. The first block is every model's
+# vocabulary; the second holds knobs only some sources need (airbench's final lr, step decay).
+RECIPE_KEYS: tuple[str, ...] = (
+    "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "l1",
+    "label_smoothing", "schedule", "warmup_epochs", "augment", "mixes", "ema", "grad_clip",
+    "early_stop_patience",
+    "final_lr_frac", "step_size", "step_gamma",
+)
+OPTIMIZERS = ("sgd", "adam", "adamw", "sam")
+SCHEDULES = ("constant", "step", "cosine", "onecycle", "linear")
+AUGMENTS = ("none", "standard", "seed004", "autoaugment")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the zoo knows about a model without building it."""
+
+    name: str
+    family: str                 # module file in cifar_demo/zoo/
+    source: str                 # the project the architecture (and reported accuracy) comes from
+    reported_accuracy: float | None  # %, the source's figure on the official test set (None: ours)
+    params: int                 # constants, checked against the built model by tests/test_zoo.py
+    macs: int                   # multiply-accumulates for one 3x32x32 image
+    recipe: dict[str, Any]      # TrainConfig overrides: the source's training settings (read-only)
+    description: str
+    builder: Builder
+    mean: tuple[float, float, float] = CIFAR_MEAN
+    std: tuple[float, float, float] = CIFAR_STD
+
+    def build(self, **kwargs) -> nn.Module:
+        fn = self.builder
+        if isinstance(fn, str):
+            module, _, attr = fn.partition(":")
+            fn = getattr(importlib.import_module(module), attr)
+        return fn(**kwargs)
+
+
+def recipe(*, epochs: int, batch_size: int, optimizer: str, lr: float, schedule: str,
+           augment: str, **extra) -> dict[str, Any]:
+    """A complete recipe: the six settings every source states, neutral values for the rest.
+
+    Neutral means "off": no momentum, weight decay, smoothing, warmup, mixes, EMA, clipping
+    or early stopping unless the source says so.
+    """
+    r = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=0.0,
+             nesterov=False, weight_decay=0.0, l1=0.0, label_smoothing=0.0, schedule=schedule,
+             warmup_epochs=0, augment=augment, mixes={}, ema=0.0, grad_clip=0.0,
+             early_stop_patience=0)
+    r.update(extra)
+    check_recipe(r)
+    return r
+
+
+def check_recipe(r: dict[str, Any]) -> None:
+    """ValueError on unknown keys or values the engine does not know."""
+    unknown = sorted(set(r) - set(RECIPE_KEYS))
+    if unknown:
+        raise ValueError(f"unknown recipe key(s): {', '.join(unknown)}")
+    for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("augment", AUGMENTS)):
+        if key in r and r[key] not in allowed:
+            raise ValueError(f"recipe {key}={r[key]!r}; expected one of {allowed}")
+
+
+_REGISTRY: dict[str, ModelSpec] = {}  # insertion order = table order
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    """Add a spec; a second spec under the same name is an error (it would shadow the first)."""
+    if spec.name in _REGISTRY:
+        raise ValueError(f"model {spec.name!r} is already registered")
+    check_recipe(spec.recipe)
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def unregister(name: str) -> None:
+    """Remove a spec (for tests and plugins)."""
+    _REGISTRY.pop(name, None)
+
+
+def register_model(**fields) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator: register the decorated builder under `fields` (family = its module's name)."""
+    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        fields.setdefault("family", fn.__module__.rsplit(".", 1)[-1])
+        register(ModelSpec(builder=fn, **fields))
+        return fn
+    return wrap
+
+
+def specs() -> list[ModelSpec]:
+    """Every spec, in table order. Builds nothing."""
+    return list(_REGISTRY.values())
+
+
+def names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(_REGISTRY)}") from None
+
+
+def create(name: str, **kwargs) -> nn.Module:
+    """Build model `name`; kwargs go to its builder (every builder takes num_classes)."""
+    return get_spec(name).build(**kwargs)
+
+
+# ---------------------------------------------------------------------------- tables
+
+
+def recipe_summary(r: dict[str, Any]) -> str:
+    """One line, e.g. "sgd lr0.05 x20ep bs128 step", plus the extras that are on."""
+    opt = "sgd-nesterov" if r.get("optimizer") == "sgd" and r.get("nesterov") else r.get("optimizer", "")
+    parts = [opt,
+             f"lr{r['lr']:g}" if "lr" in r else "",
+             f"x{r['epochs']}ep" if "epochs" in r else "",
+             f"bs{r['batch_size']}" if "batch_size" in r else "",
+             r.get("schedule", ""),
+             f"wd{r['weight_decay']:g}" if r.get("weight_decay") else "",
+             f"ls{r['label_smoothing']:g}" if r.get("label_smoothing") else "",
+             f"aug:{r['augment']}" if r.get("augment", "none") != "none" else "",
+             "+".join(sorted(r.get("mixes") or {})),
+             f"ema{r['ema']:g}" if r.get("ema") else ""]
+    return " ".join(p for p in parts if p)
+
+
+def specs_as_dicts(specs_: Iterable[ModelSpec] | None = None) -> list[dict[str, Any]]:
+    """JSON-ready dicts (the builder as "module:function")."""
+    out = []
+    for s in specs() if specs_ is None else specs_:
+        b = s.builder if isinstance(s.builder, str) else f"{s.builder.__module__}:{s.builder.__qualname__}"
+        out.append(dict(name=s.name, family=s.family, source=s.source,
+                        reported_accuracy=s.reported_accuracy, params=s.params, macs=s.macs,
+                        recipe={k: (dict(v) if isinstance(v, dict) else v) for k, v in s.recipe.items()},
+                        mean=list(s.mean), std=list(s.std), description=s.description, builder=b))
+    return out
+
+
+def format_table(specs_: Iterable[ModelSpec] | None = None, fmt: str = "text") -> str:
+    """The zoo as a text table (aligned columns) or a Markdown table."""
+    head = ["model", "source", "params", "MACs", "reported acc", "recipe"]
+    rows = [[s.name, s.source, f"{s.params:,}", f"{s.macs / 1e6:,.1f}M",
+             "-" if s.reported_accuracy is None else f"{s.reported_accuracy:.2f}%",
+             recipe_summary(s.recipe)] for s in (specs() if specs_ is None else specs_)]
+    right = {2, 3, 4}  # numbers align right
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(head) + " |",
+                 "|" + "|".join("---:" if i in right else "---" for i in range(len(head))) + "|"]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+        return "\n".join(lines)
+    if fmt != "text":
+        raise ValueError(f"fmt must be 'text' or 'markdown', not {fmt!r}")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    def line(row):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+    return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, rows)])
