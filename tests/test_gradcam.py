@@ -1,0 +1,111 @@
+"""Grad-CAM: shape and range, the map peaks where the evidence is, layer choice, overlay."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cifar_demo import gradcam, zoo
+
+torch.set_num_threads(2)
+RAW = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))  # the hand-built nets read [0, 1] pixels
+
+
+class RedDetector(nn.Module):
+    """Class 0 = "there is red": a red-minus-green-and-blue filter, pooled, then a final
+    strided conv down to 2x2 (too coarse for Grad-CAM, so the 16x16 map must be chosen)."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3, padding=1, bias=False)
+        self.relu = nn.ReLU(inplace=inplace)
+        self.pool = nn.MaxPool2d(2)                       # 32 -> 16
+        self.coarse = nn.Conv2d(2, 2, 8, stride=8, groups=2, bias=False)  # 16 -> 2, per channel
+        self.head = nn.Linear(2, 10)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.weight[0, 0, 1, 1], self.conv.weight[0, 1, 1, 1], self.conv.weight[0, 2, 1, 1] = 1, -1, -1
+            self.conv.weight[1, :, 1, 1] = 1 / 3           # brightness: no evidence for class 0
+            self.coarse.weight.fill_(1 / 64)               # (groups=2: 2x1x8x8)
+            self.head.weight.zero_()
+            self.head.bias.zero_()
+            self.head.weight[0, 0] = 4.0
+            self.head.weight[1, 1] = 0.5
+
+    def forward(self, x):
+        x = self.coarse(self.pool(self.relu(self.conv(x))))
+        return self.head(x.mean((2, 3)))
+
+
+def red_in_top_right() -> np.ndarray:
+    img = np.full((32, 32, 3), 120, np.uint8)
+    img[2:14, 18:30] = (250, 10, 10)
+    return img
+
+
+def quadrant_means(cam: np.ndarray) -> dict[str, float]:
+    h, w = cam.shape[0] // 2, cam.shape[1] // 2
+    return {"top-left": cam[:h, :w].mean(), "top-right": cam[:h, w:].mean(),
+            "bottom-left": cam[h:, :w].mean(), "bottom-right": cam[h:, w:].mean()}
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_map_peaks_in_the_quadrant_holding_the_evidence(inplace):
+    model = RedDetector(inplace).eval()
+    cam = gradcam.gradcam(model, red_in_top_right(), **RAW)  # class_idx None: the top class
+    assert cam.shape == (32, 32) and cam.dtype == np.float32
+    assert cam.min() >= 0 and cam.max() == pytest.approx(1.0)
+    q = quadrant_means(cam)
+    assert max(q, key=q.get) == "top-right"
+    assert q["top-right"] > 5 * max(v for k, v in q.items() if k != "top-right")
+    y, x = np.unravel_index(cam.argmax(), cam.shape)
+    assert y < 16 and x >= 16
+
+
+def test_class_without_evidence_gives_an_all_zero_map():
+    # Class 2's logit does not depend on the image at all: no gradient, no evidence.
+    cam = gradcam.gradcam(RedDetector().eval(), red_in_top_right(), class_idx=2, **RAW)
+    assert cam.shape == (32, 32) and not cam.any()
+
+
+def test_leaves_model_untouched_and_works_under_inference_mode():
+    model = RedDetector().eval()
+    with torch.inference_mode():
+        cam = gradcam.gradcam(model, red_in_top_right(), **RAW)
+    assert cam.max() == pytest.approx(1.0)
+    assert all(p.grad is None for p in model.parameters())
+    assert not model._forward_hooks and not model.conv._forward_hooks  # hooks removed
+
+
+def test_target_map_skips_maps_smaller_than_4x4_and_takes_the_block_output():
+    conv8, conv2, relu = nn.Conv2d(1, 1, 1), nn.Conv2d(1, 1, 1), nn.ReLU()
+    a8, after8, a2 = torch.zeros(1, 1, 8, 8), torch.ones(1, 1, 8, 8), torch.zeros(1, 1, 2, 2)
+    assert gradcam.target_map([(conv8, a8), (relu, after8), (conv2, a2)]) is after8
+
+
+def test_a_model_without_convolutions_is_refused_with_a_clear_message():
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)).eval()
+    with pytest.raises(ValueError, match="convolution"):
+        gradcam.gradcam(mlp, red_in_top_right())
+
+
+def test_zoo_model_map_shape_and_range():
+    torch.manual_seed(0)
+    model = zoo.create("optimized200k").eval()
+    img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    cam = gradcam.gradcam(model, img, class_idx=3)
+    assert cam.shape == (32, 32) and np.isfinite(cam).all()
+    assert 0.0 <= cam.min() and cam.max() <= 1.0
+
+
+def test_overlay_is_an_upscaled_rgb_image():
+    img = red_in_top_right()
+    cam = np.zeros((32, 32), np.float32)
+    cam[:16, 16:] = 1.0
+    out = gradcam.overlay(img, cam, scale=8)
+    assert out.shape == (256, 256, 3) and out.dtype == np.uint8
+    # alpha 0 shows the image alone, each pixel a sharp 8x8 block.
+    plain = gradcam.overlay(img, cam, scale=8, alpha=0.0)
+    assert np.array_equal(plain, np.repeat(np.repeat(img, 8, 0), 8, 1))
+    # jet: hot (red) where the cam is 1, cold (blue) where it is 0.
+    assert out[8, 250, 0] > out[8, 250, 2] and out[250, 8, 2] > out[250, 8, 0]
