@@ -1,0 +1,148 @@
+"""Test-set evaluations of weights files, cached on disk so that showing them again is instant.
+
+Scoring 10,000 test images takes seconds to minutes on a CPU (six forward passes per image
+with flip_translate TTA), while the result is a pure function of three things:
+
+    the weights file's bytes (sha256) + the TTA mode + the test images (dataset fingerprint)
+
+so that triple (plus the model name, which decides how the bytes are read) is the cache key.
+Entries are JSON files of `EvalResult.as_dict()` in <cache>/eval/<key>.json (<cache> is
+data.cache_root()), written atomically, so a killed app never leaves half an entry behind.
+
+    target = evalcache.shipped("airnet")          # or evalcache.from_run(run_id)
+    result, hit = evalcache.evaluate_target(target, tta="flip")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from . import data as data_mod, evaluate, weights, zoo
+from .evaluate import EvalResult
+
+# Bump when EvalResult's fields or the way evaluate() scores change: old entries then miss.
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Target:
+    """A weights file to score: shipped weights (weights/<model>) or a training run's best."""
+
+    kind: str          # "weights" | "run"
+    name: str          # the model name for shipped weights, the run id for a run
+    model: str         # zoo name (decides the architecture the bytes are loaded into)
+    path: Path         # the .safetensors file
+    sha256: str        # of the file
+    data: str | None = None         # the run's dataset folder (None: the usual search)
+    model_kwargs: dict | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} (shipped weights)" if self.kind == "weights" else f"run {self.name}"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def shipped(name: str) -> Target:
+    """Shipped weights by model name; the hash comes from the model card (loading verifies it)."""
+    card = weights.card_for(name)
+    return Target("weights", name, card.model, weights.weights_dir() / f"{name}.safetensors", card.sha256)
+
+
+def from_run(run_id: str, runs_dir=None) -> Target:
+    """A run's best weights (best.safetensors). Hashed here: a resumed run rewrites the file."""
+    from .train import TrainConfig, run_dir_of
+
+    run_dir = run_dir_of(run_id, runs_dir)
+    best = run_dir / "best.safetensors"
+    if not best.is_file():
+        raise FileNotFoundError(f"run {run_dir.name} has no best weights yet ({best})")
+    cfg = TrainConfig.from_json((run_dir / "config.json").read_text(encoding="utf-8"))
+    return Target("run", run_dir.name, cfg.model, best, file_sha256(best), cfg.data, dict(cfg.model_kwargs))
+
+
+def load_model(target: Target) -> nn.Module:
+    """The target's model with its weights, on the CPU, in eval mode."""
+    if target.kind == "weights":
+        return weights.load_weights(target.name)[0]
+    from safetensors.torch import load_file
+
+    model = zoo.create(target.model, **(target.model_kwargs or {}))
+    model.load_state_dict(load_file(str(target.path)))
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------- the cache
+
+def cache_dir(cache: str | os.PathLike | None = None) -> Path:
+    return data_mod.cache_root(cache) / "eval"
+
+
+def cache_key(target: Target, tta: str, fingerprint: str) -> str:
+    """A file name that is readable (model, tta) and unique (hashes of weights and data)."""
+    if tta not in evaluate.TTA_MODES:
+        raise ValueError(f"tta must be one of {evaluate.TTA_MODES}, got {tta!r}")
+    return f"{target.model}-{target.sha256[:24]}-{fingerprint[:16]}-{tta}-v{CACHE_VERSION}"
+
+
+def load(key: str, cache: str | os.PathLike | None = None) -> EvalResult | None:
+    """The cached result, or None (missing or unreadable: an unreadable entry is recomputed)."""
+    path = cache_dir(cache) / f"{key}.json"
+    try:
+        return EvalResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError) as e:
+        warnings.warn(f"ignoring unreadable evaluation cache entry {path}: {e}")
+        return None
+
+
+def store(key: str, result: EvalResult, cache: str | os.PathLike | None = None) -> Path | None:
+    """Write atomically (temp file, then rename). A read-only cache costs time, not correctness."""
+    path = cache_dir(cache) / f"{key}.json"
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(result.to_json())
+        os.replace(tmp, path)
+        return path
+    except OSError as e:
+        warnings.warn(f"could not write the evaluation cache {path}: {e}")
+        if tmp and os.path.exists(tmp):
+            os.remove(tmp)
+        return None
+
+
+def evaluate_target(target: Target, tta: str = "none", source: data_mod.DataSource | None = None, *,
+                    cache: str | os.PathLike | None = None, device=None,
+                    progress: bool = False) -> tuple[EvalResult, bool]:
+    """(result on the whole test set, whether it came from the cache).
+
+    `source` defaults to the run's dataset, else the usual search without download (the app
+    must not start a 170 MB download behind the user's back): data.DataSourceError if none.
+    """
+    if source is None:
+        source = data_mod.resolve_source(target.data, download=False)
+    key = cache_key(target, tta, source.fingerprint)
+    hit = load(key, cache)
+    if hit is not None:
+        return hit, True
+    spec = zoo.get_spec(target.model)
+    test = data_mod.load_split("test", source)
+    result = evaluate.evaluate(load_model(target), test, tta=tta, mean=spec.mean, std=spec.std,
+                               device=device, progress=progress)
+    store(key, result, cache)
+    return result, False

@@ -1,0 +1,142 @@
+"""Evaluate tab handlers and the evaluation cache, called directly on a tiny dataset."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from cifar_demo import data, evalcache, evaluate, jobs, train, weights, zoo
+from cifar_demo.common import CLASSES
+from cifar_demo.ui import evaluate_tab
+
+from .test_train import MODEL, write_imagefolder
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    return write_imagefolder(tmp_path_factory.mktemp("evaldata"), n_train=4, n_test=3)
+
+
+@pytest.fixture()
+def app_env(tmp_path, tiny_folder, monkeypatch):
+    monkeypatch.setenv("CIFAR_DEMO_DATA", str(tiny_folder))
+    monkeypatch.setenv("CIFAR_DEMO_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("CIFAR_DEMO_WEIGHTS", str(tmp_path / "weights"))
+    # Each test its own cache: identical tiny runs have identical weights, hence identical keys.
+    monkeypatch.setenv("CIFAR_DEMO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(jobs, "_MANAGER", None)
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_folder):
+    """A finished 1-epoch run, trained once in this process (a second or two)."""
+    cfg = train.TrainConfig(model=MODEL, data=str(tiny_folder), val_size=10, epochs=1, batch_size=10,
+                            augment="none", precision="fp32", channels_last=False, device="cpu",
+                            schedule="constant", lr=0.02)
+    runs = tmp_path_factory.mktemp("evalruns")
+    return runs / train.train(cfg, runs_dir=runs)["run_id"]
+
+
+@pytest.fixture()
+def run_id(app_env, trained_run):
+    """A copy of the trained run in this test's runs folder (tests may change its weights)."""
+    shutil.copytree(trained_run, app_env / "runs" / trained_run.name)
+    return trained_run.name
+
+
+def ship_fresh_weights(dataset: str = "x", fingerprint: str = "x") -> None:
+    """weights/<MODEL> from an untrained model: test only, never shipped."""
+    torch.manual_seed(0)
+    weights.save_weights(zoo.create(MODEL), weights.weights_dir(), MODEL, dataset=dataset,
+                         dataset_fingerprint=fingerprint, test_accuracy=0.1, test_accuracy_tta=0.1,
+                         per_class_accuracy={c: 0.1 for c in CLASSES}, train_config={}, epochs=0,
+                         train_seconds=0.0)
+
+
+def _fail(*args, **kwargs):
+    raise AssertionError("evaluate.evaluate ran: the cache missed")
+
+
+def test_a_run_is_scored_then_served_from_the_cache(run_id, monkeypatch):
+    choice = f"run:{run_id}"
+    assert choice in [v for _, v in evaluate_tab.model_choices()]
+    summary_md, cm_counts, cm_norm, per_class, table, gallery, reliability = \
+        evaluate_tab.run_evaluation(choice, "none")
+    assert "Scored in" in summary_md and "30 test images" in summary_md
+    assert all(isinstance(f, Figure) for f in (cm_counts, cm_norm, per_class, reliability))
+    assert [row[0] for row in table][-1] == "macro average" and len(table) == 11
+    assert sum(row[1] for row in table[:-1]) == 30
+    # Without TTA the engine's own test score (best weights, same images) is reproduced.
+    summary = json.loads((jobs.manager().runs_dir / run_id / "summary.json").read_text())
+    assert f"test accuracy {100 * summary['test_acc']:.2f}%" in summary_md
+    assert 0 < len(gallery) <= evaluate_tab.GALLERY_SIZE
+    image, caption = gallery[0]
+    assert image.shape == (128, 128, 3) and image.dtype == np.uint8 and " → " in caption
+
+    monkeypatch.setattr(evaluate, "evaluate", _fail)
+    again = evaluate_tab.run_evaluation(choice, "none")
+    assert "Loaded from the evaluation cache" in again[0]
+    assert again[4] == table and [c for _, c in again[5]] == [c for _, c in gallery]
+    # The TTA mode is part of the key: another mode misses.
+    with pytest.raises(AssertionError, match="cache missed"):
+        evaluate_tab.run_evaluation(choice, "flip")
+
+
+def test_new_weights_in_a_run_miss_the_cache(run_id):
+    target = evalcache.from_run(run_id, jobs.manager().runs_dir)
+    first, hit = evalcache.evaluate_target(target, "flip")
+    assert not hit and first.tta == "flip"
+    assert evalcache.evaluate_target(target, "flip")[1]
+    # A resumed run rewrites best.safetensors: new bytes, new key.
+    from safetensors.torch import load_file, save_file
+
+    state = {k: (v + 0.1 if v.is_floating_point() else v) for k, v in load_file(str(target.path)).items()}
+    save_file(state, str(target.path))
+    changed = evalcache.from_run(run_id, jobs.manager().runs_dir)
+    assert changed.sha256 != target.sha256
+    assert evalcache.evaluate_target(changed, "flip")[1] is False
+
+
+def test_shipped_weights(app_env):
+    source = data.resolve_source(download=False)
+    ship_fresh_weights(source.label, source.fingerprint)
+    assert evaluate_tab.model_choices() == [(f"{MODEL} (shipped weights, card: 10.00%)", f"weights:{MODEL}")]
+    summary_md, *_ = evaluate_tab.run_evaluation(f"weights:{MODEL}", "flip_translate")
+    assert "(shipped weights)" in summary_md and "Model card: 10.00%" in summary_md
+    # The card's hash is the key: the file itself is verified (by load_weights) only on a miss.
+    key = evalcache.cache_key(evalcache.shipped(MODEL), "flip_translate", source.fingerprint)
+    assert weights.card_for(MODEL).sha256[:24] in key
+    assert (evalcache.cache_dir() / f"{key}.json").is_file()
+
+
+def test_cache_entries_are_atomic_and_a_corrupt_one_is_recomputed(run_id):
+    target = evalcache.from_run(run_id, jobs.manager().runs_dir)
+    result, _ = evalcache.evaluate_target(target, "none")
+    source = data.resolve_source(download=False)
+    path = evalcache.cache_dir() / f"{evalcache.cache_key(target, 'none', source.fingerprint)}.json"
+    assert [p.name for p in evalcache.cache_dir().iterdir()] == [path.name]  # no temp file left
+    assert evaluate.EvalResult.from_dict(json.loads(path.read_text())) == result
+    path.write_text("{not json")
+    with pytest.warns(UserWarning, match="unreadable evaluation cache"):
+        again, hit = evalcache.evaluate_target(target, "none")
+    assert not hit and again == result
+
+
+def test_no_dataset_says_how_to_provide_one(run_id, tmp_path, monkeypatch):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("CIFAR_DEMO_DATA", str(empty))
+    assert "No CIFAR-10 data found" in evaluate_tab.data_status()
+    # The run names its own data folder; shipped weights use the usual search, which fails here.
+    ship_fresh_weights()
+    with pytest.raises(gr.Error, match="holds neither CIFAR-10 layout"):
+        evaluate_tab.run_evaluation(f"weights:{MODEL}", "none")
+    with pytest.raises(gr.Error, match="Pick shipped weights or a finished run"):
+        evaluate_tab.run_evaluation(None, "none")

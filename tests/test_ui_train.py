@@ -1,0 +1,130 @@
+"""Train tab handlers, called directly (no browser): presets, start / refuse / watch / stop,
+re-attach, export, and the no-dataset message."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pytest
+from matplotlib.figure import Figure
+
+from cifar_demo import export, jobs, train, weights
+from cifar_demo.ui import evaluate_tab, train_tab
+
+from .test_train import MODEL, write_imagefolder
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    return write_imagefolder(tmp_path_factory.mktemp("uidata"), n_train=24, n_test=4)
+
+
+@pytest.fixture()
+def app_env(tmp_path, tiny_folder, monkeypatch):
+    """Data, runs and weights in temp folders, and a fresh job manager that sees them."""
+    monkeypatch.setenv("CIFAR_DEMO_DATA", str(tiny_folder))
+    monkeypatch.setenv("CIFAR_DEMO_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("CIFAR_DEMO_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setattr(jobs, "_MANAGER", None)
+    yield tmp_path
+    manager = jobs.manager()
+    if manager.stop():
+        manager.wait(timeout=120)
+
+
+def form(**overrides) -> list:
+    """The form as the preset of MODEL fills it, made quick for a CPU test."""
+    values = dict(zip(train_tab.FIELDS, train_tab.on_preset(MODEL, MODEL)))
+    values.update(epochs=1, batch_size=40, augment="standard", precision="fp32", val_size=20)
+    values.update(overrides)
+    return [values[f] for f in train_tab.FIELDS]
+
+
+def test_form_round_trips_a_preset_and_the_preset_follows_the_model(monkeypatch):
+    # Every field the form shows survives the trip through it, mixes included.
+    cfg = train.make_config(MODEL, model=MODEL, mixes={"mixup": 0.3, "ricap": 0.2}, ema=0.99,
+                            label_smoothing=0.1, train_limit=1000, val_size=100, precision="bf16")
+    assert train_tab.config_from_form(MODEL, MODEL, *train_tab.form_values(cfg)) == cfg
+
+    preset, *values = train_tab.on_model("resnet18")
+    assert preset.value == "resnet18" and [v for _, v in preset.choices] == ["resnet18"]
+    assert dict(zip(train_tab.FIELDS, values))["epochs"] == train.presets()["resnet18"]["epochs"]
+
+    # A speed preset for airnet, added later to EXTRA_PRESETS, is picked up and preferred.
+    demo = {**train.presets()["airnet"], "epochs": 2}
+    monkeypatch.setitem(train.EXTRA_PRESETS, "demo", demo)
+    preset, *values = train_tab.on_model("airnet")
+    assert preset.value == "demo" and [v for _, v in preset.choices] == ["airnet", "demo"]
+    assert dict(zip(train_tab.FIELDS, values))["epochs"] == 2
+    assert "demo" not in train_tab.preset_choices(MODEL)
+
+
+def test_bad_forms_are_refused_with_a_message(app_env):
+    with pytest.raises(gr.Error, match="sum to <= 1"):
+        train_tab.start(MODEL, MODEL, *form(mixup=0.6, cutmix=0.6))
+    with pytest.raises(gr.Error, match="smaller than one batch"):
+        train_tab.start(MODEL, MODEL, *form(train_limit=30))
+    assert jobs.manager().snapshot().status == "idle"
+
+
+def test_run_refuse_watch_finish_reattach_and_export(app_env, monkeypatch):
+    first = train_tab.start(MODEL, MODEL, *form())
+    run_id = jobs.manager().run_id
+    assert run_id in first
+    with pytest.raises(gr.Error, match="already going"):
+        train_tab.start(MODEL, MODEL, *form())
+
+    figure, progress, log, seen, *_ = train_tab.tick()
+    assert isinstance(figure, Figure) and run_id in progress
+    assert jobs.manager().wait(timeout=120) == 0, jobs.manager().snapshot().log_tail
+
+    figure, progress, log, seen, overlay, exportable = train_tab.tick(None, None, seen)
+    assert isinstance(figure, Figure) and "finished" in progress and "test accuracy" in progress
+    assert "epoch   1" in log and "end: finished" in log
+    assert exportable.value == run_id  # a finished run becomes exportable without a refresh
+    # Nothing new: the figure is not redrawn; a reopened tab (no state) gets it again.
+    assert train_tab.tick(None, None, seen)[0] == gr.skip()
+    assert isinstance(train_tab.tick()[0], Figure)
+    # Past runs are overlaid (here on an idle manager: the past run is the only one drawn).
+    fig = train_tab.curves(jobs.Snapshot(None, "idle", [], None), [run_id])
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == [f"{run_id} train", f"{run_id} val"]
+
+    assert f"run:{run_id}" in [v for _, v in evaluate_tab.model_choices()]
+
+    # export_run's test slice is 1,000 images; the tiny test set has 40.
+    monkeypatch.setattr(export, "SLICE_N", 10)
+    message = train_tab.export_run(run_id, replace=False)
+    assert MODEL in message and weights.available() == [MODEL]
+    with pytest.raises(gr.Error, match="already exists"):
+        train_tab.export_run(run_id, replace=False)
+    assert f"weights:{MODEL}" in [v for _, v in evaluate_tab.model_choices()]
+
+
+def test_stop_a_running_run(app_env):
+    assert train_tab.stop() == "No run is going."
+    train_tab.start(MODEL, MODEL, *form(epochs=200))
+    assert jobs.wait_for(lambda: jobs.manager().snapshot().last("step") is not None, timeout=120), \
+        jobs.manager().snapshot().log_tail
+    progress = train_tab.tick()[1]
+    assert "images/s" in progress and "ETA" in progress and "step" in progress
+    assert "Stopping" in train_tab.stop()
+    assert jobs.manager().wait(timeout=120) == 0
+    assert jobs.manager().snapshot().status == "stopped"
+    assert "stopped at step" in train_tab.tick()[1]
+
+
+def test_no_dataset_says_how_to_provide_one(app_env, tmp_path, monkeypatch):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("CIFAR_DEMO_DATA", str(empty))
+    status = train_tab.data_status()
+    assert "No CIFAR-10 data found" in status and "holds neither CIFAR-10 layout" in status
+    assert "DIR/train/<class>/<image>" in status
+    with pytest.raises(gr.Error, match="holds neither CIFAR-10 layout"):
+        train_tab.start(MODEL, MODEL, *form())
+    assert jobs.manager().snapshot().status == "idle"
+
+    # Without any source and no download, the message lists every way to give the data.
+    monkeypatch.delenv("CIFAR_DEMO_DATA")
+    monkeypatch.chdir(tmp_path)
+    status = train_tab.data_status()
+    assert "CIFAR_DEMO_DATA" in status and "--data DIR" in status
