@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..common import normalize
 from .registry import recipe, register_model
 
 WIDTHS = (64, 256, 256)
@@ -70,6 +71,10 @@ class AirNet(nn.Module):
         self.group3 = ConvGroup(widths[1], widths[2])
         self.pool = nn.MaxPool2d(3)
         self.head = nn.Linear(widths[2], num_classes, bias=False)
+
+    def init_from_data(self, images: torch.Tensor) -> None:
+        """The training engine's hook: whiten from uint8 NCHW training images."""
+        init_whitening(self, normalize(images))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.gelu(self.whiten(x))

@@ -1,0 +1,58 @@
+"""A finished run -> weights/<model>.safetensors + weights/<model>.json (the model card).
+
+The test set is scored here, once per export, with the exact tensors that are stored (fp16
+storage is rounded before scoring), with and without test-time augmentation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from . import data as data_mod, evaluate, weights, zoo
+from .common import CLASSES
+from .train import TrainConfig, run_dir_of
+
+SLICE_START, SLICE_N = 0, 1000   # the fixed test slice every card records (CI re-scores it)
+TTA = "flip_translate"
+
+
+def export_run(run_id: str | Path, *, runs_dir=None, out_dir=None, dtype: str = "float32",
+               data: str | None = None, device=None):
+    """Score the run's best weights on the test set and write weights + card. Returns
+    (weights_path, card_path, card)."""
+    run_dir = run_dir_of(run_id, runs_dir)
+    cfg = TrainConfig.from_json((run_dir / "config.json").read_text(encoding="utf-8"))
+    summary_path = run_dir / "summary.json"
+    if not summary_path.exists():
+        raise FileNotFoundError(f"run {run_dir.name} has not finished (no summary.json); "
+                                f"resume it with `python -m cifar_demo train --resume {run_dir.name}`")
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    from safetensors.torch import load_file
+
+    model = zoo.create(cfg.model, **cfg.model_kwargs)
+    state = load_file(str(run_dir / "best.safetensors"))
+    if dtype == "float16":
+        # Score what will be stored: round floating tensors through fp16 first.
+        state = {k: (v.half().to(v.dtype) if v.is_floating_point() else v) for k, v in state.items()}
+    model.load_state_dict(state)
+
+    source = data_mod.resolve_source(data or cfg.data, download=False)
+    test = data_mod.load_split("test", source)
+    spec = zoo.get_spec(cfg.model)
+    kw = dict(mean=spec.mean, std=spec.std, device=device)
+    plain = evaluate.evaluate(model, test, **kw)
+    tta = evaluate.evaluate(model, test, tta=TTA, **kw)
+    sliced = evaluate.evaluate(model, data_mod.subset(test, range(SLICE_START, SLICE_START + SLICE_N)), **kw)
+
+    out_dir = Path(out_dir) if out_dir else weights.weights_dir()
+    weights_path, card_path = weights.save_weights(
+        model, out_dir, cfg.model,
+        dataset=source.label, dataset_fingerprint=source.fingerprint,
+        test_accuracy=plain.accuracy, test_accuracy_tta=tta.accuracy,
+        per_class_accuracy=dict(zip(CLASSES, plain.recall)),
+        train_config=cfg.to_dict(), epochs=summary["epochs_run"], train_seconds=summary["elapsed_s"],
+        hardware=summary.get("hardware"), dtype=dtype,
+        slice_check={"start": SLICE_START, "n": SLICE_N, "accuracy": sliced.accuracy},
+    )
+    return weights_path, card_path, weights.ModelCard.load(card_path)
