@@ -1,0 +1,203 @@
+"""Predict tab: one picture, every zoo model side by side, an ensemble vote, Grad-CAM."""
+
+from __future__ import annotations
+
+import html
+import threading
+
+import gradio as gr
+import numpy as np
+from gradio import processing_utils
+
+from .. import augment, data, gradcam, predict, weights, zoo
+from ..common import CLASSES
+
+TOP_K = 3
+SCALE = 8  # the 32x32 input is shown 256x256, each pixel a sharp square
+
+# One request at a time on the shared, cached models: concurrent requests would only split the
+# two cores between them (each slower, none sooner), and Grad-CAM puts hooks on the models.
+_LOCK = threading.Lock()
+
+INTRO = ("Drop, paste or pick a picture. Every model in the zoo that has trained weights classifies "
+         "it side by side. Like CIFAR-10's photos, your picture is centre-cropped to a square and "
+         "shrunk to **32x32 pixels** first: that thumbnail is all the models see.")
+CAM_HELP = ("**Grad-CAM** heat maps: red marks the parts of the 32x32 image that pushed each model "
+            "towards its top class, blue the parts that did not.")
+
+
+class RawImage(gr.Image):
+    """gr.Image that hands the handler the uploaded file untouched.
+
+    gr.Image opens every upload with PIL before the handler runs (and converts it to RGB
+    unless image_mode=None), so a non-image or a decompression bomb would fail inside Gradio
+    with an anonymous "Error". Passing the path through leaves all decoding, and its clear
+    messages, to predict.load_image. Gradio has already stored the file in its upload cache.
+    """
+
+    is_template = True  # reuse gr.Image's front end
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        if payload.url and payload.url.startswith("data:"):  # an API client's base64 image
+            return processing_utils.save_base64_to_cache(payload.url, self.GRADIO_CACHE)
+        return payload.path
+
+
+# ------------------------------------------------------------------------------ the handler
+
+
+def predict_image(path: str | None, show_cam: bool = False):
+    """Classify one uploaded image with every zoo model.
+
+    Returns (32x32 input upscaled, ensemble {class: prob} or None, results table HTML,
+    Grad-CAM gallery [(image, caption)], {model: {class: prob}} for the models with weights).
+    Raises gr.Error with a message for the user if the upload is not a usable image.
+    """
+    if not path:
+        return None, None, _empty_table("Upload an image to see what the models make of it."), [], {}
+    try:
+        image32 = predict.to_32x32(predict.load_image(path))
+    except predict.ImageError as exc:
+        raise gr.Error(str(exc), title="Cannot read this image") from None
+
+    with _LOCK:
+        preds = predict.predict_many(image32, zoo.names())
+        cams = _cams(image32, preds) if show_cam else []
+    vote = predict.ensemble(preds)
+    probs = {p.model: p.probs for p in preds if p.error is None}
+    return (augment.upscale_nearest(image32, SCALE), vote or None, results_table(preds, vote),
+            cams, probs)
+
+
+def _cams(image32: np.ndarray, preds: list[predict.Prediction]) -> list[tuple[np.ndarray, str]]:
+    """One overlay per model with weights, explaining that model's own top class."""
+    out = []
+    for p in preds:
+        if p.error is not None:
+            continue
+        model, _ = predict.load_model(p.model)
+        spec = zoo.get_spec(p.model)
+        cls, prob = p.top(1)[0]
+        cam = gradcam.gradcam(model, image32, CLASSES.index(cls), mean=spec.mean, std=spec.std)
+        # An all-zero map (uniformly blue) means no region argued for the class: say so.
+        note = "" if cam.any() else " (no evidence)"
+        out.append((gradcam.overlay(image32, cam, SCALE), f"{p.model}: {cls} {prob:.0%}{note}"))
+    return out
+
+
+# ------------------------------------------------------------------------------ the table
+
+_CSS = """
+table.preds {width: 100%; border-collapse: collapse; font-size: var(--text-md);
+             color: var(--body-text-color);}
+.preds th {text-align: left; font-weight: 600; padding: 6px 10px;
+           border-bottom: 2px solid var(--border-color-primary);}
+.preds td {padding: 6px 10px; border-bottom: 1px solid var(--border-color-primary); vertical-align: middle;}
+.preds td.num, .preds th.num {text-align: right; white-space: nowrap;}
+.preds .sub {color: var(--body-text-color-subdued); font-size: var(--text-sm);}
+.preds tr.none td {color: var(--body-text-color-subdued);}
+.preds .bars {display: flex; gap: 6px; flex-wrap: wrap;}
+.preds .bar {min-width: 9em; padding: 2px 6px; border-radius: 4px; white-space: nowrap;
+             border: 1px solid var(--border-color-primary);}
+.preds .bar.first {font-weight: 600;}
+.preds .err {color: var(--error-text-color, #b91c1c);}
+.preds caption {caption-side: bottom; text-align: left; padding-top: 6px;
+                color: var(--body-text-color-subdued); font-size: var(--text-sm);}
+"""
+
+
+def _bar(cls: str, prob: float, first: bool) -> str:
+    # The cell's background fills left to right in proportion to the probability.
+    fill = f"linear-gradient(90deg, var(--color-accent-soft) {prob:.1%}, transparent {prob:.1%})"
+    return (f'<span class="bar{" first" if first else ""}" style="background: {fill}">'
+            f"{html.escape(cls)} {prob:.0%}</span>")
+
+
+def _accuracy_cell(card) -> str:
+    dataset = html.escape(card.dataset)
+    return f'{card.test_accuracy:.1%}<div class="sub">{dataset}</div>'
+
+
+def results_table(preds: list[predict.Prediction], vote: dict[str, float]) -> str:
+    """HTML table: one row per model (models with weights first, in zoo order)."""
+    have = set(weights.available())
+    rows = []
+    for p in sorted(preds, key=lambda p: p.error is not None):  # stable: zoo order within groups
+        spec = zoo.get_spec(p.model)
+        params = f"{spec.params / 1e6:.2f} M"
+        name = f"<b>{html.escape(p.model)}</b><div class='sub'>{html.escape(spec.source)}</div>"
+        if p.error is None:
+            _, card = predict.load_model(p.model)
+            bars = "".join(_bar(c, pr, i == 0) for i, (c, pr) in enumerate(p.top(TOP_K)))
+            rows.append(f"<tr><td>{name}</td><td><div class='bars'>{bars}</div></td>"
+                        f"<td class='num'>{_accuracy_cell(card)}</td><td class='num'>{params}</td>"
+                        f"<td class='num'>{p.latency_ms:.1f} ms</td></tr>")
+        else:
+            why = ("no weights yet" if p.model not in have
+                   else f"<span class='err'>weights could not be loaded: {html.escape(p.error)}</span>")
+            rows.append(f"<tr class='none'><td>{name}</td><td>{why}</td><td class='num'>-</td>"
+                        f"<td class='num'>{params}</td><td class='num'>-</td></tr>")
+    ok = [p for p in preds if p.error is None]
+    if ok:
+        total = sum(p.latency_ms for p in ok)
+        top = max(vote, key=vote.get)
+        agree = sum(p.top(1)[0][0] == top for p in ok)
+        caption = (f"{agree} of {len(ok)} models put <b>{top}</b> first. Latency: one forward pass "
+                   f"of one image on this server's CPU ({total:.0f} ms for all {len(ok)}).")
+    else:
+        caption = ("No model has trained weights yet: train one in the Train tab and export it, "
+                   "or add weights/&lt;model&gt;.safetensors with its card.")
+    head = ("<tr><th>model</th><th>top 3 classes</th><th class='num'>test accuracy</th>"
+            "<th class='num'>parameters</th><th class='num'>latency</th></tr>")
+    return (f"<table class='preds'><caption>{caption}</caption><thead>{head}</thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _empty_table(message: str) -> str:
+    return f"<p style='color: var(--body-text-color-subdued)'>{html.escape(message)}</p>"
+
+
+# ------------------------------------------------------------------------------ layout
+
+
+def _examples() -> tuple[list[list[str]], list[str]]:
+    """The first bundled sample image of each class."""
+    first: dict[str, str] = {}
+    for path, cls in data.sample_paths():
+        first.setdefault(cls, str(path))
+    return [[p] for p in first.values()], list(first)
+
+
+def build() -> None:
+    with gr.Tab("Predict"):
+        gr.Markdown(INTRO)
+        with gr.Row():
+            with gr.Column(scale=3):
+                image = RawImage(label="Your image", type="filepath", image_mode=None,
+                                 sources=["upload", "clipboard"], height=300)
+                show_cam = gr.Checkbox(label="Show Grad-CAM", value=False,
+                                       info="Heat maps of where each model looked (slower).")
+                paths, labels = _examples()
+                gr.Examples(paths, inputs=[image], example_labels=labels, examples_per_page=10,
+                            label="Or try a CIFAR-10 test image", cache_examples=False)
+            with gr.Column(scale=2):
+                seen = gr.Image(label="What the models see: 32x32 pixels, enlarged", format="png",
+                                interactive=False, height=272, buttons=["download"])
+                vote = gr.Label(label="Ensemble vote (average of the models' probabilities)",
+                                num_top_classes=TOP_K)
+        # Our own table style, not Gradio's prose one (a dark grid around every cell).
+        table = gr.HTML(_empty_table("Upload an image to see what the models make of it."),
+                        css_template=_CSS, apply_default_css=False)
+        cam_note = gr.Markdown(CAM_HELP, visible=False)
+        cams = gr.Gallery(label="Grad-CAM", columns=5, format="png", object_fit="contain",
+                          height="auto", visible=False, allow_preview=True)
+        with gr.Accordion("JSON: what the API endpoint /predict returns per model", open=False):
+            probs = gr.JSON(label="{model: {class: probability}}")
+
+        outputs = [seen, vote, table, cams, probs]
+        image.change(predict_image, [image, show_cam], outputs, api_name="predict")
+        show_cam.change(lambda on: (gr.update(visible=on), gr.update(visible=on)), show_cam,
+                        [cams, cam_note], api_visibility="private", queue=False).then(
+            predict_image, [image, show_cam], outputs, api_visibility="private")

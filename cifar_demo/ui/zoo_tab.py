@@ -1,0 +1,164 @@
+"""Model zoo tab: every architecture with its source, size, cost, accuracy and CPU latency."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+
+import gradio as gr
+import torch
+from matplotlib.figure import Figure
+
+from .. import data, plots, predict, weights, zoo
+
+LATENCY_RUNS = 10   # timed runs per model (after WARMUP); the median is shown
+WARMUP = 2          # the first passes allocate buffers and pick kernels: not representative
+
+COLUMNS = ["model", "source", "source's accuracy", "our test accuracy", "params", "MACs",
+           "weights file", "CPU latency"]
+
+INTRO = ("Every CIFAR-10 classifier of the app: architectures rebuilt from public projects (the "
+         "*source*), plus our speed-first `airnet`. **Source's accuracy** is what that project reports on the official "
+         "CIFAR-10 test set; **our test accuracy** comes from the model card of the weights we "
+         "trained (on the JPEG export of CIFAR-10 where the card says so). MACs are the "
+         "multiply-accumulates of one 32x32 image.")
+
+# Measured latencies, kept for the life of the process: {model: ms}, plus how they were taken.
+_latency: dict[str, float] = {}
+_latency_note = ""
+_lock = threading.RLock()
+
+
+# ------------------------------------------------------------------------------ rows
+
+
+def _card(name: str):
+    """The model's card if its weights are here, else None; a broken card is reported as text."""
+    if name not in weights.available():
+        return None
+    try:
+        return weights.card_for(name)
+    except weights.WeightsError as exc:
+        return str(exc)
+
+
+def _size_mb(name: str) -> str:
+    path = weights.weights_dir() / f"{name}.safetensors"
+    return f"{path.stat().st_size / 1e6:.1f} MB" if path.is_file() else "-"
+
+
+def _count(n: float) -> str:
+    return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.0f} k"
+
+
+def _accuracy(card) -> str:
+    if card is None:
+        return "no weights yet"
+    if isinstance(card, str):
+        return "card unreadable"
+    return f"{card.test_accuracy:.2%} ({card.dataset})"
+
+
+def zoo_rows() -> list[list[str]]:
+    """One row per zoo model (no model is built: the registry, the cards and files hold the figures)."""
+    rows = []
+    for s in zoo.specs():
+        reported = "- (ours)" if s.reported_accuracy is None else f"{s.reported_accuracy:.2f}%"
+        ms = _latency.get(s.name)
+        rows.append([s.name, s.source, reported, _accuracy(_card(s.name)), _count(s.params),
+                     _count(s.macs), _size_mb(s.name), "not measured" if ms is None else f"{ms:.1f} ms"])
+    return rows
+
+
+def origins_markdown() -> str:
+    """Where each model comes from, one line each."""
+    lines = []
+    for s in zoo.specs():
+        reported = "" if s.reported_accuracy is None else f", reported {s.reported_accuracy:.2f}%"
+        lines.append(f"- **{s.name}** ({s.source}{reported}): {s.description} "
+                     f"Default recipe: `{zoo.recipe_summary(s.recipe)}`.")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ plots
+
+
+def accuracy_plots() -> tuple[Figure, Figure]:
+    """(our test accuracy vs parameters, the sources' reported accuracy vs parameters)."""
+    ours, datasets = [], set()
+    for s in zoo.specs():
+        card = _card(s.name)
+        if card is not None and not isinstance(card, str):
+            ours.append({"name": s.name, "params": s.params, "accuracy": card.test_accuracy})
+            datasets.add(card.dataset)
+    theirs = [{"name": s.name, "params": s.params,
+               "accuracy": None if s.reported_accuracy is None else s.reported_accuracy / 100}
+              for s in zoo.specs()]
+    on = " / ".join(sorted(datasets)) or "no weights yet"
+    return (plots.accuracy_vs_params(ours, title=f"Our weights: test accuracy on {on}",
+                                     ylabel="test accuracy", figsize=(7, 4.5)),
+            plots.accuracy_vs_params(theirs, title="As reported by each source (official test set)",
+                                     ylabel="reported accuracy", figsize=(7, 4.5)))
+
+
+# ------------------------------------------------------------------------------ latency
+
+
+def measure_latency(runs: int = LATENCY_RUNS) -> dict[str, float]:
+    """Batch-1 CPU forward latency of every zoo model, in ms (median of `runs`), cached.
+
+    Each model is built fresh (random weights: speed depends on the architecture, not the
+    values) so the Predict tab's cached models are never touched from this thread.
+    """
+    global _latency_note
+    image32 = data.load_sample().images[0].permute(1, 2, 0).numpy()
+    with _lock:  # two visitors pressing the button at once would only slow each other down
+        for s in zoo.specs():
+            model = zoo.create(s.name).eval()
+            times = [predict.predict_one(model, image32, s.mean, s.std)[1] for _ in range(WARMUP + runs)]
+            _latency[s.name] = statistics.median(times[WARMUP:])
+        _latency_note = (f"CPU latency: one 32x32 image (batch 1), median of {runs} forward passes "
+                         f"after {WARMUP} warm-up passes, {torch.get_num_threads()} threads, on this "
+                         "server. Other work on the server (a training run) slows it down.")
+    return dict(_latency)
+
+
+def refresh() -> tuple[list[list[str]], Figure, Figure, str]:
+    """Table, the two plots and the latency note, as the files are now (no measuring)."""
+    return (zoo_rows(), *accuracy_plots(), _latency_note or "CPU latency: not measured yet.")
+
+
+def measure() -> tuple[list[list[str]], str]:
+    """Measure every model's latency, then the table with it."""
+    measure_latency()
+    return zoo_rows(), _latency_note
+
+
+def measure_once() -> tuple[list[list[str]], str]:
+    """Measure on the first visit of the tab only; later visits show the cached figures."""
+    with _lock:  # a second first visitor waits for the first one's figures
+        if len(_latency) < len(zoo.names()):
+            measure_latency()
+    return zoo_rows(), _latency_note
+
+
+# ------------------------------------------------------------------------------ layout
+
+
+def build() -> None:
+    with gr.Tab("Model zoo") as tab:
+        gr.Markdown(INTRO)
+        table = gr.Dataframe(value=zoo_rows(), headers=COLUMNS, interactive=False, wrap=True,
+                             label="The zoo")
+        with gr.Row():
+            note = gr.Markdown("CPU latency: measured when you open this tab.")
+            button = gr.Button("Measure latency again", size="sm", scale=0, min_width=200)
+        with gr.Row():
+            ours = gr.Plot(label="Accuracy vs. size: our weights", show_label=False)
+            theirs = gr.Plot(label="Accuracy vs. size: sources' reports", show_label=False)
+        with gr.Accordion("Where each model comes from", open=True):
+            gr.Markdown(origins_markdown())
+
+        tab.select(refresh, None, [table, ours, theirs, note], api_visibility="private").then(
+            measure_once, None, [table, note], api_visibility="private")
+        button.click(measure, None, [table, note], api_visibility="private")

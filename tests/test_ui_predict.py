@@ -1,0 +1,116 @@
+"""Predict tab handlers, called directly: two zoo models with (random) weights, the rest without."""
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+from gradio.data_classes import ImageData
+
+from cifar_demo import data, predict, weights, zoo
+from cifar_demo.common import CLASSES
+from cifar_demo.ui import predict_tab
+
+WITH_WEIGHTS = ("quiz_dnn", "optimized200k")  # the two smallest zoo models
+
+
+@pytest.fixture(scope="module")
+def weights_folder(tmp_path_factory):
+    """Randomly initialised weights + cards for two models (test only: never shipped)."""
+    folder = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    for name in WITH_WEIGHTS:
+        weights.save_weights(zoo.create(name).eval(), folder, name, dataset="CIFAR-10 (JPEG export)",
+                             dataset_fingerprint="test", test_accuracy=0.5, test_accuracy_tta=None,
+                             per_class_accuracy={c: 0.5 for c in CLASSES}, train_config={},
+                             epochs=0, train_seconds=0.0)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def zoo_weights(weights_folder, monkeypatch):
+    monkeypatch.setenv("CIFAR_DEMO_WEIGHTS", str(weights_folder))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    predict.load_model.cache_clear()
+    yield weights_folder
+    predict.load_model.cache_clear()
+
+
+def sample() -> str:
+    return str(data.sample_paths()[0][0])
+
+
+def test_predicts_with_the_models_that_have_weights_and_names_the_others():
+    seen, vote, table, cams, probs = predict_tab.predict_image(sample(), False)
+    # The 32x32 input the models saw, each pixel an 8x8 block.
+    expected = predict.to_32x32(predict.load_image(sample()))
+    assert seen.shape == (256, 256, 3) and np.array_equal(seen[::8, ::8], expected)
+    # JSON: the two models with weights, full distributions.
+    assert set(probs) == set(WITH_WEIGHTS)
+    for dist in probs.values():
+        assert set(dist) == set(CLASSES) and sum(dist.values()) == pytest.approx(1.0, abs=1e-5)
+    # Ensemble: the mean of the two.
+    assert vote == pytest.approx({c: (probs["quiz_dnn"][c] + probs["optimized200k"][c]) / 2 for c in CLASSES})
+    # Table: every zoo model, the eight without weights said so.
+    assert all(name in table for name in zoo.names())
+    assert table.count("no weights yet") == len(zoo.names()) - 2
+    assert table.count("CIFAR-10 (JPEG export)") == 2 and "50.0%" in table and " ms<" in table
+    assert cams == []
+
+
+def test_grad_cam_toggle_adds_one_overlay_per_model_with_weights():
+    *_, cams, probs = predict_tab.predict_image(sample(), True)
+    assert len(cams) == 2
+    for (img, caption), name in zip(cams, WITH_WEIGHTS):
+        assert img.shape == (256, 256, 3) and img.dtype == np.uint8
+        top = max(probs[name], key=probs[name].get)
+        assert caption.startswith(f"{name}: {top} ")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"this is not a picture", "not an image"),
+    (b"", "empty"),
+    (b'<svg xmlns="http://www.w3.org/2000/svg"></svg>', "SVG"),
+])
+def test_a_bad_upload_gives_a_clear_error(tmp_path, content, message):
+    bad = tmp_path / "upload.png"
+    bad.write_bytes(content)
+    with pytest.raises(gr.Error, match=message):
+        predict_tab.predict_image(str(bad), False)
+
+
+def test_no_image_clears_the_outputs():
+    seen, vote, table, cams, probs = predict_tab.predict_image(None, True)
+    assert seen is None and vote is None and cams == [] and probs == {}
+    assert "Upload an image" in table
+
+
+def test_weights_that_fail_to_load_are_reported_not_faked(zoo_weights):
+    path = zoo_weights / "optimized200k.safetensors"
+    good = path.read_bytes()
+    path.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # one flipped bit: sha256 mismatch
+    try:
+        _, _, table, _, probs = predict_tab.predict_image(sample(), False)
+    finally:
+        path.write_bytes(good)
+    assert set(probs) == {"quiz_dnn"}
+    assert "weights could not be loaded" in table and "sha256" in table
+
+
+def test_the_upload_reaches_the_handler_undecoded(tmp_path):
+    # gr.Image would open the file with PIL (and fail anonymously); RawImage passes the path on.
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    component = predict_tab.RawImage(type="filepath", image_mode=None)
+    assert component.preprocess(ImageData(path=str(text), orig_name="notes.png")) == str(text)
+    assert component.preprocess(None) is None
+    # A base64 data URL (API clients) is written out as bytes, not decoded by PIL either.
+    saved = component.preprocess(ImageData(url="data:image/png;base64,bm90IGFuIGltYWdl"))
+    assert open(saved, "rb").read() == b"not an image"
+
+
+def test_build_exposes_the_predict_endpoint():
+    with gr.Blocks() as demo:
+        predict_tab.build()
+    api = {fn.api_name: fn for fn in demo.fns.values()}
+    assert api["predict"].fn is predict_tab.predict_image
+    assert [type(c).__name__ for c in api["predict"].outputs] == ["Image", "Label", "HTML", "Gallery", "JSON"]

@@ -1,0 +1,70 @@
+"""Model zoo tab handlers, called directly."""
+
+import gradio as gr
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from cifar_demo import weights, zoo
+from cifar_demo.common import CLASSES
+from cifar_demo.ui import zoo_tab
+
+
+@pytest.fixture(autouse=True)
+def one_model_with_weights(tmp_path, monkeypatch):
+    """Random weights and a card for optimized200k only (test only: never shipped)."""
+    torch.manual_seed(0)
+    weights.save_weights(zoo.create("optimized200k").eval(), tmp_path, "optimized200k",
+                         dataset="CIFAR-10 (JPEG export)", dataset_fingerprint="test",
+                         test_accuracy=0.5, test_accuracy_tta=None,
+                         per_class_accuracy={c: 0.5 for c in CLASSES}, train_config={},
+                         epochs=0, train_seconds=0.0)
+    monkeypatch.setenv("CIFAR_DEMO_WEIGHTS", str(tmp_path))
+    monkeypatch.setattr(zoo_tab, "_latency", {})
+    monkeypatch.setattr(zoo_tab, "_latency_note", "")
+    return tmp_path
+
+
+def test_one_row_per_model_with_card_accuracy_or_no_weights(one_model_with_weights):
+    rows = {r[0]: dict(zip(zoo_tab.COLUMNS, r)) for r in zoo_tab.zoo_rows()}
+    assert list(rows) == zoo.names()
+    ours = rows["optimized200k"]
+    assert ours["our test accuracy"] == "50.00% (CIFAR-10 (JPEG export))"
+    size = (one_model_with_weights / "optimized200k.safetensors").stat().st_size
+    assert ours["weights file"] == f"{size / 1e6:.1f} MB"
+    assert ours["params"] == "151 k"
+    assert all(r["our test accuracy"] == "no weights yet" and r["weights file"] == "-"
+               for name, r in rows.items() if name != "optimized200k")
+    assert rows["resnet18"]["params"] == "11.17 M" and rows["resnet18"]["source's accuracy"] == "93.30%"
+    assert rows["airnet"]["source's accuracy"] == "- (ours)"
+    assert all(r["CPU latency"] == "not measured" for r in rows.values())
+
+
+def test_scatter_plots_show_our_models_and_the_sources_figures():
+    ours, theirs = zoo_tab.accuracy_plots()
+    assert isinstance(ours, Figure) and isinstance(theirs, Figure)
+    points = lambda fig: sum(len(c.get_offsets()) for c in fig.axes[0].collections)
+    assert points(ours) == 1                                              # optimized200k only
+    assert points(theirs) == sum(s.reported_accuracy is not None for s in zoo.specs())
+    assert "JPEG export" in ours.axes[0].get_title()
+
+
+def test_latency_is_measured_on_demand_and_shown(monkeypatch):
+    small = [zoo.get_spec("optimized200k"), zoo.get_spec("airnet")]
+    monkeypatch.setattr(zoo_tab.zoo, "specs", lambda: small)
+    monkeypatch.setattr(zoo_tab.zoo, "names", lambda: [s.name for s in small])
+    ms = zoo_tab.measure_latency(runs=2)
+    assert set(ms) == {"optimized200k", "airnet"} and all(v > 0 for v in ms.values())
+    rows, note = zoo_tab.measure_once()  # already measured: served from the cache
+    assert [r[-1] for r in rows] == [f"{ms[s.name]:.1f} ms" for s in small]
+    assert "median of 2" in note and zoo_tab.measure_latency.__defaults__ == (zoo_tab.LATENCY_RUNS,)
+
+
+def test_build_measures_nothing_and_refresh_gives_table_and_plots():
+    with gr.Blocks():
+        zoo_tab.build()
+    assert zoo_tab._latency == {}
+    rows, ours, theirs, note = zoo_tab.refresh()
+    assert len(rows) == len(zoo.names()) and isinstance(ours, Figure) and "not measured" in note
+    origins = zoo_tab.origins_markdown()
+    assert all(s.source in origins and s.description in origins for s in zoo.specs())
