@@ -176,7 +176,7 @@ def build() -> None:
         with gr.Row():
             with gr.Column(scale=3):
                 image = RawImage(label="Your image", type="filepath", image_mode=None,
-                                 sources=["upload", "clipboard"], height=300)
+                                 sources=["upload", "clipboard"], height=300, elem_id="predict-input")
                 show_cam = gr.Checkbox(label="Show Grad-CAM", value=False,
                                        info="Heat maps of where each model looked (slower).")
                 paths, labels = _examples()
