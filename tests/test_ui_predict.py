@@ -4,7 +4,6 @@ import gradio as gr
 import numpy as np
 import pytest
 import torch
-from gradio.data_classes import ImageData
 
 from cifar_demo import data, predict, weights, zoo
 from cifar_demo.common import CLASSES
@@ -96,21 +95,23 @@ def test_weights_that_fail_to_load_are_reported_not_faked(zoo_weights):
     assert "weights could not be loaded" in table and "sha256" in table
 
 
-def test_the_upload_reaches_the_handler_undecoded(tmp_path):
-    # gr.Image would open the file with PIL (and fail anonymously); RawImage passes the path on.
+def test_gradio_upload_records_are_read_raw(tmp_path):
+    # The events skip gr.Image's preprocessing: the handler gets Gradio's record of the upload.
+    record = {"path": sample(), "url": None, "orig_name": "cat.png", "meta": {"_type": "gradio.FileData"}}
+    *_, probs = predict_tab.predict_image(record, False)
+    assert set(probs) == set(WITH_WEIGHTS)
     text = tmp_path / "notes.png"
     text.write_text("not an image")
-    component = predict_tab.RawImage(type="filepath", image_mode=None)
-    assert component.preprocess(ImageData(path=str(text), orig_name="notes.png")) == str(text)
-    assert component.preprocess(None) is None
-    # A base64 data URL (API clients) is written out as bytes, not decoded by PIL either.
-    saved = component.preprocess(ImageData(url="data:image/png;base64,bm90IGFuIGltYWdl"))
-    assert open(saved, "rb").read() == b"not an image"
+    with pytest.raises(gr.Error, match="not an image"):
+        predict_tab.predict_image({"path": str(text), "orig_name": "notes.png"}, False)
+    # A base64 data URL (from an API client) is decoded to bytes, then read like a file.
+    with pytest.raises(gr.Error, match="not an image"):
+        predict_tab.predict_image({"path": None, "url": "data:image/png;base64,bm90IGFuIGltYWdl"}, False)
 
 
 def test_build_exposes_the_predict_endpoint():
     with gr.Blocks() as demo:
         predict_tab.build()
     api = {fn.api_name: fn for fn in demo.fns.values()}
-    assert api["predict"].fn is predict_tab.predict_image
+    assert api["predict"].fn is predict_tab.predict_image and not api["predict"].preprocess
     assert [type(c).__name__ for c in api["predict"].outputs] == ["Image", "Label", "HTML", "Gallery", "JSON"]

@@ -7,7 +7,7 @@ import threading
 
 import gradio as gr
 import numpy as np
-from gradio import processing_utils
+from gradio_client import utils as client_utils
 
 from .. import augment, data, gradcam, predict, weights, zoo
 from ..common import CLASSES
@@ -26,39 +26,23 @@ CAM_HELP = ("**Grad-CAM** heat maps: red marks the parts of the 32x32 image that
             "towards its top class, blue the parts that did not.")
 
 
-class RawImage(gr.Image):
-    """gr.Image that hands the handler the uploaded file untouched.
-
-    gr.Image opens every upload with PIL before the handler runs (and converts it to RGB
-    unless image_mode=None), so a non-image or a decompression bomb would fail inside Gradio
-    with an anonymous "Error". Passing the path through leaves all decoding, and its clear
-    messages, to predict.load_image. Gradio has already stored the file in its upload cache.
-    """
-
-    is_template = True  # reuse gr.Image's front end
-
-    def preprocess(self, payload):
-        if payload is None:
-            return None
-        if payload.url and payload.url.startswith("data:"):  # an API client's base64 image
-            return processing_utils.save_base64_to_cache(payload.url, self.GRADIO_CACHE)
-        return payload.path
-
-
 # ------------------------------------------------------------------------------ the handler
 
 
-def predict_image(path: str | None, show_cam: bool = False):
+def predict_image(path: str | dict | None, show_cam: bool = False):
     """Classify one uploaded image with every zoo model.
 
+    path: a file path, or Gradio's raw upload record (see build: the event skips gr.Image's
+    preprocessing, so the file reaches predict.load_image undecoded).
     Returns (32x32 input upscaled, ensemble {class: prob} or None, results table HTML,
     Grad-CAM gallery [(image, caption)], {model: {class: prob}} for the models with weights).
     Raises gr.Error with a message for the user if the upload is not a usable image.
     """
-    if not path:
+    source = _upload(path)
+    if source is None:
         return None, None, _empty_table("Upload an image to see what the models make of it."), [], {}
     try:
-        image32 = predict.to_32x32(predict.load_image(path))
+        image32 = predict.to_32x32(predict.load_image(source))
     except predict.ImageError as exc:
         raise gr.Error(str(exc), title="Cannot read this image") from None
 
@@ -69,6 +53,16 @@ def predict_image(path: str | None, show_cam: bool = False):
     probs = {p.model: p.probs for p in preds if p.error is None}
     return (augment.upscale_nearest(image32, SCALE), vote or None, results_table(preds, vote),
             cams, probs)
+
+
+def _upload(value: str | dict | None) -> str | bytes | None:
+    """What predict.load_image reads: the path, or the bytes of a base64 data URL (API clients)."""
+    if isinstance(value, dict):
+        url = value.get("url") or ""
+        if url.startswith("data:"):
+            return client_utils.decode_base64_to_binary(url)[0]
+        value = value.get("path")
+    return value or None
 
 
 def _cams(image32: np.ndarray, preds: list[predict.Prediction]) -> list[tuple[np.ndarray, str]]:
@@ -175,7 +169,7 @@ def build() -> None:
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=3):
-                image = RawImage(label="Your image", type="filepath", image_mode=None,
+                image = gr.Image(label="Your image", type="filepath", image_mode=None,
                                  sources=["upload", "clipboard"], height=300, elem_id="predict-input")
                 show_cam = gr.Checkbox(label="Show Grad-CAM", value=False,
                                        info="Heat maps of where each model looked (slower).")
@@ -197,7 +191,12 @@ def build() -> None:
             probs = gr.JSON(label="{model: {class: probability}}")
 
         outputs = [seen, vote, table, cams, probs]
-        image.change(predict_image, [image, show_cam], outputs, api_name="predict")
+        # preprocess=False: gr.Image would open the upload with PIL before the handler runs, so a
+        # non-image or a decompression bomb would end in Gradio's anonymous "Error". Raw, the
+        # upload record (already checked to be in Gradio's upload cache) goes to load_image,
+        # whose messages say what is wrong. (A gr.Image subclass would do too, but Gradio writes
+        # a .pyi stub beside the module of every component subclass.)
+        image.change(predict_image, [image, show_cam], outputs, api_name="predict", preprocess=False)
         show_cam.change(lambda on: (gr.update(visible=on), gr.update(visible=on)), show_cam,
                         [cams, cam_note], api_visibility="private", queue=False).then(
-            predict_image, [image, show_cam], outputs, api_visibility="private")
+            predict_image, [image, show_cam], outputs, api_visibility="private", preprocess=False)
