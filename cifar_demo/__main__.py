@@ -161,15 +161,18 @@ def _model_from_args(args):
     return model, card.model, card, card.train_config
 
 
-def _test_split(data_arg, start: int = 0, limit: int = 0):
+def _test_split(data_arg, start: int = 0, limit: int = 0, step: int = 1):
     from . import data
 
     test = data.load_split("test", data_arg)
-    if start or limit:
-        end = len(test) if not limit else min(len(test), start + limit)
-        if not 0 <= start < end:
-            raise CliError(f"--start {start} --limit {limit} selects no test image (there are {len(test)})")
-        test = data.subset(test, range(start, end))
+    if start or limit or step != 1:
+        if step < 1:
+            raise CliError("--step must be >= 1")
+        indices = range(start, len(test), step)[: limit or None]
+        if not indices:
+            raise CliError(f"--start {start} --limit {limit} --step {step} selects no test image "
+                           f"(there are {len(test)})")
+        test = data.subset(test, indices)
     return test
 
 
@@ -178,12 +181,12 @@ def cmd_evaluate(args) -> int:
 
     model, name, card, config = _model_from_args(args)
     data_arg = args.data or (config or {}).get("data")
-    test = _test_split(data_arg, args.start, args.limit)
+    test = _test_split(data_arg, args.start, args.limit, args.step)
     spec = zoo.get_spec(name)
     res = evaluate.evaluate(model, test, tta=args.tta, mean=spec.mean, std=spec.std,
                             device=args.device, progress=not args.json)
     metrics = {k: v for k, v in res.as_dict().items() if k not in PER_IMAGE_KEYS}
-    metrics.update(model=name, start=args.start, tta=args.tta)
+    metrics.update(model=name, start=args.start, step=args.step, tta=args.tta)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -304,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", default="none", choices=["none", "flip", "flip_translate"])
     p.add_argument("--start", type=int, default=0, help="first test image to score")
     p.add_argument("--limit", type=int, default=0, help="score only this many test images")
+    p.add_argument("--step", type=int, default=1, help="score every STEP-th test image (from --start)")
     p.add_argument("--device", default=None)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--plots", metavar="DIR", help="also write the figures as PNG files")

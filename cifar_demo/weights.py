@@ -114,7 +114,7 @@ class ModelCard:
     date: str                             # ISO 8601, UTC
     dtype: str                            # storage dtype: "float32" or "float16"
     sha256: str                           # of the .safetensors file
-    slice_check: dict[str, Any] | None = None  # {"start", "n": 1000, "accuracy"} for CI
+    slice_check: dict[str, Any] | None = None  # {"start", "n": 1000, "step", "accuracy"} for CI
     schema_version: int = CARD_SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, kept verbatim
 
@@ -214,11 +214,19 @@ def _is_fraction(x: Any) -> bool:
 def _slice_check_problems(sc: dict[str, Any] | None) -> list[str]:
     if sc is None:
         return []
-    ok = (isinstance(sc, dict) and set(sc) == {"start", "n", "accuracy"}
-          and isinstance(sc["start"], int) and sc["start"] >= 0
-          and isinstance(sc["n"], int) and sc["n"] > 0 and sc["start"] + sc["n"] <= 10_000
+    ok = (isinstance(sc, dict) and set(sc) in ({"start", "n", "accuracy"}, {"start", "n", "step", "accuracy"})
+          and all(isinstance(sc.get(k, 1), int) and not isinstance(sc.get(k, 1), bool)
+                  for k in ("start", "n", "step"))
+          and sc["start"] >= 0 and sc["n"] > 0 and sc.get("step", 1) > 0
+          and sc["start"] + (sc["n"] - 1) * sc.get("step", 1) < 10_000
           and _is_fraction(sc["accuracy"]))
-    return [] if ok else [f"slice_check {sc!r} is not {{start, n, accuracy}} within the 10,000 test images"]
+    return [] if ok else [f"slice_check {sc!r} is not {{start, n, step, accuracy}} within the 10,000 test images"]
+
+
+def slice_indices(sc: dict[str, Any]) -> range:
+    """The test-set indices a card's slice_check scores: n images from start, every step-th."""
+    step = sc.get("step", 1)
+    return range(sc["start"], sc["start"] + sc["n"] * step, step)
 
 
 # ---------------------------------------------------------------------------- save
