@@ -78,7 +78,7 @@ def test_a_run_is_scored_then_served_from_the_cache(run_id, monkeypatch):
     assert f"test accuracy {100 * summary['test_acc']:.2f}%" in summary_md
     assert 0 < len(gallery) <= evaluate_tab.GALLERY_SIZE
     image, caption = gallery[0]
-    assert image.shape == (128, 128, 3) and image.dtype == np.uint8 and " → " in caption
+    assert image.shape == (32 * evaluate_tab.GALLERY_SCALE,) * 2 + (3,) and image.dtype == np.uint8 and " → " in caption
 
     monkeypatch.setattr(evaluate, "evaluate", _fail)
     again = evaluate_tab.run_evaluation(choice, "none")

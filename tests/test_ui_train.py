@@ -90,8 +90,8 @@ def test_run_refuse_watch_finish_reattach_and_export(app_env, monkeypatch):
 
     assert f"run:{run_id}" in [v for _, v in evaluate_tab.model_choices()]
 
-    # export_run's test slice is 1,000 images; the tiny test set has 40.
-    monkeypatch.setattr(export, "SLICE_N", 10)
+    # export_run's card records a fixed slice of the 10,000 test images; the tiny test set has 40.
+    monkeypatch.setattr(export, "SLICE", {**export.SLICE, "start": 0, "n": 4})
     message = train_tab.export_run(run_id, replace=False)
     assert MODEL in message and weights.available() == [MODEL]
     with pytest.raises(gr.Error, match="already exists"):
@@ -118,7 +118,7 @@ def test_no_dataset_says_how_to_provide_one(app_env, tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAR_DEMO_DATA", str(empty))
     status = train_tab.data_status()
     assert "No CIFAR-10 data found" in status and "holds neither CIFAR-10 layout" in status
-    assert "DIR/train/<class>/<image>" in status
+    assert "DIR/train/&lt;class&gt;/&lt;image&gt;" in status
     with pytest.raises(gr.Error, match="holds neither CIFAR-10 layout"):
         train_tab.start(MODEL, MODEL, *form())
     assert jobs.manager().snapshot().status == "idle"

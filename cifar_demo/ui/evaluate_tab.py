@@ -16,7 +16,7 @@ from ..common import CLASSES
 from .train_tab import data_status
 
 GALLERY_SIZE = 32     # most confident mistakes shown
-GALLERY_SCALE = 4     # 32x32 -> 128x128, each pixel a crisp 4x4 block
+GALLERY_SCALE = 6     # 32x32 -> 192x192, each pixel a crisp 6x6 block
 TABLE_HEADERS = ["class", "test images", "precision (%)", "recall = accuracy (%)", "F1 (%)"]
 TTA_HELP = ("Test-time augmentation averages the predictions over several views of each image: "
             "none; flip (the image and its mirror); flip_translate (also shifted 1 pixel, 6 views).")
@@ -132,7 +132,7 @@ def build() -> None:
         gr.Markdown("Score a model on the 10,000 test images: where it is right, which classes it "
                     "confuses, and whether its confidence can be trusted. Results are cached, so a "
                     "second look is instant.")
-        data_md = gr.Markdown()
+        data_md = gr.HTML()
         with gr.Row(equal_height=True):
             choice = gr.Dropdown([], label="Weights", scale=3,
                                  info="Shipped weights (weights/), or a finished run of the Train tab.")
@@ -141,21 +141,21 @@ def build() -> None:
             with gr.Column(scale=1, min_width=160):
                 go = gr.Button("Evaluate", variant="primary")
                 refresh = gr.Button("Refresh the list", size="sm")
-        summary = gr.Markdown()
+        summary = gr.Markdown("Pick weights and press **Evaluate**.")
         with gr.Row():
-            cm_counts = gr.Plot(label="Confusion matrix (counts)")
-            cm_norm = gr.Plot(label="Confusion matrix (normalised)")
+            cm_counts = gr.Plot(label="Confusion matrix (counts)", show_label=False)
+            cm_norm = gr.Plot(label="Confusion matrix (normalised)", show_label=False)
         with gr.Row():
             with gr.Column(scale=3):
-                per_class = gr.Plot(label="Accuracy per class")
+                per_class = gr.Plot(label="Accuracy per class", show_label=False)
                 table = gr.Dataframe(headers=TABLE_HEADERS, label="Precision, recall and F1 per class",
                                      interactive=False)
             with gr.Column(scale=2):
-                reliability = gr.Plot(label="Calibration")
+                reliability = gr.Plot(label="Calibration", show_label=False)
                 gr.Markdown("Bars on the diagonal mean: when the model says 80 %, it is right 80 % of "
                             "the time. ECE is the average gap, weighted by the images in each bin.")
         gallery = gr.Gallery(label="The most confident mistakes: true class → predicted (confidence)",
-                             columns=8, height="auto", object_fit="contain", allow_preview=True)
+                             columns=6, height="auto", object_fit="contain", allow_preview=True)
 
     outputs = [summary, cm_counts, cm_norm, per_class, table, gallery, reliability]
     go.click(run_evaluation, [choice, tta], outputs)

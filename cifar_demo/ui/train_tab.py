@@ -26,17 +26,21 @@ INT_FIELDS = {"epochs", "batch_size", "train_limit", "val_size"}
 # ----------------------------------------------------------------------------- dataset
 
 def data_status() -> str:
-    """Markdown: which dataset training will read, or exactly how to provide one."""
+    """HTML: which dataset training will read, or exactly how to provide one."""
     try:
         src = data.resolve_source(download=False)
     except data.DataSourceError as e:
-        return no_data_markdown(e)
-    return f"**Dataset:** {src.label}, read from `{src.path}`."
+        return no_data_html(e)
+    return (f'<div style="padding:6px 0">Dataset: <b>{html.escape(src.label)}</b>, read from '
+            f"<code>{html.escape(str(src.path))}</code>.</div>")
 
 
-def no_data_markdown(error: Exception) -> str:
-    # A code block keeps the message's numbered options and indentation as they are.
-    return f"### No CIFAR-10 data found\n```text\n{error}\n```\nThen reload this page."
+def no_data_html(error: Exception) -> str:
+    # pre-wrap keeps the message's numbered options and indentation, and wraps long lines.
+    return ('<div style="border-left:4px solid #ef4444;background:#fef2f2;padding:10px 14px;border-radius:4px">'
+            '<b style="font-size:1.1em">No CIFAR-10 data found</b>'
+            f'<div style="white-space:pre-wrap;font-family:monospace;font-size:0.9em;margin:8px 0">'
+            f"{html.escape(str(error))}</div>Then reload this page.</div>")
 
 
 # ----------------------------------------------------------------------------- presets and the form
@@ -273,59 +277,57 @@ def build() -> None:
         gr.Markdown("Train a model of the zoo on CIFAR-10 and watch it learn. One run at a time for "
                     "the whole app; closing this page does not stop it, and the curves are here when "
                     "you come back.")
-        data_md = gr.Markdown()
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=2, min_width=360):
-                with gr.Row():
-                    model = gr.Dropdown(names, value=model0, label="Model", info="An architecture of the zoo.")
-                    preset = gr.Dropdown(preset_choices(model0), value=preset0, label="Preset",
-                                         info="A recipe: fills in every setting below.")
-                with gr.Row():
-                    epochs = gr.Number(v["epochs"], label="Epochs", precision=0, minimum=1)
-                    batch_size = gr.Number(v["batch_size"], label="Batch size", precision=0, minimum=1)
-                    train_limit = gr.Number(v["train_limit"], label="Train on a subset", precision=0,
-                                            minimum=0, info="Images; 0 = all. 2,000 for a 1-minute demo.")
-                with gr.Row():
-                    optimizer = gr.Dropdown(list(train.OPTIMIZERS), value=v["optimizer"], label="Optimizer")
-                    lr = gr.Number(v["lr"], label="Learning rate (peak)", minimum=0)
-                    schedule = gr.Dropdown(list(train.SCHEDULES), value=v["schedule"], label="LR schedule")
-                with gr.Row():
-                    weight_decay = gr.Number(v["weight_decay"], label="Weight decay", minimum=0)
-                    label_smoothing = gr.Slider(0, 0.5, v["label_smoothing"], step=0.05, label="Label smoothing")
+        data_md = gr.HTML()
+        with gr.Row(equal_height=True):
+            model = gr.Dropdown(names, value=model0, label="Model", info="An architecture of the zoo.")
+            preset = gr.Dropdown(preset_choices(model0), value=preset0, label="Preset",
+                                 info="A recipe: fills in every setting.")
+            epochs = gr.Number(v["epochs"], label="Epochs", precision=0, minimum=1)
+            batch_size = gr.Number(v["batch_size"], label="Batch size", precision=0, minimum=1)
+            train_limit = gr.Number(v["train_limit"], label="Train on a subset", precision=0, minimum=0,
+                                    info="Images; 0 = the whole training set. 5,000 for a quick demo.")
+            with gr.Column(min_width=140):
+                start_btn = gr.Button("Start", variant="primary")
+                stop_btn = gr.Button("Stop", variant="stop")
+        with gr.Accordion("Recipe: optimisation, augmentation, extras", open=True):
+            with gr.Row():
+                optimizer = gr.Dropdown(list(train.OPTIMIZERS), value=v["optimizer"], label="Optimizer")
+                lr = gr.Number(v["lr"], label="Learning rate (peak)", minimum=0)
+                schedule = gr.Dropdown(list(train.SCHEDULES), value=v["schedule"], label="LR schedule")
+                weight_decay = gr.Number(v["weight_decay"], label="Weight decay", minimum=0)
+                label_smoothing = gr.Slider(0, 0.5, v["label_smoothing"], step=0.05, label="Label smoothing")
+            with gr.Row():
                 augment_preset = gr.Dropdown(list(augment.PRESETS), value=v["augment"], label="Augmentation",
-                                             info="; ".join(f"{k}: {d}" for k, d in augment.PRESETS.items()))
-                gr.Markdown("Batch mixes: the chance that a batch is mixed with each method "
-                            "(together at most 1).")
-                with gr.Row():
-                    mixup = gr.Slider(0, 1, v["mixup"], step=0.05, label="MixUp")
-                    cutmix = gr.Slider(0, 1, v["cutmix"], step=0.05, label="CutMix")
-                    ricap = gr.Slider(0, 1, v["ricap"], step=0.05, label="RICAP")
-                with gr.Row():
-                    ema = gr.Number(v["ema"], label="EMA decay", minimum=0, maximum=0.9999,
-                                    info="Average of the weights per step; 0 = off, 0.999 typical.")
-                    precision = gr.Dropdown(list(train.PRECISIONS), value=v["precision"], label="Precision",
-                                            info="auto: bf16 on CPU, fp16/bf16 on GPU.")
-                    val_size = gr.Number(v["val_size"], label="Validation images", precision=0, minimum=0,
-                                         info="Held out of the training set to pick the best epoch.")
-                with gr.Row():
-                    start_btn = gr.Button("Start", variant="primary")
-                    stop_btn = gr.Button("Stop", variant="stop")
-                message = gr.Markdown()
-            with gr.Column(scale=3, min_width=420):
-                progress = gr.HTML(label="Progress")
-                log = gr.Textbox(label="Epochs", lines=12, max_lines=12, interactive=False, autoscroll=True)
-        plot = gr.Plot(label="Loss, accuracy and learning rate")
-        with gr.Accordion("Past runs: compare and export", open=True):
+                                             info="standard: crop + flip; seed004: albumentations; "
+                                                  "see the Augmentations tab.")
+                mixup = gr.Slider(0, 1, v["mixup"], step=0.05, label="MixUp", info="Chance per batch.")
+                cutmix = gr.Slider(0, 1, v["cutmix"], step=0.05, label="CutMix", info="Chance per batch.")
+                ricap = gr.Slider(0, 1, v["ricap"], step=0.05, label="RICAP",
+                                  info="Chance per batch; the three sum to at most 1.")
             with gr.Row():
-                overlay = gr.Dropdown([], value=[], multiselect=True, scale=4, label="Overlay past runs on the curves")
-                refresh = gr.Button("Refresh the list of runs", scale=1)
-            with gr.Row():
-                export_choice = gr.Dropdown([], label="Finished run to export", scale=3,
+                ema = gr.Number(v["ema"], label="EMA decay", minimum=0, maximum=0.9999,
+                                info="Average of the weights over steps; 0 = off, 0.999 typical.")
+                precision = gr.Dropdown(list(train.PRECISIONS), value=v["precision"], label="Precision",
+                                        info="auto: bf16 on CPU, fp16/bf16 on GPU.")
+                val_size = gr.Number(v["val_size"], label="Validation images", precision=0, minimum=0,
+                                     info="Held out of the training set to pick the best epoch.")
+        message = gr.Markdown()
+        progress = gr.HTML()
+        plot = gr.Plot(label="Loss, accuracy and learning rate", show_label=False)
+        with gr.Row(equal_height=False):
+            log = gr.Textbox(label="Log: one line per epoch", lines=10, max_lines=10, interactive=False, autoscroll=True)
+            with gr.Column():
+                with gr.Row(equal_height=True):
+                    overlay = gr.Dropdown([], value=[], multiselect=True, scale=3,
+                                          label="Overlay past runs on the curves")
+                    refresh = gr.Button("Refresh the list of runs", scale=1, size="sm")
+                export_choice = gr.Dropdown([], label="Finished run to export",
                                             info="Scores its best weights on the test set and writes "
                                                  "weights/<model>.safetensors with its model card.")
-                replace = gr.Checkbox(False, label="Replace existing weights", scale=1)
-                export_btn = gr.Button("Export to weights/", scale=1)
-            export_md = gr.Markdown()
+                with gr.Row(equal_height=True):
+                    replace = gr.Checkbox(False, label="Replace existing weights")
+                    export_btn = gr.Button("Export to weights/")
+                export_md = gr.Markdown()
         seen = gr.State(None)
         timer = gr.Timer(TICK_SECONDS)
 
@@ -335,7 +337,7 @@ def build() -> None:
     preset.input(on_preset, [model, preset], form)
     watch = dict(fn=tick, inputs=[overlay, export_choice, seen],
                  outputs=[plot, progress, log, seen, overlay, export_choice], show_progress="hidden")
-    start_btn.click(start, [model, preset, *form], message).success(**watch)
+    start_btn.click(start, [model, preset, *form], message, show_progress="hidden").success(**watch)
     stop_btn.click(stop, None, message)
     timer.tick(**watch)
     overlay.input(**watch)
