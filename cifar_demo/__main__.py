@@ -28,12 +28,14 @@ def cmd_zoo(args) -> int:
     if args.json:
         print(json.dumps(zoo.specs_as_dicts(), indent=2))
     elif args.markdown:
-        text = zoo.format_table(specs, fmt="markdown")
+        from .report import write_table, zoo_markdown
+
+        text = zoo_markdown()
         if args.markdown == "-":
             print(text)
         else:
-            Path(args.markdown).write_text(text + "\n", encoding="utf-8")
-            print(f"wrote {args.markdown}")
+            inside = write_table(args.markdown, text)
+            print(f"wrote the zoo table {'into the markers of' if inside else 'to'} {args.markdown}")
     else:
         print(zoo.format_table(specs, fmt="text"))
     return 0
@@ -285,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the table as JSON")
     fmt.add_argument("--markdown", nargs="?", const="-", metavar="FILE",
-                     help="write the zoo table as Markdown to FILE (or print it)")
+                     help="the README's zoo table (registry + model cards) as Markdown: print it, or "
+                          "put it between the zoo-table markers of FILE (e.g. README.md)")
     p.set_defaults(func=cmd_zoo)
 
     p = sub.add_parser("train", help="train a model (a run directory under runs/)")

@@ -1,0 +1,94 @@
+"""The command line: zoo tables, readable errors, and train -> export -> evaluate -> predict."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cifar_demo import zoo
+from cifar_demo.__main__ import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, env=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "cifar_demo", *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_zoo_lists_the_ten_models_with_their_counts(capsys):
+    assert main(["zoo"]) == 0
+    out = capsys.readouterr().out
+    for spec in zoo.specs():
+        assert spec.name in out and f"{spec.params:,}" in out
+    assert len(zoo.specs()) == 10
+    assert main(["zoo", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == zoo.names()
+    assert {r["name"]: r["params"] for r in rows}["quiz_dnn"] == 299_018
+
+
+def test_zoo_markdown_fills_the_readme_markers(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- zoo-table:start -->\nold\n<!-- zoo-table:end -->\noutro\n")
+    assert main(["zoo", "--markdown", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
+    assert "| `resnet18` |" in text and "11,173,962" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train"], "give --model NAME or --preset NAME"),
+    (["train", "--model", "resnet1000"], "unknown model 'resnet1000'"),
+    (["train", "--preset", "nope"], "unknown preset 'nope'"),
+    (["train", "--model", "airnet", "--mixes", "[1]"], "expected a JSON object"),
+    (["train", "--resume", "no-such-run"], "no run at"),
+    (["evaluate"], "exactly one of --model NAME, --weights FILE or --run RUN_ID"),
+])
+def test_bad_arguments_exit_nonzero_with_a_readable_message(args, message, tmp_path):
+    env = dict(os.environ, CIFAR_DEMO_RUNS=str(tmp_path / "runs"))
+    proc = cli(*args, env=env, timeout=120)
+    assert proc.returncode != 0
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_dataset_is_one_clear_error(tmp_path):
+    env = dict(os.environ, CIFAR_DEMO_DATA=str(tmp_path / "nowhere"))
+    proc = cli("train", "--model", "quiz_dnn", "--epochs", "1", env=env, timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "nowhere" in proc.stderr
+
+
+def test_train_export_evaluate_predict_on_a_jpeg_slice(tmp_path, jpeg_export):
+    env = dict(os.environ, CIFAR_DEMO_RUNS=str(tmp_path / "runs"), CIFAR_DEMO_WEIGHTS=str(tmp_path / "weights"))
+    # simple_cnn: the cheapest zoo model to score on the whole test set, which export does twice
+    proc = cli("train", "--model", "simple_cnn", "--data", jpeg_export, "--epochs", "1", "--train-limit", "1000",
+               "--val-size", "500", "--batch-size", "50", "--test-limit", "500", "--augment", "none", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "best validation accuracy" in proc.stdout and "test accuracy" in proc.stdout
+    run_id = next((tmp_path / "runs").iterdir()).name
+
+    proc = cli("export", run_id, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    card = json.loads((tmp_path / "weights" / "simple_cnn.json").read_text())
+    assert card["dataset"] == "CIFAR-10 (JPEG export)" and card["train_config"]["train_limit"] == 1000
+
+    sc = card["slice_check"]
+    proc = cli("evaluate", "--model", "simple_cnn", "--json", "--start", sc["start"], "--step", sc["step"],
+               "--limit", sc["n"], env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads(proc.stdout)
+    assert metrics["n"] == 1000 and metrics["accuracy"] == pytest.approx(sc["accuracy"], abs=0.002)
+    assert metrics["accuracy"] > 0.15  # one epoch on 1,000 images learns something
+
+    sample = REPO / "cifar_demo" / "assets" / "sample" / "cat" / "0000.png"
+    proc = cli("predict", sample, "--json", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)[str(sample)]
+    assert set(out["simple_cnn"]) == {"top", "latency_ms"} and len(out["simple_cnn"]["top"]) == 3
+    assert out["resnet18"] == {"error": "no weights shipped yet"}
