@@ -700,7 +700,7 @@ class Trainer:
                 if cfg.early_stop_patience and state["bad_epochs"] >= cfg.early_stop_patience:
                     status = "early_stopped"
                     break
-        except _Stop:
+        except (_Stop, KeyboardInterrupt):
             status = "stopped"
             save_checkpoint()
         except BaseException as exc:

@@ -7,7 +7,7 @@ import gradio as gr
 import pytest
 from matplotlib.figure import Figure
 
-from cifar_demo import jobs, train, weights
+from cifar_demo import data, jobs, train, weights
 from cifar_demo.ui import evaluate_tab, train_tab
 
 from .test_train import MODEL, write_imagefolder
@@ -126,3 +126,22 @@ def test_no_dataset_says_how_to_provide_one(app_env, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     status = train_tab.data_status()
     assert "CIFAR_DEMO_DATA" in status and "--data DIR" in status
+
+
+def test_download_button_shows_only_without_data_and_reports_a_failed_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR_DEMO_DATA", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    html_, button = train_tab.data_panel()
+    assert "No CIFAR-10 data found" in html_ and button["visible"] is True
+
+    def offline(source=None, cache_dir=None, download=True):
+        raise data.DataSourceError("no network: could not download CIFAR-10")
+
+    monkeypatch.setattr(data, "resolve_source", offline)
+    with pytest.raises(gr.Error, match="Download failed. no network"):
+        train_tab.download_data()
+
+
+def test_download_button_hides_when_data_is_there(app_env):
+    html_, button = train_tab.data_panel()
+    assert "Dataset:" in html_ and button["visible"] is False

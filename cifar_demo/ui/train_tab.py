@@ -35,12 +35,32 @@ def data_status() -> str:
             f"<code>{html.escape(str(src.path))}</code>.</div>")
 
 
+def data_panel():
+    """(status HTML, download button update): the button shows only when no data is found."""
+    try:
+        data.resolve_source(download=False)
+        found = True
+    except data.DataSourceError:
+        found = False
+    return data_status(), gr.update(visible=not found)
+
+
+def download_data():
+    """Download the official CIFAR-10 files (170 MB) through torchvision, then show the status."""
+    try:
+        data.resolve_source(download=True)
+    except data.DataSourceError as e:
+        raise gr.Error(f"Download failed. {e}") from None
+    return data_panel()
+
+
 def no_data_html(error: Exception) -> str:
     # pre-wrap keeps the message's numbered options and indentation, and wraps long lines.
     return ('<div style="border-left:4px solid #ef4444;background:#fef2f2;padding:10px 14px;border-radius:4px">'
             '<b style="font-size:1.1em">No CIFAR-10 data found</b>'
             f'<div style="white-space:pre-wrap;font-family:monospace;font-size:0.9em;margin:8px 0">'
-            f"{html.escape(str(error))}</div>Then reload this page.</div>")
+            f"{html.escape(str(error))}</div>Or download the official files with the button below. "
+            "Then reload this page.</div>")
 
 
 # ----------------------------------------------------------------------------- presets and the form
@@ -278,6 +298,7 @@ def build() -> None:
                     "the whole app; closing this page does not stop it, and the curves are here when "
                     "you come back.")
         data_md = gr.HTML()
+        download_btn = gr.Button("Download CIFAR-10 (170 MB, official files)", visible=False, size="sm")
         with gr.Row(equal_height=True):
             model = gr.Dropdown(names, value=model0, label="Model", info="An architecture of the zoo.")
             preset = gr.Dropdown(preset_choices(model0), value=preset0, label="Preset",
@@ -344,5 +365,6 @@ def build() -> None:
     refresh.click(refresh_runs, [overlay, export_choice], [overlay, export_choice]).then(**watch)
     export_btn.click(export_run, [export_choice, replace], export_md)
     # Page load (triggers=None and no inputs): say what the dataset is, and re-attach to the run.
-    gr.on(None, data_status, None, data_md)
+    gr.on(None, data_panel, None, [data_md, download_btn])
+    download_btn.click(download_data, None, [data_md, download_btn])
     gr.on(None, tick, None, watch["outputs"], show_progress="hidden")
