@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -35,7 +36,42 @@ def zoo_markdown() -> str:
     lines = ["| " + " | ".join(head) + " |",
              "|" + "|".join("---:" if i in right else "---" for i in range(len(head))) + "|"]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    lines += ["", "How the shipped weights were made (from their cards):", "", provenance_markdown()]
     return "\n".join(lines)
+
+
+def train_command(config: dict) -> str:
+    """The CLI command that reproduces a card's training config: its preset plus the flags
+    that differ from it."""
+    from .train import make_config
+
+    preset = config.get("preset") or config["model"]
+    base = make_config(preset).to_dict()
+    flags = []
+    for key, value in config.items():
+        if key in ("preset", "model") or base.get(key) == value:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + key.replace("_", "-"))
+        elif isinstance(value, dict):
+            flags.append(f"{flag} '{json.dumps(value)}'")
+        else:
+            flags.append(f"{flag} {value}")
+    return " ".join(["python -m cifar_demo train --preset", preset, *flags])
+
+
+def provenance_markdown() -> str:
+    """For each shipped model: the commands that made its weights, and where and how long."""
+    lines = []
+    for name in weights.available():
+        card = weights.card_for(name)
+        hw = card.hardware or {}
+        lines.append(f"- `{name}`: `{train_command(card.train_config)}`, then "
+                     f"`python -m cifar_demo export RUN_ID`; {card.epochs} epochs in "
+                     f"{card.train_seconds / 60:.0f} min on {hw.get('cpu', '?')} ({hw.get('cores', '?')} cores"
+                     f"{', ' + hw['gpu'] if hw.get('gpu') else ''}), torch {card.torch_version}, {card.date[:10]}.")
+    return "\n".join(lines) if lines else "- no weights shipped yet"
 
 
 def write_table(path: str | Path, table: str) -> bool:

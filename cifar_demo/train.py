@@ -722,7 +722,7 @@ class Trainer:
             # DDP keeps replicas identical; record each rank's weights digest so that is visible.
             summary["weights_sha256_by_rank"] = _gather_digests(raw_model)
         if status != "stopped" and self.is_main:
-            best = self._load_best(device)
+            best = self.load_best(device)
             res = eval_mod.evaluate(best, test, device=device, precision=_eval_precision(amp_dtype))
             summary["test_acc"] = res.accuracy
             summary["test_loss"] = res.loss
@@ -778,7 +778,7 @@ class Trainer:
         save_file(tensors, str(tmp), metadata={"model": self.cfg.model, "run_id": self.run_id})
         os.replace(tmp, self.run_dir / "best.safetensors")
 
-    def _load_best(self, device) -> nn.Module:
+    def load_best(self, device="cpu") -> nn.Module:
         from safetensors.torch import load_file
 
         model = zoo.create(self.cfg.model, **self.cfg.model_kwargs)
