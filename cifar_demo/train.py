@@ -73,6 +73,8 @@ class TrainConfig:
     step_size: float = 30.0            # "step": epochs between decays
     step_gamma: float = 0.1
     final_lr_frac: float = 0.0         # "linear"/"cosine": lr at the end as a fraction of lr
+    bn_bias_lr_mult: float = 1.0       # BatchNorm biases learn this much faster (wd divided by it)
+    whiten_bias_epochs: int = 0        # >0: the "whiten." layer's bias stops learning after N epochs
     # augmentation
     augment: str = "standard"          # none | standard | seed004 | autoaugment
     mixes: dict = field(default_factory=dict)   # e.g. {"ricap": 0.2, "mixup": 0.3, "cutmix": 0.3}
@@ -81,6 +83,7 @@ class TrainConfig:
     ema: float = 0.0                   # EMA decay per step, 0 = off
     grad_clip: float = 0.0             # max gradient norm, 0 = off
     early_stop_patience: int = 0       # epochs without a better val accuracy, 0 = off
+    tta: str = "none"                  # test-time augmentation of the final test score (also reported)
     # execution
     precision: str = "auto"            # auto (bf16 on CPU, bf16/fp16 on CUDA) | fp32 | bf16 | fp16
     channels_last: bool = True
@@ -120,6 +123,8 @@ class TrainConfig:
             (0 <= self.ema < 1, "ema must be in [0, 1)"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (sum(self.mixes.values()) <= 1 + 1e-9, "mix probabilities must sum to <= 1"),
+            (self.bn_bias_lr_mult > 0, "bn_bias_lr_mult must be > 0"),
+            (self.tta in ("none", "flip", "flip_translate"), "tta must be none, flip or flip_translate"),
         ]
         for ok, message in checks:
             if not ok:
@@ -137,8 +142,17 @@ def presets() -> dict[str, dict]:
     return out
 
 
-# Presets that are not a model's source recipe. The airnet speed recipes live here.
-EXTRA_PRESETS: dict[str, dict] = {}
+# Presets that are not a model's source recipe. The airnet speed recipes live here: airbench94's
+# method (patch whitening, BN biases at 64x lr, whitening bias frozen after a few epochs,
+# Nesterov SGD, label smoothing 0.2, warmup then linear decay, 2-pixel translations and flips,
+# 6-view TTA) on a CPU budget. Figures and the command that measures them: docs/benchmarks.md.
+_AIRBENCH = dict(model="airnet", batch_size=1024, optimizer="sgd", lr=1.5, momentum=0.85, nesterov=True,
+                 weight_decay=1.33e-3, label_smoothing=0.2, schedule="linear", final_lr_frac=0.07,
+                 augment="translate2", bn_bias_lr_mult=64.0, tta="flip_translate")
+EXTRA_PRESETS: dict[str, dict] = {
+    # The Train tab's first choice: a few minutes on 2 CPU cores.
+    "demo": {**_AIRBENCH, "epochs": 4, "warmup_epochs": 0.9, "whiten_bias_epochs": 1},
+}
 
 
 def make_config(preset: str | None = None, **overrides) -> TrainConfig:
@@ -184,13 +198,18 @@ def build_scheduler(cfg: TrainConfig, optimizer, total_steps: int, steps_per_epo
     if cfg.schedule == "onecycle":
         # torch's OneCycleLR also cycles SGD momentum inversely to the LR, as in Smith's paper.
         return torch.optim.lr_scheduler.OneCycleLR(
-            base, max_lr=cfg.lr, total_steps=max(total_steps, 2),
+            base, max_lr=[g["lr"] for g in base.param_groups], total_steps=max(total_steps, 2),
             pct_start=cfg.warmup_epochs / cfg.epochs if cfg.warmup_epochs else 0.25,
             cycle_momentum=cfg.optimizer in ("sgd", "sam"),
         )
-    return torch.optim.lr_scheduler.LambdaLR(
-        base, lambda s: lr_factor(cfg, s, total_steps, steps_per_epoch)
-    )
+    stop_at = cfg.whiten_bias_epochs * steps_per_epoch
+
+    def factor(group_name: str):
+        if group_name == "whiten_bias":
+            return lambda s: lr_factor(cfg, s, total_steps, steps_per_epoch) if s < stop_at else 0.0
+        return lambda s: lr_factor(cfg, s, total_steps, steps_per_epoch)
+
+    return torch.optim.lr_scheduler.LambdaLR(base, [factor(g.get("name", "main")) for g in base.param_groups])
 
 
 class SAM(torch.optim.Optimizer):
@@ -240,17 +259,41 @@ class SAM(torch.optim.Optimizer):
         self.base_optimizer.load_state_dict(state_dict)
 
 
+def param_groups(cfg: TrainConfig, model: nn.Module) -> list[dict]:
+    """Trainable parameters in groups: "main", "bn_bias" (lr x bn_bias_lr_mult, weight decay
+    / mult, so their decay per step is unchanged) and "whiten_bias" (can stop learning early).
+
+    airbench trains BatchNorm biases 64x faster: with the scales frozen they are the only
+    per-channel knobs, and a larger step lets them track the fast-moving features.
+    """
+    bn_bias = {id(m.bias) for m in model.modules()
+               if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None}
+    groups: dict[str, list] = {"main": [], "bn_bias": [], "whiten_bias": []}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if cfg.whiten_bias_epochs and name.startswith("whiten.") and name.endswith("bias"):
+            groups["whiten_bias"].append(p)
+        elif id(p) in bn_bias and cfg.bn_bias_lr_mult != 1.0:
+            groups["bn_bias"].append(p)
+        else:
+            groups["main"].append(p)
+    mult = {"main": 1.0, "bn_bias": cfg.bn_bias_lr_mult, "whiten_bias": 1.0}
+    return [{"params": ps, "name": n, "lr": cfg.lr * mult[n], "weight_decay": cfg.weight_decay / mult[n]}
+            for n, ps in groups.items() if ps]
+
+
 def build_optimizer(cfg: TrainConfig, model: nn.Module):
-    params = [p for p in model.parameters() if p.requires_grad]
+    groups = param_groups(cfg, model)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
                                nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sam":
-        return SAM(params, torch.optim.SGD, rho=cfg.sam_rho, lr=cfg.lr, momentum=cfg.momentum,
+        return SAM(groups, torch.optim.SGD, rho=cfg.sam_rho, lr=cfg.lr, momentum=cfg.momentum,
                    nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
 
@@ -726,6 +769,9 @@ class Trainer:
             res = eval_mod.evaluate(best, test, device=device, precision=_eval_precision(amp_dtype))
             summary["test_acc"] = res.accuracy
             summary["test_loss"] = res.loss
+            if cfg.tta != "none":
+                summary["test_acc_tta"] = eval_mod.evaluate(best, test, device=device, tta=cfg.tta,
+                                                            precision=_eval_precision(amp_dtype)).accuracy
         if self.is_main:
             atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         emit({"kind": "end", **summary})

@@ -384,3 +384,29 @@ def test_ddp_two_cpu_ranks_hold_identical_weights(tmp_path):
     assert start["world_size"] == 2 and start["steps_per_epoch"] == (60 // 2) // 10
     assert summary["steps"] == 2 * 3
     assert proc.stdout.count("test accuracy") == 1  # only rank 0 prints
+
+
+def test_bn_biases_learn_faster_and_the_whitening_bias_stops_learning():
+    from cifar_demo import zoo
+
+    model = zoo.create("airnet")
+    c = cfg(model="airnet", bn_bias_lr_mult=64.0, whiten_bias_epochs=2, lr=0.5, weight_decay=1e-3,
+            schedule="constant", epochs=4)
+    opt = engine.build_optimizer(c, model)
+    groups = {g["name"]: g for g in opt.param_groups}
+    assert groups["bn_bias"]["lr"] == pytest.approx(32.0) and groups["bn_bias"]["weight_decay"] == pytest.approx(1e-3 / 64)
+    assert [p is model.whiten.bias for p in groups["whiten_bias"]["params"]] == [True]
+    assert all(p.requires_grad for p in groups["main"]["params"])  # frozen BN scales are left out
+    sched = engine.build_scheduler(c, opt, total_steps=40, steps_per_epoch=10)
+    lrs = []
+    for _ in range(40):
+        lrs.append({g["name"]: g["lr"] for g in opt.param_groups})
+        opt.step()
+        sched.step()
+    assert lrs[19]["whiten_bias"] == pytest.approx(0.5) and lrs[20]["whiten_bias"] == 0.0
+    assert lrs[39]["main"] == pytest.approx(0.5) and lrs[39]["bn_bias"] == pytest.approx(32.0)
+
+
+def test_tta_score_is_reported(tmp_path, tiny_data):
+    summary, _ = run(cfg(tta="flip"), tmp_path, tiny_data)
+    assert 0 <= summary["test_acc_tta"] <= 1 and "test_acc_tta" not in run(cfg(), tmp_path / "b", tiny_data)[0]
