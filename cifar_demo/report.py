@@ -19,7 +19,7 @@ def zoo_markdown() -> str:
     """The README's zoo table: registry figures plus, where weights ship, their card's results."""
     have = set(weights.available())
     head = ["model", "source project", "params", "MACs", "source's accuracy",
-            "accuracy here", "with TTA", "epochs", "training time", "recipe"]
+            "accuracy here", "with TTA", "epochs", "training time", "default recipe (--preset NAME)"]
     rows = []
     for s in zoo.specs():
         card = weights.card_for(s.name) if s.name in have else None

@@ -576,13 +576,15 @@ class Trainer:
 
         cfg = self.cfg
         kind = augment.preset_kind(cfg.augment)
+        spec = zoo.get_spec(cfg.model)
         if kind == "device":
             return data_mod.TensorLoader(train, cfg.batch_size, shuffle=True, drop_last=True,
                                          augment=cfg.augment, device=device, seed=cfg.seed,
+                                         mean=spec.mean, std=spec.std,
                                          channels_last=self._channels_last(device),
                                          rank=self.rank, world_size=self.world_size)
         return data_mod.PerImageLoader(train, cfg.augment, cfg.batch_size, num_workers=cfg.num_workers,
-                                       seed=cfg.seed, drop_last=True, device=device,
+                                       seed=cfg.seed, drop_last=True, device=device, mean=spec.mean, std=spec.std,
                                        rank=self.rank, world_size=self.world_size)
 
     def _channels_last(self, device: torch.device) -> bool:
@@ -594,7 +596,9 @@ class Trainer:
         # Models that learn from the data before training (airnet's patch whitening) say so.
         prepare = getattr(model, "init_from_data", None)
         if prepare is not None:
-            prepare(train.images[: min(len(train), 5000)])
+            # A seeded random 5,000 (split files may be sorted by class).
+            pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.cfg.seed))[:5000]
+            prepare(train.images[pick])
         model = model.to(device)
         if self._channels_last(device):
             model = model.to(memory_format=torch.channels_last)
@@ -614,6 +618,8 @@ class Trainer:
         seed_everything(cfg.seed)
 
         data, train, val, test = self._load_data()
+        spec = zoo.get_spec(cfg.model)
+        norm = {"mean": spec.mean, "std": spec.std}
         loader = self._make_loader(train, device)
         steps_per_epoch = len(loader)
         if steps_per_epoch == 0:
@@ -640,7 +646,6 @@ class Trainer:
                  "bad_epochs": 0, "epoch_sums": [0.0, 0.0, 0.0], "elapsed_s": 0.0}
         ckpt_path = self.run_dir / "checkpoint.pt"
         if resume:
-
             ckpt = load_checkpoint(ckpt_path)
             raw_model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
@@ -727,7 +732,8 @@ class Trainer:
                           "images_per_s": session_images / max(time.perf_counter() - session_start, 1e-9)}
                 improved = True
                 if len(val):
-                    res = eval_mod.evaluate(eval_model(), val, device=device, precision=_eval_precision(amp_dtype))
+                    res = eval_mod.evaluate(eval_model(), val, device=device,
+                                            precision=_eval_precision(amp_dtype), **norm)
                     record["val_loss"], record["val_acc"] = res.loss, res.accuracy
                     improved = res.accuracy > state["best_val_acc"]
                 if improved:
@@ -766,12 +772,12 @@ class Trainer:
             summary["weights_sha256_by_rank"] = _gather_digests(raw_model)
         if status != "stopped" and self.is_main:
             best = self.load_best(device)
-            res = eval_mod.evaluate(best, test, device=device, precision=_eval_precision(amp_dtype))
+            res = eval_mod.evaluate(best, test, device=device, precision=_eval_precision(amp_dtype), **norm)
             summary["test_acc"] = res.accuracy
             summary["test_loss"] = res.loss
             if cfg.tta != "none":
                 summary["test_acc_tta"] = eval_mod.evaluate(best, test, device=device, tta=cfg.tta,
-                                                            precision=_eval_precision(amp_dtype)).accuracy
+                                                            precision=_eval_precision(amp_dtype), **norm).accuracy
         if self.is_main:
             atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         emit({"kind": "end", **summary})
