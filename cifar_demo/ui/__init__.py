@@ -9,6 +9,8 @@ from . import augment_tab, evaluate_tab, predict_tab, train_tab, zoo_tab
 
 TITLE = "cifar-demo: CIFAR-10 in the browser"
 MAX_FILE_SIZE = "10mb"
+# CIFAR-sized uploads (32x32) would show as a thumbnail-sized speck: draw them large and crisp.
+CSS = "#predict-input img {image-rendering: pixelated; min-width: 45%; object-fit: contain;}"
 INTRO = (
     "Classify a picture with every model of the zoo, train a network and watch it learn, "
     "look inside its mistakes, and see what each data augmentation does. "
@@ -34,4 +36,4 @@ def launch(app: gr.Blocks, *, host: str = "127.0.0.1", port: int = 7860, share: 
     # training runs in a separate low-priority process (jobs.py), so it never blocks the queue.
     app.queue(default_concurrency_limit=1)
     return app.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_FILE_SIZE,
-                      show_error=False, theme=gr.themes.Soft(), **kwargs)
+                      show_error=False, theme=gr.themes.Soft(), css=CSS, **kwargs)
