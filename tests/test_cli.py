@@ -86,6 +86,14 @@ def test_train_export_evaluate_predict_on_a_jpeg_slice(tmp_path, jpeg_export):
     assert metrics["n"] == 1000 and metrics["accuracy"] == pytest.approx(sc["accuracy"], abs=0.002)
     assert metrics["accuracy"] > 0.15  # one epoch on 1,000 images learns something
 
+    proc = cli("evaluate", "--model", "simple_cnn", "--limit", "200", "--plots", tmp_path / "plots", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "accuracy" in proc.stdout and "macro" in proc.stdout
+    pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
+    assert pngs == ["confusion.png", "confusion_normalized.png", "misclassified.png", "per_class_accuracy.png",
+                    "reliability.png"]
+    assert all((tmp_path / "plots" / n).read_bytes()[:4] == b"\x89PNG" for n in pngs)
+
     sample = REPO / "cifar_demo" / "assets" / "sample" / "cat" / "0000.png"
     proc = cli("predict", sample, "--json", env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -410,3 +410,21 @@ def test_bn_biases_learn_faster_and_the_whitening_bias_stops_learning():
 def test_tta_score_is_reported(tmp_path, tiny_data):
     summary, _ = run(cfg(tta="flip"), tmp_path, tiny_data)
     assert 0 <= summary["test_acc_tta"] <= 1 and "test_acc_tta" not in run(cfg(), tmp_path / "b", tiny_data)[0]
+
+
+@pytest.mark.parametrize("preset", ["seed004", "autoaugment"])
+def test_per_image_augmentation_presets_train_through_dataloader_workers(tmp_path, tiny_data, preset):
+    events = []
+    summary, _ = run(cfg(augment=preset, num_workers=1), tmp_path, tiny_data, sinks=[events.append])
+    assert summary["status"] == "finished"
+    steps = [e for e in events if e["kind"] == "step"]
+    assert len(steps) == 400 // 40 and all(math.isfinite(e["train_loss"]) for e in steps)
+
+
+def test_device_choice_follows_the_request():
+    from cifar_demo.common import pick_device
+
+    assert pick_device("cpu").type == "cpu"
+    expected = "cuda" if torch.cuda.is_available() else (
+        "mps" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "cpu")
+    assert pick_device().type == expected and pick_device("auto").type == expected
