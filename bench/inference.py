@@ -11,9 +11,7 @@ freshly initialised model (the cost does not depend on the weights' values).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,17 +20,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cifar_demo import predict, weights, zoo  # noqa: E402
+from timing import median_time  # noqa: E402 (bench/ is on sys.path when run as a script)
 
 
-def timed(fn, repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def timed(fn, repeats: int) -> float:
+    return median_time(fn, repeats, warmup=3)
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ Uses the real training split (decoded cache) and the default device.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -21,15 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cifar_demo import data, weights, zoo  # noqa: E402
 from cifar_demo.common import pick_device  # noqa: E402
-
-
-def median_time(fn, n: int) -> float:
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from timing import median_time  # noqa: E402 (bench/ is on sys.path when run as a script)
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ from torch import nn
 
 from . import zoo
 from .weights import hardware_info, load_checkpoint, save_checkpoint as save_checkpoint_file
-from .common import CLASSES, NUM_CLASSES, pick_device
+from .common import NUM_CLASSES, pick_device
 
 # --------------------------------------------------------------------------------------
 # Configuration
