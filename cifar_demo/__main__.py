@@ -343,8 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # library errors with user-facing messages (data, weights)
-        if type(exc).__name__ in ("DataSourceError", "WeightsError"):
+    except Exception as exc:  # library errors whose messages are written for the user
+        from .data import DataSourceError
+        from .weights import WeightsError
+
+        if isinstance(exc, (DataSourceError, WeightsError)):
             print(f"error: {exc}", file=sys.stderr)
             return 2
         raise
