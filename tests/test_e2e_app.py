@@ -178,3 +178,17 @@ def test_screenshots_are_fresh_pngs():
         head = (SHOTS / f"{name}.png").read_bytes()[:8]
         assert head == b"\x89PNG\r\n\x1a\n", name
     assert shutil.which("chromium") or CHROMIUM.exists()
+
+
+def test_the_api_serves_no_server_path(server):
+    """An API client naming a file on the server gets an error, never the file."""
+    import json
+    import urllib.request
+
+    secret = "/etc/hostname" if Path("/etc/hostname").exists() else "/etc/hosts"
+    body = json.dumps({"data": [{"path": secret, "meta": {"_type": "gradio.FileData"}}, False]}).encode()
+    req = urllib.request.Request(server.url + "gradio_api/call/predict", body, {"Content-Type": "application/json"})
+    event = json.loads(urllib.request.urlopen(req, timeout=30).read())["event_id"]
+    stream = urllib.request.urlopen(f"{server.url}gradio_api/call/predict/{event}", timeout=60).read().decode()
+    assert "event: error" in stream and "complete" not in stream
+    assert Path(secret).read_text().strip() not in stream and "Traceback" not in stream
