@@ -7,6 +7,8 @@ The server is the session's shared one (tests/app_server.py), also driven by the
 from __future__ import annotations
 
 import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 from PIL import Image
 
 from cifar_demo import weights, zoo
@@ -15,10 +17,6 @@ from cifar_demo.common import CLASSES
 from .conftest import REPO
 
 pytest_plugins = ["tests.app_server"]
-
-gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
 
 SAMPLE = REPO / "cifar_demo" / "assets" / "sample" / "ship" / "0000.png"
 
