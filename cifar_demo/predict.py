@@ -129,7 +129,10 @@ def load_model(name: str):
     from . import weights
 
     model, card = weights.load_weights(name, device="cpu")
-    return model.eval(), card
+    model.eval()
+    with torch.inference_mode():  # warm-up: the first pass allocates and picks kernels
+        model(torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE))
+    return model, card
 
 
 @dataclass

@@ -69,3 +69,8 @@ def test_a_non_image_gets_the_message_not_a_traceback(client, tmp_path):
         client.predict(handle_file(str(bad)), False, api_name="/predict")
     assert "not an image PIL can read" in str(err.value)
     assert "Traceback" not in str(err.value)
+
+
+def test_only_predict_is_public(client):
+    """The page's own wiring (ticks, start/stop, refreshes) is not part of the public API."""
+    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/predict"]

@@ -129,7 +129,7 @@ def run_evaluation(choice: str, tta: str = "none", progress=gr.Progress(track_tq
 
 def build() -> None:
     with gr.Tab("Evaluate") as tab:
-        gr.Markdown("Score a model on the 10,000 test images: where it is right, which classes it "
+        gr.Markdown("Score a model on the test set (10,000 images of CIFAR-10): where it is right, which classes it "
                     "confuses, and whether its confidence can be trusted. Results are cached, so a "
                     "second look is instant.")
         data_md = gr.HTML()
