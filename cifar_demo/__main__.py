@@ -141,24 +141,16 @@ PER_IMAGE_KEYS = ("labels", "predictions", "confidences", "probabilities", "misc
 
 def _model_from_args(args):
     """(model, name, card or None, config dict or None) from --model / --weights / --run."""
-    from . import weights, zoo
+    from . import weights
 
     chosen = [x for x in (args.model, args.weights, args.run) if x]
     if len(chosen) != 1:
         raise CliError("give exactly one of --model NAME, --weights FILE or --run RUN_ID")
     if args.run:
-        from safetensors.torch import load_file
+        from .train import BEST_FILE, load_run, model_from_weights_file
 
-        from .train import TrainConfig, run_dir_of
-
-        run_dir = run_dir_of(args.run, args.runs_dir)
-        best = run_dir / "best.safetensors"
-        if not best.exists():
-            raise CliError(f"run {run_dir.name} has no best weights yet ({best})")
-        cfg = TrainConfig.from_json((run_dir / "config.json").read_text())
-        model = zoo.create(cfg.model, **cfg.model_kwargs)
-        model.load_state_dict(load_file(str(best)))
-        return model, cfg.model, None, cfg.to_dict()
+        cfg, run_dir = load_run(args.run, args.runs_dir)
+        return model_from_weights_file(cfg, run_dir / BEST_FILE), cfg.model, None, cfg.to_dict()
     model, card = weights.load_weights(args.model or Path(args.weights))
     return model, card.model, card, card.train_config
 

@@ -62,13 +62,12 @@ def shipped(name: str) -> Target:
 
 def from_run(run_id: str, runs_dir=None) -> Target:
     """A run's best weights (best.safetensors). Hashed here: a resumed run rewrites the file."""
-    from .train import TrainConfig, run_dir_of
+    from .train import BEST_FILE, load_run
 
-    run_dir = run_dir_of(run_id, runs_dir)
-    best = run_dir / "best.safetensors"
+    cfg, run_dir = load_run(run_id, runs_dir)
+    best = run_dir / BEST_FILE
     if not best.is_file():
         raise FileNotFoundError(f"run {run_dir.name} has no best weights yet ({best})")
-    cfg = TrainConfig.from_json((run_dir / "config.json").read_text(encoding="utf-8"))
     return Target("run", run_dir.name, cfg.model, best, file_sha256(best), cfg.data, dict(cfg.model_kwargs))
 
 
@@ -76,11 +75,10 @@ def load_model(target: Target) -> nn.Module:
     """The target's model with its weights, on the CPU, in eval mode."""
     if target.kind == "weights":
         return weights.load_weights(target.name)[0]
-    from safetensors.torch import load_file
+    from .train import TrainConfig, model_from_weights_file
 
-    model = zoo.create(target.model, **(target.model_kwargs or {}))
-    model.load_state_dict(load_file(str(target.path)))
-    return model.eval()
+    cfg = TrainConfig(model=target.model, model_kwargs=dict(target.model_kwargs or {}))
+    return model_from_weights_file(cfg, target.path).eval()
 
 
 # ----------------------------------------------------------------------------- the cache

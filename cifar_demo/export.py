@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import data as data_mod, evaluate, weights, zoo
 from .common import CLASSES
-from .train import TrainConfig, run_dir_of
+from .train import BEST_FILE, load_run, model_from_weights_file
 
 SLICE_N = 1000
 
@@ -29,21 +29,20 @@ def export_run(run_id: str | Path, *, runs_dir=None, out_dir=None, dtype: str = 
                data: str | None = None, device=None):
     """Score the run's best weights on the test set and write weights + card. Returns
     (weights_path, card_path, card)."""
-    run_dir = run_dir_of(run_id, runs_dir)
-    cfg = TrainConfig.from_json((run_dir / "config.json").read_text(encoding="utf-8"))
+    cfg, run_dir = load_run(run_id, runs_dir)
     summary_path = run_dir / "summary.json"
     if not summary_path.exists():
         raise FileNotFoundError(f"run {run_dir.name} has not finished (no summary.json); "
                                 f"resume it with `python -m cifar_demo train --resume {run_dir.name}`")
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    from safetensors.torch import load_file
 
-    model = zoo.create(cfg.model, **cfg.model_kwargs)
-    state = load_file(str(run_dir / "best.safetensors"))
-    if dtype == "float16":
-        # Score what will be stored: round floating tensors through fp16 first.
-        state = {k: (v.half().to(v.dtype) if v.is_floating_point() else v) for k, v in state.items()}
-    model.load_state_dict(state)
+    def as_stored(state: dict) -> dict:
+        # Score what will be stored: with fp16 storage, round floating tensors through fp16 first.
+        if dtype != "float16":
+            return state
+        return {k: (v.half().to(v.dtype) if v.is_floating_point() else v) for k, v in state.items()}
+
+    model = model_from_weights_file(cfg, run_dir / BEST_FILE, as_stored)
 
     source = data_mod.resolve_source(data or cfg.data, download=False)
     test = data_mod.load_split("test", source)

@@ -826,16 +826,12 @@ class Trainer:
         from safetensors.torch import save_file
 
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-        tmp = self.run_dir / "best.safetensors.tmp"
+        tmp = self.run_dir / (BEST_FILE + ".tmp")
         save_file(tensors, str(tmp), metadata={"model": self.cfg.model, "run_id": self.run_id})
-        os.replace(tmp, self.run_dir / "best.safetensors")
+        os.replace(tmp, self.run_dir / BEST_FILE)
 
     def load_best(self, device="cpu") -> nn.Module:
-        from safetensors.torch import load_file
-
-        model = zoo.create(self.cfg.model, **self.cfg.model_kwargs)
-        model.load_state_dict(load_file(str(self.run_dir / "best.safetensors")))
-        return model.to(device)
+        return model_from_weights_file(self.cfg, self.run_dir / BEST_FILE).to(device)
 
 
 class _Stop(Exception):
@@ -854,6 +850,31 @@ def _eval_precision(amp_dtype) -> str:
 def train(cfg: TrainConfig, **kwargs) -> dict:
     """Run a fresh training run; see Trainer for keyword arguments."""
     return Trainer(cfg, **kwargs).run()
+
+
+BEST_FILE = "best.safetensors"
+
+
+def model_from_weights_file(cfg: TrainConfig, path: str | Path, transform=None) -> nn.Module:
+    """The config's model with the (safetensors) state in `path`, on the CPU.
+
+    `transform` may rewrite the state dict first (export rounds it through fp16).
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"run {path.parent.name} has no best weights yet ({path})")
+    state = load_file(str(path))
+    model = zoo.create(cfg.model, **cfg.model_kwargs)
+    model.load_state_dict(transform(state) if transform else state)
+    return model
+
+
+def load_run(run_id: str | Path, runs_dir=None) -> tuple[TrainConfig, Path]:
+    """(config, run directory) of a run id or directory."""
+    run_dir = run_dir_of(run_id, runs_dir)
+    return TrainConfig.from_json((run_dir / "config.json").read_text(encoding="utf-8")), run_dir
 
 
 def run_dir_of(run_id: str | Path, runs_dir=None) -> Path:
