@@ -105,12 +105,19 @@ DEVICE_PRESETS: dict[str, dict] = {
     # airbench's lighter version: 2-pixel translations and flips (the net is small and trains
     # for few epochs; pad 4 costs it accuracy there).
     "translate2": {"crop_pad": 2, "flip": True, "cutout": 0},
+    # airbench's alternating flip: each image gets one random flip bit for the run and is
+    # shown that way in even epochs and mirrored in odd ones, so every two epochs see both
+    # sides exactly once (random flips leave a quarter of images on one side for two epochs).
+    "translate2_altflip": {"crop_pad": 2, "flip": "alternate", "cutout": 0},
 }
 
 
 def device_augment(x: Tensor, crop_pad: int = 0, flip: bool = False, cutout: int = 0,
                    generator: torch.Generator | None = None) -> Tensor:
-    """Crop, then flip, then cutout a whole batch; `**DEVICE_PRESETS[name]` fits."""
+    """Crop, then flip, then cutout a whole batch; `**DEVICE_PRESETS[name]` fits.
+
+    A single batch has no epoch, so flip="alternate" flips at random here, as in a first epoch.
+    """
     x = batch_crop(x, crop_pad, generator)
     if flip:
         x = batch_flip(x, generator)
@@ -283,11 +290,14 @@ PRESETS: dict[str, str] = {
     "none": "No augmentation: every epoch shows the same images.",
     "standard": "Pad-4 random crop and horizontal flip, run on device on whole batches.",
     "translate2": "Pad-2 random crop (translations up to 2 pixels) and horizontal flip, on device.",
+    "translate2_altflip": "Pad-2 random crop and alternating flip (each image mirrored every other epoch),"
+                          " on device.",
     "seed004": "albumentations: flip, shift/scale/rotate, brightness/contrast, hue/saturation/value,"
                " coarse dropout (source project 004).",
     "autoaugment": "Pad-4 crop and flip, then torchvision AutoAugment with its learned CIFAR-10 policy.",
 }
-_PRESET_KIND = {"none": "device", "standard": "device", "translate2": "device", "seed004": "albumentations",
+_PRESET_KIND = {"none": "device", "standard": "device", "translate2": "device",
+                "translate2_altflip": "device", "seed004": "albumentations",
                 "autoaugment": "torchvision"}
 
 
@@ -335,10 +345,12 @@ def _prob(default: float) -> Param:
 # are the usual CIFAR choices: shift 10%, scale +-10%, rotate +-15 degrees, one 8x8 hole,
 # and albumentations' own defaults for colour.
 TRANSFORMS: dict[str, TransformInfo] = {t.name: t for t in [
-    TransformInfo("crop", "Random crop (padding, then a 32x32 window)", ("standard", "translate2", "autoaugment"), "device",
+    TransformInfo("crop", "Random crop (padding, then a 32x32 window)", ("standard", "translate2", "translate2_altflip", "autoaugment"),
+                  "device",
                   "Shifting the picture a few pixels teaches that a cat is a cat wherever it sits in the frame.",
                   {"pad": Param(0, 8, 4, 1, "padding (pixels)")}),
-    TransformInfo("flip", "Horizontal flip", ("standard", "translate2", "seed004", "autoaugment"), "device",
+    TransformInfo("flip", "Horizontal flip", ("standard", "translate2", "translate2_altflip", "seed004",
+                                                "autoaugment"), "device",
                   "Flipping teaches that a horse facing left is still a horse.",
                   {"p": _prob(0.5)}),
     TransformInfo("cutout", "Cutout", (), "device",

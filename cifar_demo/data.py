@@ -448,13 +448,15 @@ class TensorLoader:
     the device either.
 
     augment: a name in augment.DEVICE_PRESETS; crop_pad/flip/cutout override its settings.
+    flip may be True (each image at random, every epoch) or "alternate" (airbench: a random
+    side per image in even epochs, the other side in odd epochs).
     device: None keeps the split where it is. With world_size > 1 each rank gets a disjoint
     shard of every epoch's permutation, all of the same size (up to world_size - 1 images
     of an epoch are left out, different ones each epoch).
     """
 
     def __init__(self, split: Split, batch_size: int, shuffle: bool = True, drop_last: bool = False,
-                 augment: str = "none", crop_pad: int | None = None, flip: bool | None = None,
+                 augment: str = "none", crop_pad: int | None = None, flip: bool | str | None = None,
                  cutout: int | None = None, mean=CIFAR_MEAN, std=CIFAR_STD,
                  device: str | torch.device | None = None, seed: int = 0, channels_last: bool = False,
                  dtype: torch.dtype = torch.float32, rank: int = 0, world_size: int = 1):
@@ -475,6 +477,11 @@ class TensorLoader:
         self.mean, self.std, self.dtype, self.channels_last = mean, std, dtype, channels_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
+        # flip="alternate": one random bit per image for the whole run (same on every rank).
+        self._flip_bits = None
+        if self.flip == "alternate":
+            gen = torch.Generator().manual_seed(_mix_seed(self.seed, 0xF11B))
+            self._flip_bits = (torch.rand(len(self.labels), generator=gen) < 0.5).to(self.device)
 
     @property
     def shard_size(self) -> int:
@@ -509,7 +516,10 @@ class TensorLoader:
             gen = torch.Generator().manual_seed(_mix_seed(self.seed, epoch, self.rank, b)) if augmenting else None
             # Crop and flip on uint8 (a quarter of the bytes of float32)...
             x = aug.batch_crop(x, self.crop_pad, gen)
-            if self.flip:
+            if self._flip_bits is not None:
+                flipped = self._flip_bits[idx] ^ bool(epoch % 2)
+                x = torch.where(flipped[:, None, None, None], x.flip(-1), x)
+            elif self.flip:
                 x = aug.batch_flip(x, gen)
             x = normalize(x, self.mean, self.std).to(self.dtype)
             # ...cutout after normalising, so the hole is 0 = the mean colour (DeVries & Taylor).

@@ -102,10 +102,10 @@ def test_device_presets():
 # --- presets ---------------------------------------------------------------------------
 
 def test_preset_registry_and_kinds():
-    assert set(A.PRESETS) == {"none", "standard", "translate2", "seed004", "autoaugment"}
+    assert set(A.PRESETS) == {"none", "standard", "translate2", "translate2_altflip", "seed004", "autoaugment"}
     assert all(isinstance(d, str) and d for d in A.PRESETS.values())
     kinds = {name: A.preset_kind(name) for name in A.PRESETS}
-    assert kinds == {"none": "device", "standard": "device", "translate2": "device",
+    assert kinds == {"none": "device", "standard": "device", "translate2": "device", "translate2_altflip": "device",
                      "seed004": "albumentations", "autoaugment": "torchvision"}
     assert set(A.DEVICE_PRESETS) == {n for n, k in kinds.items() if k == "device"}
     with pytest.raises(ValueError):
@@ -310,7 +310,7 @@ def test_transforms_describe_sliders():
         for p in t.params.values():
             assert p.min <= p.default <= p.max and p.step > 0
     covered = {p for t in A.TRANSFORMS.values() for p in t.presets}
-    assert covered == {"standard", "translate2", "seed004", "autoaugment"}
+    assert covered == {"standard", "translate2", "translate2_altflip", "seed004", "autoaugment"}
     assert A.TRANSFORMS["flip"].preset == "standard"
 
 

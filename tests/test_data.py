@@ -485,3 +485,26 @@ def test_real_jpeg_export_loads_in_full(jpeg_export):
     first_cat = sorted((jpeg_export / "test" / "cat").iterdir())[0]
     assert data.test.labels[3_000].item() == CLASSES.index("cat")
     assert np.array_equal(data.test.images[3_000].numpy(), D.read_image(first_cat))
+
+
+def test_alternating_flip_shows_each_image_on_both_sides_every_two_epochs():
+    split = _split(64)
+    plain = split.images.float() / 255
+    loader = D.TensorLoader(split, 64, shuffle=False, flip="alternate", seed=3)
+    mean, std = torch.tensor(CIFAR_MEAN).view(3, 1, 1), torch.tensor(CIFAR_STD).view(3, 1, 1)
+
+    def flipped(epoch):
+        (x, _), = _batches(loader.iter_from(epoch))
+        x = x * std + mean
+        same, mirrored = (x - plain).abs().flatten(1).amax(1) < 1e-5, (x - plain.flip(-1)).abs().flatten(1).amax(1) < 1e-5
+        assert torch.all(same ^ mirrored)  # every image is exactly one of the two
+        return mirrored
+
+    e0, e1, e2 = flipped(0), flipped(1), flipped(2)
+    assert 10 < int(e0.sum()) < 54  # a random side per image to start with
+    assert torch.equal(e1, ~e0) and torch.equal(e2, e0)  # then the other side, then back
+    # the bits follow the seed, not the loader's history or the shuffled order
+    assert torch.equal(D.TensorLoader(split, 64, shuffle=False, flip="alternate", seed=3)._flip_bits, e0)
+    assert not torch.equal(D.TensorLoader(split, 64, shuffle=False, flip="alternate", seed=4)._flip_bits, e0)
+    shuffled = D.TensorLoader(split, 16, augment="translate2_altflip", seed=3)
+    assert shuffled.flip == "alternate" and shuffled.crop_pad == 2 and torch.equal(shuffled._flip_bits, e0)

@@ -298,8 +298,10 @@ def test_batch_mixes_feed_soft_targets(tmp_path, tiny_data, monkeypatch):
     assert all((t.max(1).values < 1).any() for t in seen)  # MixUp with p=1 blends every batch
 
 
-def test_stop_request_checkpoints_and_resume_matches_uninterrupted(tmp_path, tiny_data):
-    c = cfg(epochs=2, mixes={"cutmix": 0.5}, ema=0.9)
+@pytest.mark.parametrize("extra", [{"mixes": {"cutmix": 0.5}, "ema": 0.9},
+                                   {"lookahead_every": 3, "augment": "translate2_altflip"}])
+def test_stop_request_checkpoints_and_resume_matches_uninterrupted(tmp_path, tiny_data, extra):
+    c = cfg(epochs=2, **extra)
     _, full_dir = run(c, tmp_path / "a", tiny_data)
 
     stop = threading.Event()
@@ -428,3 +430,47 @@ def test_device_choice_follows_the_request():
     expected = "cuda" if torch.cuda.is_available() else (
         "mps" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "cpu")
     assert pick_device().type == expected and pick_device("auto").type == expected
+
+
+def test_lookahead_pulls_to_the_slow_weights_and_ends_on_them(tmp_path, tiny_data):
+    c = cfg(epochs=2, lookahead_every=5, lookahead_decay=0.8, val_size=0)
+    # no pull at step 5 of 20 is tiny, the last call sets decay 1 (the model becomes the slow copy)
+    decays = {s: engine.Lookahead.decay_at(c, s, 20) for s in range(1, 21)}
+    assert [s for s, d in decays.items() if d is not None] == [5, 10, 15, 20]
+    assert decays[5] == pytest.approx(0.8 / 64) and decays[15] == pytest.approx(0.8 * 27 / 64) and decays[20] == 1.0
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    la = engine.Lookahead(model)
+    start = model[0].weight.detach().clone()
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    la.update(model, 0.75)
+    assert torch.allclose(model[0].weight, start + 0.25) and torch.allclose(la.slow["0.weight"], start + 0.25)
+    assert "1.num_batches_tracked" not in la.slow and "1.running_mean" in la.slow  # statistics follow too
+
+    trainer = engine.Trainer(c, runs_dir=tmp_path / "runs", data=tiny_data)
+    trainer.run()
+    ckpt = torch.load(trainer.run_dir / "checkpoint.pt", weights_only=True)
+    best = load_file(str(trainer.run_dir / "best.safetensors"))
+    assert ckpt["lookahead"].keys() <= best.keys()
+    assert all(torch.equal(ckpt["lookahead"][k], best[k]) for k in ckpt["lookahead"])
+    with pytest.raises(ValueError, match="either ema or lookahead"):
+        cfg(ema=0.9, lookahead_every=5).validate()
+
+
+def test_warmup_can_start_above_zero():
+    c = cfg(schedule="linear", warmup_epochs=1, warmup_from=0.2, final_lr_frac=0.07, epochs=3)
+    f = [lr_factor(c, s, 30, 10) for s in range(30)]
+    assert f[0] == pytest.approx(0.2 + 0.8 / 10) and f[9] == pytest.approx(1.0)
+    assert f[10] == pytest.approx(1.0) and f[29] == pytest.approx(1 - 0.93 * 19 / 20)
+
+
+def test_the_speed_presets_are_airbench94s_method():
+    ref, fast = make_config("airbench94"), make_config("fast")
+    for c in (ref, fast):
+        assert (c.model, c.batch_size, c.optimizer, c.nesterov, c.momentum, c.label_smoothing) == \
+            ("airnet", 1024, "sgd", True, 0.85, 0.2)
+        assert (c.augment, c.lookahead_every, c.bn_bias_lr_mult, c.whiten_bias_epochs, c.tta) == \
+            ("translate2_altflip", 5, 64.0, 3, "flip_translate")
+        assert c.warmup_epochs / c.epochs == pytest.approx(0.23, abs=0.01)
+    assert ref.epochs == 10 and fast.epochs > ref.epochs
