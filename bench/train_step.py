@@ -1,0 +1,87 @@
+"""What makes an airnet training step fast on this machine: precision, memory format, batch
+size, thread count and torch.compile, one at a time against the engine's default (bf16
+autocast, channels_last, batch 1,024, eager).
+
+    python bench/train_step.py [--steps 8] [--compile]
+
+Each row: median seconds per step over --steps timed steps (after warm-up), and images/s.
+With --compile the compiled variant also reports its one-off compile time (the first steps),
+which a 20-minute run pays once. Random inputs: the step time does not depend on the pixels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cifar_demo import weights, zoo  # noqa: E402
+from cifar_demo.common import pick_device  # noqa: E402
+from timing import median_time  # noqa: E402 (bench/ is on sys.path when run as a script)
+
+
+def make_step(device, batch: int, bf16: bool, channels_last: bool, compiled: bool):
+    torch.manual_seed(0)
+    model = zoo.create("airnet").to(device)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    x = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, 10, (batch,), device=device)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.85, nesterov=True)
+    forward = torch.compile(model) if compiled else model
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(forward(x).float(), y, label_smoothing=0.2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--compile", action="store_true", help="also time torch.compile (takes minutes on 2 cores)")
+    args = p.parse_args()
+    device = pick_device()
+    hw = weights.hardware_info()
+    threads = torch.get_num_threads()
+    print(f"{hw['cpu']}, {hw['cores']} cores, torch {torch.__version__}, device {device}, {threads} threads, "
+          f"{time.strftime('%Y-%m-%d', time.gmtime())}")
+    variants = [
+        ("default: bf16, channels_last, batch 1024", dict(batch=1024, bf16=True, channels_last=True)),
+        ("fp32", dict(batch=1024, bf16=False, channels_last=True)),
+        ("contiguous (NCHW)", dict(batch=1024, bf16=True, channels_last=False)),
+        ("batch 512", dict(batch=512, bf16=True, channels_last=True)),
+        ("batch 2048", dict(batch=2048, bf16=True, channels_last=True)),
+    ]
+    if threads > 1:
+        variants.append((f"{threads - 1} thread(s)", dict(batch=1024, bf16=True, channels_last=True, threads=threads - 1)))
+    if args.compile:
+        variants.append(("torch.compile", dict(batch=1024, bf16=True, channels_last=True, compiled=True)))
+    base = None
+    for name, v in variants:
+        torch.set_num_threads(v.pop("threads", threads))
+        step = make_step(device, compiled=v.pop("compiled", False), **v)
+        t0 = time.perf_counter()
+        step()
+        step()
+        first_s = time.perf_counter() - t0
+        s = median_time(step, args.steps)
+        rate = v["batch"] / s
+        base = base or rate
+        extra = f"  (first 2 steps {first_s:.0f}s incl. compiling)" if "compile" in name else ""
+        print(f"{name:42s} {1000 * s:7.0f} ms/step {rate:7.0f} img/s  x{rate / base:.2f}{extra}", flush=True)
+        torch.set_num_threads(threads)
+
+
+if __name__ == "__main__":
+    main()
