@@ -16,6 +16,7 @@ time of those extra evaluations out of the run's clock.
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import statistics
 import sys
@@ -50,18 +51,14 @@ def one_run(preset: str, seed: int, data_dir: str | None, val_size: int | None, 
         if event.get("kind") == "epoch" and event.get("val_acc") is not None:
             mark(event["val_acc"])
 
+    spec = zoo.get_spec(cfg.model)
+    load_test = functools.cache(lambda: data.load_split("test", cfg.data))  # one load per run
     hooks = []
     if cfg.val_size == 0:
-        spec = zoo.get_spec(cfg.model)
-
-        test_split = []
 
         def follow_test(epoch: int, model) -> None:
             start = time.perf_counter()
-            if not test_split:
-                test_split.append(data.load_split("test", cfg.data))
-            test = test_split[0]
-            acc = evaluate.evaluate(model, test, mean=spec.mean, std=spec.std, precision="bf16").accuracy
+            acc = evaluate.evaluate(model, load_test(), mean=spec.mean, std=spec.std, precision="bf16").accuracy
             monitor_s[0] += time.perf_counter() - start
             mark(acc)
 
@@ -71,9 +68,7 @@ def one_run(preset: str, seed: int, data_dir: str | None, val_size: int | None, 
     tta_acc = summary.get("test_acc_tta")
     if tta_acc is None:  # the preset does not score with TTA itself: do it here, inside the clock
         model = trainer.load_best("cpu")
-        spec = zoo.get_spec(cfg.model)
-        test = data.load_split("test", cfg.data)
-        tta_acc = evaluate.evaluate(model, test, tta="flip_translate", mean=spec.mean, std=spec.std,
+        tta_acc = evaluate.evaluate(model, load_test(), tta="flip_translate", mean=spec.mean, std=spec.std,
                                     precision="bf16" if summary["precision"] != "fp32" else "fp32").accuracy
     return {"seed": seed, "test_acc": summary["test_acc"], "tta_acc": tta_acc,
             "train_s": summary["elapsed_s"] - monitor_s[0], "wall_s": time.perf_counter() - t0 - monitor_s[0],

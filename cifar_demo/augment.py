@@ -71,10 +71,14 @@ def batch_crop(x: Tensor, pad: int, generator: torch.Generator | None = None) ->
     return padded[idx, chans, rows, cols]
 
 
+def flip_where(x: Tensor, mask: Tensor) -> Tensor:
+    """Horizontal flip of the images of an NCHW batch whose entry in the bool `mask` is set."""
+    return torch.where(mask[:, None, None, None], x.flip(-1), x)
+
+
 def batch_flip(x: Tensor, generator: torch.Generator | None = None, *, p: float = 0.5) -> Tensor:
     """Horizontal flip of each image with probability p (0.5 by default)."""
-    chosen = _rand(x.shape[0], x.device, generator) < p
-    return torch.where(chosen[:, None, None, None], x.flip(-1), x)
+    return flip_where(x, _rand(x.shape[0], x.device, generator) < p)
 
 
 def batch_cutout(x: Tensor, size: int, generator: torch.Generator | None = None) -> Tensor:

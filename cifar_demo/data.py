@@ -517,8 +517,7 @@ class TensorLoader:
             # Crop and flip on uint8 (a quarter of the bytes of float32)...
             x = aug.batch_crop(x, self.crop_pad, gen)
             if self._flip_bits is not None:
-                flipped = self._flip_bits[idx] ^ bool(epoch % 2)
-                x = torch.where(flipped[:, None, None, None], x.flip(-1), x)
+                x = aug.flip_where(x, self._flip_bits[idx] ^ bool(epoch % 2))
             elif self.flip:
                 x = aug.batch_flip(x, gen)
             x = normalize(x, self.mean, self.std).to(self.dtype)
