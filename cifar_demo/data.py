@@ -391,6 +391,17 @@ def stratified_split(labels: np.ndarray, val_size: int, seed: int = 0) -> tuple[
     return np.flatnonzero(keep), val
 
 
+def split_digest(split: Split) -> str:
+    """sha256 of a split's decoded pixels and labels: the same for every copy of the same
+    images, wherever they sit and whatever their file times (unlike DataSource.fingerprint,
+    the cache key). Model cards record it for their test split so CI can tell "same test
+    images" from "another copy of them"."""
+    h = hashlib.sha256(b"cifar-demo split uint8 NCHW + int64 labels\n")
+    h.update(np.ascontiguousarray(split.images.cpu().numpy()).tobytes())
+    h.update(np.ascontiguousarray(split.labels.cpu().numpy().astype(np.int64)).tobytes())
+    return h.hexdigest()[:32]
+
+
 def subset(split: Split, indices) -> Split:
     """The images of `split` at `indices` (any sequence of ints), in that order."""
     idx = torch.as_tensor(np.asarray(indices, np.int64), device=split.images.device)

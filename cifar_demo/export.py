@@ -61,6 +61,6 @@ def export_run(run_id: str | Path, *, runs_dir=None, out_dir=None, dtype: str = 
         per_class_accuracy=dict(zip(CLASSES, plain.recall)),
         train_config=cfg.to_dict(), epochs=summary["epochs_run"], train_seconds=summary["elapsed_s"],
         hardware=summary.get("hardware"), dtype=dtype,
-        slice_check={**slice_check, "accuracy": sliced.accuracy},
+        slice_check={**slice_check, "accuracy": sliced.accuracy}, test_digest=data_mod.split_digest(test),
     )
     return weights_path, card_path, weights.ModelCard.load(card_path)

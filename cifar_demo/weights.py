@@ -115,6 +115,7 @@ class ModelCard:
     dtype: str                            # storage dtype: "float32" or "float16"
     sha256: str                           # of the .safetensors file
     slice_check: dict[str, Any] | None = None  # {"start", "n": 1000, "step", "accuracy"} for CI
+    test_digest: str | None = None        # data.split_digest() of the test split it was scored on
     schema_version: int = CARD_SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, kept verbatim
 
@@ -246,6 +247,7 @@ def save_weights(
     train_seconds: float,
     hardware: dict[str, Any] | None = None,
     slice_check: dict[str, Any] | None = None,
+    test_digest: str | None = None,
     dtype: str = "float32",
 ) -> tuple[Path, Path]:
     """Write <directory>/<name>.safetensors and <name>.json; returns (weights_path, card_path).
@@ -264,7 +266,7 @@ def save_weights(
         epochs=epochs, train_seconds=train_seconds, hardware=hardware or hardware_info(),
         torch_version=torch.__version__, project_version=cifar_demo.__version__,
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        dtype=dtype, sha256="0" * 64, slice_check=slice_check,
+        dtype=dtype, sha256="0" * 64, slice_check=slice_check, test_digest=test_digest,
     )
     # Check the card before writing anything, so a bad call never leaves half an export.
     problems = card.validate()

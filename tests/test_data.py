@@ -508,3 +508,18 @@ def test_alternating_flip_shows_each_image_on_both_sides_every_two_epochs():
     assert not torch.equal(D.TensorLoader(split, 64, shuffle=False, flip="alternate", seed=4)._flip_bits, e0)
     shuffled = D.TensorLoader(split, 16, augment="translate2_altflip", seed=3)
     assert shuffled.flip == "alternate" and shuffled.crop_pad == 2 and torch.equal(shuffled._flip_bits, e0)
+
+
+def test_split_digest_follows_the_pixels_and_labels_only():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8, generator=g)
+    labels = torch.arange(20) % 10
+    split = D.Split(images, labels)
+    same = D.Split(images.clone(), labels.clone())
+    assert D.split_digest(split) == D.split_digest(same)
+    pixel = images.clone()
+    pixel[3, 1, 4, 5] ^= 1
+    assert D.split_digest(D.Split(pixel, labels)) != D.split_digest(split)
+    relabelled = labels.clone()
+    relabelled[0] = 9
+    assert D.split_digest(D.Split(images, relabelled)) != D.split_digest(split)

@@ -1,7 +1,8 @@
 """Every shipped model card is reproducible: its weights verify and re-score its test slice.
 
-A broken, swapped or tampered weights file fails here. The slice is scored on the dataset
-copy the card names; where that copy is absent here the slice test is skipped with a reason.
+A broken, swapped or tampered weights file fails here. The slice is scored on the test images
+the card was scored on (same decoded pixels: `test_digest`); where they are absent here the
+slice test is skipped with a reason. File times do not matter: a fresh copy of the export counts.
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ def test_weights_folder_verifies_and_stays_small():
 def test_card_slice_accuracy_reproduces(name, jpeg_export):
     card = weights.card_for(name)
     assert card.slice_check is not None, f"{name}'s card has no slice_check"
-    source = data.resolve_source(jpeg_export, download=False)
-    if source.fingerprint != card.dataset_fingerprint:
-        pytest.skip(f"{name} was scored on {card.dataset} ({card.dataset_fingerprint[:12]}), "
-                    f"not on the copy at {jpeg_export}")
+    assert card.test_digest, f"{name}'s card has no test_digest: re-export it"
+    test = data.load_split("test", data.resolve_source(jpeg_export, download=False))
+    if data.split_digest(test) != card.test_digest:
+        pytest.skip(f"{name} was scored on other test images ({card.dataset}, digest "
+                    f"{card.test_digest[:12]}) than those at {jpeg_export}")
     model, card = weights.load_weights(name)
-    test = data.load_split("test", source)
     spec = zoo.get_spec(name)
     res = evaluate.evaluate(model, data.subset(test, weights.slice_indices(card.slice_check)),
                             mean=spec.mean, std=spec.std, device="cpu")

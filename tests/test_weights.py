@@ -61,6 +61,7 @@ ALL_CARD_KEYS = {
     "schema_version", "model", "params", "dataset", "dataset_fingerprint", "test_accuracy",
     "test_accuracy_tta", "per_class_accuracy", "train_config", "epochs", "train_seconds",
     "hardware", "torch_version", "project_version", "date", "dtype", "sha256", "slice_check",
+    "test_digest",
 }
 
 
