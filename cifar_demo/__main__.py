@@ -25,6 +25,15 @@ def cmd_zoo(args) -> int:
     from . import zoo
 
     specs = zoo.specs()
+    if args.latency is not None:
+        from .report import LATENCY_FILE, latency_note, measure_latency
+
+        path = args.latency or LATENCY_FILE
+        record = measure_latency(path)
+        for name, ms in record["latency_ms"].items():
+            print(f"{name:15s} {ms:7.2f} ms")
+        print(f"{latency_note(record)}\nwrote {path}")
+        return 0
     if args.json:
         print(json.dumps(zoo.specs_as_dicts(), indent=2))
     elif args.markdown:
@@ -281,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--markdown", nargs="?", const="-", metavar="FILE",
                      help="the README's zoo table (registry + model cards) as Markdown: print it, or "
                           "put it between the zoo-table markers of FILE (e.g. README.md)")
+    p.add_argument("--latency", nargs="?", const="", metavar="FILE",
+                   help="measure every model's batch-1 CPU latency on this machine and write it to FILE "
+                        "(default docs/latency.json, which the README's table reads)")
     p.set_defaults(func=cmd_zoo)
 
     p = sub.add_parser("train", help="train a model (a run directory under runs/)")

@@ -8,6 +8,7 @@ become either a clean RGB image or an ImageError with a message for the user.
 from __future__ import annotations
 
 import io
+import statistics
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -155,6 +156,23 @@ def predict_one(model, image32: np.ndarray, mean=None, std=None) -> tuple[dict[s
     probs = model(x).float().softmax(1)[0]
     ms = (time.perf_counter() - t0) * 1000
     return {c: float(p) for c, p in zip(CLASSES, probs)}, ms
+
+
+def measure_latency(names: list[str] | None = None, runs: int = 10, warmup: int = 2) -> dict[str, float]:
+    """Batch-1 CPU forward latency of each named zoo model (default: all), in ms: the median of
+    `runs` passes on the bundled sample image after `warmup` passes (the first ones allocate
+    buffers and pick kernels). Models are built fresh with random weights: the speed depends
+    on the architecture, not on the values, and no cached model is touched."""
+    from . import data, zoo
+
+    image32 = data.load_sample().images[0].permute(1, 2, 0).numpy()
+    out = {}
+    for name in names or zoo.names():
+        spec = zoo.get_spec(name)
+        model = zoo.create(name).eval()
+        times = [predict_one(model, image32, spec.mean, spec.std)[1] for _ in range(warmup + runs)]
+        out[name] = statistics.median(times[warmup:])
+    return out
 
 
 def predict_many(image32: np.ndarray, names: list[str] | None = None) -> list[Prediction]:

@@ -9,17 +9,62 @@ from pathlib import Path
 from . import weights, zoo
 
 START, END = "<!-- zoo-table:start -->", "<!-- zoo-table:end -->"
+# Measured CPU latencies for the README's table (written by `python -m cifar_demo zoo --latency`).
+LATENCY_FILE = Path(__file__).resolve().parents[1] / "docs" / "latency.json"
+LATENCY_COMMAND = "python -m cifar_demo zoo --latency"
 
 
 def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
 
 
-def zoo_markdown() -> str:
-    """The README's zoo table: registry figures plus, where weights ship, their card's results."""
+def measure_latency(path: str | Path = LATENCY_FILE, runs: int = 50) -> dict:
+    """Measure every zoo model's batch-1 CPU latency here and write it, with the machine, to `path`."""
+    import platform
+    import time
+
+    import torch
+
+    from . import predict
+
+    ms = predict.measure_latency(runs=runs)
+    record = {"command": LATENCY_COMMAND, "batch": 1, "precision": "fp32", "runs": runs,
+              "threads": torch.get_num_threads(), "hardware": weights.hardware_info(),
+              "torch": torch.__version__, "python": platform.python_version(),
+              "date": time.strftime("%Y-%m-%d", time.gmtime()),
+              "latency_ms": {name: round(v, 2) for name, v in ms.items()}}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def read_latency(path: str | Path = LATENCY_FILE) -> dict | None:
+    """The measured latencies, or None when they were never measured (or the file is unreadable)."""
+    try:
+        record = json.loads(Path(path).read_text())
+        return record if isinstance(record.get("latency_ms"), dict) else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def latency_note(record: dict) -> str:
+    hw = record.get("hardware") or {}
+    return (f"CPU latency: one 32x32 image (batch {record['batch']}, {record['precision']}), median of "
+            f"{record['runs']} forward passes, measured by `{record['command']}` on {hw.get('cpu', '?')} "
+            f"({hw.get('cores', '?')} cores, {record['threads']} threads), torch {record['torch']}, "
+            f"{record['date']}.")
+
+
+def zoo_markdown(latency_path: str | Path = LATENCY_FILE) -> str:
+    """The README's zoo table: registry figures, the measured CPU latency, and, where weights
+    ship, their card's results."""
     have = set(weights.available())
+    latency = read_latency(latency_path)
+    lat_ms = (latency or {}).get("latency_ms", {})
     head = ["model", "source project", "params", "MACs", "source's accuracy",
-            "accuracy here", "with TTA", "epochs", "training time", "default recipe (--preset NAME)"]
+            "accuracy here", "with TTA", "epochs", "training time", "CPU latency",
+            "default recipe (--preset NAME)"]
     rows = []
     for s in zoo.specs():
         card = weights.card_for(s.name) if s.name in have else None
@@ -30,12 +75,14 @@ def zoo_markdown() -> str:
             _pct(card.test_accuracy_tta) if card else "-",
             str(card.epochs) if card else "-",
             f"{card.train_seconds / 60:.0f} min" if card else "-",
+            f"{lat_ms[s.name]:.1f} ms" if s.name in lat_ms else "-",
             zoo.recipe_summary(s.recipe),
         ])
-    right = {2, 3, 4, 5, 6, 7, 8}
+    right = {2, 3, 4, 5, 6, 7, 8, 9}
     lines = ["| " + " | ".join(head) + " |",
              "|" + "|".join("---:" if i in right else "---" for i in range(len(head))) + "|"]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    lines += ["", latency_note(latency) if latency else f"CPU latency: not measured yet (`{LATENCY_COMMAND}`)."]
     lines += ["", "How the shipped weights were made (from their cards):", "", provenance_markdown()]
     return "\n".join(lines)
 

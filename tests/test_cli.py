@@ -42,6 +42,23 @@ def test_zoo_markdown_fills_the_readme_markers(tmp_path, capsys):
     assert "| `resnet18` |" in text and "11,173,962" in text
 
 
+def test_zoo_latency_is_measured_written_and_shown_in_the_table(tmp_path, capsys):
+    from cifar_demo import report
+
+    path = tmp_path / "latency.json"
+    assert "not measured yet" in report.zoo_markdown(path)           # no file: says so
+    assert main(["zoo", "--latency", str(path)]) == 0
+    record = json.loads(path.read_text())
+    assert set(record["latency_ms"]) == set(zoo.names()) and all(v > 0 for v in record["latency_ms"].values())
+    assert record["batch"] == 1 and record["runs"] == 50 and record["hardware"]["cores"] >= 1
+    table = report.zoo_markdown(path)
+    row = next(line for line in table.splitlines() if line.startswith("| `resnet18` |"))
+    assert f"| {record['latency_ms']['resnet18']:.1f} ms |" in row
+    assert "median of 50 forward passes, measured by `python -m cifar_demo zoo --latency`" in table
+    path.write_text("{not json")                                          # a broken file is ignored
+    assert "not measured yet" in report.zoo_markdown(path)
+
+
 @pytest.mark.parametrize("args, message", [
     (["train"], "give --model NAME or --preset NAME"),
     (["train", "--model", "resnet1000"], "unknown model 'resnet1000'"),

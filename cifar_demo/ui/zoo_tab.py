@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import statistics
 import threading
 
 import gradio as gr
 import torch
 from matplotlib.figure import Figure
 
-from .. import data, plots, predict, weights, zoo
+from .. import plots, predict, weights, zoo
 
 LATENCY_RUNS = 10   # timed runs per model (after WARMUP); the median is shown
 WARMUP = 2          # the first passes allocate buffers and pick kernels: not representative
@@ -111,12 +110,8 @@ def measure_latency(runs: int = LATENCY_RUNS) -> dict[str, float]:
     values) so the Predict tab's cached models are never touched from this thread.
     """
     global _latency_note
-    image32 = data.load_sample().images[0].permute(1, 2, 0).numpy()
     with _lock:  # two visitors pressing the button at once would only slow each other down
-        for s in zoo.specs():
-            model = zoo.create(s.name).eval()
-            times = [predict.predict_one(model, image32, s.mean, s.std)[1] for _ in range(WARMUP + runs)]
-            _latency[s.name] = statistics.median(times[WARMUP:])
+        _latency.update(predict.measure_latency([s.name for s in zoo.specs()], runs=runs, warmup=WARMUP))
         _latency_note = (f"CPU latency: one 32x32 image (batch 1), median of {runs} forward passes "
                          f"after {WARMUP} warm-up passes, {torch.get_num_threads()} threads, on this "
                          "server. Other work on the server (a training run) slows it down.")
