@@ -1,8 +1,8 @@
-"""What makes an airnet training step fast on this machine: precision, memory format, batch
-size, thread count and torch.compile, one at a time against the engine's default (bf16
-autocast, channels_last, batch 1,024, eager).
+"""What makes a training step fast on this machine: precision, memory format, batch size,
+thread count and torch.compile, one at a time against the engine's default (bf16 autocast,
+channels_last, eager) at the given batch size (1,024 by default, airnet's).
 
-    python bench/train_step.py [--steps 8] [--compile]
+    python bench/train_step.py [--model airnet] [--batch 1024] [--steps 8] [--compile] [--default-only]
 
 Each row: median seconds per step over --steps timed steps (after warm-up), and images/s.
 With --compile the compiled variant also reports its one-off compile time (the first steps),
@@ -26,9 +26,9 @@ from cifar_demo.common import pick_device  # noqa: E402
 from timing import median_time  # noqa: E402 (bench/ is on sys.path when run as a script)
 
 
-def make_step(device, batch: int, bf16: bool, channels_last: bool, compiled: bool):
+def make_step(device, model_name: str, batch: int, bf16: bool, channels_last: bool, compiled: bool):
     torch.manual_seed(0)
-    model = zoo.create("airnet").to(device)
+    model = zoo.create(model_name).to(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     x = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=fmt)
@@ -48,29 +48,35 @@ def make_step(device, batch: int, bf16: bool, channels_last: bool, compiled: boo
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="airnet", choices=zoo.names())
+    p.add_argument("--batch", type=int, default=1024)
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--compile", action="store_true", help="also time torch.compile (takes minutes on 2 cores)")
+    p.add_argument("--default-only", action="store_true", help="time only the default row (a model's training speed)")
     args = p.parse_args()
     device = pick_device()
     hw = weights.hardware_info()
     threads = torch.get_num_threads()
-    print(f"{hw['cpu']}, {hw['cores']} cores, torch {torch.__version__}, device {device}, {threads} threads, "
+    b = args.batch
+    print(f"model {args.model}; {hw['cpu']}, {hw['cores']} cores, torch {torch.__version__}, device {device}, {threads} threads, "
           f"{time.strftime('%Y-%m-%d', time.gmtime())}")
     variants = [
-        ("default: bf16, channels_last, batch 1024", dict(batch=1024, bf16=True, channels_last=True)),
-        ("fp32", dict(batch=1024, bf16=False, channels_last=True)),
-        ("contiguous (NCHW)", dict(batch=1024, bf16=True, channels_last=False)),
-        ("batch 512", dict(batch=512, bf16=True, channels_last=True)),
-        ("batch 2048", dict(batch=2048, bf16=True, channels_last=True)),
+        (f"default: bf16, channels_last, batch {b}", dict(batch=b, bf16=True, channels_last=True)),
+        ("fp32", dict(batch=b, bf16=False, channels_last=True)),
+        ("contiguous (NCHW)", dict(batch=b, bf16=True, channels_last=False)),
+        (f"batch {b // 2}", dict(batch=b // 2, bf16=True, channels_last=True)),
+        (f"batch {2 * b}", dict(batch=2 * b, bf16=True, channels_last=True)),
     ]
-    if threads > 1:
-        variants.append((f"{threads - 1} thread(s)", dict(batch=1024, bf16=True, channels_last=True, threads=threads - 1)))
-    if args.compile:
-        variants.append(("torch.compile", dict(batch=1024, bf16=True, channels_last=True, compiled=True)))
+    if args.default_only:
+        del variants[1:]
+    elif threads > 1:
+        variants.append((f"{threads - 1} thread(s)", dict(batch=b, bf16=True, channels_last=True, threads=threads - 1)))
+    if args.compile and not args.default_only:
+        variants.append(("torch.compile", dict(batch=b, bf16=True, channels_last=True, compiled=True)))
     base = None
     for name, v in variants:
         torch.set_num_threads(v.pop("threads", threads))
-        step = make_step(device, compiled=v.pop("compiled", False), **v)
+        step = make_step(device, args.model, compiled=v.pop("compiled", False), **v)
         t0 = time.perf_counter()
         step()
         step()
