@@ -117,3 +117,15 @@ def test_train_export_evaluate_predict_on_a_jpeg_slice(tmp_path, jpeg_export):
     out = json.loads(proc.stdout)[str(sample)]
     assert set(out["simple_cnn"]) == {"top", "latency_ms"} and len(out["simple_cnn"]["top"]) == 3
     assert out["resnet18"] == {"error": "no weights shipped yet"}
+
+
+def test_fp16_export_is_refused_where_it_moves_test_accuracy_by_more_than_005_points():
+    from cifar_demo.export import check_fp16
+
+    check_fp16(0.9000, 0.9000)
+    check_fp16(0.9000, 0.9005)          # 5 of 10,000 images: allowed
+    check_fp16(0.9000, 0.8995)
+    with pytest.raises(ValueError, match=r"90.00% to 89.94% \(0.06 points.*--dtype float32"):
+        check_fp16(0.9000, 0.8994)
+    with pytest.raises(ValueError, match="more than 0.05"):
+        check_fp16(0.8000, 0.8100)
