@@ -115,7 +115,8 @@ def provenance_markdown() -> str:
         card = weights.card_for(name)
         hw = card.hardware or {}
         lines.append(f"- `{name}`: `{train_command(card.train_config)}`, then "
-                     f"`python -m cifar_demo export RUN_ID`; {card.epochs} epochs in "
+                     f"`python -m cifar_demo export RUN_ID{' --dtype float16' if card.dtype == 'float16' else ''}`; "
+                     f"{card.epochs} epochs in "
                      f"{card.train_seconds / 60:.0f} min on {hw.get('cpu', '?')} ({hw.get('cores', '?')} cores"
                      f"{', ' + hw['gpu'] if hw.get('gpu') else ''}), torch {card.torch_version}, {card.date[:10]}.")
     return "\n".join(lines) if lines else "- no weights shipped yet"
