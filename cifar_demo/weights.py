@@ -160,7 +160,7 @@ class ModelCard:
         with _temp_beside(path) as tmp:
             tmp.write_text(text)
             _fsync(tmp)
-            os.replace(tmp, path)
+            _publish(tmp, path)
         return path
 
     @classmethod
@@ -293,8 +293,8 @@ def save_weights(
         ctmp.write_text(card.to_json())
         _fsync(ctmp)
         # Weights first: a reader that sees the new card also sees the new weights.
-        os.replace(wtmp, weights_path)
-        os.replace(ctmp, card_path)
+        _publish(wtmp, weights_path)
+        _publish(ctmp, card_path)
     return weights_path, card_path
 
 
@@ -315,6 +315,11 @@ def _storage_tensors(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict
     return out
 
 
+# Read once at import: os.umask can only be read by setting it, which is not thread-safe.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def _temp_beside(path: Path) -> Iterator[Path]:
     """A temp file in path's folder (same filesystem, so os.replace is atomic); removed if left."""
@@ -324,6 +329,14 @@ def _temp_beside(path: Path) -> Iterator[Path]:
         yield Path(tmp)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    """Rename a finished temp file onto path, with the mode a plain open() would have given it:
+    mkstemp makes files owner-only (0600), and an app run as another user (a Space's container)
+    must still read the weights."""
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    os.replace(tmp, path)
 
 
 def _fsync(path: Path) -> None:
@@ -568,7 +581,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     with _temp_beside(path) as tmp:
         torch.save(state, tmp)
         _fsync(tmp)
-        os.replace(tmp, path)
+        _publish(tmp, path)
     return path
 
 

@@ -332,6 +332,17 @@ def test_atomic_save_leaves_no_temp_files_and_keeps_old_files_on_failure(tmp_pat
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
+def test_saved_files_get_the_umask_mode_not_mkstemps_owner_only(tmp_path):
+    # mkstemp's 0600 survived the rename: an app run as another user could not read the weights.
+    import os
+    _, weights_path, card_path = save_tiny(tmp_path)
+    W.ModelCard.load(card_path).save(tmp_path / "copy.json")
+    W.save_checkpoint({"x": torch.zeros(1)}, tmp_path / "ckpt.pt")
+    expected = 0o666 & ~W._UMASK
+    for p in (weights_path, card_path, tmp_path / "copy.json", tmp_path / "ckpt.pt"):
+        assert os.stat(p).st_mode & 0o777 == expected, p.name
+
+
 # ---------------------------------------------------------------------------- Hub fallback
 
 def test_missing_model_with_failing_hub_gives_the_helpful_message(tmp_path, monkeypatch):
