@@ -174,6 +174,7 @@ def test_model_zoo_tab(page):
     visible(page, re.compile(r"\d+\.\d+ ms")).wait_for(timeout=120_000)  # latency measured on open
     for name in zoo.names():
         assert visible(page, name).is_visible()
+    assert visible(page, "Our test accuracies are on the test set of CIFAR-10 (JPEG export).").is_visible()
     shot(page, "model_zoo")
 
 

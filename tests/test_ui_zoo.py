@@ -18,7 +18,7 @@ def one_model_with_weights(tmp_path, monkeypatch):
                          dataset="CIFAR-10 (JPEG export)", dataset_fingerprint="test",
                          test_accuracy=0.5, test_accuracy_tta=None,
                          per_class_accuracy={c: 0.5 for c in CLASSES}, train_config={},
-                         epochs=0, train_seconds=0.0)
+                         epochs=3, train_seconds=125.0)
     monkeypatch.setenv("CIFAR_DEMO_WEIGHTS", str(tmp_path))
     monkeypatch.setattr(zoo_tab, "_latency", {})
     monkeypatch.setattr(zoo_tab, "_latency_note", "")
@@ -29,15 +29,32 @@ def test_one_row_per_model_with_card_accuracy_or_no_weights(one_model_with_weigh
     rows = {r[0]: dict(zip(zoo_tab.COLUMNS, r)) for r in zoo_tab.zoo_rows()}
     assert list(rows) == zoo.names()
     ours = rows["optimized200k"]
-    assert ours["our test accuracy"] == "50.00% (CIFAR-10 (JPEG export))"
+    assert ours["our test accuracy"] == "50.00%"      # one test set for all cards: named once
+    assert ours["with TTA"] == "-" and ours["trained here"] == "3 ep, 2 min"
+    assert zoo_tab.scored_on() == "Our test accuracies are on the test set of CIFAR-10 (JPEG export)."
     size = (one_model_with_weights / "optimized200k.safetensors").stat().st_size
     assert ours["weights file"] == f"{size / 1e6:.1f} MB"
     assert ours["params"] == "151 k"
-    assert all(r["our test accuracy"] == "no weights yet" and r["weights file"] == "-"
+    assert all(r["our test accuracy"] == "no weights yet" and r["weights file"] == "-" and r["with TTA"] == "-"
                for name, r in rows.items() if name != "optimized200k")
     assert rows["resnet18"]["params"] == "11.17 M" and rows["resnet18"]["source's accuracy"] == "93.30%"
     assert rows["airnet"]["source's accuracy"] == "- (ours)"
     assert all(r["CPU latency"] == "not measured" for r in rows.values())
+
+
+def test_cells_name_the_test_set_where_cards_differ_and_show_tta(one_model_with_weights):
+    torch.manual_seed(1)
+    weights.save_weights(zoo.create("airnet").eval(), one_model_with_weights, "airnet",
+                         dataset="CIFAR-10", dataset_fingerprint="test", test_accuracy=0.9,
+                         test_accuracy_tta=0.9123, per_class_accuracy={c: 0.9 for c in CLASSES},
+                         train_config={}, epochs=10, train_seconds=600.0)
+    rows = {r[0]: dict(zip(zoo_tab.COLUMNS, r)) for r in zoo_tab.zoo_rows()}
+    assert rows["airnet"]["our test accuracy"] == "90.00% (CIFAR-10)"
+    assert rows["airnet"]["with TTA"] == "91.23%" and rows["airnet"]["trained here"] == "10 ep, 10 min"
+    assert rows["optimized200k"]["our test accuracy"] == "50.00% (CIFAR-10 (JPEG export))"
+    assert zoo_tab.scored_on() == "Our test accuracies are on the test set of CIFAR-10 / CIFAR-10 (JPEG export)."
+    (one_model_with_weights / "airnet.json").write_text("{broken")
+    assert zoo_tab.zoo_rows()[zoo.names().index("airnet")][3:6] == ["card unreadable", "-", "-"]
 
 
 def test_scatter_plots_show_our_models_and_the_sources_figures():
@@ -64,7 +81,8 @@ def test_build_measures_nothing_and_refresh_gives_table_and_plots():
     with gr.Blocks():
         zoo_tab.build()
     assert zoo_tab._latency == {}
-    rows, ours, theirs, note = zoo_tab.refresh()
+    rows, scored, ours, theirs, note = zoo_tab.refresh()
+    assert "JPEG export" in scored
     assert len(rows) == len(zoo.names()) and isinstance(ours, Figure) and "not measured" in note
     origins = zoo_tab.origins_markdown()
     assert all(s.source in origins and s.description in origins for s in zoo.specs())

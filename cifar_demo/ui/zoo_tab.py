@@ -13,14 +13,15 @@ from .. import plots, predict, weights, zoo
 LATENCY_RUNS = 10   # timed runs per model (after WARMUP); the median is shown
 WARMUP = 2          # the first passes allocate buffers and pick kernels: not representative
 
-COLUMNS = ["model", "source", "source's accuracy", "our test accuracy", "params", "MACs",
-           "weights file", "CPU latency"]
+COLUMNS = ["model", "source", "source's accuracy", "our test accuracy", "with TTA", "trained here",
+           "params", "MACs", "weights file", "CPU latency"]
 
 INTRO = ("Every CIFAR-10 classifier of the app: architectures rebuilt from public projects (the "
          "*source*), plus our speed-first `airnet`. **Source's accuracy** is what that project reports on the official "
          "CIFAR-10 test set; **our test accuracy** comes from the model card of the weights we "
-         "trained (on the JPEG export of CIFAR-10 where the card says so). MACs are the "
-         "multiply-accumulates of one 32x32 image.")
+         "trained (the line under the table names the test set), **with TTA** averages each "
+         "image with its mirror and shifted copies, and **trained here** is the epochs and wall "
+         "time of that training run. MACs are the multiply-accumulates of one 32x32 image.")
 
 # Measured latencies, kept for the life of the process: {model: ms}, plus how they were taken.
 _latency: dict[str, float] = {}
@@ -50,21 +51,43 @@ def _count(n: float) -> str:
     return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.0f} k"
 
 
-def _accuracy(card) -> str:
+def _cards() -> dict:
+    """{model: card, error text or None} for every zoo model."""
+    return {s.name: _card(s.name) for s in zoo.specs()}
+
+
+def _datasets(cards: dict) -> list[str]:
+    return sorted({c.dataset for c in cards.values() if c is not None and not isinstance(c, str)})
+
+
+def _results(card, datasets: list[str]) -> list[str]:
+    """[test accuracy, with TTA, trained here] from a card. The test set is named in the cell
+    only where the cards do not all share one (otherwise the line under the table names it)."""
     if card is None:
-        return "no weights yet"
+        return ["no weights yet", "-", "-"]
     if isinstance(card, str):
-        return "card unreadable"
-    return f"{card.test_accuracy:.2%} ({card.dataset})"
+        return ["card unreadable", "-", "-"]
+    accuracy = f"{card.test_accuracy:.2%}" + (f" ({card.dataset})" if len(datasets) > 1 else "")
+    tta = "-" if card.test_accuracy_tta is None else f"{card.test_accuracy_tta:.2%}"
+    return [accuracy, tta, f"{card.epochs} ep, {card.train_seconds / 60:.0f} min"]
+
+
+def scored_on() -> str:
+    """The line under the table: which test set our accuracies are on."""
+    datasets = _datasets(_cards())
+    if not datasets:
+        return "No model has trained weights here yet."
+    return f"Our test accuracies are on the test set of {' / '.join(datasets)}."
 
 
 def zoo_rows() -> list[list[str]]:
     """One row per zoo model (no model is built: the registry, the cards and files hold the figures)."""
-    rows = []
+    rows, cards = [], _cards()
+    datasets = _datasets(cards)
     for s in zoo.specs():
         reported = "- (ours)" if s.reported_accuracy is None else f"{s.reported_accuracy:.2f}%"
         ms = _latency.get(s.name)
-        rows.append([s.name, s.source, reported, _accuracy(_card(s.name)), _count(s.params),
+        rows.append([s.name, s.source, reported, *_results(cards[s.name], datasets), _count(s.params),
                      _count(s.macs), _size_mb(s.name), "not measured" if ms is None else f"{ms:.1f} ms"])
     return rows
 
@@ -118,9 +141,10 @@ def measure_latency(runs: int = LATENCY_RUNS) -> dict[str, float]:
     return dict(_latency)
 
 
-def refresh() -> tuple[list[list[str]], Figure, Figure, str]:
-    """Table, the two plots and the latency note, as the files are now (no measuring)."""
-    return (zoo_rows(), *accuracy_plots(), _latency_note or "CPU latency: not measured yet.")
+def refresh() -> tuple[list[list[str]], str, Figure, Figure, str]:
+    """Table, the line naming its test set, the two plots and the latency note, as the files
+    are now (no measuring)."""
+    return (zoo_rows(), scored_on(), *accuracy_plots(), _latency_note or "CPU latency: not measured yet.")
 
 
 def measure() -> tuple[list[list[str]], str]:
@@ -145,6 +169,7 @@ def build() -> None:
         gr.Markdown(INTRO)
         table = gr.Dataframe(value=zoo_rows(), headers=COLUMNS, interactive=False, wrap=True,
                              label="The zoo")
+        scored = gr.Markdown(scored_on())
         with gr.Row():
             note = gr.Markdown("CPU latency: measured when you open this tab.")
             button = gr.Button("Measure latency again", size="sm", scale=0, min_width=200)
@@ -154,6 +179,6 @@ def build() -> None:
         with gr.Accordion("Where each model comes from", open=True):
             gr.Markdown(origins_markdown())
 
-        tab.select(refresh, None, [table, ours, theirs, note], api_visibility="private").then(
+        tab.select(refresh, None, [table, scored, ours, theirs, note], api_visibility="private").then(
             measure_once, None, [table, note], api_visibility="private")
         button.click(measure, None, [table, note], api_visibility="private")
