@@ -15,6 +15,9 @@ WARMUP = 2          # the first passes allocate buffers and pick kernels: not re
 
 COLUMNS = ["model", "source", "source's accuracy", "our test accuracy", "with TTA", "trained here",
            "params", "MACs", "weights file", "CPU latency"]
+# Shares of the table's width (the automatic widths gave the source column so much that the
+# last columns ran off the side).
+COLUMN_WIDTHS = ["11%", "16%", "8%", "10%", "7%", "11%", "8%", "9%", "10%", "10%"]
 
 INTRO = ("Every CIFAR-10 classifier of the app: architectures rebuilt from public projects (the "
          "*source*), plus our speed-first `airnet`. **Source's accuracy** is what that project reports on the official "
@@ -135,8 +138,9 @@ def measure_latency(runs: int = LATENCY_RUNS) -> dict[str, float]:
     global _latency_note
     with _lock:  # two visitors pressing the button at once would only slow each other down
         _latency.update(predict.measure_latency([s.name for s in zoo.specs()], runs=runs, warmup=WARMUP))
+        threads = torch.get_num_threads()
         _latency_note = (f"CPU latency: one 32x32 image (batch 1), median of {runs} forward passes "
-                         f"after {WARMUP} warm-up passes, {torch.get_num_threads()} threads, on this "
+                         f"after {WARMUP} warm-up passes, {threads} thread{'s' * (threads != 1)}, on this "
                          "server. Other work on the server (a training run) slows it down.")
     return dict(_latency)
 
@@ -168,7 +172,8 @@ def build() -> None:
     with gr.Tab("Model zoo") as tab:
         gr.Markdown(INTRO)
         table = gr.Dataframe(value=zoo_rows(), headers=COLUMNS, interactive=False, wrap=True,
-                             label="The zoo")
+                             label="The zoo", column_widths=COLUMN_WIDTHS,
+                             max_height=1000)  # all ten rows, no scrolling inside the table
         scored = gr.Markdown(scored_on())
         with gr.Row():
             note = gr.Markdown("CPU latency: measured when you open this tab.")
