@@ -66,6 +66,16 @@ def test_scatter_plots_show_our_models_and_the_sources_figures():
     assert "JPEG export" in ours.axes[0].get_title()
 
 
+def test_refresh_reads_each_card_once(one_model_with_weights, monkeypatch):
+    reads = []
+    card_for = weights.card_for
+    monkeypatch.setattr(weights, "card_for", lambda name, *a, **k: reads.append(name) or card_for(name, *a, **k))
+    rows, line, ours, theirs, _ = zoo_tab.refresh()
+    assert reads == ["optimized200k"]                     # the only model with weights here
+    assert rows[zoo.names().index("optimized200k")][3] == "50.00%" and "JPEG export" in line
+    assert "JPEG export" in ours.axes[0].get_title()
+
+
 def test_latency_is_measured_on_demand_and_shown(monkeypatch):
     small = [zoo.get_spec("optimized200k"), zoo.get_spec("airnet")]
     monkeypatch.setattr(zoo_tab.zoo, "specs", lambda: small)

@@ -75,17 +75,17 @@ def _results(card, datasets: list[str]) -> list[str]:
     return [accuracy, tta, f"{card.epochs} ep, {card.train_seconds / 60:.0f} min"]
 
 
-def scored_on() -> str:
+def scored_on(cards: dict | None = None) -> str:
     """The line under the table: which test set our accuracies are on."""
-    datasets = _datasets(_cards())
+    datasets = _datasets(_cards() if cards is None else cards)
     if not datasets:
         return "No model has trained weights here yet."
     return f"Our test accuracies are on the test set of {' / '.join(datasets)}."
 
 
-def zoo_rows() -> list[list[str]]:
+def zoo_rows(cards: dict | None = None) -> list[list[str]]:
     """One row per zoo model (no model is built: the registry, the cards and files hold the figures)."""
-    rows, cards = [], _cards()
+    rows, cards = [], _cards() if cards is None else cards
     datasets = _datasets(cards)
     for s in zoo.specs():
         reported = "- (ours)" if s.reported_accuracy is None else f"{s.reported_accuracy:.2f}%"
@@ -108,11 +108,11 @@ def origins_markdown() -> str:
 # ------------------------------------------------------------------------------ plots
 
 
-def accuracy_plots() -> tuple[Figure, Figure]:
+def accuracy_plots(cards: dict | None = None) -> tuple[Figure, Figure]:
     """(our test accuracy vs parameters, the sources' reported accuracy vs parameters)."""
-    ours, datasets = [], set()
+    ours, datasets, cards = [], set(), _cards() if cards is None else cards
     for s in zoo.specs():
-        card = _card(s.name)
+        card = cards[s.name]
         if card is not None and not isinstance(card, str):
             ours.append({"name": s.name, "params": s.params, "accuracy": card.test_accuracy})
             datasets.add(card.dataset)
@@ -147,8 +147,10 @@ def measure_latency(runs: int = LATENCY_RUNS) -> dict[str, float]:
 
 def refresh() -> tuple[list[list[str]], str, Figure, Figure, str]:
     """Table, the line naming its test set, the two plots and the latency note, as the files
-    are now (no measuring)."""
-    return (zoo_rows(), scored_on(), *accuracy_plots(), _latency_note or "CPU latency: not measured yet.")
+    are now (no measuring). Each card is read once."""
+    cards = _cards()
+    return (zoo_rows(cards), scored_on(cards), *accuracy_plots(cards),
+            _latency_note or "CPU latency: not measured yet.")
 
 
 def measure() -> tuple[list[list[str]], str]:
