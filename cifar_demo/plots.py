@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from .common import CLASSES
 
@@ -270,6 +270,49 @@ def reliability_diagram(bins: Sequence[Mapping[str, float]], ece: float | None =
     return fig
 
 
+# Where a point's name may go, in points from the point: right-above, right-below, left-above,
+# left-below, straight above, straight below (the first that collides with nothing wins).
+_LABEL_SPOTS = [((6, 5), "left", "bottom"), ((6, -6), "left", "top"), ((-6, 5), "right", "bottom"),
+                ((-6, -6), "right", "top"), ((0, 8), "center", "bottom"), ((0, -9), "center", "top")]
+
+
+def _place_labels(fig: Figure, ax, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Name every point, putting each label where it overlaps the fewest labels already placed,
+    other points and the axes' edge (measured in display space after a layout pass)."""
+    fig.draw_without_rendering()
+    to_px = ax.transData.transform
+    dots = [to_px((r["params"], r["accuracy"])) for r in rows]
+    frame = ax.get_window_extent()
+    placed = []
+
+    def cost(box, own):
+        overlap = sum(max(0, min(box.x1, b.x1) - max(box.x0, b.x0)) * max(0, min(box.y1, b.y1) - max(box.y0, b.y0))
+                      for b in placed)
+        dot_hits = sum(1 for j, (x, y) in enumerate(dots) if j != own
+                       and box.x0 - 5 <= x <= box.x1 + 5 and box.y0 - 5 <= y <= box.y1 + 5)
+        outside = box.width * box.height - max(0, min(box.x1, frame.x1) - max(box.x0, frame.x0)) * \
+            max(0, min(box.y1, frame.y1) - max(box.y0, frame.y0))
+        return overlap + 400 * dot_hits + outside
+
+    for i, r in enumerate(rows):
+        best = None
+        for offset, ha, va in _LABEL_SPOTS:
+            text = ax.annotate(r["name"], (r["params"], r["accuracy"]), textcoords="offset points",
+                               xytext=offset, ha=ha, va=va, fontsize=FONT)
+            box = text.get_window_extent().padded(3)  # keep a gap between neighbouring labels
+            c = cost(box, i)
+            if best is None or c < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (c, text, box)
+            else:
+                text.remove()
+            if c == 0:
+                break
+        placed.append(best[2])
+
+
+
 def accuracy_vs_params(rows: Sequence[Mapping[str, Any]], *, title: str | None = None,
                        ylabel: str = "accuracy", figsize=(8, 5)) -> Figure:
     """Scatter of accuracy against parameter count (log x), one labelled point per model.
@@ -283,25 +326,24 @@ def accuracy_vs_params(rows: Sequence[Mapping[str, Any]], *, title: str | None =
     ax = fig.subplots()
     for i, r in enumerate(rows):
         ax.scatter(r["params"], r["accuracy"], s=60, color=COLORS[i % len(COLORS)], zorder=3)
-        # Labels alternate above / below the point in size order, so neighbours rarely collide.
-        above = i % 2 == 0
-        ax.annotate(r["name"], (r["params"], r["accuracy"]), textcoords="offset points",
-                    xytext=(6, 5 if above else -6), va="bottom" if above else "top", fontsize=FONT)
     ax.set_xscale("log")
-    if rows:
-        # Room for the name labels, which sit to the right of and above each point.
-        p = [r["params"] for r in rows]
-        a = [r["accuracy"] for r in rows]
-        ax.set_xlim(min(p) / 2, max(p) * 4)
-        ax.set_ylim(max(0.0, min(a) - 0.05), min(1.02, max(a) + 0.05))
-    else:
-        _empty(ax, "no models with measured accuracy")
     _percent_axis(ax)
+    # Whole percents only: a 2.5-point tick step would print 82.5% as "82%".
+    ax.yaxis.set_major_locator(MaxNLocator(steps=[1, 2, 5, 10]))
     ax.set_xlabel("parameters (log scale)", fontsize=FONT)
     ax.set_ylabel(ylabel, fontsize=FONT)
     ax.tick_params(labelsize=FONT)
     ax.grid(alpha=0.3, which="both")
     ax.set_title(title or "Accuracy vs. model size", fontsize=TITLE_FONT)
+    if rows:
+        # Room for the name labels, which sit beside each point; placed last, on the final layout.
+        p = [r["params"] for r in rows]
+        a = [r["accuracy"] for r in rows]
+        ax.set_xlim(min(p) / 2, max(p) * 4)
+        ax.set_ylim(max(0.0, min(a) - 0.05), min(1.02, max(a) + 0.05))
+        _place_labels(fig, ax, rows)
+    else:
+        _empty(ax, "no models with measured accuracy")
     return fig
 
 

@@ -175,6 +175,30 @@ def test_accuracy_vs_params():
     assert plots.accuracy_vs_params([]).axes  # an empty zoo still draws
 
 
+def test_accuracy_vs_params_labels_do_not_overlap_in_a_crowded_zoo():
+    # The shipped zoo's crowd (params, test accuracy): keras_cnn and custom_cnn's labels collided
+    # when labels simply alternated above and below.
+    crowd = {"optimized200k": (150_690, 0.848), "quiz_dnn": (299_018, 0.843), "keras_cnn": (1_177_130, 0.869),
+             "custom_cnn": (1_793_210, 0.883), "airnet": (1_972_792, 0.900), "resnet26": (4_197_770, 0.878),
+             "resnet34": (4_348_082, 0.884), "resnet50": (4_815_794, 0.850), "simple_cnn": (6_447_754, 0.786),
+             "resnet18": (11_173_962, 0.887)}
+    fig = plots.accuracy_vs_params([{"name": n, "params": p, "accuracy": a} for n, (p, a) in crowd.items()],
+                                   figsize=(7, 4.5))
+    fig.draw_without_rendering()
+    ax = fig.axes[0]
+    boxes = {t.get_text(): t.get_window_extent() for t in ax.texts}
+    assert sorted(boxes) == sorted(crowd)
+    names = list(boxes)
+    clashes = [(a, b) for i, a in enumerate(names) for b in names[i + 1:] if boxes[a].overlaps(boxes[b])]
+    assert clashes == []
+    frame = ax.get_window_extent()
+    assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1
+               for b in boxes.values())
+    # ticks sit on whole percents, so the "85%" label is at 85% (not at 82.5% printed as "82%")
+    ticks = [t for t in ax.get_yticks() if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
+    assert ticks and all(abs(100 * t - round(100 * t)) < 1e-6 for t in ticks)
+
+
 def test_figure_to_png(tmp_path):
     fig = plots.confusion_matrix(np.eye(10, dtype=int) * 5, CLASSES)
     path = plots.figure_to_png(fig, tmp_path / "sub" / "cm.png")
