@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from .common import CLASSES
@@ -280,37 +281,36 @@ def _place_labels(fig: Figure, ax, rows: Sequence[Mapping[str, Any]]) -> None:
     """Name every point, putting each label where it overlaps the fewest labels already placed,
     other points and the axes' edge (measured in display space after a layout pass)."""
     fig.draw_without_rendering()
-    to_px = ax.transData.transform
-    dots = [to_px((r["params"], r["accuracy"])) for r in rows]
+    dots = ax.transData.transform([(r["params"], r["accuracy"]) for r in rows])
     frame = ax.get_window_extent()
     placed = []
 
-    def cost(box, own):
-        overlap = sum(max(0, min(box.x1, b.x1) - max(box.x0, b.x0)) * max(0, min(box.y1, b.y1) - max(box.y0, b.y0))
-                      for b in placed)
-        dot_hits = sum(1 for j, (x, y) in enumerate(dots) if j != own
-                       and box.x0 - 5 <= x <= box.x1 + 5 and box.y0 - 5 <= y <= box.y1 + 5)
-        outside = box.width * box.height - max(0, min(box.x1, frame.x1) - max(box.x0, frame.x0)) * \
-            max(0, min(box.y1, frame.y1) - max(box.y0, frame.y0))
-        return overlap + 400 * dot_hits + outside
+    def area(a: Bbox, b: Bbox) -> float:
+        both = Bbox.intersection(a, b)
+        return 0.0 if both is None else both.width * both.height
+
+    def cost(box: Bbox, own: int) -> float:
+        near = box.padded(5)
+        dot_hits = sum(j != own and near.contains(x, y) for j, (x, y) in enumerate(dots))
+        outside = box.width * box.height - area(box, frame)
+        return sum(area(box, b) for b in placed) + 400 * dot_hits + outside
 
     for i, r in enumerate(rows):
-        best = None
+        best = None  # (cost, text, box) of the best spot so far
         for offset, ha, va in _LABEL_SPOTS:
             text = ax.annotate(r["name"], (r["params"], r["accuracy"]), textcoords="offset points",
                                xytext=offset, ha=ha, va=va, fontsize=FONT)
             box = text.get_window_extent().padded(3)  # keep a gap between neighbouring labels
             c = cost(box, i)
-            if best is None or c < best[0]:
-                if best is not None:
-                    best[1].remove()
-                best = (c, text, box)
-            else:
+            if best is not None and c >= best[0]:
                 text.remove()
+                continue
+            if best is not None:
+                best[1].remove()
+            best = (c, text, box)
             if c == 0:
                 break
         placed.append(best[2])
-
 
 
 def accuracy_vs_params(rows: Sequence[Mapping[str, Any]], *, title: str | None = None,
