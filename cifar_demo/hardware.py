@@ -1,0 +1,66 @@
+"""What machine this is: recorded in run summaries and model cards, printed by every bench.
+
+These shared machines differ up to 2x in speed from one session to the next, so a time means
+little without the machine beside it: ``hardware_info()`` names it and ``matmul_peak_gflops()``
+measures what its cores can do right now.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def hardware_info() -> dict[str, Any]:
+    """{"cpu": model name, "cores": usable logical CPUs, "gpu": name or None} of this machine."""
+    gpu = None
+    if torch.cuda.is_available():
+        gpu = torch.cuda.get_device_name(0)
+    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        gpu = "Apple MPS"
+    # Affinity, not os.cpu_count(): a container sees the host's count but may run on fewer.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu_model(), "cores": cores, "gpu": gpu}
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def matmul_peak_gflops(n: int = 2048, dtype: torch.dtype = torch.bfloat16, device: str = "cpu",
+                       repeats: int = 5) -> float:
+    """Best-of-`repeats` GFLOP/s of an n x n matrix product: the ceiling a training step can reach.
+
+    Best, not median: the figure stands for what the cores can do, and a slow repeat is
+    another process's doing.
+    """
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    a @ b  # warm-up: thread pool, kernel choice
+    best = float("inf")
+    for _ in range(repeats):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        a @ b
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def machine_line() -> str:
+    """One line for a bench's output: CPU, cores, GPU, torch, threads, bf16 matmul peak."""
+    hw = hardware_info()
+    return (f"{hw['cpu']}, {hw['cores']} cores, gpu {hw['gpu']}; torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads; bf16 matmul peak {matmul_peak_gflops():.0f} GFLOP/s")
