@@ -13,7 +13,7 @@ import gradio as gr
 
 from .. import augment, data, evalcache, evaluate, jobs, plots, train, weights
 from ..common import CLASSES
-from .train_tab import data_status
+from .common import data_status
 
 GALLERY_SIZE = 32     # most confident mistakes shown
 GALLERY_SCALE = 6     # 32x32 -> 192x192, each pixel a crisp 6x6 block

@@ -15,6 +15,7 @@ import gradio as gr
 
 from .. import augment, data, export, jobs, plots, train, weights, zoo
 from ..common import pick_device
+from .common import data_status
 
 TICK_SECONDS = 2
 # Form fields in the order of the components (and of the handlers' *values).
@@ -24,16 +25,6 @@ INT_FIELDS = {"epochs", "batch_size", "train_limit", "val_size"}
 
 
 # ----------------------------------------------------------------------------- dataset
-
-def data_status() -> str:
-    """HTML: which dataset training will read, or exactly how to provide one."""
-    try:
-        src = data.resolve_source(download=False)
-    except data.DataSourceError as e:
-        return no_data_html(e)
-    return (f'<div style="padding:6px 0">Dataset: <b>{html.escape(src.label)}</b>, read from '
-            f"<code>{html.escape(str(src.path))}</code>.</div>")
-
 
 def data_panel():
     """(status HTML, download button update): the button shows only when no data is found."""
@@ -52,15 +43,6 @@ def download_data():
     except data.DataSourceError as e:
         raise gr.Error(f"Download failed. {e}") from None
     return data_panel()
-
-
-def no_data_html(error: Exception) -> str:
-    # pre-wrap keeps the message's numbered options and indentation, and wraps long lines.
-    return ('<div style="border-left:4px solid #ef4444;background:#fef2f2;padding:10px 14px;border-radius:4px">'
-            '<b style="font-size:1.1em">No CIFAR-10 data found</b>'
-            f'<div style="white-space:pre-wrap;font-family:monospace;font-size:0.9em;margin:8px 0">'
-            f"{html.escape(str(error))}</div>Or download the official files with the button below. "
-            "Then reload this page.</div>")
 
 
 # ----------------------------------------------------------------------------- presets and the form
