@@ -12,7 +12,19 @@ REPO = Path(__file__).resolve().parents[1]
 # The JPEG export of CIFAR-10 that sits beside the repository on the project's machines.
 JPEG_EXPORT = Path(os.environ.get("CIFAR_DEMO_JPEG_EXPORT", REPO.parent / "shared" / "data" / "cifar10-jpeg"))
 
+# Decoded datasets and evaluation results are cached under keys that hash what they were made
+# from (the source files' names, sizes and times; the weights file's sha256), so a cache kept
+# between test sessions can only hit on identical inputs: the JPEG export is decoded once per
+# machine, not once per session. Tests of the cache itself point CIFAR_DEMO_CACHE at their own
+# tmp folder. CIFAR_DEMO_TEST_CACHE moves it; CI on a clean clone starts with an empty one.
+TEST_CACHE = Path(os.environ.get("CIFAR_DEMO_TEST_CACHE", REPO / ".cache" / "tests"))
+
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def pytest_configure(config):
+    # `python -m pytest -q -m "not slow"` is the quick loop; the README's command runs everything.
+    config.addinivalue_line("markers", "slow: starts subprocesses, a browser, an app server or DDP ranks")
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +36,6 @@ def jpeg_export() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Keep every test's dataset cache out of the user's home directory."""
-    monkeypatch.setenv("CIFAR_DEMO_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+def _isolated_cache(monkeypatch):
+    """Keep every test's dataset cache out of the user's home directory (see TEST_CACHE)."""
+    monkeypatch.setenv("CIFAR_DEMO_CACHE", str(TEST_CACHE))

@@ -17,6 +17,7 @@ from cifar_demo.common import CLASSES
 from .conftest import REPO
 
 pytest_plugins = ["tests.app_server"]
+pytestmark = pytest.mark.slow  # starts the app server in a subprocess
 
 SAMPLE = REPO / "cifar_demo" / "assets" / "sample" / "ship" / "0000.png"
 

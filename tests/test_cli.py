@@ -59,6 +59,7 @@ def test_zoo_latency_is_measured_written_and_shown_in_the_table(tmp_path, capsys
     assert "not measured yet" in report.zoo_markdown(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["train"], "give --model NAME or --preset NAME"),
     (["train", "--model", "resnet1000"], "unknown model 'resnet1000'"),
@@ -74,6 +75,7 @@ def test_bad_arguments_exit_nonzero_with_a_readable_message(args, message, tmp_p
     assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_missing_dataset_is_one_clear_error(tmp_path):
     env = dict(os.environ, CIFAR_DEMO_DATA=str(tmp_path / "nowhere"))
     proc = cli("train", "--model", "quiz_dnn", "--epochs", "1", env=env, timeout=120)
@@ -81,6 +83,7 @@ def test_missing_dataset_is_one_clear_error(tmp_path):
     assert "nowhere" in proc.stderr
 
 
+@pytest.mark.slow
 def test_train_export_evaluate_predict_on_a_jpeg_slice(tmp_path, jpeg_export):
     env = dict(os.environ, CIFAR_DEMO_RUNS=str(tmp_path / "runs"), CIFAR_DEMO_WEIGHTS=str(tmp_path / "weights"))
     # simple_cnn: the cheapest zoo model to score on the whole test set, which export does twice

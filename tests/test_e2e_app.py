@@ -32,8 +32,9 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 
 pytest_plugins = ["tests.app_server"]
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed "
-                                "(apt-get install chromium; .ci/run does it)")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed "
+                                 "(apt-get install chromium; .ci/run does it)")]
 
 
 @pytest.fixture(scope="module")

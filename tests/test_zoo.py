@@ -127,6 +127,7 @@ def test_string_builder_is_imported_on_demand():
         zoo.unregister("_lazy")
 
 
+@pytest.mark.slow
 def test_import_builds_no_model():
     code = ("import torch.nn as nn\n"
             "n = []\n"
