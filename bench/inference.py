@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cifar_demo import predict, weights, zoo  # noqa: E402
+from cifar_demo import hardware, predict, weights, zoo  # noqa: E402
 from timing import median_time  # noqa: E402 (bench/ is on sys.path when run as a script)
 
 
@@ -34,7 +34,7 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    hw = weights.hardware_info()
+    hw = hardware.hardware_info()
     print(f"{hw['cpu']}, {hw['cores']} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"median of {args.repeats}")
     print(f"{'model':14s} {'b1 fp32 ms':>10s} {'b1 bf16 ms':>10s} {'b256 fp32 img/s':>16s} {'b256 bf16 img/s':>16s}")

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cifar_demo import data, weights, zoo  # noqa: E402
+from cifar_demo import data, hardware, zoo  # noqa: E402
 from cifar_demo.common import pick_device  # noqa: E402
 from timing import median_time  # noqa: E402 (bench/ is on sys.path when run as a script)
 
@@ -30,7 +30,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10)
     args = p.parse_args()
     device = pick_device()
-    hw = weights.hardware_info()
+    hw = hardware.hardware_info()
     print(f"{hw['cpu']}, {hw['cores']} cores, torch {torch.__version__}, device {device}, batch {args.batch_size}")
     split = data.load_cifar10(args.data).train
 
@@ -57,7 +57,7 @@ def main() -> None:
           f"airnet bf16 train step: {1000 * step_s:.0f} ms; loader share {100 * load_s / (load_s + step_s):.1f}%")
 
     for workers in (0, 1, 2):
-        dl = data.albumentations_loader(split, "seed004", 256, num_workers=workers, drop_last=True)
+        dl = data.PerImageLoader(split, "seed004", 256, num_workers=workers, drop_last=True)
         it = iter(dl)
         next(it)  # start the workers
         n, t0 = 0, time.perf_counter()

@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cifar_demo import data, evaluate, train, weights, zoo  # noqa: E402
+from cifar_demo import data, evaluate, hardware, train, zoo  # noqa: E402
 
 MILESTONES = (0.80, 0.85, 0.90)
 
@@ -87,7 +87,7 @@ def main() -> None:
     args = p.parse_args()
 
     data.load_cifar10(args.data)  # warm the decoded cache so every run reads it
-    hw = weights.hardware_info()
+    hw = hardware.hardware_info()
     print(f"preset {args.preset}; {hw['cpu']}, {hw['cores']} cores, gpu {hw['gpu']}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; python {platform.python_version()}; "
           f"{time.strftime('%Y-%m-%d', time.gmtime())}")

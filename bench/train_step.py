@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cifar_demo import weights, zoo  # noqa: E402
+from cifar_demo import hardware, zoo  # noqa: E402
 from cifar_demo.common import pick_device  # noqa: E402
 from timing import median_time  # noqa: E402 (bench/ is on sys.path when run as a script)
 
@@ -55,7 +55,7 @@ def main() -> None:
     p.add_argument("--default-only", action="store_true", help="time only the default row (a model's training speed)")
     args = p.parse_args()
     device = pick_device()
-    hw = weights.hardware_info()
+    hw = hardware.hardware_info()
     threads = torch.get_num_threads()
     b = args.batch
     print(f"model {args.model}; {hw['cpu']}, {hw['cores']} cores, torch {torch.__version__}, device {device}, {threads} threads, "

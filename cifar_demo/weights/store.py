@@ -1,0 +1,224 @@
+"""Shipped weights on disk: save a model as safetensors + card, load it back only once verified.
+
+Loading hashes the weights file and compares with the card before parsing any tensor, then
+refuses a file whose keys or shapes do not fit the architecture. Nothing here unpickles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save_file
+from torch import nn
+
+import cifar_demo
+from cifar_demo import fsio
+from cifar_demo.common import pick_device
+from cifar_demo.hardware import hardware_info
+
+from .card import STORAGE_DTYPES, ModelCard, WeightsError, check_name
+from .hub import from_hub
+
+SHOW_KEYS = 5  # how many offending keys an error message lists
+
+
+def weights_dir() -> Path:
+    """The folder of shipped weights: $CIFAR_DEMO_WEIGHTS, else weights/ beside the package."""
+    env = os.environ.get("CIFAR_DEMO_WEIGHTS")
+    return Path(env) if env else Path(cifar_demo.__file__).resolve().parent.parent / "weights"
+
+
+# ---------------------------------------------------------------------------- save
+
+def save_weights(
+    model: nn.Module,
+    directory: str | os.PathLike,
+    name: str,
+    *,
+    dataset: str,
+    dataset_fingerprint: str,
+    test_accuracy: float,
+    test_accuracy_tta: float | None,
+    per_class_accuracy: dict[str, float],
+    train_config: dict[str, Any],
+    epochs: int,
+    train_seconds: float,
+    hardware: dict[str, Any] | None = None,
+    slice_check: dict[str, Any] | None = None,
+    test_digest: str | None = None,
+    dtype: str = "float32",
+) -> tuple[Path, Path]:
+    """Write <directory>/<name>.safetensors and <name>.json; returns (weights_path, card_path).
+
+    hardware defaults to this machine's; pass the training machine's if export runs elsewhere.
+    Both files are written to temp files first and renamed only when both are complete.
+    """
+    if dtype not in STORAGE_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(STORAGE_DTYPES)}, not {dtype!r}")
+    directory = Path(directory)
+    card = ModelCard(
+        model=name, params=sum(p.numel() for p in model.parameters()),
+        dataset=dataset, dataset_fingerprint=dataset_fingerprint,
+        test_accuracy=test_accuracy, test_accuracy_tta=test_accuracy_tta,
+        per_class_accuracy=dict(per_class_accuracy), train_config=dict(train_config),
+        epochs=epochs, train_seconds=train_seconds, hardware=hardware or hardware_info(),
+        torch_version=torch.__version__, project_version=cifar_demo.__version__,
+        date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        dtype=dtype, sha256="0" * 64, slice_check=slice_check, test_digest=test_digest,
+    )
+    # Check the card before writing anything, so a bad call never leaves half an export.
+    problems = card.validate()
+    if problems:
+        raise ValueError(f"model card for '{name}' is invalid: {'; '.join(problems)}")
+
+    # state_dict, not parameters(): it keeps frozen parameters and the BatchNorm buffers.
+    # num_batches_tracked is kept too: it is tiny, and keeping every key lets loading be strict.
+    state = model.state_dict()
+    param_keys = {k for k, _ in model.named_parameters(remove_duplicate=False)}
+    metadata = {
+        "format": "pt", "model": name, "producer": f"cifar_demo {cifar_demo.__version__}",
+        # Lets verify() count parameters from the file alone, without building the model.
+        "buffers": json.dumps([k for k in state if k not in param_keys]),
+    }
+    tensors = _storage_tensors(state, STORAGE_DTYPES[dtype])
+
+    directory.mkdir(parents=True, exist_ok=True)
+    weights_path, card_path = directory / f"{name}.safetensors", directory / f"{name}.json"
+    # Two temp files published together (not fsio.atomic_write twice): the card holds the
+    # weights' sha256, so neither may reach its final name before both are complete.
+    with fsio.temp_beside(weights_path) as wtmp, fsio.temp_beside(card_path) as ctmp:
+        save_file(tensors, str(wtmp), metadata=metadata)
+        fsio.fsync(wtmp)
+        card = dataclasses.replace(card, sha256=fsio.sha256_file(wtmp))
+        ctmp.write_text(card.to_json())
+        fsio.fsync(ctmp)
+        # Weights first: a reader that sees the new card also sees the new weights.
+        fsio.publish(wtmp, weights_path)
+        fsio.publish(ctmp, card_path)
+    return weights_path, card_path
+
+
+def _storage_tensors(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """CPU copies, floating ones cast to the storage dtype; integer buffers stay as they are.
+
+    Fresh contiguous tensors because safetensors refuses strided views and shared storage
+    (tied weights, channels_last parameters).
+    """
+    out = {}
+    for key, t in state.items():
+        t = t.detach()
+        target = dtype if t.is_floating_point() else t.dtype
+        copy = torch.empty(t.shape, dtype=target).copy_(t)
+        if t.is_floating_point() and not torch.isfinite(copy).all() and torch.isfinite(t).all():
+            raise ValueError(f"{key} overflows {dtype}; store this model as float32")
+        out[key] = copy
+    return out
+
+
+# ---------------------------------------------------------------------------- load
+
+def load_weights(
+    name_or_path: str | os.PathLike,
+    directory: str | os.PathLike | None = None,
+    model: nn.Module | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[nn.Module, ModelCard]:
+    """Load shipped weights into `model` (built with zoo.create(card.model) if None).
+
+    name_or_path: a zoo name (looked up in `directory`, default weights_dir(), then the Hub)
+    or a path to either file of a pair. Returns (model on `device`, in eval mode; its card).
+    """
+    card_path, weights_path = _locate(name_or_path, directory)
+    card = ModelCard.load(card_path)
+    # Hash the very bytes we then parse: nothing is read as tensors before the check passes.
+    data = weights_path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != card.sha256:
+        raise WeightsError(
+            f"{weights_path}: sha256 mismatch: its card {card_path} says {card.sha256}, the file "
+            f"hashes to {digest}. The file is corrupt, truncated or not the one the card describes.")
+    try:
+        tensors = load_safetensors_bytes(data)
+    except SafetensorError as e:
+        raise WeightsError(f"{weights_path}: not a readable safetensors file: {e}") from e
+
+    if model is None:
+        model = create_model(card.model)
+    state = model.state_dict()
+    problems = architecture_problems(state, {k: t.shape for k, t in tensors.items()})
+    if problems:
+        raise WeightsError(f"{weights_path}: does not fit the architecture of '{card.model}' "
+                           f"({type(model).__name__}): {'; '.join(problems)}")
+    # fp16 storage: cast back to whatever dtype the model holds.
+    model.load_state_dict({k: t.to(state[k].dtype) for k, t in tensors.items()})
+    return model.to(pick_device(str(device))).eval(), card
+
+
+def create_model(name: str) -> nn.Module:
+    # Imported here: the zoo imports every model family, and card-only callers need none.
+    from cifar_demo import zoo
+
+    return zoo.create(name)
+
+
+def architecture_problems(expected: dict[str, torch.Tensor], found: dict[str, Any]) -> list[str]:
+    """Compare a model's state_dict with a file's {key: shape}; one message per kind of problem."""
+    missing = [k for k in expected if k not in found]
+    unexpected = sorted(k for k in found if k not in expected)  # file order is arbitrary
+    shapes = [f"{k}: file {tuple(found[k])}, model {tuple(expected[k].shape)}"
+              for k in expected if k in found and tuple(found[k]) != tuple(expected[k].shape)]
+    problems = []
+    for what, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                        ("shape mismatch", shapes)):
+        if items:
+            more = f" (+{len(items) - SHOW_KEYS} more)" if len(items) > SHOW_KEYS else ""
+            problems.append(f"{what} ({len(items)}): {', '.join(items[:SHOW_KEYS])}{more}")
+    return problems
+
+
+def _locate(name_or_path: str | os.PathLike, directory: str | os.PathLike | None) -> tuple[Path, Path]:
+    """(card_path, weights_path) for a path, or for a name: local folder, else the Hub."""
+    p = Path(name_or_path)
+    if p.suffix in (".safetensors", ".json") or len(p.parts) > 1:
+        card, weights = p.with_suffix(".json"), p.with_suffix(".safetensors")
+        missing = [str(f) for f in (weights, card) if not f.is_file()]
+        if missing:
+            raise WeightsError(f"missing {' and '.join(missing)} (a weights file needs its card beside it)")
+        return card, weights
+    name = str(name_or_path)
+    check_name(name)
+    folder = Path(directory) if directory is not None else weights_dir()
+    card, weights = folder / f"{name}.json", folder / f"{name}.safetensors"
+    if card.is_file() and weights.is_file():
+        return card, weights
+    missing = [f.name for f in (weights, card) if not f.is_file()]
+    return from_hub(name, folder, missing)
+
+
+# ---------------------------------------------------------------------------- listing
+
+def available(directory: str | os.PathLike | None = None) -> list[str]:
+    """Names with both a card and a weights file in `directory` (default weights_dir()); local only."""
+    folder = Path(directory) if directory is not None else weights_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.glob("*.json") if p.with_suffix(".safetensors").is_file())
+
+
+def card_for(name: str, directory: str | os.PathLike | None = None) -> ModelCard:
+    """The card of `name` from `directory` (reads the JSON only; no hashing, no Hub)."""
+    check_name(name)
+    folder = Path(directory) if directory is not None else weights_dir()
+    path = folder / f"{name}.json"
+    if not path.is_file():
+        raise WeightsError(f"no model card for '{name}': {path} not found")
+    return ModelCard.load(path)
