@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from matplotlib import colormaps
 from torch import nn
 
+from .augment import upscale_nearest
 from .common import CIFAR_MEAN, CIFAR_STD, normalize
 from .predict import to_tensor
 
@@ -89,7 +90,7 @@ def overlay(image32: np.ndarray, cam: np.ndarray, scale: int = 8, alpha: float =
     so the viewer sees exactly the 32x32 input the model saw.
     """
     h, w = image32.shape[:2]
-    big = np.repeat(np.repeat(image32, scale, axis=0), scale, axis=1).astype(np.float32)
+    big = upscale_nearest(image32, scale).astype(np.float32)
     c = torch.from_numpy(np.asarray(cam, np.float32))[None, None]
     c = F.interpolate(c, size=(h * scale, w * scale), mode="bilinear", align_corners=False)[0, 0]
     heat = colormaps[COLORMAP](c.clamp(0, 1).numpy())[..., :3] * 255.0

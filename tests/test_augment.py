@@ -1,4 +1,5 @@
-"""Tests for cifar_demo.augment: device transforms, presets, batch mixes, previews."""
+"""Tests for cifar_demo.augment: device transforms, batch mixes, previews (the presets and
+their pipelines: test_augment_presets.py)."""
 
 from __future__ import annotations
 
@@ -80,99 +81,14 @@ def test_batch_cutout_zeroes_one_clipped_square_per_image(size):
         assert 0 < clipped < n, "some, not all, squares are clipped"
 
 
-# --- determinism and devices -----------------------------------------------------------
+# --- determinism ---------------------------------------------------------------------
 
 def test_generator_determinism():
     x = _pattern(n=32, dtype=torch.uint8)
     for fn in (lambda g: A.batch_crop(x, 2, g), lambda g: A.batch_flip(x, g),
-               lambda g: A.batch_cutout(x, 3, g),
-               lambda g: A.device_augment(x, **{**A.DEVICE_PRESETS["standard"], "cutout": 2}, generator=g)):
+               lambda g: A.batch_cutout(x, 3, g)):
         assert torch.equal(fn(_gen(5)), fn(_gen(5)))
         assert not torch.equal(fn(_gen(5)), fn(_gen(6)))
-
-
-def test_device_presets():
-    assert A.DEVICE_PRESETS["none"] == {"crop_pad": 0, "flip": False, "cutout": 0}
-    assert A.DEVICE_PRESETS["standard"] == {"crop_pad": 4, "flip": True, "cutout": 0}
-    x = _pattern(n=4, h=32, w=32, dtype=torch.uint8)
-    assert torch.equal(A.device_augment(x, **A.DEVICE_PRESETS["none"], generator=_gen()), x)
-    assert A.device_augment(x, **A.DEVICE_PRESETS["standard"], generator=_gen()).shape == x.shape
-
-
-# --- presets ---------------------------------------------------------------------------
-
-def test_preset_registry_and_kinds():
-    assert set(A.PRESETS) == {"none", "standard", "translate2", "translate2_altflip", "seed004", "autoaugment"}
-    assert all(isinstance(d, str) and d for d in A.PRESETS.values())
-    kinds = {name: A.preset_kind(name) for name in A.PRESETS}
-    assert kinds == {"none": "device", "standard": "device", "translate2": "device", "translate2_altflip": "device",
-                     "seed004": "albumentations", "autoaugment": "torchvision"}
-    assert set(A.DEVICE_PRESETS) == {n for n, k in kinds.items() if k == "device"}
-    with pytest.raises(ValueError):
-        A.preset_kind("nope")
-
-
-def test_seed004_builds_the_five_transforms_with_their_probabilities():
-    import albumentations as alb
-
-    compose = A.build_albumentations("seed004")
-    assert isinstance(compose, alb.Compose)
-    got = [(type(t).__name__, t.p) for t in compose.transforms]
-    assert got == [("HorizontalFlip", 0.5), ("Affine", 0.5), ("RandomBrightnessContrast", 0.5),
-                   ("HueSaturationValue", 0.5), ("CoarseDropout", 0.3)]
-    for name in ("none", "standard", "autoaugment"):
-        assert A.build_albumentations(name) is None
-
-
-def test_seed004_parameters_are_overridable():
-    compose = A.build_albumentations("seed004", affine={"rotate": 30, "p": 0.9},
-                                     coarse_dropout={"holes": 3, "size": 4})
-    affine, dropout = compose.transforms[1], compose.transforms[4]
-    assert affine.p == 0.9 and tuple(affine.rotate) == (-30, 30)
-    assert tuple(dropout.num_holes_range) == (1, 3) and tuple(dropout.hole_height_range) == (4, 4)
-    with pytest.raises(ValueError):
-        A.build_albumentations("seed004", affine={"nope": 1})
-    with pytest.raises(ValueError):
-        A.build_albumentations("seed004", nope={"p": 1})
-
-
-def test_seed004_runs_and_reseeding_shares_one_stream():
-    import numpy as np
-
-    image = np.random.default_rng(0).integers(1, 256, (32, 32, 3), dtype=np.uint8)
-    compose = A.build_albumentations("seed004", affine={"p": 0.0}, brightness_contrast={"p": 0.0},
-                                     hue_saturation_value={"p": 0.0})
-    A.reseed_albumentations(compose, 0)
-    # One stream for all children (Compose(seed=...) would give each its own copy of one seed).
-    assert all(t.py_random is compose.py_random and t.random_generator is compose.random_generator
-               for t in compose.transforms)
-    flips = drops = both = 0
-    for _ in range(200):
-        out = compose(image=image)["image"]
-        assert out.shape == image.shape and out.dtype == np.uint8
-        hole = (out == 0).all(axis=2)[..., None]
-        flipped = np.array_equal(np.where(hole, 0, out), np.where(hole, 0, image[:, ::-1]))
-        dropped = hole.sum() >= 64
-        flips, drops, both = flips + flipped, drops + dropped, both + (flipped and dropped)
-    assert 70 < flips < 130 and 35 < drops < 85 and 10 < both < 50
-    again = A.build_albumentations("seed004")
-    A.reseed_albumentations(again, 7)
-    first = [again(image=image)["image"] for _ in range(3)]
-    A.reseed_albumentations(again, 7)
-    assert all(np.array_equal(a, again(image=image)["image"]) for a in first)
-
-
-def test_autoaugment_runs_on_uint8_tensor_and_pil():
-    import numpy as np
-    from PIL import Image
-
-    tv = A.build_torchvision("autoaugment")
-    x = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
-    out = tv(x)
-    assert out.shape == (3, 32, 32) and out.dtype == torch.uint8
-    pil = tv(Image.fromarray(np.zeros((32, 32, 3), np.uint8)))
-    assert pil.size == (32, 32)
-    assert A.build_torchvision("seed004") is None and A.build_torchvision("standard") is None
 
 
 # --- batch mixes -----------------------------------------------------------------------
@@ -221,7 +137,7 @@ def test_ricap_boundary_at_the_edge_and_crops_are_windows_of_sources():
     assert any(torch.equal(tl, x[0, :, i:i + 4, j:j + 2]) for i in range(5) for j in range(7))
     assert torch.allclose(soft[0, :4], torch.tensor([8, 24, 8, 24]) / 64)
     whole, soft = A.ricap(x, torch.arange(4), generator=_gen(), boundary=(1.0, 1.0))
-    assert torch.equal(whole, x) and torch.equal(soft, A._soft(torch.arange(4), 10))
+    assert torch.equal(whole, x) and torch.equal(soft, torch.eye(10)[:4])
 
 
 def test_mixup_lambda_matches_the_pixel_blend_and_torchvision():
@@ -288,30 +204,29 @@ def test_batch_mixer_validates_and_takes_alpha():
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
-def test_soft_cross_entropy_equals_cross_entropy_for_one_hot(smoothing):
+def test_mixup_targets_give_the_papers_loss(smoothing):
+    """Training takes F.cross_entropy of the mixed batch against its soft targets; that is the
+    MixUp paper's lam * CE(y_i) + (1 - lam) * CE(y_i-1), with label smoothing applied to both."""
+    ce = torch.nn.functional.cross_entropy
     logits = torch.randn(8, 10, generator=_gen(4))
     y = torch.randint(0, 10, (8,), generator=_gen(5))
-    expected = torch.nn.functional.cross_entropy(logits, y, label_smoothing=smoothing)
-    got = A.soft_cross_entropy(logits, torch.eye(10)[y], label_smoothing=smoothing)
-    assert torch.allclose(got, expected, atol=1e-6)
-    # A 50/50 target is the average of the two hard losses (without smoothing).
-    soft = 0.5 * torch.eye(10)[y] + 0.5 * torch.eye(10)[(y + 1) % 10]
-    half = 0.5 * (torch.nn.functional.cross_entropy(logits, y)
-                  + torch.nn.functional.cross_entropy(logits, (y + 1) % 10))
-    assert torch.allclose(A.soft_cross_entropy(logits, soft), half, atol=1e-6)
+    _, soft = A.mixup(torch.rand(8, 3, 4, 4), y, lam=0.3)
+    expected = (0.3 * ce(logits, y, label_smoothing=smoothing)
+                + 0.7 * ce(logits, y.roll(1, 0), label_smoothing=smoothing))
+    assert torch.allclose(ce(logits, soft, label_smoothing=smoothing), expected, atol=1e-6)
 
 
 # --- previews --------------------------------------------------------------------------
 
 def test_transforms_describe_sliders():
     for name, t in A.TRANSFORMS.items():
-        assert t.name == name and t.teaches.endswith(".") and t.kind in ("device", "albumentations", "torchvision")
-        assert set(t.presets) <= set(A.PRESETS)
+        assert t.name == name and t.teaches.endswith(".") and t.kind in A.KINDS
         for p in t.params.values():
             assert p.min <= p.default <= p.max and p.step > 0
-    covered = {p for t in A.TRANSFORMS.values() for p in t.presets}
-    assert covered == {"standard", "translate2", "translate2_altflip", "seed004", "autoaugment"}
-    assert A.TRANSFORMS["flip"].preset == "standard"
+    # Every preset that changes images is made of transforms the tab shows.
+    augmenting = {name for name in A.PRESETS if name != "none"}
+    assert {p for t in A.TRANSFORMS.values() for p in t.presets} == augmenting
+    assert A.TRANSFORMS["flip"].preset == "standard" and A.TRANSFORMS["cutout"].presets == ()
 
 
 @pytest.mark.parametrize("name", list(A.TRANSFORMS))
