@@ -14,7 +14,7 @@ are views of it); transforms.py describes each transform for the app, whose prev
 (previews.py) run the training code itself.
 """
 
-from .mixes import DEFAULT_ALPHA, MIXES, BatchMixer, cutmix, cutmix_box, mixup, ricap, soft_cross_entropy
+from .mixes import DEFAULT_ALPHA, MIXES, BatchMixer, cutmix, cutmix_box, mixup, ricap
 from .ops import batch_crop, batch_cutout, batch_flip, flip_where
 from .pipelines import SEED004, build_albumentations, build_torchvision, reseed_albumentations
 from .presets import (DEVICE_PRESETS, KINDS, PRESET_TABLE, PRESETS, Preset, get_preset, preset_kind,
@@ -27,5 +27,5 @@ __all__ = [
     "Preset", "SEED004", "TRANSFORMS", "TransformInfo", "batch_crop", "batch_cutout", "batch_flip",
     "build_albumentations", "build_torchvision", "cutmix", "cutmix_box", "flip_where", "get_preset", "mixup",
     "preset_kind", "presets_using", "preview_mix", "preview_transform", "reseed_albumentations", "ricap",
-    "soft_cross_entropy", "upscale_nearest",
+    "upscale_nearest",
 ]

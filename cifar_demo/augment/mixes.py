@@ -155,13 +155,3 @@ class BatchMixer:
             return images, _soft(labels, self.num_classes)
         fn = MIX_FNS[self.last]
         return fn(images, labels, self.num_classes, self.alpha[self.last], self.generator)
-
-
-def soft_cross_entropy(logits: Tensor, soft_targets: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """Mean cross-entropy against soft (N, C) targets: F.cross_entropy itself.
-
-    F.cross_entropy takes class probabilities directly and smooths them as
-    (1 - eps) * target + eps / C, the same rule it applies to hard labels, so callers
-    should call it. Kept only while cifar_demo.train still imports this name.
-    """
-    return torch.nn.functional.cross_entropy(logits, soft_targets, label_smoothing=label_smoothing)
