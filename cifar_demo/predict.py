@@ -158,21 +158,38 @@ def predict_one(model, image32: np.ndarray, mean=None, std=None) -> tuple[dict[s
     return {c: float(p) for c, p in zip(CLASSES, probs)}, ms
 
 
-def measure_latency(names: list[str] | None = None, runs: int = 10, warmup: int = 2) -> dict[str, float]:
-    """Batch-1 CPU forward latency of each named zoo model (default: all), in ms: the median of
-    `runs` passes on the bundled sample image after `warmup` passes (the first ones allocate
-    buffers and pick kernels). Models are built fresh with random weights: the speed depends
-    on the architecture, not on the values, and no cached model is touched."""
+# The first forward passes of a fresh model allocate buffers and pick kernels: not representative.
+LATENCY_WARMUP = 2
+
+
+def measure_latency(names: list[str] | None = None, runs: int = 10,
+                    warmup: int = LATENCY_WARMUP) -> dict:
+    """Batch-1 CPU forward latency of each named zoo model (default: all): the one timing the
+    CLI's docs/latency.json, the README's table and the Model zoo tab all show.
+
+    Each model's figure is the median of `runs` timed passes (predict_one's clock) on the
+    bundled sample image after `warmup` untimed ones. Models are built fresh with random
+    weights: the speed depends on the architecture, not on the values, and no cached model
+    (the Predict tab's) is touched. Returns how it was measured beside the figures:
+    {"batch": 1, "precision": "fp32", "runs", "warmup", "threads", "latency_ms": {name: ms}}.
+    """
     from . import data, zoo
 
     image32 = data.load_sample().images[0].permute(1, 2, 0).numpy()
-    out = {}
+    ms = {}
     for name in names or zoo.names():
         spec = zoo.get_spec(name)
         model = zoo.create(name).eval()
         times = [predict_one(model, image32, spec.mean, spec.std)[1] for _ in range(warmup + runs)]
-        out[name] = statistics.median(times[warmup:])
-    return out
+        ms[name] = statistics.median(times[warmup:])
+    return {"batch": 1, "precision": "fp32", "runs": runs, "warmup": warmup,
+            "threads": torch.get_num_threads(), "latency_ms": ms}
+
+
+def latency_method(record: dict) -> str:
+    """What a latency record measured, in words: the start of every note that shows one."""
+    return (f"one 32x32 image (batch {record['batch']}, {record['precision']}), median of "
+            f"{record['runs']} forward passes")
 
 
 def predict_many(image32: np.ndarray, names: list[str] | None = None) -> list[Prediction]:

@@ -1,12 +1,20 @@
-"""Tables that combine the zoo registry with the shipped model cards (README, CLI)."""
+"""The README's zoo section: the registry, the shipped model cards and the measured CPU latency
+(docs/latency.json) in one table, then where each model and its weights come from."""
 
 from __future__ import annotations
 
 import json
+import platform
 import re
+import time
 from pathlib import Path
 
-from . import weights, zoo
+import torch
+
+from . import fsio, predict, tables, weights, zoo
+from .hardware import hardware_info
+from .zoo.registry import provenance_markdown as model_provenance
+from .zoo.registry import spec_cells
 
 START, END = "<!-- zoo-table:start -->", "<!-- zoo-table:end -->"
 # Measured CPU latencies for the README's table (written by `python -m cifar_demo zoo --latency`).
@@ -19,23 +27,15 @@ def _pct(x) -> str:
 
 
 def measure_latency(path: str | Path = LATENCY_FILE, runs: int = 50) -> dict:
-    """Measure every zoo model's batch-1 CPU latency here and write it, with the machine, to `path`."""
-    import platform
-    import time
-
-    import torch
-
-    from . import predict
-
-    ms = predict.measure_latency(runs=runs)
-    record = {"command": LATENCY_COMMAND, "batch": 1, "precision": "fp32", "runs": runs,
-              "threads": torch.get_num_threads(), "hardware": weights.hardware_info(),
+    """Measure every zoo model's batch-1 CPU latency here (predict.measure_latency) and write it,
+    with the machine and the software, to `path`."""
+    measured = predict.measure_latency(runs=runs)
+    ms = measured.pop("latency_ms")
+    record = {"command": LATENCY_COMMAND, **measured, "hardware": hardware_info(),
               "torch": torch.__version__, "python": platform.python_version(),
               "date": time.strftime("%Y-%m-%d", time.gmtime()),
               "latency_ms": {name: round(v, 2) for name, v in ms.items()}}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    fsio.atomic_write_text(path, json.dumps(record, indent=2) + "\n")
     return record
 
 
@@ -50,8 +50,8 @@ def read_latency(path: str | Path = LATENCY_FILE) -> dict | None:
 
 def latency_note(record: dict) -> str:
     hw = record.get("hardware") or {}
-    return (f"CPU latency: one 32x32 image (batch {record['batch']}, {record['precision']}), median of "
-            f"{record['runs']} forward passes, measured by `{record['command']}` on {hw.get('cpu', '?')} "
+    return (f"CPU latency: {predict.latency_method(record)}, "
+            f"measured by `{record['command']}` on {hw.get('cpu', '?')} "
             f"({hw.get('cores', '?')} cores, {record['threads']} threads), torch {record['torch']}, "
             f"{record['date']}.")
 
@@ -68,22 +68,19 @@ def zoo_markdown(latency_path: str | Path = LATENCY_FILE) -> str:
     rows = []
     for s in zoo.specs():
         card = weights.card_for(s.name) if s.name in have else None
+        cells = spec_cells(s)
         rows.append([
-            f"`{s.name}`", s.source, f"{s.params:,}", f"{s.macs / 1e6:,.1f}M",
-            "-" if s.reported_accuracy is None else f"{s.reported_accuracy:.2f}%",
+            f"`{s.name}`", s.source, cells["params"], cells["macs"], cells["reported"],
             _pct(card.test_accuracy) if card else "no weights yet",
             _pct(card.test_accuracy_tta) if card else "-",
             str(card.epochs) if card else "-",
             f"{card.train_seconds / 60:.0f} min" if card else "-",
             f"{lat_ms[s.name]:.1f} ms" if s.name in lat_ms else "-",
-            zoo.recipe_summary(s.recipe),
+            cells["recipe"],
         ])
-    right = {2, 3, 4, 5, 6, 7, 8, 9}
-    lines = ["| " + " | ".join(head) + " |",
-             "|" + "|".join("---:" if i in right else "---" for i in range(len(head))) + "|"]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    lines = [tables.render(head, rows, right={2, 3, 4, 5, 6, 7, 8, 9}, fmt="markdown")]
     lines += ["", latency_note(latency) if latency else f"CPU latency: not measured yet (`{LATENCY_COMMAND}`)."]
-    lines += ["", "How the shipped weights were made (from their cards):", "", provenance_markdown()]
+    lines += ["", provenance_markdown()]
     return "\n".join(lines)
 
 
@@ -109,17 +106,25 @@ def train_command(config: dict) -> str:
 
 
 def provenance_markdown() -> str:
-    """For each shipped model: the commands that made its weights, and where and how long."""
-    lines = []
-    for name in weights.available():
-        card = weights.card_for(name)
-        hw = card.hardware or {}
-        lines.append(f"- `{name}`: `{train_command(card.train_config)}`, then "
-                     f"`python -m cifar_demo export RUN_ID{' --dtype float16' if card.dtype == 'float16' else ''}`; "
-                     f"{card.epochs} epochs in "
-                     f"{card.train_seconds / 60:.0f} min on {hw.get('cpu', '?')} ({hw.get('cores', '?')} cores"
-                     f"{', ' + hw['gpu'] if hw.get('gpu') else ''}), torch {card.torch_version}, {card.date[:10]}.")
-    return "\n".join(lines) if lines else "- no weights shipped yet"
+    """The README's provenance: for every model its source project (cited as the project gives
+    it) and whose its default recipe is; for each shipped model the commands that made its
+    weights, and where and how long."""
+    lines = ["Where each model comes from, and whose its default recipe (`--preset NAME`) is:", ""]
+    lines += [f"- `{s.name}` ({s.source}): {model_provenance(s)}" for s in zoo.specs()]
+    lines += ["", "How the shipped weights were made (from their cards; the flags are what each "
+              "run changed from its preset):", ""]
+    shipped = weights.available()
+    lines += [f"- `{name}`: {_how_made(weights.card_for(name))}" for name in shipped]
+    return "\n".join(lines if shipped else [*lines, "- no weights shipped yet"])
+
+
+def _how_made(card: weights.ModelCard) -> str:
+    hw = card.hardware or {}
+    return (f"`{train_command(card.train_config)}`, then "
+            f"`python -m cifar_demo export RUN_ID{' --dtype float16' if card.dtype == 'float16' else ''}`; "
+            f"{card.epochs} epochs in "
+            f"{card.train_seconds / 60:.0f} min on {hw.get('cpu', '?')} ({hw.get('cores', '?')} cores"
+            f"{', ' + hw['gpu'] if hw.get('gpu') else ''}), torch {card.torch_version}, {card.date[:10]}.")
 
 
 def write_table(path: str | Path, table: str) -> bool:
@@ -129,7 +134,7 @@ def write_table(path: str | Path, table: str) -> bool:
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     if START in text and END in text:
         pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-        path.write_text(pattern.sub(lambda _: f"{START}\n{table}\n{END}", text, count=1), encoding="utf-8")
+        fsio.atomic_write_text(path, pattern.sub(lambda _: f"{START}\n{table}\n{END}", text, count=1))
         return True
-    path.write_text(table + "\n", encoding="utf-8")
+    fsio.atomic_write_text(path, table + "\n")
     return False

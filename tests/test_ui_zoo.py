@@ -5,7 +5,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from cifar_demo import weights, zoo
+from cifar_demo import predict, weights, zoo
 from cifar_demo.common import CLASSES
 from cifar_demo.ui import zoo_tab
 
@@ -40,6 +40,10 @@ def test_one_row_per_model_with_card_accuracy_or_no_weights(one_model_with_weigh
     assert rows["resnet18"]["params"] == "11.17 M" and rows["resnet18"]["source's accuracy"] == "93.30%"
     assert rows["airnet"]["source's accuracy"] == "- (ours)"
     assert all(r["CPU latency"] == "not measured" for r in rows.values())
+    # Whose default recipe it is, from the registry: ours where the source states none.
+    assert {name: r["default recipe"] for name, r in rows.items()} == {
+        s.name: "the source's" if s.recipe_source == "source" else "ours" for s in zoo.specs()}
+    assert rows["keras_cnn"]["default recipe"] == "ours" and rows["resnet34"]["default recipe"] == "the source's"
 
 
 def test_cells_name_the_test_set_where_cards_differ_and_show_tta(one_model_with_weights):
@@ -54,7 +58,8 @@ def test_cells_name_the_test_set_where_cards_differ_and_show_tta(one_model_with_
     assert rows["optimized200k"]["our test accuracy"] == "50.00% (CIFAR-10 (JPEG export))"
     assert zoo_tab.scored_on() == "Our test accuracies are on the test set of CIFAR-10 / CIFAR-10 (JPEG export)."
     (one_model_with_weights / "airnet.json").write_text("{broken")
-    assert zoo_tab.zoo_rows()[zoo.names().index("airnet")][3:6] == ["card unreadable", "-", "-"]
+    airnet = dict(zip(zoo_tab.COLUMNS, zoo_tab.zoo_rows()[zoo.names().index("airnet")]))
+    assert [airnet[c] for c in ("our test accuracy", "with TTA", "trained here")] == ["card unreadable", "-", "-"]
 
 
 def test_scatter_plots_show_our_models_and_the_sources_figures():
@@ -72,7 +77,8 @@ def test_refresh_reads_each_card_once(one_model_with_weights, monkeypatch):
     monkeypatch.setattr(weights, "card_for", lambda name, *a, **k: reads.append(name) or card_for(name, *a, **k))
     rows, line, ours, theirs, _ = zoo_tab.refresh()
     assert reads == ["optimized200k"]                     # the only model with weights here
-    assert rows[zoo.names().index("optimized200k")][3] == "50.00%" and "JPEG export" in line
+    row = dict(zip(zoo_tab.COLUMNS, rows[zoo.names().index("optimized200k")]))
+    assert row["our test accuracy"] == "50.00%" and "JPEG export" in line
     assert "JPEG export" in ours.axes[0].get_title()
 
 
@@ -80,11 +86,17 @@ def test_latency_is_measured_on_demand_and_shown(monkeypatch):
     small = [zoo.get_spec("optimized200k"), zoo.get_spec("airnet")]
     monkeypatch.setattr(zoo_tab.zoo, "specs", lambda: small)
     monkeypatch.setattr(zoo_tab.zoo, "names", lambda: [s.name for s in small])
+    timed = []
+    real = predict.measure_latency
+    monkeypatch.setattr(predict, "measure_latency", lambda *a, **k: timed.append(a) or real(*a, **k))
     ms = zoo_tab.measure_latency(runs=2)
     assert set(ms) == {"optimized200k", "airnet"} and all(v > 0 for v in ms.values())
     rows, note = zoo_tab.measure_once()  # already measured: served from the cache
+    assert len(timed) == 1                # the one timing function, once
     assert [r[-1] for r in rows] == [f"{ms[s.name]:.1f} ms" for s in small]
-    assert "median of 2" in note and zoo_tab.measure_latency.__defaults__ == (zoo_tab.LATENCY_RUNS,)
+    assert f"median of 2 forward passes after {predict.LATENCY_WARMUP} warm-up passes" in note
+    assert f"{torch.get_num_threads()} thread" in note
+    assert zoo_tab.measure_latency.__defaults__ == (zoo_tab.LATENCY_RUNS,)
 
 
 def test_build_measures_nothing_and_refresh_gives_table_and_plots():
@@ -96,3 +108,17 @@ def test_build_measures_nothing_and_refresh_gives_table_and_plots():
     assert len(rows) == len(zoo.names()) and isinstance(ours, Figure) and "not measured" in note
     origins = zoo_tab.origins_markdown()
     assert all(s.source in origins and s.description in origins for s in zoo.specs())
+
+
+def test_origins_cite_each_source_and_say_whose_recipe_it_is():
+    lines = zoo_tab.origins_markdown().splitlines()
+    assert len(lines) == len(zoo.specs())
+    for s, line in zip(zoo.specs(), lines):
+        assert line.startswith(f"- **{s.name}** ")
+        if s.project is None:
+            assert "no source project" in line
+        else:
+            assert f"*{s.project.title}*" in line
+            assert (s.project.url or "not published") in line
+        assert f"Default recipe: {'the source' if s.recipe_source == 'source' else 'ours'}" in line
+        assert s.recipe_note in line and zoo.recipe_summary(s.recipe) in line

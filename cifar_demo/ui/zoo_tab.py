@@ -5,26 +5,30 @@ from __future__ import annotations
 import threading
 
 import gradio as gr
-import torch
 from matplotlib.figure import Figure
 
 from .. import plots, predict, weights, zoo
+from ..zoo.registry import RECIPE_ORIGINS, provenance_markdown
 
-LATENCY_RUNS = 10   # timed runs per model (after WARMUP); the median is shown
-WARMUP = 2          # the first passes allocate buffers and pick kernels: not representative
+# Timed runs per model (after predict's warm-up passes); the median is shown. Fewer than the
+# README's 50: a visitor waits for these.
+LATENCY_RUNS = 10
 
-COLUMNS = ["model", "source", "source's accuracy", "our test accuracy", "with TTA", "trained here",
-           "params", "MACs", "weights file", "CPU latency"]
+COLUMNS = ["model", "source", "source's accuracy", "default recipe", "our test accuracy", "with TTA",
+           "trained here", "params", "MACs", "weights file", "CPU latency"]
 # Shares of the table's width (the automatic widths gave the source column so much that the
 # last columns ran off the side).
-COLUMN_WIDTHS = ["11%", "16%", "8%", "10%", "7%", "11%", "8%", "9%", "10%", "10%"]
+COLUMN_WIDTHS = ["10%", "14%", "8%", "7%", "10%", "7%", "10%", "8%", "8%", "9%", "9%"]
 
 INTRO = ("Every CIFAR-10 classifier of the app: architectures rebuilt from public projects (the "
          "*source*), plus our speed-first `airnet`. **Source's accuracy** is what that project reports on the official "
          "CIFAR-10 test set; **our test accuracy** comes from the model card of the weights we "
          "trained (the line under the table names the test set), **with TTA** averages each "
          "image with its mirror and shifted copies, and **trained here** is the epochs and wall "
-         "time of that training run. MACs are the multiply-accumulates of one 32x32 image.")
+         "time of that training run. **Default recipe** says whether the training settings of "
+         "`--preset NAME` are the source's own or ours (where the source states none, or we "
+         "changed what it states); the list below cites each source and says which settings are "
+         "whose. MACs are the multiply-accumulates of one 32x32 image.")
 
 # Measured latencies, kept for the life of the process: {model: ms}, plus how they were taken.
 _latency: dict[str, float] = {}
@@ -90,18 +94,19 @@ def zoo_rows(cards: dict | None = None) -> list[list[str]]:
     for s in zoo.specs():
         reported = "- (ours)" if s.reported_accuracy is None else f"{s.reported_accuracy:.2f}%"
         ms = _latency.get(s.name)
-        rows.append([s.name, s.source, reported, *_results(cards[s.name], datasets), _count(s.params),
-                     _count(s.macs), _size_mb(s.name), "not measured" if ms is None else f"{ms:.1f} ms"])
+        rows.append([s.name, s.source, reported, RECIPE_ORIGINS[s.recipe_source],
+                     *_results(cards[s.name], datasets), _count(s.params), _count(s.macs),
+                     _size_mb(s.name), "not measured" if ms is None else f"{ms:.1f} ms"])
     return rows
 
 
 def origins_markdown() -> str:
-    """Where each model comes from, one line each."""
+    """Where each model comes from (its source project cited), and whose its default recipe is."""
     lines = []
     for s in zoo.specs():
         reported = "" if s.reported_accuracy is None else f", reported {s.reported_accuracy:.2f}%"
-        lines.append(f"- **{s.name}** ({s.source}{reported}): {s.description} "
-                     f"Default recipe: `{zoo.recipe_summary(s.recipe)}`.")
+        lines.append(f"- **{s.name}** ({s.source}{reported}): {s.description} {provenance_markdown(s)} "
+                     f"Settings: `{zoo.recipe_summary(s.recipe)}`.")
     return "\n".join(lines)
 
 
@@ -132,16 +137,17 @@ def accuracy_plots(cards: dict | None = None) -> tuple[Figure, Figure]:
 def measure_latency(runs: int = LATENCY_RUNS) -> dict[str, float]:
     """Batch-1 CPU forward latency of every zoo model, in ms (median of `runs`), cached.
 
-    Each model is built fresh (random weights: speed depends on the architecture, not the
-    values) so the Predict tab's cached models are never touched from this thread.
+    predict.measure_latency times freshly built models, so the Predict tab's cached ones are
+    never touched from this thread.
     """
     global _latency_note
     with _lock:  # two visitors pressing the button at once would only slow each other down
-        _latency.update(predict.measure_latency([s.name for s in zoo.specs()], runs=runs, warmup=WARMUP))
-        threads = torch.get_num_threads()
-        _latency_note = (f"CPU latency: one 32x32 image (batch 1), median of {runs} forward passes "
-                         f"after {WARMUP} warm-up passes, {threads} thread{'s' * (threads != 1)}, on this "
-                         "server. Other work on the server (a training run) slows it down.")
+        record = predict.measure_latency([s.name for s in zoo.specs()], runs=runs)
+        _latency.update(record["latency_ms"])
+        threads = record["threads"]
+        _latency_note = (f"CPU latency: {predict.latency_method(record)} after {record['warmup']} "
+                         f"warm-up passes, {threads} thread{'s' * (threads != 1)}, on this server. "
+                         "Other work on the server (a training run) slows it down.")
     return dict(_latency)
 
 

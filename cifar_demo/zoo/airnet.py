@@ -110,6 +110,9 @@ def init_whitening(model: AirNet, images: torch.Tensor, eps: float = 5e-4) -> to
 
 @register_model(
     name="airnet", source="ours: speed first (after airbench94)", reported_accuracy=None,
+    recipe_source="ours",
+    recipe_note=("The settings of airbench94, its lr and weight decay (per 1024 examples, summed loss) "
+                 "converted for a mean loss; its full method is the airbench94 and fast presets."),
     params=1_972_792, macs=118_147_360,
     description="airbench94-style net: frozen 2x2 patch-whitening conv, three conv groups 64/256/256, no residuals.",
     # airbench94: 9.9 epochs at batch 1024, Nesterov SGD momentum 0.85, label smoothing 0.2,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from .registry import recipe, register_model
+from .sources import THREE_NOTEBOOKS_PROJECT
 
 WIDTHS = (80, 160, 320)
 
@@ -35,6 +36,9 @@ def custom_cnn_layers(num_classes: int = 10) -> nn.Sequential:
 
 @register_model(
     name="custom_cnn", source="3-block custom CNN", reported_accuracy=93.3,
+    project=THREE_NOTEBOOKS_PROJECT, recipe_source="ours",
+    recipe_note=("The source states no training settings: a common CIFAR recipe (SGD 0.1, momentum "
+                 "0.9, wd 5e-4, cosine, crops and flips) is ours."),
     params=1_793_210, macs=238_144_640,
     description="Three VGG-style blocks (80/160/320 channels) with BatchNorm, max-pool and dropout, then GAP.",
     # Typical strong CIFAR recipe: SGD 0.1 momentum 0.9, wd 5e-4, cosine, crops and flips.

@@ -13,9 +13,13 @@ from typing import Any, Callable, Iterable, Union
 
 from torch import nn
 
+from .. import tables
 from ..common import CIFAR_MEAN, CIFAR_STD
+from .sources import Source
 
 Builder = Union[Callable[..., nn.Module], str]  # a callable, or "package.module:function"
+# ModelSpec.recipe_source -> how the tables say it.
+RECIPE_ORIGINS = {"source": "the source's", "ours": "ours"}
 
 # The keys a recipe may set: fields of train.TrainConfig. The first block is every model's
 # vocabulary; the second holds knobs only some sources need (airbench's final lr, step decay).
@@ -36,7 +40,7 @@ class ModelSpec:
 
     name: str
     family: str                 # module file in cifar_demo/zoo/
-    source: str                 # the project the architecture (and reported accuracy) comes from
+    source: str                 # where the architecture comes from, in a few words (project: the citation)
     reported_accuracy: float | None  # %, the source's figure on the official test set (None: ours)
     params: int                 # constants, checked against the built model by tests/test_zoo.py
     macs: int                   # multiply-accumulates for one 3x32x32 image
@@ -45,6 +49,21 @@ class ModelSpec:
     builder: Builder
     mean: tuple[float, float, float] = CIFAR_MEAN
     std: tuple[float, float, float] = CIFAR_STD
+    project: Source | None = None  # the cited source project (None: the model is ours)
+    # Whose default recipe this is: "source" when every setting the source states is used as
+    # stated (recipe_note names what it leaves out and what we filled in), "ours" when the
+    # source states no recipe for the model or we changed what it states (the note says what).
+    recipe_source: str = "ours"
+    recipe_note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.recipe_source not in RECIPE_ORIGINS:
+            raise ValueError(f"{self.name}: recipe_source {self.recipe_source!r}; expected one of "
+                             f"{', '.join(RECIPE_ORIGINS)}")
+        if self.recipe_source == "source" and self.project is None:
+            raise ValueError(f"{self.name}: a recipe from the source needs the source project cited")
+        if self.reported_accuracy is not None and self.project is None:
+            raise ValueError(f"{self.name}: a reported accuracy needs the source project that reports it")
 
     def build(self, **kwargs) -> nn.Module:
         fn = self.builder
@@ -154,26 +173,31 @@ def specs_as_dicts(specs_: Iterable[ModelSpec] | None = None) -> list[dict[str, 
         out.append(dict(name=s.name, family=s.family, source=s.source,
                         reported_accuracy=s.reported_accuracy, params=s.params, macs=s.macs,
                         recipe={k: (dict(v) if isinstance(v, dict) else v) for k, v in s.recipe.items()},
-                        mean=list(s.mean), std=list(s.std), description=s.description, builder=b))
+                        mean=list(s.mean), std=list(s.std), description=s.description, builder=b,
+                        project=None if s.project is None else dict(title=s.project.title, url=s.project.url),
+                        recipe_source=s.recipe_source, recipe_note=s.recipe_note))
     return out
+
+
+def spec_cells(s: ModelSpec) -> dict[str, str]:
+    """One model's registry figures as table cells: the CLI's table and the README's share them."""
+    return {"params": f"{s.params:,}", "macs": f"{s.macs / 1e6:,.1f}M",
+            "reported": "-" if s.reported_accuracy is None else f"{s.reported_accuracy:.2f}%",
+            "recipe": f"{recipe_summary(s.recipe)} ({RECIPE_ORIGINS[s.recipe_source]})"}
+
+
+def provenance_markdown(s: ModelSpec) -> str:
+    """Where a model comes from and whose its default recipe is, as one Markdown sentence pair:
+    the README's provenance list and the Model zoo tab both show it."""
+    cited = f"Source project: {s.project.markdown()}" if s.project is not None else "Ours, from no source project"
+    return f"{cited}. Default recipe: {RECIPE_ORIGINS[s.recipe_source]}. {s.recipe_note}".rstrip()
 
 
 def format_table(specs_: Iterable[ModelSpec] | None = None, fmt: str = "text") -> str:
     """The zoo as a text table (aligned columns) or a Markdown table."""
     head = ["model", "source", "params", "MACs", "reported acc", "recipe"]
-    rows = [[s.name, s.source, f"{s.params:,}", f"{s.macs / 1e6:,.1f}M",
-             "-" if s.reported_accuracy is None else f"{s.reported_accuracy:.2f}%",
-             recipe_summary(s.recipe)] for s in (specs() if specs_ is None else specs_)]
-    right = {2, 3, 4}  # numbers align right
-    if fmt == "markdown":
-        lines = ["| " + " | ".join(head) + " |",
-                 "|" + "|".join("---:" if i in right else "---" for i in range(len(head))) + "|"]
-        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-        return "\n".join(lines)
-    if fmt != "text":
-        raise ValueError(f"fmt must be 'text' or 'markdown', not {fmt!r}")
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    def line(row):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(row, widths))).rstrip()
-    return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, rows)])
+    rows = []
+    for s in specs() if specs_ is None else specs_:
+        c = spec_cells(s)
+        rows.append([s.name, s.source, c["params"], c["macs"], c["reported"], c["recipe"]])
+    return tables.render(head, rows, right={2, 3, 4}, fmt=fmt)  # numbers align right

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .registry import recipe, register_model
+from .sources import RESNET_STUDY_PROJECT, THREE_NOTEBOOKS_PROJECT
 
 
 class BasicBlock(nn.Module):
@@ -94,6 +95,9 @@ class ResNet(nn.Module):
 
 
 NARROW = (40, 80, 144, 176)  # the "<5M" project's channel progression
+FIVE_M_NOTE = ("Nesterov SGD 0.1, cosine, wd 5e-4, batch 64, crops and flips, and this depth's epoch "
+               "count, as the source states. It names other augmentations and dropout without saying "
+               "which or how much: none here, and dropout 0 (create(name, dropout=p) sets one).")
 
 
 def _five_m_recipe(epochs: int) -> dict:
@@ -105,6 +109,9 @@ def _five_m_recipe(epochs: int) -> dict:
 
 @register_model(
     name="resnet18", source="ResNet-18 (CIFAR variant)", reported_accuracy=93.3,
+    project=THREE_NOTEBOOKS_PROJECT, recipe_source="ours",
+    recipe_note=("The source names only a learning-rate schedule: the common CIFAR ResNet recipe "
+                 "(SGD 0.1, momentum 0.9, wd 5e-4, cosine over 200 epochs, crops and flips) is ours."),
     params=11_173_962, macs=555_422_720,
     description="The standard CIFAR ResNet-18: BasicBlocks [2,2,2,2], widths 64-512, 3x3 stem without pooling.",
     recipe=recipe(epochs=200, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
@@ -116,6 +123,7 @@ def resnet18(num_classes: int = 10, dropout: float = 0.0) -> ResNet:
 
 @register_model(
     name="resnet26", source="<5M-parameter ResNet study", reported_accuracy=90.29,
+    project=RESNET_STUDY_PROJECT, recipe_source="source", recipe_note=FIVE_M_NOTE,
     params=4_197_770, macs=440_518_528,
     description="Narrow ResNet-26: BasicBlocks [2,3,4,3], widths 64/112/144/192 (our reconstruction, 0.02% off the source's count).",
     recipe=_five_m_recipe(100),
@@ -126,6 +134,7 @@ def resnet26(num_classes: int = 10, dropout: float = 0.0) -> ResNet:
 
 @register_model(
     name="resnet34", source="<5M-parameter ResNet study", reported_accuracy=95.12,
+    project=RESNET_STUDY_PROJECT, recipe_source="source", recipe_note=FIVE_M_NOTE,
     params=4_348_082, macs=366_106_336,
     description="Narrow ResNet-34: BasicBlocks [3,4,6,3], widths 40/80/144/176.",
     recipe=_five_m_recipe(200),
@@ -136,6 +145,7 @@ def resnet34(num_classes: int = 10, dropout: float = 0.0) -> ResNet:
 
 @register_model(
     name="resnet50", source="<5M-parameter ResNet study", reported_accuracy=95.59,
+    project=RESNET_STUDY_PROJECT, recipe_source="source", recipe_note=FIVE_M_NOTE,
     params=4_815_794, macs=407_300_992,
     description="Narrow ResNet-50: Bottleneck blocks [3,4,6,3], widths 40/80/144/176 (x4 out), 704 features.",
     recipe=_five_m_recipe(300),

@@ -1,0 +1,118 @@
+"""The README's zoo section: one table renderer, the README kept in step with the registry and
+the cards, provenance for every model, and the one latency measurement behind every figure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from cifar_demo import predict, report, tables, weights, zoo
+
+REPO = Path(__file__).resolve().parents[1]
+REGENERATE = "python -m cifar_demo zoo --markdown README.md"
+
+
+def _between_markers(text: str) -> str:
+    assert text.count(report.START) == 1 and text.count(report.END) == 1
+    return text.split(report.START, 1)[1].split(report.END, 1)[0].strip("\n")
+
+
+# ---------------------------------------------------------------------------- the renderer
+
+
+def test_render_aligns_text_and_escapes_markdown():
+    head, rows = ["name", "n"], [["a|b", "7"], ["long name", "1,234"]]
+    text = tables.render(head, rows, right={1}).splitlines()
+    assert text == ["name           n", "---------  -----", "a|b            7", "long name  1,234"]
+    md = tables.render(head, rows, right={1}, fmt="markdown").splitlines()
+    assert md == ["| name | n |", "|---|---:|", "| a\\|b | 7 |", "| long name | 1,234 |"]
+    with pytest.raises(ValueError, match="2 cells"):
+        tables.render(head, [["only one"]])
+    with pytest.raises(ValueError, match="'text' or 'markdown'"):
+        tables.render(head, rows, fmt="html")
+
+
+# ---------------------------------------------------------------------------- the README
+
+
+def test_readme_zoo_table_is_what_zoo_markdown_generates(monkeypatch):
+    monkeypatch.delenv("CIFAR_DEMO_WEIGHTS", raising=False)  # the shipped cards, as the CLI reads them
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert _between_markers(readme) == report.zoo_markdown(), f"README's zoo table is stale: run `{REGENERATE}`"
+
+
+def test_zoo_markdown_has_a_row_per_model_from_the_registry_and_its_card(monkeypatch):
+    monkeypatch.delenv("CIFAR_DEMO_WEIGHTS", raising=False)
+    lines = report.zoo_markdown().splitlines()
+    rows = {line.split(" | ")[0][3:-1]: line.strip("|").split(" | ") for line in lines if line.startswith("| `")}
+    assert list(rows) == zoo.names()
+    shipped = set(weights.available())
+    for s in zoo.specs():
+        cells = [c.strip() for c in rows[s.name]]
+        assert cells[2:5] == [f"{s.params:,}", f"{s.macs / 1e6:,.1f}M",
+                              "-" if s.reported_accuracy is None else f"{s.reported_accuracy:.2f}%"]
+        if s.name in shipped:
+            assert cells[5] == f"{100 * weights.card_for(s.name).test_accuracy:.2f}%"
+        else:
+            assert cells[5] == "no weights yet"
+        assert cells[-1].endswith("(the source's)" if s.recipe_source == "source" else "(ours)")
+
+
+def test_provenance_cites_every_model_and_each_shipped_weights_command(monkeypatch):
+    monkeypatch.delenv("CIFAR_DEMO_WEIGHTS", raising=False)
+    text = report.provenance_markdown()
+    for s in zoo.specs():
+        line = next(line for line in text.splitlines() if line.startswith(f"- `{s.name}` ({s.source}): "))
+        if s.project is not None:
+            assert f"*{s.project.title}*" in line and (s.project.url or "not published") in line
+        assert f"Default recipe: {'the source' if s.recipe_source == 'source' else 'ours'}" in line
+        assert s.recipe_note in line
+    for name in weights.available():
+        card = weights.card_for(name)
+        assert f"- `{name}`: `{report.train_command(card.train_config)}`, then" in text
+
+
+def test_provenance_without_weights_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR_DEMO_WEIGHTS", str(tmp_path))
+    text = report.provenance_markdown()
+    assert text.endswith("- no weights shipped yet") and "`quiz_dnn` (QuizDNN)" in text
+
+
+def test_write_table_replaces_only_between_the_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.START}\nold\n{report.END}\noutro\n")
+    assert report.write_table(readme, "| new |") is True
+    assert readme.read_text() == f"intro\n{report.START}\n| new |\n{report.END}\noutro\n"
+    assert _between_markers(readme.read_text()) == "| new |"
+    other = tmp_path / "table.md"
+    assert report.write_table(other, "| t |") is False and other.read_text() == "| t |\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "table.md"]  # no temp files
+
+
+# ---------------------------------------------------------------------------- latency
+
+
+def test_one_latency_measurement_says_how_it_was_taken():
+    record = predict.measure_latency(["optimized200k"], runs=3, warmup=1)
+    assert set(record["latency_ms"]) == {"optimized200k"} and record["latency_ms"]["optimized200k"] > 0
+    assert (record["batch"], record["precision"], record["runs"], record["warmup"]) == (1, "fp32", 3, 1)
+    assert record["threads"] == torch.get_num_threads()
+    assert predict.latency_method(record) == "one 32x32 image (batch 1, fp32), median of 3 forward passes"
+
+
+def test_report_writes_the_measurement_with_the_machine(tmp_path, monkeypatch):
+    fake = {"batch": 1, "precision": "fp32", "runs": 4, "warmup": 2, "threads": 2,
+            "latency_ms": {"airnet": 2.3456}}
+    calls = []
+    monkeypatch.setattr(predict, "measure_latency", lambda **kw: calls.append(kw) or json.loads(json.dumps(fake)))
+    path = tmp_path / "docs" / "latency.json"
+    record = report.measure_latency(path, runs=4)
+    assert calls == [{"runs": 4}]                      # report times nothing itself
+    assert json.loads(path.read_text()) == record and record["latency_ms"] == {"airnet": 2.35}
+    assert record["command"] == report.LATENCY_COMMAND and record["hardware"]["cores"] >= 1
+    note = report.latency_note(record)
+    assert note.startswith("CPU latency: one 32x32 image (batch 1, fp32), median of 4 forward passes, measured by")
+    assert report.read_latency(path) == record
