@@ -72,6 +72,14 @@ def test_a_non_image_gets_the_message_not_a_traceback(client, tmp_path):
     assert "Traceback" not in str(err.value)
 
 
-def test_only_predict_is_public(client):
+def test_only_predict_and_familiarity_are_public(client):
     """The page's own wiring (ticks, start/stop, refreshes) is not part of the public API."""
-    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/predict"]
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert sorted(endpoints) == ["/familiarity", "/predict"]
+
+
+def test_familiarity_returns_the_verdict_as_json(client):
+    result = client.predict(handle_file(str(SAMPLE)), api_name="/familiarity")
+    assert isinstance(result["unfamiliar"], bool), result
+    assert result["unfamiliar"] == (result["score"] < result["threshold"])
+    assert sorted(result["per_model"]) == weights.available()

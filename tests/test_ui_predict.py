@@ -115,3 +115,54 @@ def test_build_exposes_the_predict_endpoint():
     api = {fn.api_name: fn for fn in demo.fns.values()}
     assert api["predict"].fn is predict_tab.predict_image and not api["predict"].preprocess
     assert [type(c).__name__ for c in api["predict"].outputs] == ["Image", "Label", "HTML", "Gallery", "JSON"]
+    assert api["familiarity"].fn is predict_tab.familiarity_check and not api["familiarity"].preprocess
+    assert [type(c).__name__ for c in api["familiarity"].outputs] == ["JSON"]
+
+
+# ------------------------------------------------------------------- familiarity
+
+
+def _calibrate_for_the_test_weights(folder):
+    """A real calibration of the two test models, on synthetic class-coloured images."""
+    from cifar_demo import familiarity as F
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(10).repeat_interleave(30)
+    colours = torch.randint(40, 220, (10, 3, 1, 1), generator=g)
+    images = (colours[labels] + torch.randint(-30, 30, (len(labels), 3, 32, 32), generator=g)).clamp(0, 255)
+    split = data.Split(images.to(torch.uint8), labels)
+    source = data.DataSource(kind="imagefolder", path="synthetic", fingerprint="synthetic", label="synthetic")
+    ds = data.CifarData(train=split, val=split, test=split, classes=CLASSES, source=source)
+    loaded = {n: predict.load_model(n) for n in WITH_WEIGHTS}
+    F.calibrate(loaded, ds).save(folder / F.DIR_NAME)
+    F._CACHED.clear()
+
+
+def test_familiarity_endpoint_scores_with_a_calibration_of_the_weights_in_use(zoo_weights):
+    from cifar_demo import familiarity as F
+
+    F._CACHED.clear()
+    missing = predict_tab.familiarity_check(sample())
+    assert missing["unfamiliar"] is None and "no familiarity calibration" in missing["error"]
+    _calibrate_for_the_test_weights(zoo_weights)
+    try:
+        result = predict_tab.familiarity_check(sample())
+        assert isinstance(result["unfamiliar"], bool) and set(result["per_model"]) == set(WITH_WEIGHTS)
+        assert result["unfamiliar"] == (result["score"] < result["threshold"])
+        assert result["classes"] == list(CLASSES) and 0 <= result["false_alarm_test"] <= 1
+        assert predict_tab.familiarity_check(None) is None
+    finally:
+        import shutil
+
+        shutil.rmtree(zoo_weights / F.DIR_NAME)
+        F._CACHED.clear()
+
+
+def test_the_notice_names_the_ten_classes_and_only_shows_for_unfamiliar_pictures():
+    strange = {"unfamiliar": True, "score": -30.0, "threshold": -12.5, "false_alarm_test": 0.05}
+    notice = predict_tab.familiarity_notice(strange)
+    assert "None of the ten classes seems to fit" in notice and all(c in notice for c in CLASSES)
+    assert "-12.5" in notice and "5%" in notice
+    assert predict_tab.familiarity_notice({**strange, "unfamiliar": False}) == ""
+    assert predict_tab.familiarity_notice({"unfamiliar": None, "error": "no calibration"}) == ""
+    assert predict_tab.familiarity_notice(None) == ""

@@ -9,7 +9,7 @@ from . import augment_tab, evaluate_tab, predict_tab, train_tab, zoo_tab
 
 TITLE = "cifar-demo: CIFAR-10 in the browser"
 MAX_FILE_SIZE = "10mb"
-PUBLIC_API = "predict"
+PUBLIC_API = ("predict", "familiarity")
 # CIFAR-sized uploads (32x32) would show as a thumbnail-sized speck: draw them large and crisp.
 CSS = "#predict-input img {image-rendering: pixelated; min-width: 45%; object-fit: contain;}"
 INTRO = (
@@ -29,10 +29,10 @@ def build_app() -> gr.Blocks:
             evaluate_tab.build()
             augment_tab.build()
             zoo_tab.build()
-    # The public API is /predict; the other events are the page's own wiring (ticks, refreshes,
+    # The public API is /predict and /familiarity; the other events are the page's own wiring (ticks, refreshes,
     # start/stop): hide them from the API page and the client libraries.
     for fn in app.fns.values():
-        if fn.api_name != PUBLIC_API:
+        if fn.api_name not in PUBLIC_API:
             fn.api_visibility = "private"
     return app
 

@@ -9,7 +9,7 @@ import gradio as gr
 import numpy as np
 from gradio_client import utils as client_utils
 
-from .. import augment, data, gradcam, predict, weights, zoo
+from .. import augment, data, familiarity, gradcam, predict, weights, zoo
 from ..common import CLASSES
 
 TOP_K = 3
@@ -22,6 +22,13 @@ _LOCK = threading.Lock()
 INTRO = ("Drop, paste or pick a picture. Every model in the zoo that has trained weights classifies "
          "it side by side. Like CIFAR-10's photos, your picture is centre-cropped to a square and "
          "shrunk to **32x32 pixels** first: that thumbnail is all the models see.")
+FAMILIARITY_HELP = (
+    "The models always answer with one of their ten classes, however foreign the picture. To warn "
+    "you, each model also measures how far the picture lands from the CIFAR-10 photos it learnt "
+    "from (the Mahalanobis distance of its features to the nearest class, Lee et al. 2018); the "
+    "models' verdicts are combined and compared with a threshold set on real CIFAR-10 validation "
+    "photos. `score` below `threshold` = unfamiliar; `false_alarm_test` is how often a real "
+    "CIFAR-10 test photo is flagged.")
 CAM_HELP = ("**Grad-CAM** heat maps: red marks the parts of the 32x32 image that pushed each model "
             "towards its top class, blue the parts that did not.")
 
@@ -53,6 +60,43 @@ def predict_image(path: str | dict | None, show_cam: bool = False):
     probs = {p.model: p.probs for p in preds if p.error is None}
     return (augment.upscale_nearest(image32, SCALE), vote or None, results_table(preds, vote),
             cams, probs)
+
+
+def familiarity_check(path: str | dict | None) -> dict | None:
+    """The /familiarity endpoint: how CIFAR-like the upload looks to the models.
+
+    {"unfamiliar": bool, "score": float, "threshold": float, "false_alarm_test": float,
+    "per_model": {model: percentile}, "classes": [...]}, or {"unfamiliar": None, "error": ...}
+    where no calibration fits the shipped weights. None without an upload.
+    """
+    source = _upload(path)
+    if source is None:
+        return None
+    try:
+        image32 = predict.to_32x32(predict.load_image(source))
+    except predict.ImageError as exc:
+        raise gr.Error(str(exc), title="Cannot read this image") from None
+    try:
+        with _LOCK:
+            verdict = familiarity.assess(image32)
+    except (familiarity.FamiliarityError, weights.WeightsError) as exc:
+        return {"unfamiliar": None, "error": str(exc)}
+    return {**verdict.to_dict(), "classes": list(CLASSES)}
+
+
+def familiarity_notice(result: dict | None) -> str:
+    """HTML above the predictions: a notice when the picture is unlike CIFAR-10, else nothing."""
+    if not result or not result.get("unfamiliar"):
+        return ""
+    classes = ", ".join(CLASSES[:-1]) + " and " + CLASSES[-1]
+    return ('<div class="fam-notice" style="border-left:4px solid #f59e0b;background:#fffbeb;color:#78350f;'
+            'padding:10px 14px;border-radius:4px;margin-bottom:8px">'
+            "<b>None of the ten classes seems to fit.</b> This picture looks unlike the CIFAR-10 photos "
+            f"the models were taught: they only know {classes}, so each still picks one of those. "
+            "Read the predictions below with that in mind."
+            f'<div style="font-size:0.85em;margin-top:4px">Familiarity {result["score"]:.1f}, below the '
+            f'threshold {result["threshold"]:.1f} that flags {result["false_alarm_test"]:.0%} of real '
+            "CIFAR-10 test pictures.</div></div>")
 
 
 def _upload(value: str | dict | None) -> str | bytes | None:
@@ -177,6 +221,7 @@ def build() -> None:
                 gr.Examples(paths, inputs=[image], example_labels=labels, examples_per_page=10,
                             label="Or try a CIFAR-10 test image", cache_examples=False)
             with gr.Column(scale=2):
+                notice = gr.HTML("", elem_id="familiarity-notice")
                 seen = gr.Image(label="What the models see: 32x32 pixels, enlarged", format="png",
                                 interactive=False, height=272, buttons=["download"])
                 vote = gr.Label(label="Ensemble vote (average of the models' probabilities)",
@@ -189,6 +234,9 @@ def build() -> None:
                           height="auto", visible=False, allow_preview=True)
         with gr.Accordion("JSON: what the API endpoint /predict returns per model", open=False):
             probs = gr.JSON(label="{model: {class: probability}}")
+        with gr.Accordion("Is this a CIFAR-10-like picture? What /familiarity returns", open=False):
+            gr.Markdown(FAMILIARITY_HELP)
+            fam = gr.JSON(label="familiarity")
 
         outputs = [seen, vote, table, cams, probs]
         # preprocess=False: gr.Image would open the upload with PIL before the handler runs, so a
@@ -197,6 +245,8 @@ def build() -> None:
         # whose messages say what is wrong. (A gr.Image subclass would do too, but Gradio writes
         # a .pyi stub beside the module of every component subclass.)
         image.change(predict_image, [image, show_cam], outputs, api_name="predict", preprocess=False)
+        image.change(familiarity_check, image, fam, api_name="familiarity", preprocess=False).then(
+            familiarity_notice, fam, notice, api_visibility="private", queue=False)
         show_cam.change(lambda on: (gr.update(visible=on), gr.update(visible=on)), show_cam,
                         [cams, cam_note], api_visibility="private", queue=False).then(
             predict_image, [image, show_cam], outputs, api_visibility="private", preprocess=False)
