@@ -54,8 +54,9 @@ def cmd_zoo(args) -> int:
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field (defaults None, so only given flags override a preset)."""
-    from .train import TrainConfig
+    """One flag per TrainConfig field (defaults None, so only given flags override a preset);
+    fields that take a name from the engine's vocabulary offer those names as choices."""
+    from .train import CHOICES, TrainConfig
 
     group = p.add_argument_group("training configuration (override the preset)")
     for f in dataclasses.fields(TrainConfig):
@@ -63,7 +64,9 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = f.type if isinstance(f.type, str) else f.type.__name__
-        if kind == "bool":
+        if f.name in CHOICES:
+            group.add_argument(flag, dest=f.name, default=None, choices=CHOICES[f.name])
+        elif kind == "bool":
             group.add_argument(flag, dest=f.name, default=None, action=argparse.BooleanOptionalAction)
         elif kind == "dict":
             group.add_argument(flag, dest=f.name, default=None, type=_json_dict, metavar="JSON",
@@ -96,9 +99,8 @@ def cmd_train(args) -> int:
     from .train import TrainConfig
 
     if args.resume:
-        run_dir = engine.run_dir_of(args.resume, args.runs_dir)
-        cfg = TrainConfig.from_json((run_dir / "config.json").read_text(encoding="utf-8"))
-        trainer = engine.Trainer(cfg, run_dir=run_dir, console=True)
+        trainer = engine.Trainer.resuming(args.resume, runs_dir=args.runs_dir, console=True,
+                                          log_every=args.log_every)
     else:
         overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
                      if f.name != "preset" and getattr(args, f.name, None) is not None}
@@ -110,13 +112,14 @@ def cmd_train(args) -> int:
         else:
             cfg = engine.make_config(args.preset, **overrides)
         run_dir = engine.runs_root(args.runs_dir) / args.run_id if args.run_id else None
-        trainer = engine.Trainer(cfg, run_dir=run_dir, runs_dir=args.runs_dir, console=True)
+        trainer = engine.Trainer(cfg, run_dir=run_dir, runs_dir=args.runs_dir, console=True,
+                                 log_every=args.log_every)
         if trainer.is_main:
             print(f"run {trainer.run_id}: {trainer.run_dir}", file=sys.stderr)
     # SIGTERM (the app's Stop button, a scheduler's preemption) ends the run cleanly at the
     # next step, with a checkpoint to resume from.
     signal.signal(signal.SIGTERM, lambda *_: trainer.stop())
-    summary = trainer.run(resume=bool(args.resume))
+    summary = trainer.run()
     if summary.get("world_size", 1) > 1 and not _is_rank0():
         return 0
     _print_summary(summary)
@@ -156,10 +159,11 @@ def _model_from_args(args):
     if len(chosen) != 1:
         raise CliError("give exactly one of --model NAME, --weights FILE or --run RUN_ID")
     if args.run:
-        from .train import BEST_FILE, load_run, model_from_weights_file
+        from .train import Run
 
-        cfg, run_dir = load_run(args.run, args.runs_dir)
-        return model_from_weights_file(cfg, run_dir / BEST_FILE), cfg.model, None, cfg.to_dict()
+        run = Run.find(args.run, args.runs_dir)
+        cfg = run.config()
+        return run.load_best(cfg), cfg.model, None, cfg.to_dict()
     model, card = weights.load_weights(args.model or Path(args.weights))
     return model, card.model, card, card.train_config
 
@@ -280,6 +284,8 @@ def cmd_export(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .train import TTA_MODES
+
     parser = argparse.ArgumentParser(prog="python -m cifar_demo",
                                      description="Train, evaluate and use CIFAR-10 classifiers.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -302,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-presets", action="store_true", help="print the presets and exit")
     p.add_argument("--config", metavar="JSON", help="start from a TrainConfig JSON file (flags override)")
     p.add_argument("--run-id", help="name of the new run directory (default: time-model-random)")
+    p.add_argument("--log-every", type=int, default=None, metavar="N",
+                   help="a step event (progress bar, metrics.jsonl) every N steps and at each epoch's end "
+                        "(default: every step on one CPU process, every 20 where reading the metrics syncs "
+                        "a GPU or the ranks)")
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
@@ -311,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="a run's best weights (run id or directory)")
     p.add_argument("--runs-dir", default=None)
     p.add_argument("--data", help="dataset folder (default: the run's or the usual search)")
-    p.add_argument("--tta", default="none", choices=["none", "flip", "flip_translate"])
+    p.add_argument("--tta", default="none", choices=TTA_MODES)
     p.add_argument("--start", type=int, default=0, help="first test image to score")
     p.add_argument("--limit", type=int, default=0, help="score only this many test images")
     p.add_argument("--step", type=int, default=1, help="score every STEP-th test image (from --start)")
@@ -334,7 +344,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
     p.add_argument("--data", help="dataset folder (default: the run's)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("familiarity", help="how CIFAR-like images look to the models; or --calibrate")
+    p.add_argument("images", nargs="*")
+    p.add_argument("--calibrate", action="store_true",
+                   help="fit the score on CIFAR-10 for the shipped weights (writes weights/familiarity/)")
+    p.add_argument("--data", help="dataset folder for --calibrate")
+    p.add_argument("--out", help="folder for --calibrate (default: weights/familiarity/)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_familiarity)
     return parser
+
+
+# ---------------------------------------------------------------------------- familiarity
+
+
+def cmd_familiarity(args) -> int:
+    from . import data, familiarity, predict, weights
+
+    if args.calibrate:
+        names = weights.available()
+        loaded = {n: predict.load_model(n) for n in names}
+        # The reference images must be ones no model trained on: the validation split of the
+        # cards' own (val_size, seed).
+        splits = {(c.train_config.get("val_size"), c.train_config.get("seed")) for _, c in loaded.values()}
+        if len(splits) != 1 or not next(iter(splits))[0]:
+            raise CliError(f"the shipped models were trained with different or no validation splits: {splits}")
+        val_size, seed = splits.pop()
+        ds = data.load_cifar10(args.data, val_size=val_size, seed=seed)
+        cal = familiarity.calibrate(loaded, ds, progress=lambda i, n, name: print(f"[{i + 1}/{n}] {name}",
+                                                                                  flush=True))
+        folder = cal.save(Path(args.out) if args.out else familiarity.calibration_dir())
+        c = cal.card
+        print(f"threshold {cal.threshold:.2f}: flags {c['false_alarm_val']:.1%} of {c['threshold_images']} "
+              f"validation and {c['false_alarm_test']:.1%} of {c['test_images']} test images "
+              f"({c['dataset']}); {c['seconds']:.0f} s; wrote {folder}")
+        return 0
+    if not args.images:
+        raise CliError("give image files to score, or --calibrate")
+    out = {}
+    for path in args.images:
+        verdict = familiarity.assess(predict.to_32x32(predict.load_image(path)))
+        out[path] = verdict.to_dict()
+        if not args.json:
+            word = "UNFAMILIAR" if verdict.unfamiliar else "familiar"
+            print(f"{path}: {word} (score {verdict.score:.1f}, threshold {verdict.threshold:.1f})")
+    if args.json:
+        print(json.dumps(out, indent=2))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -351,7 +408,9 @@ def main(argv: list[str] | None = None) -> int:
         from .data import DataSourceError
         from .weights import WeightsError
 
-        if isinstance(exc, (DataSourceError, WeightsError)):
+        from .familiarity import FamiliarityError
+
+        if isinstance(exc, (DataSourceError, WeightsError, FamiliarityError)):
             print(f"error: {exc}", file=sys.stderr)
             return 2
         raise

@@ -7,7 +7,7 @@ with flip_translate TTA), while the result is a pure function of three things:
 
 so that triple (plus the model name, which decides how the bytes are read) is the cache key.
 Entries are JSON files of `EvalResult.as_dict()` in <cache>/eval/<key>.json (<cache> is
-data.cache_root()), written atomically, so a killed app never leaves half an entry behind.
+data.cache_root()), written atomically (fsio), so a killed app never leaves half an entry behind.
 
     target = evalcache.shipped("airnet")          # or evalcache.from_run(run_id)
     result, hit = evalcache.evaluate_target(target, tta="flip")
@@ -15,17 +15,15 @@ data.cache_root()), written atomically, so a killed app never leaves half an ent
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 
-from . import data as data_mod, evaluate, weights, zoo
+from . import data as data_mod, evaluate, fsio, weights, zoo
 from .evaluate import EvalResult
 
 # Bump when EvalResult's fields or the way evaluate() scores change: old entries then miss.
@@ -49,11 +47,6 @@ class Target:
         return f"{self.model} (shipped weights)" if self.kind == "weights" else f"run {self.name}"
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def shipped(name: str) -> Target:
     """Shipped weights by model name; the hash comes from the model card (loading verifies it)."""
     card = weights.card_for(name)
@@ -61,14 +54,15 @@ def shipped(name: str) -> Target:
 
 
 def from_run(run_id: str, runs_dir=None) -> Target:
-    """A run's best weights (best.safetensors). Hashed here: a resumed run rewrites the file."""
-    from .train import BEST_FILE, load_run
+    """A run's best weights. Hashed here: a resumed run rewrites the file."""
+    from .train import Run
 
-    cfg, run_dir = load_run(run_id, runs_dir)
-    best = run_dir / BEST_FILE
-    if not best.is_file():
-        raise FileNotFoundError(f"run {run_dir.name} has no best weights yet ({best})")
-    return Target("run", run_dir.name, cfg.model, best, file_sha256(best), cfg.data, dict(cfg.model_kwargs))
+    run = Run.find(run_id, runs_dir)
+    cfg = run.config()
+    if not run.has_best():
+        raise FileNotFoundError(f"run {run.id} has no best weights yet ({run.best_path})")
+    return Target("run", run.id, cfg.model, run.best_path, fsio.sha256_file(run.best_path), cfg.data,
+                  dict(cfg.model_kwargs))
 
 
 def load_model(target: Target) -> nn.Module:
@@ -109,18 +103,10 @@ def load(key: str, cache: str | os.PathLike | None = None) -> EvalResult | None:
 def store(key: str, result: EvalResult, cache: str | os.PathLike | None = None) -> Path | None:
     """Write atomically (temp file, then rename). A read-only cache costs time, not correctness."""
     path = cache_dir(cache) / f"{key}.json"
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(result.to_json())
-        os.replace(tmp, path)
-        return path
+        return fsio.atomic_write_text(path, result.to_json())
     except OSError as e:
         warnings.warn(f"could not write the evaluation cache {path}: {e}")
-        if tmp and os.path.exists(tmp):
-            os.remove(tmp)
         return None
 
 

@@ -7,12 +7,11 @@ refused where it moves test accuracy by more than 0.05 points against the fp32 w
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from . import data as data_mod, evaluate, weights, zoo
 from .common import CLASSES
-from .train import BEST_FILE, load_run, model_from_weights_file
+from .train import Run
 
 SLICE_N = 1000
 # fp16 storage halves a file; it is kept only where it moves test accuracy by at most this much
@@ -42,12 +41,11 @@ def export_run(run_id: str | Path, *, runs_dir=None, out_dir=None, dtype: str = 
                data: str | None = None, device=None):
     """Score the run's best weights on the test set and write weights + card. Returns
     (weights_path, card_path, card)."""
-    cfg, run_dir = load_run(run_id, runs_dir)
-    summary_path = run_dir / "summary.json"
-    if not summary_path.exists():
-        raise FileNotFoundError(f"run {run_dir.name} has not finished (no summary.json); "
-                                f"resume it with `python -m cifar_demo train --resume {run_dir.name}`")
-    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    run = Run.find(run_id, runs_dir)
+    cfg, summary = run.config(), run.summary()
+    if summary is None:
+        raise FileNotFoundError(f"run {run.id} has not finished (no {run.summary_path.name}); "
+                                f"resume it with `python -m cifar_demo train --resume {run.id}`")
 
     def as_stored(state: dict) -> dict:
         # Score what will be stored: with fp16 storage, round floating tensors through fp16 first.
@@ -55,7 +53,7 @@ def export_run(run_id: str | Path, *, runs_dir=None, out_dir=None, dtype: str = 
             return state
         return {k: (v.half().to(v.dtype) if v.is_floating_point() else v) for k, v in state.items()}
 
-    model = model_from_weights_file(cfg, run_dir / BEST_FILE, as_stored)
+    model = run.load_best(cfg, as_stored)
 
     source = data_mod.resolve_source(data or cfg.data, download=False)
     test = data_mod.load_split("test", source)
@@ -63,7 +61,7 @@ def export_run(run_id: str | Path, *, runs_dir=None, out_dir=None, dtype: str = 
     kw = dict(mean=spec.mean, std=spec.std, device=device)
     plain = evaluate.evaluate(model, test, **kw)
     if dtype == "float16":
-        full = model_from_weights_file(cfg, run_dir / BEST_FILE)
+        full = run.load_best(cfg)
         check_fp16(evaluate.evaluate(full, test, **kw).accuracy, plain.accuracy)
     tta = evaluate.evaluate(model, test, tta=TTA, **kw)
     slice_check = test_slice(len(test))

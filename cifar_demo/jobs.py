@@ -8,7 +8,6 @@ summary.json): a closed and reopened browser tab simply reads it again.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -18,7 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .train import TrainConfig, read_metrics, runs_root
+from .fsio import atomic_write_text
+from .train import Run, TrainConfig, new_run_id, runs_root
 
 NICENESS = 10  # training yields the CPU to the app's request handlers
 
@@ -65,12 +65,9 @@ class JobManager:
             if self._alive():
                 raise JobError(f"a training run is already going ({self._run_dir.name}); "
                                "stop it or wait for it to finish")
-            from .train import new_run_id
-
-            self.runs_dir.mkdir(parents=True, exist_ok=True)
             run_id = new_run_id(cfg.model)
-            cfg_path = self.runs_dir / f".{run_id}.config.json"
-            cfg_path.write_text(cfg.to_json(), encoding="utf-8")
+            # Handed to the child process (the run directory is the child's to create).
+            cfg_path = atomic_write_text(self.runs_dir / f".{run_id}.config.json", cfg.to_json())
             cmd = [sys.executable, "-m", "cifar_demo", "train", "--config", str(cfg_path),
                    "--run-id", run_id, "--runs-dir", str(self.runs_dir)]
             self._start_process(cmd, run_id)
@@ -125,9 +122,8 @@ class JobManager:
             run_dir, current = self.runs_dir / run_id, False
         if run_dir is None:
             return Snapshot(None, "idle", [], None)
-        events = read_metrics(run_dir)
-        summary_path = run_dir / "summary.json"
-        summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+        run = Run(run_dir)
+        events, summary = run.metrics(), run.summary()
         status = _status(events, summary)
         if current and self._proc is not None:
             code = self._proc.poll()

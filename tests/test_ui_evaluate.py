@@ -41,7 +41,7 @@ def trained_run(tmp_path_factory, tiny_folder):
                             augment="none", precision="fp32", channels_last=False, device="cpu",
                             schedule="constant", lr=0.02)
     runs = tmp_path_factory.mktemp("evalruns")
-    return runs / train.train(cfg, runs_dir=runs)["run_id"]
+    return runs / train.Trainer(cfg, runs_dir=runs).run()["run_id"]
 
 
 @pytest.fixture()

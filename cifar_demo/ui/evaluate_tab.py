@@ -39,7 +39,7 @@ def model_choices() -> list[tuple[str, str]]:
         out.append((f"{name} (shipped weights{acc})", f"weights:{name}"))
     for r in train.list_runs(jobs.manager().runs_dir):
         s = r["summary"]
-        if s is None or not (jobs.manager().runs_dir / r["run_id"] / "best.safetensors").is_file():
+        if s is None or not r["has_best"]:
             continue  # still going, or died before its first epoch: no finished weights
         out.append((f"run {r['run_id']} ({s['status']}, test {_pct(s.get('test_acc'))})", f"run:{r['run_id']}"))
     return out

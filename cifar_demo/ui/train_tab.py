@@ -8,13 +8,10 @@ re-attaches by reading the run directory again (on page load, then every 2 s).
 from __future__ import annotations
 
 import html
-import json
-from pathlib import Path
 
 import gradio as gr
 
 from .. import augment, data, export, jobs, plots, train, weights, zoo
-from ..common import pick_device
 from .common import data_status
 
 TICK_SECONDS = 2
@@ -79,19 +76,15 @@ def on_preset(model: str, preset: str) -> list:
 def config_from_form(model: str, preset: str | None, *values) -> train.TrainConfig:
     """A validated TrainConfig: the preset, overridden by every field of the form.
 
-    Settings the form does not show (momentum, warmup, ...) keep the preset's values."""
+    Settings the form does not show (momentum, warmup, ...) keep the preset's values. The
+    rules (a subset smaller than a batch, fp16 on a CPU, ...) are TrainConfig.validate()'s:
+    its ValueError is the message the form shows."""
     form = dict(zip(FIELDS, values))
     for name in INT_FIELDS:
         form[name] = int(form[name] or 0)
     mixes = {m: float(form.pop(m) or 0.0) for m in augment.MIXES}
     form["mixes"] = {m: p for m, p in mixes.items() if p > 0}
-    cfg = train.make_config(preset or None, model=model, **form)
-    if cfg.train_limit and cfg.train_limit < cfg.batch_size:
-        # Batches are full (drop_last): a subset smaller than one batch gives zero steps.
-        raise ValueError(f"the training subset ({cfg.train_limit} images) is smaller than one batch "
-                         f"({cfg.batch_size}); raise it or lower the batch size")
-    train.autocast_dtype(cfg.precision, pick_device())  # e.g. fp16 on a CPU: refused here, not in the run
-    return cfg
+    return train.make_config(preset or None, model=model, **form)  # make_config validates
 
 
 # ----------------------------------------------------------------------------- start / stop
@@ -236,7 +229,7 @@ def run_choices() -> list[tuple[str, str]]:
 def exportable_choices() -> list[tuple[str, str]]:
     """Runs with a result and best weights: what export_run can turn into weights/."""
     return [(_run_label(r), r["run_id"]) for r in train.list_runs(jobs.manager().runs_dir)
-            if r["summary"] is not None and (Path(r["dir"]) / "best.safetensors").is_file()]
+            if r["summary"] is not None and r["has_best"]]
 
 
 def refresh_runs(overlay: list[str] | None = None, chosen: str | None = None):
@@ -251,8 +244,7 @@ def export_run(run_id: str | None, replace: bool) -> str:
     if not run_id:
         raise gr.Error("Pick a finished run to export.")
     runs_dir = jobs.manager().runs_dir
-    cfg = json.loads((train.run_dir_of(run_id, runs_dir) / "config.json").read_text(encoding="utf-8"))
-    target = weights.weights_dir() / f"{cfg['model']}.safetensors"
+    target = weights.weights_dir() / f"{train.Run.find(run_id, runs_dir).config().model}.safetensors"
     if target.exists() and not replace:
         raise gr.Error(f"{target} already exists (the weights the Predict tab uses). "
                        "Tick 'Replace existing weights' to overwrite it.")

@@ -1,0 +1,39 @@
+"""Training: a TrainConfig, the engine that runs it, and the run directory it writes.
+
+    config   TrainConfig, validate(), presets, every name list (optimizers, schedules, ...)
+    optim    parameter groups, SGD/Adam/AdamW/SAM, Lookahead, schedules, precision, the loss,
+             one optimizer step (loss scaling, clipping, SAM's two passes)
+    engine   Trainer: setup -> restore -> epoch / evaluate ... -> finish, over a RunState
+    parts    what setup builds: device, data, loader, model, optimizer, scaler, EMA, ...
+    state    RunState and the RNG states, in the checkpoint's format
+    runs     Run: the run directory's layout (config, metrics, checkpoint, best weights, summary)
+    sinks    where events go: metrics.jsonl, a tqdm bar, any callable
+    dist     DDP helpers and the device-side step metrics
+
+    cfg = make_config("demo", epochs=2)
+    summary = Trainer(cfg, console=True).run()
+    summary = Trainer.resuming(run_id).run()
+"""
+
+# config first: the zoo's registry imports the vocabulary from it while this package loads.
+from .config import (AUGMENTATIONS, CHOICES, EXTRA_PRESETS, MIXES, OPTIMIZERS, PRECISIONS, RECIPE_KEYS, RUN_FIELDS,
+                     SCHEDULES, TTA_MODES, TrainConfig, make_config, presets)
+from .dist import StepMeter, state_digest
+from .engine import Trainer
+from .optim import (SAM, Lookahead, autocast_dtype, build_optimizer, build_scheduler, grad_scaler, l1_penalty,
+                    lr_factor, optimizer_step, param_groups, training_loss)
+from .parts import LOG_EVERY, Parts, build_parts, log_every_for
+from .runs import (BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, Run, list_runs, load_run,
+                   model_from_weights_file, new_run_id, read_metrics, run_dir_of, runs_root)
+from .sinks import JsonlSink, Sink, TqdmSink, format_epoch
+from .state import CHECKPOINT_KEYS, RunState, seed_everything
+
+__all__ = [
+    "AUGMENTATIONS", "BEST_FILE", "CHECKPOINT_FILE", "CHECKPOINT_KEYS", "CHOICES", "CONFIG_FILE", "EXTRA_PRESETS",
+    "JsonlSink", "LOG_EVERY", "Lookahead", "METRICS_FILE", "MIXES", "OPTIMIZERS", "PRECISIONS", "Parts",
+    "RECIPE_KEYS", "RUN_FIELDS", "Run", "RunState", "SAM", "SCHEDULES", "SUMMARY_FILE", "Sink", "StepMeter",
+    "TTA_MODES", "TqdmSink", "TrainConfig", "Trainer", "autocast_dtype", "build_optimizer", "build_parts",
+    "build_scheduler", "format_epoch", "grad_scaler", "l1_penalty", "list_runs", "load_run", "log_every_for",
+    "lr_factor", "make_config", "model_from_weights_file", "new_run_id", "optimizer_step", "param_groups",
+    "presets", "read_metrics", "run_dir_of", "runs_root", "seed_everything", "state_digest", "training_loss",
+]

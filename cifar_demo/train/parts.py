@@ -1,0 +1,157 @@
+"""What one session of a run is built from (the engine's setup phase): the device and
+precision, the data and its loader, the model, optimizer, schedule, scaler, EMA, Lookahead,
+batch mixer and the step meter, in one `Parts` object.
+
+Building is deterministic in the config's seed: a resumed run rebuilds the same parts, then
+loads the checkpoint into them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import zoo
+from ..common import NUM_CLASSES, pick_device
+from .config import TrainConfig
+from .dist import StepMeter
+from .optim import Lookahead, autocast_dtype, build_optimizer, build_scheduler, grad_scaler
+from .state import seed_everything
+
+# Steps between step events where reading the step metrics costs a sync (see log_every_for).
+LOG_EVERY = 20
+
+
+def log_every_for(device: torch.device, world_size: int) -> int:
+    """Steps per step event by default. On one CPU process reading the metrics costs nothing
+    (the step has already run), so every step is reported; on an accelerator a read waits for
+    the queued kernels, and with several ranks it is also an all-reduce."""
+    return 1 if device.type == "cpu" and world_size == 1 else LOG_EVERY
+
+
+@dataclass
+class Parts:
+    """Everything a step, an evaluation or a checkpoint of this session uses."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    data: Any                       # data.CifarData (the dataset's source and classes)
+    train: Any                      # data.Split, after train_limit
+    val: Any
+    test: Any                       # after test_limit
+    loader: Any                     # data.TensorLoader or data.PerImageLoader
+    model: nn.Module                # what runs forward (DDP-wrapped with several ranks)
+    raw_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    ema: Any                        # torch.optim.swa_utils.AveragedModel or None
+    lookahead: Lookahead | None
+    mixer: Any                      # augment.BatchMixer or None
+    meter: StepMeter
+    log_every: int
+    steps_per_epoch: int
+    total_steps: int
+    norm: dict                      # mean/std of the model's input normalisation
+    started: float = 0.0            # perf_counter() when this session's training began
+    elapsed_before: float = 0.0     # training time of the earlier sessions
+    session_images: int = 0
+    session_steps: int = 0
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are validated and saved: the EMA's when EMA is on."""
+        return self.ema.module if self.ema is not None else self.raw_model
+
+
+def build_parts(cfg: TrainConfig, data=None, *, rank: int = 0, world_size: int = 1, local_rank: int = 0,
+                log_every: int | None = None) -> Parts:
+    """The parts of a session. `data`: a loaded data.CifarData, else load_cifar10(cfg.data)."""
+    from .. import augment
+
+    device = pick_device(cfg.device)
+    if world_size > 1 and device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    amp_dtype = autocast_dtype(cfg.precision, device)
+    seed_everything(cfg.seed)
+    data, train, val, test = load_data(cfg, data)
+    spec = zoo.get_spec(cfg.model)
+    loader = make_loader(cfg, train, device, rank, world_size)
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch size {cfg.batch_size} is larger than the {len(train)} training images")
+    total_steps = steps_per_epoch * cfg.epochs
+    model = raw_model = build_model(cfg, train, device)
+    if world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        model = DDP(raw_model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = build_optimizer(cfg, raw_model)
+    ema = None
+    if cfg.ema > 0:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(raw_model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    return Parts(device=device, amp_dtype=amp_dtype, data=data, train=train, val=val, test=test,
+                 loader=loader, model=model, raw_model=raw_model, optimizer=optimizer,
+                 scheduler=build_scheduler(cfg, optimizer, total_steps, steps_per_epoch),
+                 scaler=grad_scaler(amp_dtype, device), ema=ema,
+                 lookahead=Lookahead(raw_model) if cfg.lookahead_every else None,
+                 mixer=augment.BatchMixer(cfg.mixes, num_classes=NUM_CLASSES, alpha=cfg.mix_alpha)
+                 if cfg.mixes else None,
+                 meter=StepMeter(device), log_every=log_every or log_every_for(device, world_size),
+                 steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+                 norm={"mean": spec.mean, "std": spec.std})
+
+
+def load_data(cfg: TrainConfig, data=None):
+    """(dataset, train split after train_limit, validation split, test split after test_limit)."""
+    from .. import data as data_mod
+
+    if data is None:
+        data = data_mod.load_cifar10(cfg.data, val_size=cfg.val_size, seed=cfg.seed)
+    train = data.train
+    if cfg.train_limit:
+        train = data_mod.stratified_subset(train, cfg.train_limit, seed=cfg.seed)
+    test = data.test
+    if cfg.test_limit:
+        test = data_mod.subset(test, range(min(cfg.test_limit, len(test))))
+    return data, train, data.val, test
+
+
+def make_loader(cfg: TrainConfig, train, device: torch.device, rank: int = 0, world_size: int = 1):
+    """Device presets batch on the device (TensorLoader); per-image ones run in DataLoader workers."""
+    from .. import augment, data as data_mod
+
+    spec = zoo.get_spec(cfg.model)
+    if augment.preset_kind(cfg.augment) == "device":
+        return data_mod.TensorLoader(train, cfg.batch_size, shuffle=True, drop_last=True,
+                                     augment=cfg.augment, device=device, seed=cfg.seed,
+                                     mean=spec.mean, std=spec.std, channels_last=channels_last(cfg, device),
+                                     rank=rank, world_size=world_size)
+    return data_mod.PerImageLoader(train, cfg.augment, cfg.batch_size, num_workers=cfg.num_workers,
+                                   seed=cfg.seed, drop_last=True, device=device, mean=spec.mean, std=spec.std,
+                                   rank=rank, world_size=world_size)
+
+
+def channels_last(cfg: TrainConfig, device: torch.device) -> bool:
+    return cfg.channels_last and device.type in ("cpu", "cuda")
+
+
+def build_model(cfg: TrainConfig, train, device: torch.device) -> nn.Module:
+    torch.manual_seed(cfg.seed)
+    model = zoo.create(cfg.model, **cfg.model_kwargs)
+    # Models that learn from the data before training (airnet's patch whitening) say so.
+    prepare = getattr(model, "init_from_data", None)
+    if prepare is not None:
+        # A seeded random 5,000 (split files may be sorted by class).
+        pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))[:5000]
+        prepare(train.images[pick])
+    model = model.to(device)
+    if channels_last(cfg, device):
+        model = model.to(memory_format=torch.channels_last)
+    return model

@@ -1,0 +1,191 @@
+"""The run directory: its layout, owned here and nowhere else.
+
+A run lives in ``runs/<run-id>/``:
+
+    config.json      the TrainConfig (JSON round-trip)
+    metrics.jsonl    one event per line (start, step, epoch and end records)
+    checkpoint.pt    last checkpoint (model, optimizer, scheduler, EMA, RNG, position),
+                     written atomically every epoch and on stop; tensors only
+    best.safetensors best weights by validation accuracy (the EMA weights when EMA is on)
+    summary.json     final status, best epoch, validation and test accuracy
+
+Everything that reads or writes one of these files goes through `Run` (the engine, export,
+the evaluation cache, the CLI, the job manager, the app's tabs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from torch import nn
+
+from ..fsio import atomic_write, atomic_write_text
+from .config import TrainConfig
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_FILE = "checkpoint.pt"
+BEST_FILE = "best.safetensors"
+SUMMARY_FILE = "summary.json"
+
+
+def runs_root(root: str | Path | None = None) -> Path:
+    return Path(root or os.environ.get("CIFAR_DEMO_RUNS", "runs"))
+
+
+def new_run_id(model: str) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return f"{stamp}-{model}-{os.urandom(2).hex()}"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run directory (it need not exist yet: `create` makes it)."""
+
+    dir: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "dir", Path(self.dir))
+
+    @property
+    def id(self) -> str:
+        return self.dir.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.dir / CONFIG_FILE
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.dir / METRICS_FILE
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.dir / CHECKPOINT_FILE
+
+    @property
+    def best_path(self) -> Path:
+        return self.dir / BEST_FILE
+
+    @property
+    def summary_path(self) -> Path:
+        return self.dir / SUMMARY_FILE
+
+    # -- finding and making --------------------------------------------------------------
+
+    @classmethod
+    def find(cls, run_id: str | Path, runs_dir=None) -> "Run":
+        """A run from a run id (under the runs root) or a directory; FileNotFoundError if none."""
+        d = Path(run_id)
+        if not d.is_dir():
+            d = runs_root(runs_dir) / str(run_id)
+        run = cls(d)
+        if not run.config_path.exists():
+            raise FileNotFoundError(f"no run at {d} (expected {run.config_path})")
+        return run
+
+    @classmethod
+    def create(cls, run_dir: str | Path, cfg: TrainConfig) -> "Run":
+        """Make the directory (it must not exist: a run id names one run) and write the config."""
+        run = cls(run_dir)
+        run.dir.mkdir(parents=True, exist_ok=False)
+        atomic_write_text(run.config_path, cfg.to_json())
+        return run
+
+    # -- reading -------------------------------------------------------------------------
+
+    def config_dict(self) -> dict:
+        return json.loads(self.config_path.read_text(encoding="utf-8"))
+
+    def config(self) -> TrainConfig:
+        return TrainConfig.from_dict(self.config_dict())
+
+    def metrics(self) -> list[dict]:
+        """All events of the run; a half-written last line (killed run) is skipped."""
+        if not self.metrics_path.exists():
+            return []
+        out = []
+        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out
+
+    def summary(self) -> dict | None:
+        """summary.json, or None while the run has not ended (or was killed)."""
+        if not self.summary_path.exists():
+            return None
+        return json.loads(self.summary_path.read_text(encoding="utf-8"))
+
+    def has_best(self) -> bool:
+        return self.best_path.is_file()
+
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint_path.is_file()
+
+    def load_best(self, cfg: TrainConfig | None = None, transform=None) -> nn.Module:
+        """The run's model with its best weights, on the CPU (see model_from_weights_file)."""
+        return model_from_weights_file(cfg or self.config(), self.best_path, transform)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def write_summary(self, summary: dict) -> None:
+        atomic_write_text(self.summary_path, json.dumps(summary, indent=2))
+
+    def save_best(self, model: nn.Module, metadata: dict[str, str]) -> None:
+        from safetensors.torch import save_file
+
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+        atomic_write(self.best_path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def model_from_weights_file(cfg: TrainConfig, path: str | Path,
+                            transform: Callable[[dict], dict] | None = None) -> nn.Module:
+    """The config's model with the (safetensors) state in `path`, on the CPU.
+
+    `transform` may rewrite the state dict first (export rounds it through fp16).
+    """
+    from safetensors.torch import load_file
+
+    from .. import zoo
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"run {path.parent.name} has no best weights yet ({path})")
+    state = load_file(str(path))
+    model = zoo.create(cfg.model, **cfg.model_kwargs)
+    model.load_state_dict(transform(state) if transform else state)
+    return model
+
+
+def run_dir_of(run_id: str | Path, runs_dir=None) -> Path:
+    """A run directory from a run id (under the runs root) or a path."""
+    return Run.find(run_id, runs_dir).dir
+
+
+def load_run(run_id: str | Path, runs_dir=None) -> tuple[TrainConfig, Path]:
+    """(config, run directory) of a run id or directory."""
+    run = Run.find(run_id, runs_dir)
+    return run.config(), run.dir
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """All events of a run directory (see Run.metrics)."""
+    return Run(run_dir).metrics()
+
+
+def list_runs(runs_dir=None) -> list[dict]:
+    """Every run directory with its config and summary (newest first), as dicts:
+    run_id, dir, config (the JSON), summary (None while it has not ended), has_best."""
+    out = []
+    for config_path in sorted(runs_root(runs_dir).glob(f"*/{CONFIG_FILE}"), reverse=True):
+        run = Run(config_path.parent)
+        out.append({"run_id": run.id, "dir": str(run.dir), "config": run.config_dict(),
+                    "summary": run.summary(), "has_best": run.has_best()})
+    return out
