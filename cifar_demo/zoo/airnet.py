@@ -120,11 +120,12 @@ def init_whitening(model: AirNet, images: torch.Tensor, eps: float = 5e-4) -> to
     # summed loss; for a mean loss at batch 1024 that is lr = 11.5 / (1 + 1/(1-0.85)) = 1.5
     # and wd = 0.0153 * 1024 / 7850.7 / 1.5 = 1.33e-3. Its schedule is triangular: from 0.2x
     # up to 1x at 23% of training (~2.3 epochs), then linearly down to 0.07x.
-    # This is the plain recipe; the full method (64x lr on BatchNorm biases, Lookahead,
-    # alternating flips, TTA) is the engine's "airbench94" and "fast" presets (train.py).
+    # This is the plain recipe, with pad-4 crops ("standard"); the full method (2-pixel
+    # translations, 64x lr on BatchNorm biases, Lookahead, alternating flips, TTA) is the
+    # engine's "airbench94" and "fast" presets (train/config.py).
     recipe=recipe(epochs=10, batch_size=1024, optimizer="sgd", lr=1.5, momentum=0.85, nesterov=True,
                   weight_decay=1.33e-3, label_smoothing=0.2, schedule="linear", warmup_epochs=2.3,
-                  final_lr_frac=0.07, augment="standard"),
+                  warmup_from=0.2, final_lr_frac=0.07, augment="standard"),
 )
 def airnet(num_classes: int = 10) -> AirNet:
     return AirNet(num_classes)

@@ -21,17 +21,12 @@ Builder = Union[Callable[..., nn.Module], str]  # a callable, or "package.module
 # ModelSpec.recipe_source -> how the tables say it.
 RECIPE_ORIGINS = {"source": "the source's", "ours": "ours"}
 
-# The keys a recipe may set: fields of train.TrainConfig. The first block is every model's
-# vocabulary; the second holds knobs only some sources need (airbench's final lr, step decay).
-RECIPE_KEYS: tuple[str, ...] = (
-    "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "l1",
-    "label_smoothing", "schedule", "warmup_epochs", "augment", "mixes", "ema", "grad_clip",
-    "early_stop_patience",
-    "final_lr_frac", "step_size", "step_gamma",
-)
-OPTIMIZERS = ("sgd", "adam", "adamw", "sam")
-SCHEDULES = ("constant", "step", "cosine", "onecycle", "linear")
-AUGMENTS = ("none", "standard", "seed004", "autoaugment")
+# A recipe is a partial TrainConfig: the keys it may set (RECIPE_KEYS: TrainConfig's training
+# settings) and the names its values may take are the engine's one vocabulary, read from
+# train/config.py (which imports neither the zoo nor the engine, so this import is safe while
+# the zoo registers its models).
+from ..train.config import (AUGMENTATIONS as AUGMENTS, OPTIMIZERS, RECIPE_KEYS, SCHEDULES,  # noqa: E402,F401
+                            TrainConfig)
 
 
 @dataclass(frozen=True)
@@ -90,13 +85,15 @@ def recipe(*, epochs: int, batch_size: int, optimizer: str, lr: float, schedule:
 
 
 def check_recipe(r: dict[str, Any]) -> None:
-    """ValueError on unknown keys or values the engine does not know."""
+    """ValueError on a key that is not a TrainConfig training setting, or a value TrainConfig
+    refuses (a name outside the vocabulary, a number out of range)."""
     unknown = sorted(set(r) - set(RECIPE_KEYS))
     if unknown:
         raise ValueError(f"unknown recipe key(s): {', '.join(unknown)}")
-    for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("augment", AUGMENTS)):
-        if key in r and r[key] not in allowed:
-            raise ValueError(f"recipe {key}={r[key]!r}; expected one of {allowed}")
+    try:
+        TrainConfig.from_dict(dict(r)).check_values()
+    except ValueError as e:
+        raise ValueError(f"recipe: {e}") from None
 
 
 _REGISTRY: dict[str, ModelSpec] = {}  # insertion order = table order
