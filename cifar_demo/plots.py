@@ -347,6 +347,37 @@ def accuracy_vs_params(rows: Sequence[Mapping[str, Any]], *, title: str | None =
     return fig
 
 
+def accuracy_vs_severity(curves: Mapping[str, Sequence[float | None]], *, title: str | None = None,
+                         chance: float = 1 / len(CLASSES), figsize=(8, 4.8)) -> Figure:
+    """One line per model: accuracy (a fraction) at severity 0 (clean) .. 5; None values are skipped.
+
+    Each model keeps its colour by its position in `curves`; a dotted line marks chance.
+    """
+    fig = Figure(figsize=figsize, layout="constrained")
+    ax = fig.subplots()
+    drawn = 0
+    for i, (name, accs) in enumerate(curves.items()):
+        pts = [(s, a) for s, a in enumerate(accs) if a is not None]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", ms=4, lw=2, color=COLORS[i % len(COLORS)], label=name)
+            drawn += 1
+    ax.axhline(chance, color="0.5", ls=":", lw=1, label="chance")
+    ax.set_xticks(range(6), ["0\nclean", "1", "2", "3", "4", "5"])
+    ax.set_xlim(-0.2, 5.2)
+    ax.set_ylim(0, 1)
+    _percent_axis(ax)
+    ax.set_xlabel("severity", fontsize=FONT)
+    ax.set_ylabel("accuracy", fontsize=FONT)
+    ax.tick_params(labelsize=FONT)
+    ax.grid(alpha=0.3)
+    ax.set_title(title or "Accuracy vs. corruption severity", fontsize=TITLE_FONT)
+    if drawn:
+        ax.legend(fontsize=FONT - 1, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    else:
+        _empty(ax, "no accuracies computed yet")
+    return fig
+
+
 def figure_to_png(fig: Figure, path: str | Path, *, dpi: int = 110) -> Path:
     """Write `fig` as a PNG (creating parent folders) and return the path."""
     path = Path(path)
