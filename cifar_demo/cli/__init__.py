@@ -1,0 +1,112 @@
+"""Command line: python -m cifar_demo {zoo,train,evaluate,predict,export,familiarity} ...
+
+Every command is a thin wrapper over the library; errors print one readable line and
+exit with a non-zero status. The parser is here; each command lives in a module of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import CliError
+from .evaluate_cmd import cmd_evaluate
+from .train_cmd import _add_config_flags, cmd_train
+from .use_cmds import cmd_export, cmd_familiarity, cmd_predict, cmd_zoo
+
+__all__ = ["CliError", "build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..train import TTA_MODES
+
+    parser = argparse.ArgumentParser(prog="python -m cifar_demo",
+                                     description="Train, evaluate and use CIFAR-10 classifiers.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("zoo", help="list the model zoo")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print the table as JSON")
+    fmt.add_argument("--markdown", nargs="?", const="-", metavar="FILE",
+                     help="the README's zoo table (registry + model cards) as Markdown: print it, or "
+                          "put it between the zoo-table markers of FILE (e.g. README.md)")
+    p.add_argument("--latency", nargs="?", const="", metavar="FILE",
+                   help="measure every model's batch-1 CPU latency on this machine and write it to FILE "
+                        "(default docs/latency.json, which the README's table reads)")
+    p.set_defaults(func=cmd_zoo)
+
+    p = sub.add_parser("train", help="train a model (a run directory under runs/)")
+    p.add_argument("--preset", help="named preset: a model's recipe or e.g. airnet's speed recipes")
+    p.add_argument("--resume", metavar="RUN_ID", help="continue a killed or stopped run")
+    p.add_argument("--runs-dir", default=None, help="where run directories go (default runs/, env CIFAR_DEMO_RUNS)")
+    p.add_argument("--list-presets", action="store_true", help="print the presets and exit")
+    p.add_argument("--config", metavar="JSON", help="start from a TrainConfig JSON file (flags override)")
+    p.add_argument("--run-id", help="name of the new run directory (default: time-model-random)")
+    p.add_argument("--log-every", type=int, default=None, metavar="N",
+                   help="a step event (progress bar, metrics.jsonl) every N steps and at each epoch's end "
+                        "(default: every step on one CPU process, every 20 where reading the metrics syncs "
+                        "a GPU or the ranks)")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score weights on the test set")
+    p.add_argument("--model", help="a zoo model's shipped weights (weights/NAME.safetensors)")
+    p.add_argument("--weights", help="a .safetensors file with its .json card beside it")
+    p.add_argument("--run", help="a run's best weights (run id or directory)")
+    p.add_argument("--runs-dir", default=None)
+    p.add_argument("--data", help="dataset folder (default: the run's or the usual search)")
+    p.add_argument("--tta", default="none", choices=TTA_MODES)
+    p.add_argument("--start", type=int, default=0, help="first test image to score")
+    p.add_argument("--limit", type=int, default=0, help="score only this many test images")
+    p.add_argument("--step", type=int, default=1, help="score every STEP-th test image (from --start)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--plots", metavar="DIR", help="also write the figures as PNG files")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="classify image files with every model that has weights")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--model", action="append", help="only this model (repeatable)")
+    p.add_argument("--topk", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="a run's best weights + model card into weights/")
+    p.add_argument("run_id")
+    p.add_argument("--runs-dir", default=None)
+    p.add_argument("--out", default=None, help="target folder (default: the repo's weights/)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    p.add_argument("--data", help="dataset folder (default: the run's)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("familiarity", help="how CIFAR-like images look to the models; or --calibrate")
+    p.add_argument("images", nargs="*")
+    p.add_argument("--calibrate", action="store_true",
+                   help="fit the score on CIFAR-10 for the shipped weights (writes weights/familiarity/)")
+    p.add_argument("--data", help="dataset folder for --calibrate")
+    p.add_argument("--out", help="folder for --calibrate (default: weights/familiarity/)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_familiarity)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (CliError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # library errors whose messages are written for the user
+        from ..data import DataSourceError
+        from ..weights import WeightsError
+
+        from ..familiarity import FamiliarityError
+
+        if isinstance(exc, (DataSourceError, WeightsError, FamiliarityError)):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise

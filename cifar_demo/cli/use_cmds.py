@@ -1,0 +1,120 @@
+"""The commands that use models: `zoo`, `predict`, `export`, `familiarity`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import CliError
+
+
+# ---------------------------------------------------------------------------- zoo
+
+
+def cmd_zoo(args) -> int:
+    from .. import zoo
+
+    specs = zoo.specs()
+    if args.latency is not None:
+        from ..report import LATENCY_FILE, latency_note, measure_latency
+
+        path = args.latency or LATENCY_FILE
+        record = measure_latency(path)
+        for name, ms in record["latency_ms"].items():
+            print(f"{name:15s} {ms:7.2f} ms")
+        print(f"{latency_note(record)}\nwrote {path}")
+        return 0
+    if args.json:
+        print(json.dumps(zoo.specs_as_dicts(), indent=2))
+    elif args.markdown:
+        from ..report import write_table, zoo_markdown
+
+        text = zoo_markdown()
+        if args.markdown == "-":
+            print(text)
+        else:
+            inside = write_table(args.markdown, text)
+            print(f"wrote the zoo table {'into the markers of' if inside else 'to'} {args.markdown}")
+    else:
+        print(zoo.format_table(specs, fmt="text"))
+    return 0
+
+
+# ---------------------------------------------------------------------------- predict
+
+
+def cmd_predict(args) -> int:
+    from .. import predict
+
+    results = {}
+    for path in args.images:
+        try:
+            image32 = predict.to_32x32(predict.load_image(path))
+        except predict.ImageError as exc:
+            raise CliError(str(exc)) from None
+        preds = predict.predict_many(image32, args.model or None)
+        if not any(p.error is None for p in preds):
+            reasons = "; ".join(f"{p.model}: {p.error}" for p in preds)
+            raise CliError(f"no model could predict: {reasons}")
+        results[path] = {p.model: ({"error": p.error} if p.error else
+                                   {"top": p.top(args.topk), "latency_ms": round(p.latency_ms, 2)})
+                         for p in preds}
+        if not args.json:
+            print(path)
+            for p in preds:
+                shown = p.error or ", ".join(f"{c} {100 * q:.1f}%" for c, q in p.top(args.topk))
+                print(f"  {p.model:14s} {shown}")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------------- export
+
+
+def cmd_export(args) -> int:
+    from ..export import export_run
+
+    weights_path, card_path, card = export_run(args.run_id, runs_dir=args.runs_dir, out_dir=args.out,
+                                               dtype=args.dtype, data=args.data)
+    print(f"exported {card.model}: test accuracy {100 * card.test_accuracy:.2f}% "
+          f"(TTA {100 * card.test_accuracy_tta:.2f}%) on {card.dataset}")
+    print(f"  {weights_path}\n  {card_path}")
+    return 0
+
+# ---------------------------------------------------------------------------- familiarity
+
+
+def cmd_familiarity(args) -> int:
+    from .. import data, familiarity, predict, weights
+
+    if args.calibrate:
+        names = weights.available()
+        loaded = {n: predict.load_model(n) for n in names}
+        # The reference images must be ones no model trained on: the validation split of the
+        # cards' own (val_size, seed).
+        splits = {(c.train_config.get("val_size"), c.train_config.get("seed")) for _, c in loaded.values()}
+        if len(splits) != 1 or not next(iter(splits))[0]:
+            raise CliError(f"the shipped models were trained with different or no validation splits: {splits}")
+        val_size, seed = splits.pop()
+        ds = data.load_cifar10(args.data, val_size=val_size, seed=seed)
+        cal = familiarity.calibrate(loaded, ds, progress=lambda i, n, name: print(f"[{i + 1}/{n}] {name}",
+                                                                                  flush=True))
+        folder = cal.save(Path(args.out) if args.out else familiarity.calibration_dir())
+        c = cal.card
+        print(f"threshold {cal.threshold:.2f}: flags {c['false_alarm_val']:.1%} of {c['threshold_images']} "
+              f"validation and {c['false_alarm_test']:.1%} of {c['test_images']} test images "
+              f"({c['dataset']}); {c['seconds']:.0f} s; wrote {folder}")
+        return 0
+    if not args.images:
+        raise CliError("give image files to score, or --calibrate")
+    out = {}
+    for path in args.images:
+        verdict = familiarity.assess(predict.to_32x32(predict.load_image(path)))
+        out[path] = verdict.to_dict()
+        if not args.json:
+            word = "UNFAMILIAR" if verdict.unfamiliar else "familiar"
+            print(f"{path}: {word} (score {verdict.score:.1f}, threshold {verdict.threshold:.1f})")
+    if args.json:
+        print(json.dumps(out, indent=2))
+    return 0
