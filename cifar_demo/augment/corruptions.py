@@ -290,8 +290,8 @@ _TABLE = [
                "pixel of blur already erases the texture many models depend on."),
     Corruption("motion_blur", "Motion blur", "blur", ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)), _motion_blur,
                "The camera or the object moved during the exposure: streaks in one direction (here a "
-               "random one per image, within 45 degrees of horizontal). Unlike noise, training on "
-               "random crops and flips gives no practice with it."),
+               "random one per image, within 45 degrees of horizontal). The usual CIFAR augmentation, "
+               "random crops and flips, gives a model no practice with it."),
     Corruption("brightness", "Brightness", "weather", (0.05, 0.1, 0.15, 0.2, 0.3), _brightness,
                "Over-exposure: every pixel brighter, shadows lifted towards grey. Most models barely "
                "notice: the training photos already vary in exposure, and input normalisation "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import augment_tab, evaluate_tab, predict_tab, train_tab, zoo_tab
+from . import augment_tab, evaluate_tab, predict_tab, robustness_tab, train_tab, zoo_tab
 
 TITLE = "cifar-demo: CIFAR-10 in the browser"
 MAX_FILE_SIZE = "10mb"
@@ -28,6 +28,7 @@ def build_app() -> gr.Blocks:
             train_tab.build()
             evaluate_tab.build()
             augment_tab.build()
+            robustness_tab.build()
             zoo_tab.build()
     # The public API is /predict and /familiarity; the other events are the page's own wiring (ticks, refreshes,
     # start/stop): hide them from the API page and the client libraries.

@@ -1,0 +1,164 @@
+"""Robustness tab handlers, called directly: two zoo models with random weights, a tiny
+synthetic ImageFolder export as the test set, a tmp cache."""
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+
+from cifar_demo import augment, data, predict, weights, zoo
+from cifar_demo.augment import CORRUPTIONS
+from cifar_demo.common import CLASSES
+from cifar_demo.ui import robustness_tab as tab
+from tests.synthetic_data import make_imagefolder
+
+WITH_WEIGHTS = ("optimized200k", "simple_cnn")
+
+
+@pytest.fixture(scope="module")
+def weights_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    for name in WITH_WEIGHTS:
+        weights.save_weights(zoo.create(name).eval(), folder, name, dataset="CIFAR-10 (JPEG export)",
+                             dataset_fingerprint="test", test_accuracy=0.5, test_accuracy_tta=None,
+                             per_class_accuracy={c: 0.5 for c in CLASSES}, train_config={},
+                             epochs=0, train_seconds=0.0)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    return make_imagefolder(tmp_path_factory.mktemp("export"), per_class=2)   # 20 test images
+
+
+@pytest.fixture(autouse=True)
+def env(weights_folder, export, tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR_DEMO_WEIGHTS", str(weights_folder))
+    monkeypatch.setenv("CIFAR_DEMO_DATA", str(export))
+    monkeypatch.setenv("CIFAR_DEMO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # Tiny batches gain nothing from a second thread, and lose much to it on a busy shared CPU.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    predict.load_model.cache_clear()
+    yield
+    predict.load_model.cache_clear()
+    torch.set_num_threads(threads)
+
+
+class FakeProgress:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, progress, desc=None, **kw):
+        self.calls.append(progress)
+
+
+def model_lines(fig):
+    return [l for l in fig.axes[0].get_lines() if l.get_label() in WITH_WEIGHTS]
+
+
+# ----------------------------------------------------------------------------- the picture
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_each_corruption_says_what_it_teaches_and_its_published_strengths(name):
+    text = tab.teaching(name)
+    assert CORRUPTIONS[name].teaches in text and str(CORRUPTIONS[name].params[-1]) in text
+
+
+def test_the_picture_is_shown_clean_and_corrupted_with_every_models_answer():
+    clean, damaged, rows = tab.show_picture(None, "gaussian_noise", 4)
+    image = tab.sample_image(tab.DEFAULT_IMAGE)
+    assert clean.shape == damaged.shape == (256, 256, 3)
+    assert np.array_equal(clean[::8, ::8], image)
+    expected = augment.corrupt(predict.to_tensor(image), "gaussian_noise", 4)[0].permute(1, 2, 0).numpy()
+    assert np.array_equal(damaged[::8, ::8], expected)
+    assert [r[0] for r in rows] == sorted(WITH_WEIGHTS)
+    for (model, before, after, changed), p_clean, p_damaged in zip(
+            rows, predict.predict_many(image, sorted(WITH_WEIGHTS)), predict.predict_many(expected, sorted(WITH_WEIGHTS))):
+        top_clean, top_damaged = p_clean.top(1)[0], p_damaged.top(1)[0]
+        assert before == f"{top_clean[0]} {top_clean[1]:.0%}" and after == f"{top_damaged[0]} {top_damaged[1]:.0%}"
+        assert changed == ("yes" if top_clean[0] != top_damaged[0] else "")
+
+
+def test_severity_0_shows_the_clean_picture_and_changes_no_answer():
+    clean, damaged, rows = tab.show_picture(tab.sample_image(7), "fog", 0)
+    assert np.array_equal(clean, damaged)
+    assert all(r[1] == r[2] and r[3] == "" for r in rows)
+
+
+def test_an_uploaded_picture_is_shrunk_to_what_the_models_see(tmp_path):
+    path = str(data.sample_paths()[12][0])
+    assert np.array_equal(tab.choose_upload(path), predict.to_32x32(predict.load_image(path)))
+    clean, _, _ = tab.show_picture(tab.choose_upload(path), "jpeg", 5)
+    assert np.array_equal(clean[::8, ::8], tab.choose_upload(path))
+    bad = tmp_path / "x.png"
+    bad.write_bytes(b"not a picture")
+    with pytest.raises(gr.Error, match="not an image"):
+        tab.choose_upload(str(bad))
+    with pytest.raises(gr.Error, match="No file"):
+        tab.choose_upload(None)
+
+
+def test_the_gallery_is_the_bundled_sample_by_class():
+    gallery = tab.sample_gallery()
+    assert len(gallery) == 50 and gallery[0][1] == "airplane 1" and gallery[49][1] == "truck 5"
+    assert np.array_equal(gallery[31][0][::2, ::2], tab.sample_image(31))
+    with pytest.raises(gr.Error):
+        tab.sample_image(50)
+
+
+# ----------------------------------------------------------------------------- the curves
+
+def test_the_cache_alone_draws_nothing_yet_and_says_how_to_compute():
+    fig, status = tab.cached_curves("fog", 2)
+    assert model_lines(fig) == []
+    assert "2 of 2 models" in status and "Compute" in status
+
+
+def test_compute_shows_progress_then_the_curves_and_the_cache_serves_them_again():
+    progress = FakeProgress()
+    fig, status = tab.compute_curves("pixelate", 3, progress=progress)
+    total = len(WITH_WEIGHTS) * 6   # clean + five severities each
+    assert progress.calls == [(i, total) for i in range(1, total + 1)]
+    lines = model_lines(fig)
+    assert [l.get_label() for l in lines] == sorted(WITH_WEIGHTS)
+    assert all(list(l.get_xdata()) == [0, 1, 2, 3, 4, 5] for l in lines)
+    assert "Computed in" in status and "20 test images" in status
+    # The severity marker sits where the slider is.
+    assert any(list(l.get_xdata()) == [3, 3] for l in fig.axes[0].get_lines())
+
+    again, status = tab.cached_curves("pixelate", 1)
+    assert status.startswith("All 2 models") and "From the cache" in status
+    assert [list(l.get_ydata()) for l in model_lines(again)] == [list(l.get_ydata()) for l in lines]
+    # Another corruption shares the clean point but not the rest.
+    _, status = tab.cached_curves("fog", 1)
+    assert "2 of 2 models" in status
+
+
+@pytest.mark.slow
+def test_compute_all_fills_every_corruption():
+    progress = FakeProgress()
+    tab.compute_all("fog", 3, progress=progress)
+    assert progress.calls[-1] == (len(WITH_WEIGHTS) * (1 + 5 * len(CORRUPTIONS)),) * 2
+    for name in CORRUPTIONS:
+        assert "From the cache" in tab.cached_curves(name)[1]
+
+
+def test_without_a_test_set_the_tab_says_so(monkeypatch, tmp_path):
+    monkeypatch.setenv("CIFAR_DEMO_DATA", str(tmp_path / "nowhere"))
+    fig, status = tab.cached_curves("fog")
+    assert fig is None and "No CIFAR-10 test set" in status
+    with pytest.raises(gr.Error, match="No CIFAR-10 test set"):
+        tab.compute_curves("fog", 3, progress=FakeProgress())
+
+
+def test_the_tab_builds_with_its_controls():
+    with gr.Blocks() as demo:
+        tab.build()
+    dropdowns = [b for b in demo.blocks.values() if isinstance(b, gr.Dropdown)]
+    sliders = [b for b in demo.blocks.values() if isinstance(b, gr.Slider)]
+    assert [v for _, v in dropdowns[0].choices] == list(CORRUPTIONS)
+    assert (sliders[0].minimum, sliders[0].maximum, sliders[0].step) == (0, 5, 1)
+    assert any(isinstance(b, gr.Tab) and b.label == "Robustness" for b in demo.blocks.values())
