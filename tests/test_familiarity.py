@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 
-from cifar_demo import familiarity as F
+from cifar_demo import data, familiarity as F, weights
 from cifar_demo.familiarity import Calibration, FamiliarityError, ModelStats
 
 
@@ -77,3 +80,38 @@ def test_calibration_round_trip_and_refusals(tmp_path):
         Calibration.load(tmp_path)
     with pytest.raises(FamiliarityError, match="no familiarity calibration"):
         Calibration.load(tmp_path / "nowhere")
+# ------------------------------------------------------------------- the shipped calibration
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Calibration:
+    try:
+        return F.shipped_calibration()
+    except FamiliarityError as e:
+        pytest.fail(f"the shipped calibration does not load: {e}")
+
+
+def test_shipped_calibration_covers_every_shipped_model_and_states_its_rates(shipped):
+    assert set(shipped.models) == set(weights.available())
+    card = json.loads((F.calibration_dir() / "calibration.json").read_text())
+    assert card["false_alarm_val"] == pytest.approx(F.FALSE_ALARM_TARGET, abs=0.01)
+    assert 0 < card["false_alarm_test"] < 0.15 and card["test_images"] >= 1000
+
+
+def test_noise_and_flat_colours_are_flagged(shipped):
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(5)]
+    images += [np.full((32, 32, 3), c, np.uint8) for c in ((0, 0, 0), (255, 255, 255), (30, 120, 220),
+                                                            (200, 40, 40), (128, 128, 128))]
+    verdicts = [F.assess(im, shipped) for im in images]
+    assert all(v.unfamiliar for v in verdicts), [round(v.score, 1) for v in verdicts]
+
+
+def test_bundled_cifar_images_pass_allowing_the_stated_false_alarm_rate(shipped):
+    sample = data.load_sample()
+    flagged = [F.assess(im.permute(1, 2, 0).numpy(), shipped).unfamiliar for im in sample.images]
+    # A binomial bound: at the stated test rate, more than this many flags is very unlikely.
+    rate = shipped.card["false_alarm_test"]
+    n = len(flagged)
+    allowed = int(np.ceil(n * rate + 3 * np.sqrt(n * rate * (1 - rate))))
+    assert sum(flagged) <= allowed, f"{sum(flagged)} of {n} bundled CIFAR-10 images flagged"
