@@ -132,3 +132,28 @@ def test_fp16_export_is_refused_where_it_moves_test_accuracy_by_more_than_005_po
         check_fp16(0.9000, 0.8994)
     with pytest.raises(ValueError, match="more than 0.05"):
         check_fp16(0.8000, 0.8100)
+
+
+def test_robustness_prints_accuracy_by_severity_for_one_corruption(jpeg_export, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR_DEMO_CACHE", str(tmp_path / "cache"))
+    args = ["robustness", "--model", "simple_cnn", "--corruption", "contrast", "--n", "50", "--data", jpeg_export]
+    assert main([str(a) for a in args]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line[:1].isdigit()]
+    assert [r[0] for r in rows] == ["0", "1", "2", "3", "4", "5"]
+    accuracy = [float(r[-1]) for r in rows]
+    assert accuracy[5] < accuracy[0]  # contrast 0.15 of the original costs a CIFAR model accuracy
+    assert main([str(a) for a in args] + ["--json"]) == 0  # second time from the cache
+    assert "contrast" in capsys.readouterr().out
+
+
+def test_familiarity_flags_noise_and_explains_a_missing_argument(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(noise)
+    assert main(["familiarity", str(noise), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[str(noise)]["unfamiliar"] is True
+    assert main(["familiarity"]) == 2
+    assert "give image files" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Command line: python -m cifar_demo {zoo,train,evaluate,predict,export,familiarity} ...
+"""Command line: python -m cifar_demo {zoo,train,evaluate,predict,export,familiarity,robustness} ...
 
 Every command is a thin wrapper over the library; errors print one readable line and
 exit with a non-zero status. The parser is here; each command lives in a module of its own.
@@ -12,7 +12,7 @@ import sys
 from .errors import CliError
 from .evaluate_cmd import cmd_evaluate
 from .train_cmd import _add_config_flags, cmd_train
-from .use_cmds import cmd_export, cmd_familiarity, cmd_predict, cmd_zoo
+from .use_cmds import cmd_export, cmd_familiarity, cmd_predict, cmd_robustness, cmd_zoo
 
 __all__ = ["CliError", "build_parser", "main"]
 
@@ -87,6 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for --calibrate (default: weights/familiarity/)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_familiarity)
+
+    p = sub.add_parser("robustness", help="accuracy under CIFAR-10-C corruptions x severity (cached)")
+    p.add_argument("--model", nargs="+", required=True, metavar="M",
+                   help="shipped model name(s), or 'all' for every model in weights/")
+    p.add_argument("--corruption", help="one corruption (default: all); the rows are then severities 0-5")
+    p.add_argument("--severity", type=int, default=3, choices=range(1, 6),
+                   help="the severity shown when every corruption is (default 3)")
+    p.add_argument("--n", type=int, default=1000, help="test images in the class-balanced slice (default 1000)")
+    p.add_argument("--data", help="dataset folder (default: the usual search, no download)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_robustness)
     return parser
 
 

@@ -1,8 +1,9 @@
-"""The commands that use models: `zoo`, `predict`, `export`, `familiarity`."""
+"""The commands that use models: `zoo`, `predict`, `export`, `familiarity`, `robustness`."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from .errors import CliError
@@ -117,4 +118,24 @@ def cmd_familiarity(args) -> int:
             print(f"{path}: {word} (score {verdict.score:.1f}, threshold {verdict.threshold:.1f})")
     if args.json:
         print(json.dumps(out, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------------- robustness
+
+
+def cmd_robustness(args) -> int:
+    from .. import robustness
+
+    def progress(done: int, total: int) -> None:
+        if not args.json:
+            print(f"\r{done}/{total} evaluations (model x corrupted slice)", end="\n" if done == total else "",
+                  file=sys.stderr, flush=True)
+
+    result = robustness.compute_shipped(args.model, [args.corruption] if args.corruption else None,
+                                        source=args.data, n=args.n, progress=progress)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(robustness.format_table(result, corruption=args.corruption, severity=args.severity))
     return 0
