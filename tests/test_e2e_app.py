@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -94,6 +95,19 @@ def test_predict_shows_every_model_with_weights(page):
     shot(page, "predict")
 
 
+def test_a_picture_unlike_cifar_gets_the_notice_and_keeps_its_predictions(page, tmp_path):
+    assert not page.locator(".fam-notice").is_visible()  # the sample cat above is CIFAR-10
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(noise)
+    page.locator("#predict-input input[type=file]").set_input_files(str(noise))
+    notice = page.locator(".fam-notice")
+    notice.wait_for()
+    assert "None of the ten classes seems to fit" in notice.inner_text()
+    assert all(c in notice.inner_text() for c in CLASSES)
+    assert page.locator("table.preds").filter(visible=True).locator("tbody tr").count() == len(zoo.names())
+    shot(page, "predict_unfamiliar")
+
+
 def test_train_one_epoch_and_watch_it_finish(page):
     open_tab(page, "Train")
     page.get_by_label("Epochs", exact=True).fill("1")
@@ -168,6 +182,25 @@ def test_augmentation_slider_changes_the_previews(page):
                            ".filter(e => e.offsetParent !== null).map(e => e.src).sort();"
                            " return JSON.stringify(now) !== JSON.stringify(before); }", arg=before)
     shot(page, "augmentations")
+
+
+def test_robustness_severity_slider_corrupts_the_picture_and_updates_the_answers(page):
+    open_tab(page, "Robustness")
+    table = page.get_by_text("Each model's answer").filter(visible=True).first
+    table.wait_for()
+    damaged = page.locator("img").filter(visible=True)
+    page.wait_for_function("() => [...document.querySelectorAll('img')].filter(e => e.offsetParent !== null)"
+                           ".length >= 2")
+    before = sorted(damaged.evaluate_all("els => els.map(e => e.src)"))
+    slider = page.get_by_role("slider").filter(visible=True).first
+    slider.fill("5")
+    slider.dispatch_event("change")
+    page.wait_for_function("(before) => { const now = [...document.querySelectorAll('img')]"
+                           ".filter(e => e.offsetParent !== null).map(e => e.src).sort();"
+                           " return JSON.stringify(now) !== JSON.stringify(before); }", arg=before)
+    for name in weights.available():
+        assert visible(page, name).is_visible(), name
+    shot(page, "robustness")
 
 
 def test_model_zoo_tab(page):
