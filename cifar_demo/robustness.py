@@ -2,7 +2,8 @@
 
 Every model scores the same fixed, class-balanced slice of the test split (1,000 images,
 100 per class, by default) clean and under every corruption of augment.CORRUPTIONS at
-severities 1..5. The corrupted images are a function of (slice, corruption, severity) alone,
+severities 1..5 (or only the severities asked for: a table at severity 3 needs one pass per
+corruption, not five). The corrupted images are a function of (slice, corruption, severity) alone,
 drawn with augment.generator_for, and made once per call for all the models that need them,
 so the models are compared on identical pictures.
 
@@ -10,8 +11,9 @@ A result is a pure function of the weights file's bytes (the card's sha256), the
 (data.split_digest of its pixels and labels) and the corruption code (CORRUPTIONS_VERSION),
 so those are the cache key: one JSON entry per (weights, slice, corruption) in
 <cache>/robustness/ (<cache> is data.cache_root()), written atomically through fsio. An
-entry holds one corruption's five accuracies, or the clean one: an interrupted computation
-keeps every corruption it finished, and asking for one corruption computes only that.
+entry holds one corruption's five accuracies (None where a severity was not asked for yet), or
+the clean one: an interrupted computation keeps every corruption it finished, asking for one
+corruption computes only that, and a later full computation fills in the missing severities.
 
     result = robustness.compute_shipped(["airnet", "resnet18"], ["fog"])
     print(robustness.format_table(result, corruption="fog"))
@@ -63,8 +65,9 @@ def _entry_length(entry: str) -> int:
     return 1 if entry == CLEAN else MAX_SEVERITY
 
 
-def load_entry(key: str, entry: str, cache: str | os.PathLike | None = None) -> list[float] | None:
-    """The cached accuracies of one entry, or None (missing or unreadable: then recomputed)."""
+def load_entry(key: str, entry: str, cache: str | os.PathLike | None = None) -> list[float | None] | None:
+    """The cached accuracies of one entry (None at severities never computed), or None if it is
+    missing or unreadable (then recomputed)."""
     path = cache_dir(cache) / f"{key}.json"
     try:
         acc = json.loads(path.read_text(encoding="utf-8"))["accuracy"]
@@ -74,13 +77,14 @@ def load_entry(key: str, entry: str, cache: str | os.PathLike | None = None) -> 
         warnings.warn(f"ignoring unreadable robustness cache entry {path}: {e}")
         return None
     if (not isinstance(acc, list) or len(acc) != _entry_length(entry)
-            or not all(isinstance(a, (int, float)) and 0 <= a <= 1 for a in acc)):
+            or not all(a is None or (isinstance(a, (int, float)) and 0 <= a <= 1) for a in acc)
+            or all(a is None for a in acc)):
         warnings.warn(f"ignoring robustness cache entry {path}: not {_entry_length(entry)} accuracies")
         return None
-    return [float(a) for a in acc]
+    return [None if a is None else float(a) for a in acc]
 
 
-def store_entry(key: str, target: Target, entry: str, accuracy: list[float], slice_digest: str,
+def store_entry(key: str, target: Target, entry: str, accuracy: list[float | None], slice_digest: str,
                 cache: str | os.PathLike | None = None) -> Path | None:
     """Write atomically; a read-only cache costs time, not correctness."""
     path = cache_dir(cache) / f"{key}.json"
@@ -112,10 +116,11 @@ def accuracy(model: nn.Module, target: Target, images: Tensor, labels: Tensor) -
 
 def compute(targets: Sequence[Target], corruptions: Iterable[str] | None = None, *, split: data_mod.Split,
             dataset: str = "", cache: str | os.PathLike | None = None, progress: Progress | None = None,
-            cached_only: bool = False) -> dict:
-    """Each target's accuracy on `split`, clean and under each corruption (default: all) at 1..5.
+            cached_only: bool = False, severities: Iterable[int] | None = None) -> dict:
+    """Each target's accuracy on `split`, clean and under each corruption (default: all) at
+    `severities` (default: 1..5; the others are taken from the cache where they are there).
 
-    Entries found in the cache are not recomputed; with `cached_only` nothing is, and what is
+    Values found in the cache are not recomputed; with `cached_only` nothing is, and what is
     missing comes back as None. `progress(done, total)` follows the evaluations still to run
     (one per model and corrupted slice). Returns plain data (json.dumps works):
     {"models": {name: {"model", "sha256", "accuracy": {corruption: [acc at severity 0..5]}}},
@@ -126,12 +131,22 @@ def compute(targets: Sequence[Target], corruptions: Iterable[str] | None = None,
     names = list(corruptions) if corruptions is not None else list(CORRUPTIONS)
     for name in names:
         get_corruption(name)  # an unknown name fails before any work
+    wanted = sorted(set(SEVERITIES[1:] if severities is None else severities))
+    if not wanted or not set(wanted) <= set(SEVERITIES[1:]):
+        raise ValueError(f"severities must be among 1..{MAX_SEVERITY}, not {severities!r}")
     digest = data_mod.split_digest(split)
     found = {(t.name, e): load_entry(cache_key(t, e, digest), e, cache) for t in targets for e in [CLEAN, *names]}
-    todo = {e: [t for t in targets if found[t.name, e] is None] for e in [CLEAN, *names]}
+
+    def needed(t: Target, entry: str) -> list[int]:
+        """The severities (0 for the clean entry) still to compute for this target."""
+        have = found[t.name, entry]
+        want = [0] if entry == CLEAN else wanted
+        return [s for s in want if have is None or have[0 if entry == CLEAN else s - 1] is None]
+
+    todo = {e: {t.name: needed(t, e) for t in targets} for e in [CLEAN, *names]}
     if cached_only:
-        todo = {e: [] for e in todo}
-    total = sum(len(ts) * _entry_length(e) for e, ts in todo.items())
+        todo = {e: {} for e in todo}
+    total = sum(len(sevs) for per in todo.values() for sevs in per.values())
     done, models = 0, {}
 
     def run(target: Target, images: Tensor) -> float:
@@ -144,17 +159,20 @@ def compute(targets: Sequence[Target], corruptions: Iterable[str] | None = None,
             progress(done, total)
         return acc
 
-    for entry, ts in todo.items():
+    for entry, per in todo.items():
+        ts = [t for t in targets if per.get(t.name)]
         if not ts:
             continue
+        accs = {t.name: list(found[t.name, entry] or [None] * _entry_length(entry)) for t in ts}
         if entry == CLEAN:
-            accs = {t.name: [run(t, split.images)] for t in ts}
+            for t in ts:
+                accs[t.name][0] = run(t, split.images)
         else:
-            accs = {t.name: [] for t in ts}
-            for severity in range(1, MAX_SEVERITY + 1):
+            for severity in sorted({s for t in ts for s in per[t.name]}):
                 images = corrupt(split.images, entry, severity)   # once for every model
                 for t in ts:
-                    accs[t.name].append(run(t, images))
+                    if severity in per[t.name]:
+                        accs[t.name][severity - 1] = run(t, images)
         for t in ts:
             found[t.name, entry] = accs[t.name]
             store_entry(cache_key(t, entry, digest), t, entry, accs[t.name], digest, cache)
@@ -184,11 +202,11 @@ def shipped_targets(names: Iterable[str] | None = None) -> list[Target]:
 def compute_shipped(names: Iterable[str] | None = None, corruptions: Iterable[str] | None = None, *,
                     source: str | os.PathLike | data_mod.DataSource | None = None, n: int = DEFAULT_N,
                     cache: str | os.PathLike | None = None, progress: Progress | None = None,
-                    cached_only: bool = False) -> dict:
+                    cached_only: bool = False, severities: Iterable[int] | None = None) -> dict:
     """compute() for shipped weights on the default slice of `source` (the usual search if None)."""
     src = data_mod.resolve_source(source, download=False) if not isinstance(source, data_mod.DataSource) else source
     return compute(shipped_targets(names), corruptions, split=test_slice(src, n), dataset=src.label,
-                   cache=cache, progress=progress, cached_only=cached_only)
+                   cache=cache, progress=progress, cached_only=cached_only, severities=severities)
 
 
 def missing(result: dict) -> int:

@@ -75,6 +75,21 @@ def visible(page, text) -> object:
     return page.get_by_text(text).filter(visible=True).first
 
 
+VISIBLE_SOURCES = ("[...document.querySelectorAll('img')].filter(e => e.offsetParent !== null)"
+                   ".map(e => e.src).sort()")
+
+
+def visible_picture_sources(page) -> list[str]:
+    """The sources of the pictures on screen (hidden tabs' pictures left out), sorted."""
+    return page.evaluate(f"() => {VISIBLE_SOURCES}")
+
+
+def wait_until_pictures_change(page, before: list[str]) -> None:
+    """Block until the pictures on screen differ from `before` (a new preview was drawn)."""
+    page.wait_for_function(f"(before) => JSON.stringify({VISIBLE_SOURCES}) !== JSON.stringify(before)",
+                           arg=before)
+
+
 def test_app_starts_quickly(server):
     assert server.startup_seconds < 60, server.log()  # issue 4 asks < 20 s; CI machines vary
 
@@ -172,15 +187,12 @@ def test_api_predict_answers_within_3_s_while_the_app_trains(page, server):
 
 def test_augmentation_slider_changes_the_previews(page):
     open_tab(page, "Augmentations")
-    gallery = page.locator("img").filter(visible=True)
-    gallery.first.wait_for()
-    before = sorted(gallery.evaluate_all("els => els.map(e => e.src)"))
+    page.locator("img").filter(visible=True).first.wait_for()
+    before = visible_picture_sources(page)
     slider = page.get_by_role("slider").filter(visible=True).first
     slider.fill("8")
     slider.dispatch_event("change")
-    page.wait_for_function("(before) => { const now = [...document.querySelectorAll('img')]"
-                           ".filter(e => e.offsetParent !== null).map(e => e.src).sort();"
-                           " return JSON.stringify(now) !== JSON.stringify(before); }", arg=before)
+    wait_until_pictures_change(page, before)
     shot(page, "augmentations")
 
 
@@ -188,16 +200,12 @@ def test_robustness_severity_slider_corrupts_the_picture_and_updates_the_answers
     open_tab(page, "Robustness")
     table = page.get_by_text("Each model's answer").filter(visible=True).first
     table.wait_for()
-    damaged = page.locator("img").filter(visible=True)
-    page.wait_for_function("() => [...document.querySelectorAll('img')].filter(e => e.offsetParent !== null)"
-                           ".length >= 2")
-    before = sorted(damaged.evaluate_all("els => els.map(e => e.src)"))
+    page.wait_for_function(f"() => {VISIBLE_SOURCES}.length >= 2")
+    before = visible_picture_sources(page)
     slider = page.get_by_role("slider").filter(visible=True).first
     slider.fill("5")
     slider.dispatch_event("change")
-    page.wait_for_function("(before) => { const now = [...document.querySelectorAll('img')]"
-                           ".filter(e => e.offsetParent !== null).map(e => e.src).sort();"
-                           " return JSON.stringify(now) !== JSON.stringify(before); }", arg=before)
+    wait_until_pictures_change(page, before)
     for name in weights.available():
         assert visible(page, name).is_visible(), name
     shot(page, "robustness")

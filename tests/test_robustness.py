@@ -105,6 +105,24 @@ def test_one_corruption_computes_only_itself_and_is_reused_by_a_larger_request(f
     assert both["computed"] == len(MODELS) * 5   # jpeg's five severities; clean and fog were cached
 
 
+def test_one_severity_computes_one_pass_per_corruption_and_a_full_request_fills_in_the_rest(folder, split, tmp_path):
+    first = run(split, tmp_path / "c", severities=[3])
+    assert first["computed"] == len(MODELS) * (1 + len(FEW))    # clean + one pass per corruption
+    for m in MODELS:
+        for c in FEW:
+            curve = first["models"][m]["accuracy"][c]
+            assert curve[3] is not None and [curve[s] for s in (1, 2, 4, 5)] == [None] * 4
+    assert robustness.missing(first) == len(MODELS) * len(FEW)
+    full = run(split, tmp_path / "c")
+    assert full["computed"] == len(MODELS) * len(FEW) * 4       # severity 3 and clean came from the cache
+    assert robustness.missing(full) == 0
+    for m in MODELS:
+        for c in FEW:
+            assert full["models"][m]["accuracy"][c][3] == first["models"][m]["accuracy"][c][3]
+    with pytest.raises(ValueError, match="severities"):
+        run(split, tmp_path / "c", severities=[0])
+
+
 def test_cached_only_computes_nothing_and_marks_what_is_missing(folder, split, tmp_path, monkeypatch):
     run(split, tmp_path / "c", ["fog"])
     monkeypatch.setattr(robustness, "load_model", lambda t: pytest.fail("computed"))

@@ -93,10 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shipped model name(s), or 'all' for every model in weights/")
     p.add_argument("--corruption", help="one corruption (default: all); the rows are then severities 0-5")
     p.add_argument("--severity", type=int, default=3, choices=range(1, 6),
-                   help="the severity shown when every corruption is (default 3)")
+                   help="the severity shown when every corruption is (default 3); only it is computed then")
     p.add_argument("--n", type=int, default=1000, help="test images in the class-balanced slice (default 1000)")
     p.add_argument("--data", help="dataset folder (default: the usual search, no download)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (every severity)")
     p.set_defaults(func=cmd_robustness)
     return parser
 

@@ -20,10 +20,6 @@ HF_HUB_OFFLINE=1. Every file is written atomically through cifar_demo.fsio.
 
 from __future__ import annotations
 
-# hardware_info lives in cifar_demo.hardware; re-exported because train.py still imports it
-# from here (new code: `from cifar_demo.hardware import hardware_info`).
-from cifar_demo.hardware import hardware_info
-
 from .card import CARD_SCHEMA_VERSION, STORAGE_DTYPES, ModelCard, WeightsError, check_name, slice_indices
 from .checkpoint import load_checkpoint, save_checkpoint
 from .hub import DEFAULT_HUB_REPO, hub_repo
@@ -32,6 +28,6 @@ from .integrity import verify
 
 __all__ = [
     "CARD_SCHEMA_VERSION", "DEFAULT_HUB_REPO", "STORAGE_DTYPES", "ModelCard", "WeightsError",
-    "available", "card_for", "check_name", "hardware_info", "hub_repo", "load_checkpoint",
+    "available", "card_for", "check_name", "hub_repo", "load_checkpoint",
     "load_weights", "save_checkpoint", "save_weights", "slice_indices", "verify", "weights_dir",
 ]
