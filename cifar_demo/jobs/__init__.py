@@ -1,0 +1,46 @@
+"""The app's training queue: owners, bounds, a fair queue, start, stop, snapshot, re-attach.
+
+Training runs in a child process (`python -m cifar_demo train ...`) at a lower CPU priority,
+so the app's predictions stay responsive while it uses every core, and a crash in training
+cannot take the app down. The app follows a run through its directory (metrics.jsonl,
+summary.json): a closed and reopened browser tab simply reads it again.
+
+The two cores train one run at a time. Every run belongs to an owner: in local mode (`python
+app.py`) the one user, LOCAL; in public mode (a Space: see ui.mode) each visitor, by a token
+its browser keeps. The same rules hold in both:
+
+- a start is queued behind the running run, first come first served; an owner holds at most
+  one queued or running run (locally that is today's "one run at a time"), and the queue has a
+  cap (QUEUE_CAP) past which a start is refused with a message;
+- only the owner stops its run (or takes its queued start back); others only watch it;
+- in public mode runs are bounded (Bounds: epochs x images and wall-clock), checked when they
+  are queued and enforced while they run (the manager stops a run at its time limit);
+- public runs live in a folder per visitor (runs/visitors/<owner>/), deleted RETENTION_S after
+  the visitor's last run ended (never while it has a run queued or going);
+- each started child is recorded in runs/.jobs/<run id>.json (pid, owner, command): an app
+  restarted while a child still trains re-attaches to it; a dead one reads as "stopped".
+"""
+
+from __future__ import annotations
+
+import threading
+
+from .dispatch import JobManager
+from .records import (ACTIVE, LOCAL, NICENESS, QUEUE_CAP, RETENTION_S, Bounds, Job, JobError, Snapshot, View,
+                      pid_alive, public_bounds, public_mode, wait_for)
+
+__all__ = ["ACTIVE", "LOCAL", "NICENESS", "QUEUE_CAP", "RETENTION_S", "Bounds", "Job", "JobError", "JobManager",
+           "Snapshot", "View", "manager", "pid_alive", "public_bounds", "public_mode", "wait_for"]
+
+
+_MANAGER: JobManager | None = None
+_MANAGER_LOCK = threading.Lock()
+
+
+def manager() -> JobManager:
+    """The process-wide job manager (one queue for the whole app); public when the app is."""
+    global _MANAGER
+    with _MANAGER_LOCK:
+        if _MANAGER is None:
+            _MANAGER = JobManager(public=public_mode())
+        return _MANAGER

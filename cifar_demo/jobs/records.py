@@ -1,0 +1,184 @@
+"""The queue's vocabulary: policy (mode, bounds, caps), the job record, what a page sees, the child."""
+
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+from ..train import TrainConfig
+
+NICENESS = 10          # training yields the CPU to the app's request handlers
+LOCAL = "local"        # the owner of everything in local mode
+QUEUE_CAP = 5          # queued starts (not counting the running one); a class of 30 sees a clear "full"
+RETENTION_S = 6 * 3600  # a visitor's finished runs are kept this long after its last run ended
+POLL_S = 0.5           # how often the dispatcher looks at the running child
+CIFAR_TRAIN_IMAGES = 50_000
+ACTIVE = ("queued", "starting", "running", "stopping")
+
+
+def public_mode() -> bool:
+    """Public (a shared Space) when Hugging Face's SPACE_ID is set, or CIFAR_DEMO_PUBLIC=1
+    (`python app.py --public` sets it); local otherwise."""
+    flag = os.environ.get("CIFAR_DEMO_PUBLIC", "").strip().lower()
+    if flag in {"0", "false", "no", "off"}:
+        return False
+    return bool(os.environ.get("SPACE_ID")) or flag in {"1", "true", "yes", "on"}
+
+
+class JobError(RuntimeError):
+    """A request the job manager refuses (e.g. a second start); the message is for the user."""
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What one public run may cost: images seen (epochs x training images) and wall-clock time."""
+
+    max_images: int
+    max_seconds: float
+
+    @staticmethod
+    def images(cfg: TrainConfig) -> int:
+        per_epoch = cfg.train_limit or max(CIFAR_TRAIN_IMAGES - cfg.val_size, 0)
+        return cfg.epochs * per_epoch
+
+    def check(self, cfg: TrainConfig) -> None:
+        if self.images(cfg) > self.max_images:
+            raise JobError(f"this run would train on {self.images(cfg):,} images ({cfg.epochs} epoch(s)); "
+                           f"on this shared app a run may use at most {self.max_images:,} "
+                           "(fewer epochs or a training subset)")
+
+    def describe(self) -> str:
+        return (f"at most {self.max_images:,} training images per run (epochs x images) and "
+                f"{self.max_seconds / 60:.0f} minutes of wall-clock time")
+
+
+def public_bounds() -> Bounds:
+    """The `demo` preset's budget (4 epochs of 45,000 images, a few minutes on 2 cores) and 20 minutes."""
+    from ..train import make_config
+
+    return Bounds(max_images=Bounds.images(make_config("demo")), max_seconds=20 * 60)
+
+
+@dataclass
+class Snapshot:
+    """What the Train tab shows of one run: its status and every event so far."""
+
+    run_id: str | None
+    status: str    # idle | queued | starting | running | stopping | finished | stopped | early_stopped | failed
+    events: list[dict]
+    summary: dict | None
+    log_tail: str = ""
+    owner: str | None = None
+    note: str = ""          # why the manager ended it, e.g. "time limit"
+
+    @property
+    def running(self) -> bool:
+        return self.status in ("starting", "running", "stopping")
+
+    def last(self, kind: str) -> dict | None:
+        return next((e for e in reversed(self.events) if e.get("kind") == kind), None)
+
+
+@dataclass
+class View:
+    """What one visitor sees: a run to draw, whether it is theirs, and their place in the queue."""
+
+    snap: Snapshot
+    mine: bool                 # the run drawn is this visitor's
+    can_stop: bool             # this visitor has a queued or running run it may stop
+    position: int | None       # this visitor's queued start: 1 = next; None if not queued
+    eta_s: float | None        # until it starts (None: unknown)
+    queued: int                # starts waiting, all visitors
+
+
+@dataclass
+class Job:
+    run_id: str
+    owner: str
+    run_dir: str
+    cmd: list[str]
+    submitted: float
+    images: int = 0            # epochs x training images (for the queue's estimate)
+    state: str = "queued"      # queued | running | ended
+    pid: int | None = None
+    started: float | None = None
+    ended: float | None = None
+    stopping: bool = False
+    code: int | None = None    # the child's exit code (None: still going, or unknown after a restart)
+    note: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Job":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+class Attached:
+    """A child started by an earlier app process: followed by its pid (it is not our child)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+
+    def poll(self) -> int | None:
+        return None if pid_alive(self.pid) else -1
+
+    def send_signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+
+def pid_alive(pid: int, marker: str | None = None) -> bool:
+    """The process exists (and, with `marker`, its command line contains it: pids get reused)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    except OSError:
+        return False
+    if marker is None:
+        return True
+    try:
+        return marker in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return True   # no /proc (macOS): trust the pid
+
+
+def spawn(cmd: list[str], log_path: Path):
+    with open(log_path, "ab") as log:
+        env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_MININTERVAL="5")
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                cwd=Path(__file__).resolve().parent.parent,
+                                preexec_fn=(lambda: os.nice(NICENESS)) if hasattr(os, "nice") else None)
+
+
+
+
+def log_tail(run_dir: Path, n: int = 2000) -> str:
+    path = run_dir.parent / f".{run_dir.name}.log"
+    if not path.exists():
+        return ""
+    with open(path, "rb") as fh:
+        fh.seek(max(0, path.stat().st_size - n))
+        return fh.read().decode("utf-8", "replace")
+
+
+def status_of(events: list[dict], summary: dict | None) -> str:
+    if summary is not None:
+        return summary["status"]
+    end = next((e for e in reversed(events) if e.get("kind") == "end"), None)
+    if end is not None:
+        return end.get("status", "failed")
+    return "stopped" if events else "idle"
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.2) -> bool:
+    """Poll until predicate() is true or the timeout passes (for tests and scripts)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())

@@ -1,0 +1,220 @@
+"""The job queue without a browser or a real training: a fake child process and a fake clock.
+
+What is checked is jobs.JobManager's policy: first come first served, one queued-or-running
+run per owner, a capped queue, only the owner stops its run, public bounds (images at submit,
+wall-clock while running), per-visitor folders and their cleanup, and re-attaching after a
+restart from the records in runs/.jobs/.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from cifar_demo import jobs
+from cifar_demo.train import Run, TrainConfig
+
+
+class FakeChild:
+    """Stands in for the training child: ends when told to, or on SIGTERM (as a run that checkpoints)."""
+
+    pids = iter(range(10_000_000, 20_000_000))
+
+    def __init__(self, cmd):
+        self.cmd, self.pid, self.code, self.signals = cmd, next(self.pids), None, []
+
+    def poll(self):
+        return self.code
+
+    def wait(self, timeout=None):
+        return self.code
+
+    def send_signal(self, sig):
+        self.signals.append(sig)
+        self.code = 0
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1_000_000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def env(tmp_path):
+    children: list[FakeChild] = []
+
+    def spawn(cmd, log_path):
+        assert log_path.parent.is_dir()
+        children.append(FakeChild(cmd))
+        return children[-1]
+
+    clock = Clock()
+
+    def make(public=True, **kw):
+        kw.setdefault("bounds", jobs.Bounds(max_images=10_000, max_seconds=600) if public else None)
+        return jobs.JobManager(tmp_path / "runs", public=public, spawn=spawn, clock=clock, dispatch=False, **kw)
+
+    return make, children, clock
+
+
+def cfg(**kw):
+    kw = {"model": "simple_cnn", "epochs": 1, "train_limit": 1000, "val_size": 100, "batch_size": 50, **kw}
+    return TrainConfig(**kw)
+
+
+def submit(m, owner, clock, **kw):
+    clock.now += 1   # distinct submit times: the queue is ordered by them
+    return m.submit(cfg(**kw), owner)
+
+
+def test_first_come_first_served_and_the_next_run_starts_by_itself(env):
+    make, children, clock = env
+    m = make()
+    a = submit(m, "alice", clock)
+    b = submit(m, "bob", clock)
+    c = submit(m, "carol", clock)
+    assert len(children) == 1 and a in " ".join(children[0].cmd)
+    view_b = m.view("bob")
+    assert view_b.snap.run_id == a and not view_b.mine and view_b.position == 1 and view_b.can_stop
+    assert m.view("carol").position == 2 and m.view("carol").queued == 2
+    assert m.view("alice").mine and m.view("alice").position is None
+
+    children[0].code = 0          # alice's run ends
+    m.poll()
+    assert len(children) == 2 and b in " ".join(children[1].cmd)
+    assert m.view("bob").mine and m.view("bob").snap.run_id == b and m.view("carol").position == 1
+    assert m.snapshot(a).status != "running" and c not in " ".join(children[1].cmd)
+
+
+def test_one_queued_or_running_run_per_owner_and_a_capped_queue(env):
+    make, _, clock = env
+    m = make(queue_cap=2)
+    submit(m, "alice", clock)
+    with pytest.raises(jobs.JobError, match="already going"):
+        submit(m, "alice", clock)
+    submit(m, "bob", clock)
+    with pytest.raises(jobs.JobError, match="already queued"):
+        submit(m, "bob", clock)
+    submit(m, "carol", clock)
+    with pytest.raises(jobs.JobError, match="queue is full"):
+        submit(m, "dave", clock)
+
+
+def test_only_the_owner_stops_a_run_and_a_queued_start_can_be_taken_back(env):
+    make, children, clock = env
+    m = make()
+    a = submit(m, "alice", clock)
+    b = submit(m, "bob", clock)
+    assert not m.stop("bob", run_id=a) and children[0].signals == []
+    assert not m.view("carol").can_stop and not m.stop("carol")
+    assert m.stop("bob") and m.view("bob").position is None      # bob's queued start is withdrawn
+    assert m.snapshot(b).status == "stopped"
+    assert m.stop("alice") and children[0].signals == [signal.SIGTERM]
+    m.poll()
+    assert len(children) == 1   # nothing was left in the queue to start
+
+
+def test_public_bounds_refuse_a_big_run_and_stop_a_long_one(env):
+    make, children, clock = env
+    m = make()
+    with pytest.raises(jobs.JobError, match="at most 10,000"):
+        m.submit(cfg(epochs=20, train_limit=1000), "alice")
+    assert children == []
+    submit(m, "alice", clock)
+    clock.now += 599
+    m.poll()
+    assert children[0].signals == []
+    clock.now += 2
+    m.poll()
+    assert children[0].signals == [signal.SIGTERM]
+    m.poll()
+    assert "time limit" in m.snapshot().note
+
+
+def test_the_demo_budget_is_the_public_bound():
+    bounds = jobs.public_bounds()
+    bounds.check(cfg(epochs=4, train_limit=0, val_size=5000))           # the demo preset fits
+    with pytest.raises(jobs.JobError):
+        bounds.check(cfg(epochs=5, train_limit=0, val_size=5000))
+    assert "minutes" in bounds.describe()
+
+
+def test_local_mode_has_one_owner_no_bounds_and_the_plain_runs_folder(env, tmp_path):
+    make, children, clock = env
+    m = make(public=False)
+    run_id = m.submit(cfg(epochs=500, train_limit=0))    # unbounded: the desk's own machine
+    assert m.runs_dir_for() == (tmp_path / "runs").resolve()
+    cmd = children[0].cmd
+    assert cmd[cmd.index("--runs-dir") + 1] == str(m.runs_dir) and cmd[cmd.index("--run-id") + 1] == run_id
+    with pytest.raises(jobs.JobError, match="already going"):
+        m.submit(cfg())
+
+
+def test_visitors_get_their_own_folder_which_is_deleted_after_the_retention_time(env, tmp_path):
+    make, children, clock = env
+    m = make(retention_s=3600)
+    run_id = submit(m, "alice", clock)
+    folder = m.runs_dir_for("alice")
+    assert folder == (tmp_path / "runs" / "visitors" / "alice").resolve() and folder.is_dir()
+    assert str(folder) in " ".join(children[0].cmd)
+    with pytest.raises(jobs.JobError):
+        m.runs_dir_for("../alice")
+    clock.now += 7200
+    assert m.cleanup() == [] and folder.is_dir()                  # still running: kept
+    children[0].code = 0
+    m.poll()
+    clock.now += 3000
+    assert m.cleanup() == [] and folder.is_dir()                  # ended 50 minutes ago: kept
+    clock.now += 700
+    assert m.cleanup() == ["alice"] and not folder.exists()
+    assert m.snapshot(run_id).status == "idle" and m.view("alice").snap.run_id is None
+
+
+def test_queue_estimate_uses_the_running_runs_eta_and_the_measured_speed(env):
+    make, children, clock = env
+    m = make()
+    a = submit(m, "alice", clock)
+    submit(m, "bob", clock, train_limit=2000)
+    submit(m, "carol", clock)
+    assert m.view("bob").eta_s is None            # nothing measured yet
+    run = Run(m.runs_dir_for("alice") / a)
+    run.dir.mkdir(parents=True)
+    run.metrics_path.write_text('{"kind": "step", "step": 5, "epoch": 0, "images_per_s": 100.0, "eta_s": 30.0}\n')
+    m.snapshot()                                  # the manager reads the speed from the running run
+    assert m.view("bob").eta_s == pytest.approx(30.0)
+    assert m.view("carol").eta_s == pytest.approx(30.0 + 2000 / 100.0 + 15)
+
+
+@pytest.mark.slow
+def test_a_restarted_manager_reattaches_a_live_child_and_marks_a_dead_one(tmp_path):
+    runs = tmp_path / "runs"
+    live_id, dead_id = "20260101-000000-simple_cnn-aaaa", "20260101-000000-simple_cnn-bbbb"
+    # A real process whose command line names the run, as a training child's does.
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", live_id])
+    try:
+        first = jobs.JobManager(runs, spawn=lambda cmd, log: child, dispatch=False)
+        first.submit(cfg(epochs=500, train_limit=0))
+        live = first.snapshot().run_id
+        record = first.runs_dir / ".jobs" / f"{live}.json"
+        text = record.read_text().replace(live, live_id)
+        record.unlink()
+        (runs / ".jobs" / f"{live_id}.json").write_text(text)
+        (runs / ".jobs" / f"{dead_id}.json").write_text(text.replace(live_id, dead_id)
+                                                        .replace(f'"pid": {child.pid}', '"pid": 999999999'))
+        again = jobs.JobManager(runs, dispatch=False)               # the app, restarted
+        assert again.snapshot(live_id).status in ("starting", "running")
+        assert again.snapshot(dead_id).status == "stopped"
+        with pytest.raises(jobs.JobError, match="already going"):
+            again.submit(cfg())
+        assert again.stop()                                        # SIGTERM by pid
+        child.wait(timeout=10)
+        again.poll()
+        assert again.snapshot(live_id).status != "running"
+    finally:
+        child.kill()
