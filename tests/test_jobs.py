@@ -20,6 +20,7 @@ def _cfg(data, epochs):
                        precision="fp32", device="cpu", schedule="constant", lr=0.02)
 
 
+@pytest.mark.slow   # real training children
 def test_one_job_at_a_time_stop_and_resume(tmp_path, tiny_folder):
     manager = jobs.JobManager(tmp_path / "runs")
     assert manager.snapshot().status == "idle"
@@ -40,6 +41,7 @@ def test_one_job_at_a_time_stop_and_resume(tmp_path, tiny_folder):
         [e["step"] for e in snap.events if e["kind"] == "step"]
 
 
+@pytest.mark.slow
 def test_a_short_run_finishes(tmp_path, tiny_folder):
     manager = jobs.JobManager(tmp_path / "runs")
     manager.start(_cfg(tiny_folder, epochs=1))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gradio as gr
 import pytest
-from matplotlib.figure import Figure
 
 from cifar_demo import data, jobs, train, weights
 from cifar_demo.ui import evaluate_tab, train_tab
@@ -29,6 +28,10 @@ def app_env(tmp_path, tiny_folder, monkeypatch):
     manager = jobs.manager()
     if manager.stop():
         manager.wait(timeout=120)
+
+
+def is_png(path) -> bool:
+    return isinstance(path, str) and open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def form(**overrides) -> list:
@@ -66,6 +69,7 @@ def test_bad_forms_are_refused_with_a_message(app_env):
     assert jobs.manager().snapshot().status == "idle"
 
 
+@pytest.mark.slow   # a real training child
 def test_run_refuse_watch_finish_reattach_and_export(app_env, monkeypatch):
     first = train_tab.start(MODEL, MODEL, *form())
     run_id = jobs.manager().run_id
@@ -74,16 +78,17 @@ def test_run_refuse_watch_finish_reattach_and_export(app_env, monkeypatch):
         train_tab.start(MODEL, MODEL, *form())
 
     figure, progress, log, seen, *_ = train_tab.tick()
-    assert isinstance(figure, Figure) and run_id in progress
+    assert is_png(figure) and run_id in progress
     assert jobs.manager().wait(timeout=120) == 0, jobs.manager().snapshot().log_tail
 
-    figure, progress, log, seen, overlay, exportable = train_tab.tick(None, None, seen)
-    assert isinstance(figure, Figure) and "finished" in progress and "test accuracy" in progress
+    figure, progress, log, seen, overlay, exportable, stop_btn, resume_btn = train_tab.tick(None, None, seen)
+    assert is_png(figure) and "finished" in progress and "test accuracy" in progress
+    assert stop_btn["visible"] is False and resume_btn["visible"] is False
     assert "epoch   1" in log and "end: finished" in log
     assert exportable.value == run_id  # a finished run becomes exportable without a refresh
     # Nothing new: the figure is not redrawn; a reopened tab (no state) gets it again.
     assert train_tab.tick(None, None, seen)[0] == gr.skip()
-    assert isinstance(train_tab.tick()[0], Figure)
+    assert is_png(train_tab.tick()[0])
     # Past runs are overlaid (here on an idle manager: the past run is the only one drawn).
     fig = train_tab.curves(jobs.Snapshot(None, "idle", [], None), [run_id])
     assert [line.get_label() for line in fig.axes[0].get_lines()] == [f"{run_id} train", f"{run_id} val"]
@@ -97,8 +102,9 @@ def test_run_refuse_watch_finish_reattach_and_export(app_env, monkeypatch):
     assert f"weights:{MODEL}" in [v for _, v in evaluate_tab.model_choices()]
 
 
+@pytest.mark.slow   # a real training child
 def test_stop_a_running_run(app_env):
-    assert train_tab.stop() == "No run is going."
+    assert train_tab.stop() == "No run of yours is going."
     train_tab.start(MODEL, MODEL, *form(epochs=200))
     assert jobs.wait_for(lambda: jobs.manager().snapshot().last("step") is not None, timeout=120), \
         jobs.manager().snapshot().log_tail
@@ -107,7 +113,14 @@ def test_stop_a_running_run(app_env):
     assert "Stopping" in train_tab.stop()
     assert jobs.manager().wait(timeout=120) == 0
     assert jobs.manager().snapshot().status == "stopped"
-    assert "stopped at step" in train_tab.tick()[1]
+    after = train_tab.tick()
+    assert "stopped at step" in after[1] and after[7]["visible"] is True   # Resume is offered
+    assert "Resuming" in train_tab.resume()
+    # The resumed child says so once it trains again (a stop before that would find no handler yet).
+    assert jobs.wait_for(lambda: sum(e["kind"] == "start" for e in jobs.manager().snapshot().events) == 2
+                         and jobs.manager().snapshot().events[-1]["kind"] == "step", timeout=120)
+    assert "Stopping" in train_tab.stop()
+    assert jobs.manager().wait(timeout=120) == 0
 
 
 def test_no_dataset_says_how_to_provide_one(app_env, tmp_path, monkeypatch):

@@ -150,7 +150,7 @@ def spawn(cmd: list[str], log_path: Path):
     with open(log_path, "ab") as log:
         env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_MININTERVAL="5")
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                cwd=Path(__file__).resolve().parent.parent,
+                                cwd=Path(__file__).resolve().parents[2],   # the repository: python -m cifar_demo
                                 preexec_fn=(lambda: os.nice(NICENESS)) if hasattr(os, "nice") else None)
 
 

@@ -1,10 +1,21 @@
-"""What more than one tab shows: the dataset status line. Tabs import from here, never from each other."""
+"""What more than one tab shows: the dataset status line, the visitor and the app's mode.
+Tabs import from here, never from each other."""
 
 from __future__ import annotations
 
+import hashlib
 import html
+import os
+import secrets
+import tempfile
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable
 
-from .. import data
+from matplotlib.figure import Figure
+
+from .. import data, jobs, train
 
 
 def data_status() -> str:
@@ -24,3 +35,171 @@ def no_data_html(error: Exception) -> str:
             f'<div style="white-space:pre-wrap;font-family:monospace;font-size:0.9em;margin:8px 0">'
             f"{html.escape(str(error))}</div>Or download the official files with the button below. "
             "Then reload this page.</div>")
+
+
+# ----------------------------------------------------------------------------- visitors (public mode)
+
+VISITOR_KEY = "cifar-demo-visitor"   # the browser's localStorage key of the visitor token
+
+
+def new_token(token: str | None) -> str:
+    """The visitor's token: kept if the browser has one, else a new unguessable one. It lives in
+    the browser (gr.BrowserState), so a reload keeps the visitor's runs."""
+    return token if isinstance(token, str) and len(token) >= 32 else secrets.token_urlsafe(32)
+
+
+def owner_of(token: str | None) -> str | None:
+    """The job owner of a page: the one local user, or (public mode) a hash of the visitor's token,
+    so the token itself never appears in folder names or logs. None: the page has no token yet."""
+    if not jobs.manager().public:
+        return jobs.LOCAL
+    if not isinstance(token, str) or len(token) < 32:
+        return None
+    return hashlib.sha256(token.encode()).hexdigest()[:24]
+
+
+def mode_html() -> str:
+    """One line saying which mode the app runs in, and what that means for the visitor."""
+    m = jobs.manager()
+    if not m.public:
+        return ('<div class="mode-line">Local mode: everything here is yours (runs in '
+                f"<code>{html.escape(str(m.runs_dir))}</code>, Export writes <code>weights/</code>).</div>")
+    return ('<div class="mode-line"><b>Public mode</b>: this app is shared. Your training runs are yours alone '
+            f"(others can watch them, not stop them), wait in one queue for the cores, are limited to "
+            f"{m.bounds.describe() if m.bounds else 'no bound'}, and are deleted "
+            f"{jobs.RETENTION_S // 3600} hours after they end: download what you want to keep.</div>")
+
+
+# ----------------------------------------------------------------------------- pictures many pages ask for
+
+# Twenty open tabs on one training run ask for the same picture every tick: it is drawn once per
+# key (for the curves: the run, its number of metrics lines, the overlay) and served from here.
+# A matplotlib render costs ~0.1 s of a core; twenty every tick would slow the run they watch.
+_PNG_DIR: Path | None = None
+_PNGS: OrderedDict[tuple, str] = OrderedDict()
+_PNG_LOCK = threading.Lock()
+PNG_CACHE = 64
+
+
+def cached_png(key: tuple, make_figure: Callable[[], Figure], dpi: int = 100) -> str:
+    """The path of the PNG of make_figure(), rendered the first time `key` is asked for."""
+    global _PNG_DIR
+    with _PNG_LOCK:
+        if key in _PNGS:
+            _PNGS.move_to_end(key)
+            return _PNGS[key]
+        if _PNG_DIR is None:
+            _PNG_DIR = Path(tempfile.mkdtemp(prefix="cifar-demo-pictures-"))
+        path = _PNG_DIR / f"{os.urandom(8).hex()}.png"
+        make_figure().savefig(path, dpi=dpi)
+        _PNGS[key] = str(path)
+        while len(_PNGS) > PNG_CACHE:
+            Path(_PNGS.popitem(last=False)[1]).unlink(missing_ok=True)
+        return str(path)
+
+
+# ----------------------------------------------------------------------------- a training run's progress
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 3600}h {s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m {s % 60:02d}s"
+
+
+def pct(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f}%"
+
+
+def _bar(fraction: float, text: str, color: str = "#f97316") -> str:
+    width = max(0.0, min(1.0, fraction)) * 100
+    return (f'<div style="border:1px solid #d4d4d8;border-radius:6px;height:14px;overflow:hidden;'
+            f'background:#f4f4f5"><div style="width:{width:.1f}%;height:100%;background:{color}"></div></div>'
+            f'<div style="margin-top:6px;font-size:0.95em">{text}</div>')
+
+
+def progress_html(snap: jobs.Snapshot) -> str:
+    """A progress bar and one line: epoch, step, images/s, ETA (or the run's outcome)."""
+    if snap.run_id is None:
+        return _bar(0, "No run yet. Pick a model and a preset, then press <b>Start</b>.")
+    run = f"Run <code>{html.escape(snap.run_id)}</code>"
+    start_ev, step = snap.last("start"), snap.last("step")
+    total = start_ev["total_steps"] if start_ev else None
+    done = step["step"] if step else (start_ev["step"] if start_ev else 0)
+    frac = done / total if total else 0.0
+    if snap.status == "starting" or (snap.running and step is None):
+        return _bar(frac, f"{run}: starting (loading the data, building the model)...")
+    if snap.running:
+        epochs = start_ev["epochs"] if start_ev else "?"
+        text = (f"{run}: epoch {min(int(step['epoch']) + 1, epochs)}/{epochs}, step {done}/{total} "
+                f"({100 * frac:.0f}%), {step['images_per_s']:.0f} images/s, "
+                f"elapsed {_duration(step['elapsed_s'])}, ETA {_duration(step['eta_s'])}")
+        if snap.status == "stopping":
+            text += " &mdash; <b>stopping</b>"
+        return _bar(frac, text)
+    s = snap.summary or {}
+    if snap.status in ("finished", "early_stopped"):
+        how = "finished" if snap.status == "finished" else "stopped early (no better validation accuracy)"
+        return _bar(1.0 if snap.status == "finished" else frac,
+                    f"{run} {how} after {s.get('epochs_run', '?')} epoch(s) in {_duration(s.get('elapsed_s'))}: "
+                    f"best validation accuracy <b>{pct(s.get('best_val_acc'))}</b> (epoch {s.get('best_epoch')}), "
+                    f"test accuracy <b>{pct(s.get('test_acc'))}</b>.", "#22c55e")
+    if snap.status == "queued":
+        return _bar(0, f"{run} is queued: it starts when the run before it ends.", "#a1a1aa")
+    if snap.status == "stopped":
+        epoch = int(step["epoch"]) + 1 if step else 0
+        note = f" ({html.escape(snap.note)})" if snap.note else ""
+        return _bar(frac, f"{run} stopped at step {done}/{total} (epoch {epoch}){note}. Continue it with "
+                          f"<b>Resume</b> or <code>python -m cifar_demo train --resume {html.escape(snap.run_id)}</code>.",
+                    "#a1a1aa")
+    end = snap.last("end") or {}
+    error = end.get("error") or "see the log below"
+    return _bar(frac, f"{run} <b>failed</b>: {html.escape(str(error))}", "#ef4444")
+
+
+def log_text(snap: jobs.Snapshot) -> str:
+    """One line per epoch (train.format_epoch), framed by the start and the outcome."""
+    lines = []
+    for e in snap.events:
+        kind = e.get("kind")
+        if kind == "start":
+            lines.append(f"{'resumed' if e.get('resumed') else 'started'} {e['run_id']}: {e['n_train']} training "
+                         f"and {e['n_val']} validation images, {e['epochs']} epoch(s) of {e['steps_per_epoch']} "
+                         f"steps, {e['device']} ({e['precision']})")
+        elif kind == "epoch":
+            lines.append(train.format_epoch(e))
+        elif kind == "end":
+            lines.append(f"end: {e.get('status')}" + (f" ({e['error']})" if e.get("error") else ""))
+    if snap.status == "failed":
+        # The child's own output holds the traceback's last line when it died before any event.
+        lines += ["", "last output of the training process:", snap.log_tail.strip()[-1500:]]
+    return "\n".join(lines)
+
+
+def view_html(view: jobs.View) -> str:
+    """The progress bar of the run shown, saying whose it is, and this page's place in the queue."""
+    text = progress_html(view.snap)
+    if view.snap.run_id is not None and not view.mine:
+        text = "<div><b>A run by another visitor</b> (you can watch it, not stop it):</div>" + text
+    if view.position:
+        eta = "" if view.eta_s is None else f", starts in about {_duration(view.eta_s)}"
+        text += (f'<div class="queue-line" style="margin-top:6px"><b>Your run is queued</b>: number '
+                 f"{view.position} of {view.queued}{eta}.</div>")
+    return text
+
+
+def browser_secret() -> str:
+    """The key gr.BrowserState encrypts the visitor token with in the browser. Kept in the runs
+    folder, so it survives an app restart (a random key per start would orphan every visitor)."""
+    path = jobs.manager().runs_dir / ".jobs" / "browser-secret"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_hex(32)
+        try:
+            with open(path, "x") as fh:   # two app processes starting at once: the first one wins
+                fh.write(secret)
+        except FileExistsError:
+            return path.read_text().strip()
+        return secret

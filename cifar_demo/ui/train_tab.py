@@ -1,18 +1,23 @@
 """Train tab: pick a model and a preset, edit the recipe, start one run, watch it learn.
 
-The run is the app's one background job (jobs.manager()): it lives in a child process and
-its run directory, not in this page, so closing the tab does not stop it and a reopened tab
-re-attaches by reading the run directory again (on page load, then every 2 s).
+Runs go through the app's one queue (jobs.manager()): a run lives in a child process and its
+run directory, not in this page, so closing the tab does not stop it and a reopened tab
+re-attaches by reading the run directory again (on page load, then every 2 s). Each page has
+an owner (ui.common.owner_of: the local user, or in public mode the visitor's browser token):
+only the owner sees Stop and Resume for its run; others watch the run that is training. In
+public mode Export to weights/ is not offered; the owner downloads its weights instead (and
+pushes them to the Hub where the Space owner configured one).
 """
 
 from __future__ import annotations
 
-import html
+import os
+from pathlib import Path
 
 import gradio as gr
 
 from .. import augment, data, export, jobs, plots, train, weights, zoo
-from .common import data_status
+from .common import cached_png, data_status, log_text, owner_of, pct, view_html
 
 TICK_SECONDS = 2
 # Form fields in the order of the components (and of the handlers' *values).
@@ -89,9 +94,19 @@ def config_from_form(model: str, preset: str | None, *values) -> train.TrainConf
 
 # ----------------------------------------------------------------------------- start / stop
 
+def _owner(token) -> str:
+    owner = owner_of(token)
+    if owner is None:
+        raise gr.Error("This page has no visitor token yet: reload it.")
+    return owner
+
+
 def start(model: str, preset: str | None, *values) -> str:
-    """Start a run in the background; refused (gr.Error) without data, with a bad form, or
-    while another run is going."""
+    """Queue a run for this page's owner (values: the form, then the visitor token); refused
+    (gr.Error) without data, with a bad form, past the public bounds, or while the owner already
+    has a run queued or going. It starts at once when the cores are free."""
+    values, token = (values[:-1], values[-1]) if len(values) > len(FIELDS) else (values, None)
+    owner = _owner(token)
     try:
         src = data.resolve_source(download=False)
     except data.DataSourceError as e:
@@ -101,115 +116,72 @@ def start(model: str, preset: str | None, *values) -> str:
         # child process (other working directory) reads exactly this folder.
         cfg = config_from_form(model, preset, *values)
         cfg.data = str(src.path)
-        run_id = jobs.manager().start(cfg)
+        run_id = jobs.manager().submit(cfg, owner)
     except (ValueError, jobs.JobError) as e:
         raise gr.Error(str(e)) from None
-    return f"Started run `{run_id}`: {cfg.epochs} epoch(s) of `{cfg.model}` on {src.label}."
+    what = f"{cfg.epochs} epoch(s) of `{cfg.model}` on {src.label}"
+    position = jobs.manager().view(owner).position
+    if position:
+        return f"Queued run `{run_id}` ({what}): number {position} in the queue; it starts by itself."
+    return f"Started run `{run_id}`: {what}."
 
 
-def stop() -> str:
-    if jobs.manager().stop():
-        return "Stopping at the next step; the run saves a checkpoint first."
-    return "No run is going."
+def stop(token=None) -> str:
+    manager = jobs.manager()
+    owner = _owner(token)
+    queued = manager.view(owner).position is not None
+    if manager.stop(owner):
+        return ("Taken out of the queue." if queued else
+                "Stopping at the next step; the run saves a checkpoint first.")
+    return "No run of yours is going."
+
+
+def resume(token=None) -> str:
+    """Continue the owner's latest run from its last checkpoint (through the queue)."""
+    manager = jobs.manager()
+    owner = _owner(token)
+    view = manager.view(owner)
+    if not (view.mine and view.snap.status == "stopped"):
+        raise gr.Error("There is no stopped run of yours to resume.")
+    try:
+        run_id = manager.resume(view.snap.run_id, owner)
+    except (FileNotFoundError, jobs.JobError) as e:
+        raise gr.Error(str(e)) from None
+    return f"Resuming run `{run_id}` from its last checkpoint."
 
 
 # ----------------------------------------------------------------------------- watching a run
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    s = int(round(seconds))
-    return f"{s // 3600}h {s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m {s % 60:02d}s"
-
-
-def _pct(v) -> str:
-    return "n/a" if v is None else f"{100 * v:.2f}%"
-
-
-def _bar(fraction: float, text: str, color: str = "#f97316") -> str:
-    width = max(0.0, min(1.0, fraction)) * 100
-    return (f'<div style="border:1px solid #d4d4d8;border-radius:6px;height:14px;overflow:hidden;'
-            f'background:#f4f4f5"><div style="width:{width:.1f}%;height:100%;background:{color}"></div></div>'
-            f'<div style="margin-top:6px;font-size:0.95em">{text}</div>')
-
-
-def progress_html(snap: jobs.Snapshot) -> str:
-    """A progress bar and one line: epoch, step, images/s, ETA (or the run's outcome)."""
-    if snap.run_id is None:
-        return _bar(0, "No run yet. Pick a model and a preset, then press <b>Start</b>.")
-    run = f"Run <code>{html.escape(snap.run_id)}</code>"
-    start_ev, step = snap.last("start"), snap.last("step")
-    total = start_ev["total_steps"] if start_ev else None
-    done = step["step"] if step else (start_ev["step"] if start_ev else 0)
-    frac = done / total if total else 0.0
-    if snap.status == "starting" or (snap.running and step is None):
-        return _bar(frac, f"{run}: starting (loading the data, building the model)...")
-    if snap.running:
-        epochs = start_ev["epochs"] if start_ev else "?"
-        text = (f"{run}: epoch {min(int(step['epoch']) + 1, epochs)}/{epochs}, step {done}/{total} "
-                f"({100 * frac:.0f}%), {step['images_per_s']:.0f} images/s, "
-                f"elapsed {_duration(step['elapsed_s'])}, ETA {_duration(step['eta_s'])}")
-        if snap.status == "stopping":
-            text += " &mdash; <b>stopping</b>"
-        return _bar(frac, text)
-    s = snap.summary or {}
-    if snap.status in ("finished", "early_stopped"):
-        how = "finished" if snap.status == "finished" else "stopped early (no better validation accuracy)"
-        return _bar(1.0 if snap.status == "finished" else frac,
-                    f"{run} {how} after {s.get('epochs_run', '?')} epoch(s) in {_duration(s.get('elapsed_s'))}: "
-                    f"best validation accuracy <b>{_pct(s.get('best_val_acc'))}</b> (epoch {s.get('best_epoch')}), "
-                    f"test accuracy <b>{_pct(s.get('test_acc'))}</b>.", "#22c55e")
-    if snap.status == "stopped":
-        return _bar(frac, f"{run} stopped at step {done}/{total}. Continue it with "
-                          f"<code>python -m cifar_demo train --resume {html.escape(snap.run_id)}</code>.",
-                    "#a1a1aa")
-    end = snap.last("end") or {}
-    error = end.get("error") or "see the log below"
-    return _bar(frac, f"{run} <b>failed</b>: {html.escape(str(error))}", "#ef4444")
-
-
-def log_text(snap: jobs.Snapshot) -> str:
-    """One line per epoch (train.format_epoch), framed by the start and the outcome."""
-    lines = []
-    for e in snap.events:
-        kind = e.get("kind")
-        if kind == "start":
-            lines.append(f"{'resumed' if e.get('resumed') else 'started'} {e['run_id']}: {e['n_train']} training "
-                         f"and {e['n_val']} validation images, {e['epochs']} epoch(s) of {e['steps_per_epoch']} "
-                         f"steps, {e['device']} ({e['precision']})")
-        elif kind == "epoch":
-            lines.append(train.format_epoch(e))
-        elif kind == "end":
-            lines.append(f"end: {e.get('status')}" + (f" ({e['error']})" if e.get("error") else ""))
-    if snap.status == "failed":
-        # The child's own output holds the traceback's last line when it died before any event.
-        lines += ["", "last output of the training process:", snap.log_tail.strip()[-1500:]]
-    return "\n".join(lines)
-
-
-def curves(snap: jobs.Snapshot, overlay: list[str] | None):
-    """Training curves of the current run plus the chosen past runs."""
+def curves(snap: jobs.Snapshot, overlay: list[str] | None, runs_dir=None):
+    """Training curves of the current run plus the chosen past runs (of `runs_dir`)."""
     runs = []
     if snap.run_id is not None:
         runs.append({"name": snap.run_id, "records": snap.events})
     for run_id in overlay or []:
         if run_id != snap.run_id:
-            runs.append({"name": run_id, "records": jobs.manager().snapshot(run_id).events})
+            runs.append({"name": run_id, "records": jobs.manager().snapshot(run_id, runs_dir).events})
     return plots.training_curves(runs)
 
 
-def tick(overlay: list[str] | None = None, chosen: str | None = None, last_seen=None):
-    """Timer / page-load handler: (curves, progress HTML, log, what was drawn, run lists).
+def tick(overlay: list[str] | None = None, chosen: str | None = None, last_seen=None, token=None):
+    """Timer / page-load handler: (curves, progress HTML, log, what was drawn, run lists, Stop, Resume).
 
-    The figure is redrawn only when there is something new (events, status, overlay), so an
+    The picture is redrawn only when there is something new (events, status, overlay), so an
     idle tab costs nothing; the run lists are refreshed when the status changes (a run that
     just finished becomes exportable). gr.skip() leaves an output as it is."""
-    snap = jobs.manager().snapshot()
-    seen = [snap.run_id, len(snap.events), snap.status, sorted(overlay or [])]
-    figure = gr.skip() if seen == last_seen else curves(snap, overlay)
-    status_changed = last_seen is None or last_seen[0::2] != seen[0::2]
-    lists = refresh_runs(overlay, chosen) if status_changed else (gr.skip(), gr.skip())
-    return (figure, progress_html(snap), log_text(snap), seen, *lists)
+    owner = owner_of(token)
+    if owner is None:   # the page's token is not there yet: the next tick has it
+        return (gr.skip(),) * 8
+    manager = jobs.manager()
+    view = manager.view(owner)
+    snap, runs_dir = view.snap, manager.runs_dir_for(owner)
+    seen = [snap.run_id, len(snap.events), snap.status, sorted(overlay or []), view.position, view.mine]
+    figure = gr.skip() if seen[:4] == (last_seen or [])[:4] else cached_png(('curves', snap.run_id, len(snap.events), snap.status, tuple(sorted(overlay or [])), str(runs_dir)),
+                          lambda: curves(snap, overlay, runs_dir))
+    status_changed = last_seen is None or last_seen[0::2] != seen[0::2] or last_seen[4:] != seen[4:]
+    lists = refresh_runs(overlay, chosen, token) if status_changed else (gr.skip(), gr.skip())
+    return (figure, view_html(view), log_text(snap), seen, *lists,
+            gr.update(visible=view.can_stop), gr.update(visible=view.mine and snap.status == "stopped"))
 
 
 # ----------------------------------------------------------------------------- past runs
@@ -218,29 +190,36 @@ def _run_label(r: dict) -> str:
     s = r["summary"]
     if s is None:
         return f"{r['run_id']} (no result yet)"
-    return f"{r['run_id']} ({s['status']}, val {_pct(s.get('best_val_acc'))}, test {_pct(s.get('test_acc'))})"
+    return f"{r['run_id']} ({s['status']}, val {pct(s.get('best_val_acc'))}, test {pct(s.get('test_acc'))})"
 
 
-def run_choices() -> list[tuple[str, str]]:
-    """Every run directory, newest first, as (label, run id)."""
-    return [(_run_label(r), r["run_id"]) for r in train.list_runs(jobs.manager().runs_dir)]
+def _runs_dir(token=None) -> Path:
+    return jobs.manager().runs_dir_for(_owner(token))
 
 
-def exportable_choices() -> list[tuple[str, str]]:
-    """Runs with a result and best weights: what export_run can turn into weights/."""
-    return [(_run_label(r), r["run_id"]) for r in train.list_runs(jobs.manager().runs_dir)
+def run_choices(token=None) -> list[tuple[str, str]]:
+    """Every run directory of the owner, newest first, as (label, run id)."""
+    return [(_run_label(r), r["run_id"]) for r in train.list_runs(_runs_dir(token))]
+
+
+def exportable_choices(token=None) -> list[tuple[str, str]]:
+    """The owner's runs with a result and best weights: what export can turn into a weights file."""
+    return [(_run_label(r), r["run_id"]) for r in train.list_runs(_runs_dir(token))
             if r["summary"] is not None and r["has_best"]]
 
 
-def refresh_runs(overlay: list[str] | None = None, chosen: str | None = None):
-    runs, done = run_choices(), exportable_choices()
+def refresh_runs(overlay: list[str] | None = None, chosen: str | None = None, token=None):
+    runs, done = run_choices(token), exportable_choices(token)
     keep = [r for r in overlay or [] if r in {v for _, v in runs}]
     pick = chosen if chosen in {v for _, v in done} else (done[0][1] if done else None)
     return gr.Dropdown(choices=runs, value=keep, multiselect=True), gr.Dropdown(choices=done, value=pick)
 
 
 def export_run(run_id: str | None, replace: bool) -> str:
-    """Score the run's best weights on the test set and write weights/<model>.safetensors + card."""
+    """Score the run's best weights on the test set and write weights/<model>.safetensors + card.
+    Local mode only: in public mode nothing a visitor does writes the shared tree."""
+    if jobs.manager().public:
+        raise gr.Error("Export to weights/ is not offered on a shared app; use Download weights.")
     if not run_id:
         raise gr.Error("Pick a finished run to export.")
     runs_dir = jobs.manager().runs_dir
@@ -259,18 +238,51 @@ def export_run(run_id: str | None, replace: bool) -> str:
             f"(with TTA {tta}) on {card.dataset}.")
 
 
+def download_weights(run_id: str | None, token=None) -> dict:
+    """The owner's finished run exported (scored, carded) into one .zip in a temporary folder:
+    <model>.safetensors + <model>.json, which `python -m cifar_demo predict --weights FILE` reads."""
+    if not run_id:
+        raise gr.Error("Pick a finished run of yours first.")
+    try:
+        path = export.export_download(run_id, runs_dir=_runs_dir(token))
+    except (FileNotFoundError, data.DataSourceError, weights.WeightsError, ValueError) as e:
+        raise gr.Error(str(e)) from None
+    return gr.update(value=str(path), visible=True)
+
+
+def hub_target() -> str | None:
+    """The Hub repo this app may push visitors' weights to: set by the Space's owner (HF_TOKEN
+    as a Space secret and CIFAR_DEMO_HUB_REPO), never by a visitor."""
+    return weights.hub_repo() if os.environ.get("HF_TOKEN") else None
+
+
+def push_weights(run_id: str | None, token=None) -> str:
+    repo = hub_target()
+    if repo is None:
+        raise gr.Error("Pushing is not set up on this app (HF_TOKEN and CIFAR_DEMO_HUB_REPO).")
+    if not run_id:
+        raise gr.Error("Pick a finished run of yours first.")
+    try:
+        result = export.push_run(run_id, repo, runs_dir=_runs_dir(token), readme=False)
+    except (FileNotFoundError, data.DataSourceError, weights.WeightsError, ValueError) as e:
+        raise gr.Error(str(e)) from None
+    return f"Pushed {', '.join(result.files)} to [{result.repo}]({result.url})."
+
+
 # ----------------------------------------------------------------------------- layout
 
-def build() -> None:
+def build(visitor: gr.BrowserState | None = None) -> None:
+    """The tab; `visitor` is the page's token (ui.build_app makes it), None for a local-only page."""
+    public = jobs.manager().public
     names = zoo.names()
     model0 = "airnet" if "airnet" in names else names[0]
     preset0 = default_preset(model0)
     v = dict(zip(FIELDS, form_values(train.make_config(preset0, model=model0))))
 
     with gr.Tab("Train"):
-        gr.Markdown("Train a model of the zoo on CIFAR-10 and watch it learn. One run at a time for "
-                    "the whole app; closing this page does not stop it, and the curves are here when "
-                    "you come back.")
+        gr.Markdown("Train a model of the zoo on CIFAR-10 and watch it learn. One run trains at a time "
+                    "for the whole app, the others wait in a queue; closing this page does not stop a "
+                    "run, and the curves are here when you come back.")
         data_md = gr.HTML()
         download_btn = gr.Button("Download CIFAR-10 (170 MB, official files)", visible=False, size="sm")
         with gr.Row(equal_height=True):
@@ -282,8 +294,13 @@ def build() -> None:
             train_limit = gr.Number(v["train_limit"], label="Train on a subset", precision=0, minimum=0,
                                     info="Images; 0 = the whole training set. 5,000 for a quick demo.")
             with gr.Column(min_width=140):
-                start_btn = gr.Button("Start", variant="primary")
-                stop_btn = gr.Button("Stop", variant="stop")
+                start_btn = gr.Button("Start", variant="primary", elem_id="train-start")
+                stop_btn = gr.Button("Stop", variant="stop", visible=False, elem_id="train-stop")
+                resume_btn = gr.Button("Resume", visible=False, elem_id="train-resume")
+        if public:
+            gr.Markdown(f"On this shared app each run is limited to {jobs.manager().bounds.describe()}; "
+                        f"one run of yours at a time, at most {jobs.QUEUE_CAP} waiting.",
+                        elem_classes="bounds-line")
         with gr.Accordion("Recipe: optimisation, augmentation, extras", open=True):
             with gr.Row():
                 optimizer = gr.Dropdown(list(train.OPTIMIZERS), value=v["optimizer"], label="Optimizer")
@@ -308,7 +325,8 @@ def build() -> None:
                                      info="Held out of the training set to pick the best epoch.")
         message = gr.Markdown()
         progress = gr.HTML()
-        plot = gr.Plot(label="Loss, accuracy and learning rate", show_label=False)
+        plot = gr.Image(label="Loss, accuracy and learning rate", show_label=False, type="filepath",
+                        interactive=False, buttons=["download"], elem_id="train-curves")
         with gr.Row(equal_height=False):
             log = gr.Textbox(label="Log: one line per epoch", lines=10, max_lines=10, interactive=False, autoscroll=True)
             with gr.Column():
@@ -316,29 +334,47 @@ def build() -> None:
                     overlay = gr.Dropdown([], value=[], multiselect=True, scale=3,
                                           label="Overlay past runs on the curves")
                     refresh = gr.Button("Refresh the list of runs", scale=1, size="sm")
-                export_choice = gr.Dropdown([], label="Finished run to export",
-                                            info="Scores its best weights on the test set and writes "
-                                                 "weights/<model>.safetensors with its model card.")
+                export_choice = gr.Dropdown([], label="Finished run to export" if not public else
+                                            "Finished run of yours", info="Scores its best weights on the test set "
+                                            "and makes weights/<model>.safetensors with its model card.")
                 with gr.Row(equal_height=True):
-                    replace = gr.Checkbox(False, label="Replace existing weights")
-                    export_btn = gr.Button("Export to weights/")
+                    if public:  # nothing a visitor does writes the shared tree: a download instead
+                        download_btn_w = gr.Button("Download weights", elem_id="train-download")
+                        push_btn = gr.Button("Push to the Hub", visible=hub_target() is not None)
+                    else:
+                        replace = gr.Checkbox(False, label="Replace existing weights")
+                        export_btn = gr.Button("Export to weights/")
                 export_md = gr.Markdown()
+                download_file = gr.File(label="Your weights (.zip: safetensors + model card)", visible=False,
+                                        interactive=False, elem_id="train-download-file")
         seen = gr.State(None)
         timer = gr.Timer(TICK_SECONDS)
 
     form = [epochs, batch_size, optimizer, lr, schedule, weight_decay, label_smoothing, augment_preset,
             mixup, cutmix, ricap, ema, precision, train_limit, val_size]
+    token = [visitor] if visitor is not None else []
     model.input(on_model, model, [preset, *form])
     preset.input(on_preset, [model, preset], form)
-    watch = dict(fn=tick, inputs=[overlay, export_choice, seen],
-                 outputs=[plot, progress, log, seen, overlay, export_choice], show_progress="hidden")
-    start_btn.click(start, [model, preset, *form], message, show_progress="hidden").success(**watch)
-    stop_btn.click(stop, None, message)
+    # Ticks only read run directories (the picture comes from ui.common.cached_png): no limit.
+    watch = dict(fn=tick, inputs=[overlay, export_choice, seen, *token],
+                 outputs=[plot, progress, log, seen, overlay, export_choice, stop_btn, resume_btn],
+                 show_progress="hidden", concurrency_limit=None)
+    start_btn.click(start, [model, preset, *form, *token], message, show_progress="hidden").success(**watch)
+    stop_btn.click(stop, token, message).then(**watch)
+    resume_btn.click(resume, token, message).success(**watch)
     timer.tick(**watch)
     overlay.input(**watch)
-    refresh.click(refresh_runs, [overlay, export_choice], [overlay, export_choice]).then(**watch)
-    export_btn.click(export_run, [export_choice, replace], export_md)
+    refresh.click(refresh_runs, [overlay, export_choice, *token], [overlay, export_choice]).then(**watch)
+    # Scoring the test set for a card: heavy, so it shares one slot with the Evaluate tab.
+    heavy = dict(concurrency_limit=1, concurrency_id="evaluate")
+    if public:
+        download_btn_w.click(download_weights, [export_choice, *token], download_file, **heavy)
+        push_btn.click(push_weights, [export_choice, *token], export_md, **heavy)
+    else:
+        export_btn.click(export_run, [export_choice, replace], export_md, **heavy)
     # Page load (triggers=None and no inputs): say what the dataset is, and re-attach to the run.
     gr.on(None, data_panel, None, [data_md, download_btn])
     download_btn.click(download_data, None, [data_md, download_btn])
-    gr.on(None, tick, None, watch["outputs"], show_progress="hidden")
+    # On load the page's token is the one its browser kept (a first visit gets one from ui's
+    # load event, and the next tick sees it).
+    gr.on(None, **watch)
