@@ -1,5 +1,8 @@
 """A finished run -> weights/<model>.safetensors + weights/<model>.json (the model card).
 
+The same export also makes a one-file download (export_download: a .zip of the pair in a
+temporary folder) and a push to the Hugging Face Hub (push_run); neither writes weights/.
+
 The test set is scored here, once per export, with the exact tensors that are stored (fp16
 storage is rounded before scoring), with and without test-time augmentation. fp16 storage is
 refused where it moves test accuracy by more than 0.05 points against the fp32 weights.
@@ -7,6 +10,8 @@ refused where it moves test accuracy by more than 0.05 points against the fp32 w
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 from . import data as data_mod, evaluate, weights, zoo
@@ -78,3 +83,45 @@ def export_run(run_id: str | Path, *, runs_dir=None, out_dir=None, dtype: str = 
         slice_check={**slice_check, "accuracy": sliced.accuracy}, test_digest=data_mod.split_digest(test),
     )
     return weights_path, card_path, weights.ModelCard.load(card_path)
+
+
+def export_download(run_id: str | Path, runs_dir=None, dest: str | Path | None = None, *,
+                    name: str | None = None, dtype: str = "float32", data: str | None = None,
+                    device=None) -> Path:
+    """The run exported (scored, carded: export_run) into one downloadable file,
+    <dest>/<name>.zip holding <model>.safetensors and <model>.json. Returns its path.
+
+    dest: a folder (default: a new temporary one, which the caller removes when it is done);
+    name: the zip's name (default: the run's model). Inside, the files keep the model's name,
+    which is what weights/, verify() and the Hub look for. Nothing under weights/ is written.
+    """
+    stem = name or Run.find(run_id, runs_dir).config().model
+    weights.check_name(stem)
+    dest = Path(dest) if dest is not None else Path(tempfile.mkdtemp(prefix="cifar-demo-download-"))
+    staging = Path(tempfile.mkdtemp(prefix="cifar-demo-export-"))
+    try:
+        weights_path, card_path, _ = export_run(run_id, runs_dir=runs_dir, out_dir=staging, dtype=dtype,
+                                                data=data, device=device)
+        return weights.write_weights_zip(weights_path, card_path, dest / f"{stem}.zip")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def push_run(run_id: str | Path, repo: str, *, token: str | None = None, runs_dir=None,
+             private: bool = False, dtype: str = "float32", data: str | None = None, device=None,
+             readme: bool = True) -> weights.PushResult:
+    """Export the run into a temporary folder and push <model>.safetensors + <model>.json (and a
+    README.md page) to the Hugging Face Hub repo `repo` (created if missing) in one commit.
+
+    token: default HF_TOKEN, else the saved `hf auth login` token; it never appears in a message.
+    The repo id and the token are checked before the (slow) export, so a mistake costs nothing.
+    """
+    from .weights import hub
+
+    hub.check_repo_id(repo)
+    token = hub.resolve_token(token)
+    with tempfile.TemporaryDirectory(prefix="cifar-demo-push-") as tmp:
+        weights_path, card_path, _ = export_run(run_id, runs_dir=runs_dir, out_dir=tmp, dtype=dtype,
+                                                data=data, device=device)
+        return weights.push_files(weights_path, card_path, repo, token=token, private=private,
+                                  readme=readme, commit_message=f"cifar-demo push: run {Path(run_id).name}")

@@ -157,3 +157,76 @@ def test_familiarity_flags_noise_and_explains_a_missing_argument(tmp_path, capsy
     assert json.loads(capsys.readouterr().out)[str(noise)]["unfamiliar"] is True
     assert main(["familiarity"]) == 2
     assert "give image files" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- predict --weights
+
+
+@pytest.fixture()
+def downloaded(tmp_path, monkeypatch):
+    """A zoo model's weights as a download (.zip) and as a pair on disk; no shipped weights."""
+    import torch
+
+    from cifar_demo import weights
+
+    from .test_weights import CARD_FIELDS
+
+    monkeypatch.setenv("CIFAR_DEMO_WEIGHTS", str(tmp_path / "shipped"))
+    torch.manual_seed(0)
+    model = zoo.create("optimized200k").eval()
+    w, c = weights.save_weights(model, tmp_path / "pair", "optimized200k", **CARD_FIELDS)
+    return model, weights.write_weights_zip(w, c, tmp_path / "mine.zip"), w
+
+
+def test_predict_with_a_weights_file_uses_it_and_only_it(downloaded, capsys):
+    from cifar_demo import predict
+
+    model, zip_path, pair = downloaded
+    sample = REPO / "cifar_demo" / "assets" / "sample" / "cat" / "0000.png"
+    assert main(["predict", str(sample), "--weights", str(zip_path), "--weights", str(pair), "--json",
+                 "--topk", "10"]) == 0
+    out = json.loads(capsys.readouterr().out)[str(sample)]
+    assert list(out) == ["mine.zip", "optimized200k.safetensors"]  # no shipped model was asked
+    spec = zoo.get_spec("optimized200k")
+    want, _ = predict.predict_one(model, predict.to_32x32(predict.load_image(sample)), spec.mean, spec.std)
+    for answer in out.values():
+        assert {c: p for c, p in answer["top"]} == pytest.approx(want, abs=1e-6)
+    # With --model too, the shipped ones answer beside it (here: none are shipped, which is said).
+    assert main(["predict", str(sample), "--weights", str(zip_path), "--model", "airnet"]) == 0
+    text = capsys.readouterr().out
+    assert "airnet" in text and "no weights shipped yet" in text and "mine.zip" in text
+
+
+def test_predict_with_a_tampered_or_lone_weights_file_is_one_clear_error(downloaded, tmp_path, capsys):
+    from .test_weights import flip_last_byte
+
+    _, zip_path, pair = downloaded
+    sample = REPO / "cifar_demo" / "assets" / "sample" / "cat" / "0000.png"
+    flip_last_byte(pair)
+    assert main(["predict", str(sample), "--weights", str(pair)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {pair}: sha256 mismatch") and "Traceback" not in err
+    pair.with_suffix(".json").unlink()
+    assert main(["predict", str(sample), "--weights", str(pair)]) == 2
+    assert "needs its model card beside it" in capsys.readouterr().err
+    (tmp_path / "junk.zip").write_bytes(b"not a zip")
+    assert main(["predict", str(sample), "--weights", str(tmp_path / "junk.zip")]) == 2
+    assert "not a readable weights zip" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_predict_with_a_tampered_download_exits_nonzero_without_a_traceback(downloaded, tmp_path):
+    import zipfile
+
+    _, zip_path, _ = downloaded
+    with zipfile.ZipFile(zip_path) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    name = "optimized200k.safetensors"
+    members[name] = members[name][:-1] + bytes([members[name][-1] ^ 0xFF])
+    with zipfile.ZipFile(tmp_path / "tampered.zip", "w") as zf:
+        for n, data in members.items():
+            zf.writestr(n, data)
+    sample = REPO / "cifar_demo" / "assets" / "sample" / "cat" / "0000.png"
+    proc = cli("predict", sample, "--weights", tmp_path / "tampered.zip", timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{tmp_path / 'tampered.zip'}: sha256 mismatch" in proc.stderr

@@ -350,11 +350,11 @@ def test_missing_model_with_failing_hub_gives_the_helpful_message(tmp_path, monk
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub_down)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("CIFAR_DEMO_HUB_REPO", raising=False)
+    monkeypatch.setenv("CIFAR_DEMO_HUB_REPO", "someone/cifar-weights")
     with pytest.raises(W.WeightsError) as e:
         W.load_weights("resnet18", directory=tmp_path, model=Tiny())
     msg = str(e.value)
-    for part in ["resnet18.safetensors and resnet18.json not found", str(tmp_path), W.DEFAULT_HUB_REPO,
+    for part in ["resnet18.safetensors and resnet18.json not found", str(tmp_path), "'someone/cifar-weights'",
                  "python -m cifar_demo train --model resnet18", "python -m cifar_demo export RUN_ID",
                  "CIFAR_DEMO_HUB_REPO", "connect to the internet", "no connection"]:
         assert part in msg, part
@@ -370,6 +370,7 @@ def test_hf_hub_offline_stops_at_the_cache(tmp_path, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", cache_miss)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("CIFAR_DEMO_HUB_REPO", "someone/cifar-weights")
     with pytest.raises(W.WeightsError, match="HF_HUB_OFFLINE=1") as e:
         W.load_weights("resnet18", directory=tmp_path, model=Tiny())
     assert calls == [True]

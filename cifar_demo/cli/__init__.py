@@ -1,4 +1,4 @@
-"""Command line: python -m cifar_demo {zoo,train,evaluate,predict,export,familiarity,robustness} ...
+"""Command line: python -m cifar_demo {zoo,train,evaluate,predict,export,push,familiarity,robustness} ...
 
 Every command is a thin wrapper over the library; errors print one readable line and
 exit with a non-zero status. The parser is here; each command lives in a module of its own.
@@ -11,6 +11,7 @@ import sys
 
 from .errors import CliError
 from .evaluate_cmd import cmd_evaluate
+from .push_cmd import cmd_push
 from .train_cmd import _add_config_flags, cmd_train
 from .use_cmds import cmd_export, cmd_familiarity, cmd_predict, cmd_robustness, cmd_zoo
 
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="classify image files with every model that has weights")
     p.add_argument("images", nargs="+")
     p.add_argument("--model", action="append", help="only this model (repeatable)")
+    p.add_argument("--weights", action="append", metavar="FILE",
+                   help="a weights file: a run's download (.zip) or a .safetensors with its .json card "
+                        "beside it; checked like shipped weights (repeatable; with no --model, only these)")
     p.add_argument("--topk", type=int, default=3)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
@@ -78,6 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
     p.add_argument("--data", help="dataset folder (default: the run's)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("push", help="export a run and upload its weights + card to a Hugging Face Hub repo")
+    p.add_argument("run_id")
+    p.add_argument("--repo", required=True, metavar="USER/NAME", help="the Hub model repo (created if missing)")
+    p.add_argument("--runs-dir", default=None)
+    p.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps its own)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    p.add_argument("--data", help="dataset folder to score on (default: the run's)")
+    p.add_argument("--no-readme", action="store_true", help="do not write the repo's README.md page")
+    p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("familiarity", help="how CIFAR-like images look to the models; or --calibrate")
     p.add_argument("images", nargs="*")

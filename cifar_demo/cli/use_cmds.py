@@ -47,13 +47,16 @@ def cmd_zoo(args) -> int:
 def cmd_predict(args) -> int:
     from .. import predict
 
+    files = _load_weights_files(args.weights or [])
     results = {}
     for path in args.images:
         try:
             image32 = predict.to_32x32(predict.load_image(path))
         except predict.ImageError as exc:
             raise CliError(str(exc)) from None
-        preds = predict.predict_many(image32, args.model or None)
+        # --weights alone: only those files; with --model too (or neither): the shipped ones as well.
+        preds = predict.predict_many(image32, args.model or None) if args.model or not files else []
+        preds += [_predict_file(label, model, card, image32) for label, model, card in files]
         if not any(p.error is None for p in preds):
             reasons = "; ".join(f"{p.model}: {p.error}" for p in preds)
             raise CliError(f"no model could predict: {reasons}")
@@ -68,6 +71,37 @@ def cmd_predict(args) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     return 0
+
+
+def _load_weights_files(paths: list[str]) -> list[tuple[str, object, object]]:
+    """[(label, model, card)] of each --weights FILE, verified like shipped weights (CliError if not).
+
+    The label is the file's name (its path where two names collide), so several downloads of
+    the same model can be compared side by side."""
+    import torch
+
+    from .. import weights
+    from ..common import IMAGE_SIZE
+
+    names = [Path(p).name for p in paths]
+    out = []
+    for path, name in zip(paths, names):
+        try:
+            model, card = weights.load_weights_file(path)
+        except weights.WeightsError as exc:
+            raise CliError(str(exc)) from None
+        with torch.inference_mode():  # warm-up, as predict.load_model: the first pass allocates
+            model(torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE))
+        out.append((name if names.count(name) == 1 else path, model, card))
+    return out
+
+
+def _predict_file(label: str, model, card, image32):
+    from .. import predict, zoo
+
+    spec = zoo.get_spec(card.model)
+    probs, ms = predict.predict_one(model, image32, spec.mean, spec.std)
+    return predict.Prediction(label, probs, ms)
 
 
 # ---------------------------------------------------------------------------- export

@@ -1,4 +1,5 @@
-"""Checking a whole weights folder without loading anything into a model (CI, `export`, tests)."""
+"""Checking weights without loading anything into a model: a whole folder (CI, `export`, tests),
+and a file a user brings (`predict --weights`), which is checked the same way before it loads."""
 
 from __future__ import annotations
 
@@ -43,6 +44,14 @@ def _verify_pair(folder: Path, name: str, create: Callable[[str], nn.Module]) ->
     missing = [f.name for f in (weights_path, card_path) if not f.is_file()]
     if missing:
         return False, f"missing {' and '.join(missing)}"
+    return check_pair(card_path, weights_path, create, name=name)
+
+
+def check_pair(card_path: Path, weights_path: Path, create: Callable[[str], nn.Module] | None = None,
+               name: str | None = None) -> tuple[bool, str]:
+    """verify()'s checks on one card/weights pair: (ok, message). `name`: the name the files must
+    have (the card's model); None for a user's file, which may have been renamed."""
+    create = create or store.create_model
     try:
         card = ModelCard.load(card_path)
     except WeightsError as e:
@@ -52,7 +61,7 @@ def _verify_pair(folder: Path, name: str, create: Callable[[str], nn.Module]) ->
         # Nothing else about a file that is not the one the card describes is worth reporting.
         return False, f"sha256 mismatch: card says {card.sha256}, {weights_path.name} hashes to {digest}"
     problems = card.validate()
-    if card.model != name:
+    if name is not None and card.model != name:
         problems.append(f"card is for model '{card.model}' but the files are named '{name}'")
     try:
         with safe_open(str(weights_path), "pt") as f:
@@ -97,3 +106,41 @@ def _file_problems(card: ModelCard, meta: dict[str, str], shapes: dict[str, tupl
         problems.append(f"card says {card.dtype} but {len(wrong)} tensors are not {want}: "
                         f"{', '.join(wrong[:SHOW_KEYS])}")
     return problems
+
+
+def load_weights_file(path: str | os.PathLike, device: str = "cpu",
+                      create: Callable[[str], nn.Module] | None = None) -> tuple[nn.Module, ModelCard]:
+    """(model in eval mode, card) from a file a user gives: a run's download (.zip), or a
+    .safetensors or .json with the other file of the pair beside it.
+
+    The pair must pass every check verify() makes of shipped weights (card, sha256, metadata,
+    dtype, parameter count, architecture); then it loads through store.load_weights, which
+    hashes again the very bytes it parses. Any problem is one WeightsError naming `path`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        with store.unpacked_weights_zip(path) as (card_path, weights_path):
+            try:
+                return _checked_load(path, card_path, weights_path, device, create)
+            except WeightsError as e:  # name the zip, not the temp folder it was unpacked into
+                raise WeightsError(str(e).replace(str(weights_path.parent), str(path))) from None
+    if suffix not in (".safetensors", ".json"):
+        raise WeightsError(f"{path}: give a .zip (a run's download), or a .safetensors file with its "
+                           f".json model card beside it")
+    card_path, weights_path = path.with_suffix(".json"), path.with_suffix(".safetensors")
+    missing = [str(f) for f in (weights_path, card_path) if not f.is_file()]
+    if missing:
+        raise WeightsError(f"missing {' and '.join(missing)} (a weights file needs its model card beside it)")
+    return _checked_load(path, card_path, weights_path, device, create)
+
+
+def _checked_load(shown: Path, card_path: Path, weights_path: Path, device: str,
+                  create: Callable[[str], nn.Module] | None) -> tuple[nn.Module, ModelCard]:
+    ok, message = check_pair(card_path, weights_path, create)
+    if not ok:
+        raise WeightsError(f"{shown}: {message}")
+    model = create(ModelCard.load(card_path).model) if create else None
+    return store.load_weights(weights_path, model=model, device=device)

@@ -2,17 +2,23 @@
 
 Loading hashes the weights file and compares with the card before parsing any tensor, then
 refuses a file whose keys or shapes do not fit the architecture. Nothing here unpickles.
+A pair also travels as one .zip (a run's download): written here, and read back defensively
+(two expected members, size caps, nothing extracted by the archive's own paths).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
+import stat
+import tempfile
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from safetensors import SafetensorError
@@ -29,6 +35,10 @@ from .card import STORAGE_DTYPES, ModelCard, WeightsError, check_name
 from .hub import from_hub
 
 SHOW_KEYS = 5  # how many offending keys an error message lists
+# A weights zip holds one pair. The largest zoo model (resnet50, fp32) is about 95 MB, so 512 MB
+# leaves room for bigger models while an upload or a zip bomb cannot fill the disk or memory.
+ZIP_MAX_WEIGHTS_BYTES = 512 << 20
+ZIP_MAX_CARD_BYTES = 1 << 20  # a card is a few KB of JSON
 
 
 def weights_dir() -> Path:
@@ -222,3 +232,85 @@ def card_for(name: str, directory: str | os.PathLike | None = None) -> ModelCard
     if not path.is_file():
         raise WeightsError(f"no model card for '{name}': {path} not found")
     return ModelCard.load(path)
+
+
+# ---------------------------------------------------------------------------- one-file download
+
+def write_weights_zip(weights_path: str | os.PathLike, card_path: str | os.PathLike,
+                      zip_path: str | os.PathLike) -> Path:
+    """Pack a pair into one file a browser can download: <model>.safetensors + <model>.json
+    (named after the card's model, as weights/ and the Hub name them). Written atomically."""
+    card = ModelCard.load(card_path)
+    check_name(card.model)
+
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w") as zf:
+            # Stored, not deflated: float tensors barely compress and stored members read fast.
+            zf.write(weights_path, f"{card.model}.safetensors", compress_type=zipfile.ZIP_STORED)
+            zf.write(card_path, f"{card.model}.json", compress_type=zipfile.ZIP_DEFLATED)
+
+    return fsio.atomic_write(zip_path, write)
+
+
+@contextlib.contextmanager
+def unpacked_weights_zip(zip_path: str | os.PathLike) -> Iterator[tuple[Path, Path]]:
+    """(card_path, weights_path) copied out of a weights zip into a temp folder, removed on exit.
+
+    The archive must hold exactly <stem>.safetensors and <stem>.json (plain names, no folders,
+    links or encryption, each under its size cap). Members are read through bounded reads and
+    written under names we make, so nothing can land outside the temp folder whatever the
+    archive's paths say. The files are not verified here: that is the caller's sha256 check.
+    """
+    zip_path = Path(zip_path)
+    size = zip_path.stat().st_size
+    if size > ZIP_MAX_WEIGHTS_BYTES + ZIP_MAX_CARD_BYTES + (1 << 20):
+        raise WeightsError(f"{zip_path}: {size:,} bytes is larger than a weights zip may be")
+    try:
+        with zipfile.ZipFile(zip_path) as zf, tempfile.TemporaryDirectory(prefix="cifar-demo-zip-") as tmp:
+            stem, members = _zip_members(zip_path, zf.infolist())
+            out = {}
+            for suffix, info in members.items():
+                cap = ZIP_MAX_WEIGHTS_BYTES if suffix == ".safetensors" else ZIP_MAX_CARD_BYTES
+                with zf.open(info) as f:
+                    data = f.read(cap + 1)  # a header may lie about the size: never read past the cap
+                if len(data) > cap:
+                    raise WeightsError(f"{zip_path}: {info.filename} is larger than {cap:,} bytes")
+                out[suffix] = Path(tmp) / f"{stem}{suffix}"
+                out[suffix].write_bytes(data)
+            yield out[".json"], out[".safetensors"]
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as e:
+        # BadZipFile also covers a member whose CRC does not match (a damaged download).
+        raise WeightsError(f"{zip_path}: not a readable weights zip: {e}") from None
+
+
+def _zip_members(zip_path: Path, infos: list[zipfile.ZipInfo]) -> tuple[str, dict[str, zipfile.ZipInfo]]:
+    """The stem and {suffix: member} of a weights zip's two members, or WeightsError."""
+    names = [i.filename for i in infos]
+    expect = "a weights zip holds exactly <model>.safetensors and <model>.json"
+    if len(infos) != 2:
+        raise WeightsError(f"{zip_path}: {expect}; this one holds {len(infos)} entries: "
+                           f"{', '.join(map(repr, names[:SHOW_KEYS]))}")
+    members = {}
+    for info in infos:
+        name = info.filename
+        stem, suffix = os.path.splitext(name)
+        if "/" in name or "\\" in name or not _safe_name(stem) or suffix not in (".safetensors", ".json"):
+            raise WeightsError(f"{zip_path}: unexpected entry {name!r} ({expect}, no folders)")
+        if stat.S_ISLNK(info.external_attr >> 16) or info.flag_bits & 0x1:
+            raise WeightsError(f"{zip_path}: {name} is a link or encrypted; {expect} as plain files")
+        cap = ZIP_MAX_WEIGHTS_BYTES if suffix == ".safetensors" else ZIP_MAX_CARD_BYTES
+        if info.file_size > cap:
+            raise WeightsError(f"{zip_path}: {name} is {info.file_size:,} bytes, more than {cap:,}")
+        members[suffix] = info
+    stems = {os.path.splitext(i.filename)[0] for i in infos}
+    if len(members) != 2 or len(stems) != 1:
+        raise WeightsError(f"{zip_path}: {expect}; this one holds {', '.join(map(repr, names))}")
+    return stems.pop(), members
+
+
+def _safe_name(stem: str) -> bool:
+    try:
+        check_name(stem)
+    except WeightsError:
+        return False
+    return True
