@@ -271,3 +271,54 @@ def evaluate(model: nn.Module, split, *, batch_size: int = 500, device: str | to
     loss = float(-log_p.gather(1, labels[:, None]).mean())
     return metrics_from_predictions(labels, log_p.argmax(1), log_p.exp(), num_classes,
                                     topk=topk, loss=loss, keep_probs=keep_probs, tta=tta)
+
+
+# ----------------------------------------------------------------------------- one confusion cell
+
+def cell_indices(result: EvalResult, true_class: int, predicted: int) -> list[int]:
+    """Images (split indices) of confusion cell (true_class, predicted): the model's most confident
+    first, ties by index; by index when the result has no confidences. The diagonal cell
+    (true_class == predicted) is what the model gets right for that class."""
+    for c in (true_class, predicted):
+        if not 0 <= c < result.num_classes:
+            raise ValueError(f"class ids must lie in [0, {result.num_classes}), got {c}")
+    labels, preds = np.asarray(result.labels), np.asarray(result.predictions)
+    idx = np.flatnonzero((labels == true_class) & (preds == predicted))
+    if result.confidences is not None:
+        # Stable sort on -confidence keeps ascending index order among equal confidences.
+        idx = idx[np.argsort(-np.asarray(result.confidences)[idx], kind="stable")]
+    return idx.tolist()
+
+
+def most_confused(confusion: Sequence[Sequence[int]]) -> tuple[int, int] | None:
+    """(true, predicted) of the largest off-diagonal count (the first in row order on ties);
+    None when every image is on the diagonal."""
+    cm = np.array(confusion, dtype=np.int64)
+    np.fill_diagonal(cm, -1)
+    if cm.size == 0 or cm.max() <= 0:
+        return None
+    i, j = np.unravel_index(int(cm.argmax()), cm.shape)
+    return int(i), int(j)
+
+
+@dataclasses.dataclass(frozen=True)
+class Page:
+    """One page of a list: `items` are the whole list's [start, start + len(items))."""
+
+    items: list
+    number: int   # 0-based, clamped into [0, pages - 1]
+    pages: int    # at least 1: an empty list has one empty page
+    start: int
+    total: int
+
+
+def page(items: Sequence, number: int, size: int) -> Page:
+    """Page `number` (0-based) of `items`, `size` per page. A number past either end is clamped,
+    so "next" on the last page stays there and a stale page number after a new cell still works."""
+    if size < 1:
+        raise ValueError(f"page size must be at least 1, got {size}")
+    total = len(items)
+    pages = max(1, -(-total // size))
+    number = min(max(int(number), 0), pages - 1)
+    start = number * size
+    return Page(list(items[start:start + size]), number, pages, start, total)

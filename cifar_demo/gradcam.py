@@ -10,6 +10,7 @@ so any zoo model works unchanged.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,8 +19,8 @@ from matplotlib import colormaps
 from torch import nn
 
 from .augment import upscale_nearest
-from .common import CIFAR_MEAN, CIFAR_STD, normalize
-from .predict import to_tensor
+from .common import CIFAR_MEAN, CIFAR_STD, CLASSES, normalize
+from .predict import Prediction, load_model, predict_many, predict_one, to_tensor
 
 MIN_SIDE = 4          # a map smaller than 4x4 cannot tell the quadrants of a 32x32 image apart
 COLORMAP = "jet"      # the colour scale of the Grad-CAM paper and of most tutorials
@@ -95,3 +96,55 @@ def overlay(image32: np.ndarray, cam: np.ndarray, scale: int = 8, alpha: float =
     c = F.interpolate(c, size=(h * scale, w * scale), mode="bilinear", align_corners=False)[0, 0]
     heat = colormaps[COLORMAP](c.clamp(0, 1).numpy())[..., :3] * 255.0
     return np.clip((1 - alpha) * big + alpha * heat, 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- models side by side
+
+@dataclass
+class Explanation:
+    """One model on one image: its class probabilities and the Grad-CAM of its own top class."""
+
+    model: str                   # the name to show: a zoo name, or e.g. "run <id>"
+    probs: dict[str, float]      # class -> probability (all ten)
+    cam: np.ndarray              # HxW float32 in [0, 1], for the top class
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        return sorted(self.probs.items(), key=lambda kv: -kv[1])[:k]
+
+    @property
+    def has_evidence(self) -> bool:
+        """False for an all-zero map: no region argued for the class (shown uniformly blue)."""
+        return bool(self.cam.any())
+
+
+def explain(model: nn.Module, image32: np.ndarray, name: str, *, mean=CIFAR_MEAN, std=CIFAR_STD,
+            probs: dict[str, float] | None = None) -> Explanation:
+    """`model`'s probabilities on image32 (computed unless given) and the cam of its top class."""
+    if probs is None:
+        probs, _ = predict_one(model, image32, mean, std)
+    top = max(probs, key=probs.get)
+    cam = gradcam(model, image32, CLASSES.index(top), mean=mean, std=std)
+    return Explanation(name, dict(probs), cam)
+
+
+def explain_predictions(image32: np.ndarray, predictions: list[Prediction]) -> list[Explanation]:
+    """An Explanation per prediction that has probabilities (predict.predict_many's, same order),
+    reusing them; models without weights or whose weights failed to load are left out."""
+    from . import zoo
+
+    out = []
+    for p in predictions:
+        if p.error is not None:
+            continue
+        spec = zoo.get_spec(p.model)
+        out.append(explain(load_model(p.model)[0], image32, p.model, mean=spec.mean, std=spec.std,
+                           probs=p.probs))
+    return out
+
+
+def explain_shipped(image32: np.ndarray, names: list[str] | None = None) -> list[Explanation]:
+    """Every shipped model (default: all of weights/, in zoo order) on one image, side by side."""
+    from . import weights, zoo
+
+    names = names if names is not None else [n for n in zoo.names() if n in set(weights.available())]
+    return explain_predictions(image32, predict_many(image32, names))

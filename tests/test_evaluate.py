@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cifar_demo.evaluate import EvalResult, evaluate, metrics_from_predictions, reliability_bins, tta_views
+from cifar_demo.evaluate import (EvalResult, cell_indices, evaluate, metrics_from_predictions, most_confused, page,
+                                 reliability_bins, tta_views)
 
 # 12 images, 3 classes. Rows are the probabilities the "model" gives; argmax is the prediction.
 Y_TRUE = [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
@@ -230,3 +231,58 @@ def test_bad_arguments():
         evaluate(model, indexed_split(12), device="cpu", **IDENTITY)  # 3 outputs, 10 expected
     with pytest.raises(ValueError):
         metrics_from_predictions([0, 1], [0, 3], num_classes=3)
+
+
+# ----------------------------------------------------------------------------- one confusion cell
+
+def test_cell_indices_most_confident_first_ties_by_index():
+    r = metrics_from_predictions(Y_TRUE, Y_PRED, PROBS, num_classes=3)
+    assert cell_indices(r, 0, 0) == [0, 1, 2]            # 0.9, 0.8, 0.6
+    assert cell_indices(r, 2, 2) == [8, 9, 10, 11]       # 0.8, 0.8 (tie: by index), 0.7, 0.5
+    assert cell_indices(r, 0, 1) == [3] and cell_indices(r, 1, 0) == [7] and cell_indices(r, 1, 2) == [6]
+    assert cell_indices(r, 0, 2) == [] and cell_indices(r, 2, 0) == []
+    # Every image lies in exactly one cell, and each cell holds its confusion count.
+    cells = {(t, p): cell_indices(r, t, p) for t in range(3) for p in range(3)}
+    assert sorted(i for idx in cells.values() for i in idx) == list(range(12))
+    assert all(len(cells[t, p]) == r.confusion[t][p] for t, p in cells)
+
+
+def test_cell_indices_reorders_by_confidence_and_works_without_it():
+    # Four images of class 1 predicted 0, confidences out of index order with a tie.
+    probs = [[0.6, 0.4], [0.9, 0.1], [0.6, 0.4], [0.7, 0.3], [0.2, 0.8]]
+    r = metrics_from_predictions([1, 1, 1, 1, 1], [0, 0, 0, 0, 1], probs, num_classes=2, topk=(1,))
+    assert cell_indices(r, 1, 0) == [1, 3, 0, 2]
+    plain = metrics_from_predictions([1, 1, 1, 1, 1], [0, 0, 0, 0, 1], num_classes=2)
+    assert plain.confidences is None and cell_indices(plain, 1, 0) == [0, 1, 2, 3]
+    assert cell_indices(plain, 1, 1) == [4]
+    with pytest.raises(ValueError, match="class ids"):
+        cell_indices(plain, 2, 0)
+    with pytest.raises(ValueError, match="class ids"):
+        cell_indices(plain, 0, -1)
+
+
+def test_cell_indices_survive_the_json_round_trip():
+    r = metrics_from_predictions(Y_TRUE, Y_PRED, PROBS, num_classes=3)
+    again = EvalResult.from_dict(json.loads(r.to_json()))
+    assert all(cell_indices(again, t, p) == cell_indices(r, t, p) for t in range(3) for p in range(3))
+
+
+def test_most_confused_takes_the_largest_mistake_first_in_row_order():
+    assert most_confused([[3, 1, 0], [1, 2, 1], [0, 0, 4]]) == (0, 1)   # three 1s: the first
+    assert most_confused([[50, 2, 0], [1, 40, 7], [7, 0, 60]]) == (1, 2)
+    assert most_confused([[9, 0], [0, 3]]) is None                      # nothing off the diagonal
+
+
+def test_page_slices_counts_and_clamps():
+    items = list(range(130))
+    first = page(items, 0, 40)
+    assert (first.items, first.number, first.pages, first.start, first.total) == (items[:40], 0, 4, 0, 130)
+    last = page(items, 3, 40)
+    assert last.items == items[120:] and last.start == 120 and len(last.items) == 10
+    assert page(items, 99, 40) == last and page(items, -5, 40) == first   # clamped, not empty
+    assert page(items[:40], 1, 40).number == 0 and page(items[:40], 0, 40).pages == 1
+    assert page(items[:41], 1, 40).items == [40] and page(items[:41], 0, 40).pages == 2
+    empty = page([], 3, 40)
+    assert (empty.items, empty.number, empty.pages, empty.start, empty.total) == ([], 0, 1, 0, 0)
+    with pytest.raises(ValueError, match="page size"):
+        page(items, 0, 0)

@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from cifar_demo import gradcam, zoo
+from cifar_demo import gradcam, predict, weights, zoo
+from cifar_demo.common import CLASSES
 
 torch.set_num_threads(2)
 RAW = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))  # the hand-built nets read [0, 1] pixels
@@ -109,3 +110,58 @@ def test_overlay_is_an_upscaled_rgb_image():
     assert np.array_equal(plain, np.repeat(np.repeat(img, 8, 0), 8, 1))
     # jet: hot (red) where the cam is 1, cold (blue) where it is 0.
     assert out[8, 250, 0] > out[8, 250, 2] and out[250, 8, 2] > out[250, 8, 0]
+
+
+# ----------------------------------------------------------------------------- models side by side
+
+def test_explain_gives_probabilities_and_the_cam_of_the_top_class():
+    model, img = RedDetector().eval(), red_in_top_right()
+    e = gradcam.explain(model, img, "red", **RAW)
+    assert e.model == "red" and set(e.probs) == set(CLASSES)
+    assert sum(e.probs.values()) == pytest.approx(1.0, abs=1e-5)
+    assert e.top(1)[0][0] == CLASSES[0] and len(e.top(3)) == 3
+    assert np.array_equal(e.cam, gradcam.gradcam(model, img, 0, **RAW)) and e.has_evidence
+    # Given probabilities are reused: here class 2 comes first, and it has no evidence.
+    given = {c: (0.9 if c == CLASSES[2] else 0.1 / 9) for c in CLASSES}
+    e2 = gradcam.explain(model, img, "red", probs=given, **RAW)
+    assert e2.probs == given and e2.top(1)[0][0] == CLASSES[2]
+    assert not e2.has_evidence and not e2.cam.any()
+
+
+def test_explain_predictions_skips_models_that_did_not_predict(monkeypatch):
+    detector = RedDetector().eval()
+    monkeypatch.setattr(gradcam, "load_model", lambda name: (detector, None))
+    monkeypatch.setattr(zoo, "get_spec", lambda name: type("Spec", (), RAW)())
+    first = {c: (0.5 if c == CLASSES[0] else 0.5 / 9) for c in CLASSES}
+    second = {c: (0.5 if c == CLASSES[2] else 0.5 / 9) for c in CLASSES}
+    preds = [predict.Prediction("a", first, 1.0), predict.Prediction("b", error="no weights shipped yet"),
+             predict.Prediction("c", second, 1.0)]
+    out = gradcam.explain_predictions(red_in_top_right(), preds)
+    assert [e.model for e in out] == ["a", "c"]
+    assert [e.top(1)[0][0] for e in out] == [CLASSES[0], CLASSES[2]]   # each its own top class
+    assert out[0].has_evidence and not out[1].has_evidence               # class 2 ignores the image
+
+
+def test_explain_shipped_covers_every_shipped_model_in_zoo_order(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    names = ("optimized200k", "quiz_dnn")
+    for name in names:
+        weights.save_weights(zoo.create(name).eval(), tmp_path, name, dataset="x", dataset_fingerprint="x",
+                             test_accuracy=0.1, test_accuracy_tta=None,
+                             per_class_accuracy={c: 0.1 for c in CLASSES},
+                             train_config={}, epochs=0, train_seconds=0.0)
+    monkeypatch.setenv("CIFAR_DEMO_WEIGHTS", str(tmp_path))
+    predict.load_model.cache_clear()
+    try:
+        img = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        out = gradcam.explain_shipped(img)
+        assert [e.model for e in out] == [n for n in zoo.names() if n in names]
+        for e in out:
+            model, _ = predict.load_model(e.model)
+            spec = zoo.get_spec(e.model)
+            probs, _ = predict.predict_one(model, img, spec.mean, spec.std)
+            assert e.probs == pytest.approx(probs, abs=1e-6)
+            assert e.cam.shape == (32, 32) and 0 <= e.cam.min() and e.cam.max() <= 1
+        assert [e.model for e in gradcam.explain_shipped(img, ["quiz_dnn"])] == ["quiz_dnn"]
+    finally:
+        predict.load_model.cache_clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import gradio as gr
@@ -140,3 +141,126 @@ def test_no_dataset_says_how_to_provide_one(run_id, tmp_path, monkeypatch):
         evaluate_tab.run_evaluation(f"weights:{MODEL}", "none")
     with pytest.raises(gr.Error, match="Pick shipped weights or a finished run"):
         evaluate_tab.run_evaluation(None, "none")
+
+
+# ----------------------------------------------------------------------------- the drill-down
+
+CARD = re.compile(r'<div class="card( own)?">')
+
+
+def _select(index) -> gr.SelectData:
+    return gr.SelectData(None, {"index": index, "value": None})
+
+
+def test_evaluate_opens_the_drilldown_on_the_most_frequent_confusion(run_id):
+    out = evaluate_tab.evaluate_with_drilldown(f"run:{run_id}", "none")
+    assert len(out) == 16
+    plain = evaluate_tab.run_evaluation(f"run:{run_id}", "none")  # now from the cache
+    assert out[4] == plain[4] and [c for _, c in out[5]] == [c for _, c in plain[5]]
+    state, heat, true_cls, pred_cls, page_no, heading, gallery, shown, compare = out[7:]
+    res = state["result"]
+    assert res.confusion == plain_confusion(heat)
+    t, p = evaluate.most_confused(res.confusion) or (0, 0)
+    assert (true_cls, pred_cls, page_no, compare) == (CLASSES[t], CLASSES[p], 1, "")
+    assert shown == evaluate.cell_indices(res, t, p)[:evaluate_tab.CELL_PAGE] and len(gallery) == len(shown)
+    image, caption = gallery[0]
+    test = data.load_split("test", state["source"])
+    assert np.array_equal(image[::evaluate_tab.CELL_SCALE, ::evaluate_tab.CELL_SCALE],
+                          test.images[shown[0]].permute(1, 2, 0).numpy())
+    assert caption == f"{res.confidences[shown[0]]:.0%} #{shown[0]}"
+    assert f"{res.confusion[t][p]} of the {res.support[t]} test" in heading
+
+
+def plain_confusion(styler) -> list[list[int]]:
+    """The counts back from the heat map as Gradio sends them (the first column names the rows)."""
+    sent = gr.Dataframe(interactive=False).postprocess(styler)
+    assert sent.headers == [evaluate_tab.CORNER, *CLASSES] and [r[0] for r in sent.data] == list(CLASSES)
+    styles = sent.metadata["styling"]
+    assert all("22, 163, 74" in styles[i][i + 1] for i in range(10) if sent.data[i][i + 1])   # green diagonal
+    assert all("234, 88, 12" in styles[i][j + 1] for i in range(10) for j in range(10)
+               if i != j and sent.data[i][j + 1])                                            # orange mistakes
+    return [row[1:] for row in sent.data]
+
+
+def test_heatmap_colours_the_diagonal_and_the_mistakes_on_their_own_scales():
+    cm = np.diag([900] * 10)
+    cm[3, 5], cm[5, 3] = 40, 10
+    sent = gr.Dataframe(interactive=False).postprocess(evaluate_tab.heatmap(cm.tolist()))
+    assert [row[1:] for row in sent.data] == cm.tolist()
+    styles = sent.metadata["styling"]
+    assert "rgba(234, 88, 12, 1.00)" in styles[3][6]        # the largest mistake: full orange
+    assert "rgba(234, 88, 12, 0.34)" in styles[5][4]        # a quarter of it: 0.12 + 0.88 / 4
+    assert "rgba(22, 163, 74, 1.00)" in styles[0][1] and styles[0][2] == ""
+
+
+def test_a_click_on_a_cell_shows_its_images_and_the_dropdowns_follow(run_id, monkeypatch):
+    state = evaluate_tab.evaluate_with_drilldown(f"run:{run_id}", "none")[7]
+    res = state["result"]
+    # From here on nothing may score again: the clicks read the held result.
+    monkeypatch.setattr(evaluate, "evaluate", _fail)
+    monkeypatch.setattr(evalcache, "evaluate_target", _fail)
+    for t, p in [(2, 2), (4, 1), (0, 9)]:
+        true_cls, pred_cls, page_no, heading, gallery, shown, _ = evaluate_tab.cell_clicked(
+            state, "cat", "dog", _select([t, p + 1]))
+        assert (true_cls, pred_cls, page_no) == (CLASSES[t], CLASSES[p], 1)
+        assert shown == evaluate.cell_indices(res, t, p) and len(gallery) == res.confusion[t][p]
+        assert all(res.labels[i] == t and res.predictions[i] == p for i in shown)
+        if t == p:
+            assert heading.startswith(f"**{CLASSES[t]}s it gets right**")
+        elif not shown:
+            assert "none" in heading and gallery == []
+    # The row names' column keeps the predicted class; the dropdowns alone pick a cell too.
+    assert evaluate_tab.cell_clicked(state, "cat", "dog", _select([1, 0]))[:2] == ("automobile", "dog")
+    assert evaluate_tab.show_cell(state, "deer", "deer")[1].startswith("**deer it gets right**")
+
+
+def test_paging_through_a_cell(run_id, monkeypatch):
+    state = evaluate_tab.evaluate_with_drilldown(f"run:{run_id}", "none")[7]
+    res = state["result"]
+    t = max(range(10), key=lambda c: res.confusion[c][c])
+    cell = evaluate.cell_indices(res, t, t)
+    assert len(cell) >= 3
+    monkeypatch.setattr(evaluate_tab, "CELL_PAGE", 2)
+    pages = -(-len(cell) // 2)
+    page_no, heading, gallery, shown, _ = evaluate_tab.show_cell(state, CLASSES[t], CLASSES[t], 2)
+    assert page_no == 2 and shown == cell[2:4] and len(gallery) == len(shown)
+    assert f"page 2 of {pages}: images 3-{2 + len(shown)} of {len(cell)} in {CLASSES[t]} → {CLASSES[t]}" in heading
+    assert evaluate_tab.next_page(state, CLASSES[t], CLASSES[t], 1)[3] == cell[2:4]
+    assert evaluate_tab.previous_page(state, CLASSES[t], CLASSES[t], 2)[3] == cell[:2]
+    assert evaluate_tab.previous_page(state, CLASSES[t], CLASSES[t], 1)[0] == 1          # clamped
+    assert evaluate_tab.next_page(state, CLASSES[t], CLASSES[t], pages)[0] == pages
+    assert evaluate_tab.show_cell(state, CLASSES[t], CLASSES[t], None)[0] == 1
+
+
+def test_before_any_evaluation_the_drilldown_says_what_to_do():
+    page_no, heading, gallery, shown, compare = evaluate_tab.show_cell(None, "cat", "dog")
+    assert "Press **Evaluate** first" in heading and gallery == [] == shown and compare == ""
+    assert evaluate_tab.image_clicked(None, [], _select(0)) == ""
+
+
+def test_a_click_on_an_image_compares_the_run_with_every_shipped_model(run_id, monkeypatch):
+    from cifar_demo import predict
+
+    source = data.resolve_source(download=False)
+    ship_fresh_weights(source.label, source.fingerprint)
+    predict.load_model.cache_clear()
+    try:
+        state = evaluate_tab.evaluate_with_drilldown(f"run:{run_id}", "none")[7]
+        # The same held result as if the shipped weights had been evaluated (only the target differs).
+        mine = {**state, "target": evalcache.shipped(MODEL)}
+        res = state["result"]
+        monkeypatch.setattr(evaluate, "evaluate", _fail)
+        shown = evaluate.cell_indices(res, res.labels[0], res.predictions[0])
+        index = shown.index(0)
+        page = evaluate_tab.image_clicked(state, shown, _select(index))
+        assert f"Test image #0</b>: true class <b>{CLASSES[res.labels[0]]}</b>" in page
+        assert len(CARD.findall(page)) == 2 and page.count("(evaluated)") == 1
+        assert page.index(f"run {run_id}") < page.index(f"<b>{MODEL}</b>")   # the evaluated run first
+        assert page.count("data:image/png;base64,") == 3                        # the image + 2 cams
+        assert page.count('class="bar') == 6                                     # top 3 per model
+        # For shipped weights the evaluated model is the shipped card itself, not a second one.
+        page = evaluate_tab.image_clicked(mine, shown, _select(index))
+        assert len(CARD.findall(page)) == 1 and page.count("(evaluated)") == 1
+        assert evaluate_tab.image_clicked(state, shown, _select(len(shown))) == ""     # stale click
+    finally:
+        predict.load_model.cache_clear()

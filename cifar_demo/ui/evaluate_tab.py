@@ -3,21 +3,36 @@
 Accuracy, confusion matrices, per-class bars and table, the most confident mistakes and a
 reliability diagram. Results are cached on disk by evalcache (weights hash + TTA + dataset),
 so a second look, even after a restart, is instant.
+
+The drill-down: a click on a cell of the confusion heat map shows that cell's test images
+(paged), and a click on one of them every model's top 3 and Grad-CAM for it. Those handlers
+read the EvalResult held in a gr.State and the decoded test split: nothing is re-scored.
 """
 
 from __future__ import annotations
 
+import base64
+import html
+import io
+import threading
 import time
 
 import gradio as gr
+import numpy as np
+import pandas as pd
+from PIL import Image
 
-from .. import augment, data, evalcache, evaluate, jobs, plots, train, weights
+from .. import augment, data, evalcache, evaluate, gradcam, jobs, plots, train, weights, zoo
 from ..common import CLASSES
 from .common import data_status
 
 GALLERY_SIZE = 32     # most confident mistakes shown
 GALLERY_SCALE = 6     # 32x32 -> 192x192, each pixel a crisp 6x6 block
 TABLE_HEADERS = ["class", "test images", "precision (%)", "recall = accuracy (%)", "F1 (%)"]
+CELL_PAGE = 40       # drill-down images per page
+CELL_SCALE = 3       # 32x32 -> 96x96 thumbnails
+CAM_SCALE = 5        # 32x32 -> 160x160 Grad-CAM overlays in the comparison
+CORNER = "true ↓  predicted →"
 TTA_HELP = ("Test-time augmentation averages the predictions over several views of each image: "
             "none; flip (the image and its mirror); flip_translate (also shifted 1 pixel, 6 views).")
 
@@ -97,21 +112,121 @@ def summary_markdown(target: evalcache.Target, res: evaluate.EvalResult, source:
     return "\n\n".join(lines)
 
 
-# ----------------------------------------------------------------------------- the handler
+def heatmap(confusion: list[list[int]]):
+    """The counts as a Styler (rows true class, columns predicted) coloured as a heat map: the
+    diagonal green and the mistakes orange, each on its own scale (the diagonal's hundreds would
+    otherwise wash out the mistakes' tens)."""
+    cm = np.asarray(confusion)
+    df = pd.DataFrame(cm, index=list(CLASSES), columns=list(CLASSES))
+    off = cm[~np.eye(len(cm), dtype=bool)]
+    top = {True: max(int(np.diag(cm).max()), 1), False: max(int(off.max()) if off.size else 0, 1)}
 
-def run_evaluation(choice: str, tta: str = "none", progress=gr.Progress(track_tqdm=True)):
-    """(summary, confusion counts, confusion normalised, per-class bars, table, gallery, reliability)."""
+    def colour(frame):
+        css = pd.DataFrame("", index=frame.index, columns=frame.columns)
+        for i in range(len(cm)):
+            for j in range(len(cm)):
+                v = cm[i, j]
+                if v == 0:
+                    continue
+                a = 0.12 + 0.88 * v / top[i == j]
+                rgb = "22, 163, 74" if i == j else "234, 88, 12"
+                ink = "#fff" if a > 0.55 else "inherit"
+                css.iloc[i, j] = f"background-color: rgba({rgb}, {a:.2f}); color: {ink}; cursor: pointer"
+        return css
+
+    return df.reset_index(names=CORNER).style.apply(colour, axis=None, subset=list(CLASSES))
+
+
+_RUN_MODELS: dict[tuple[str, str], object] = {}
+_LOCK = threading.Lock()  # one comparison at a time: ten Grad-CAMs already fill both cores
+
+
+def _run_model(target: evalcache.Target):
+    """A run's model, loaded once per weights file (by hash: a resumed run rewrites it)."""
+    key = (str(target.path), target.sha256)
+    if key not in _RUN_MODELS:
+        _RUN_MODELS.clear()  # keep one: each visitor looks at one run at a time
+        _RUN_MODELS[key] = evalcache.load_model(target)
+    return _RUN_MODELS[key]
+
+
+def _data_url(image: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def explanations(state: dict, index: int) -> tuple[np.ndarray, list[tuple[gradcam.Explanation, bool]]]:
+    """(test image `index` as HxWx3, [(explanation, is the evaluated model)]): the evaluated
+    model first, then every other shipped model in zoo order."""
+    target = state["target"]
+    image32 = data.load_split("test", state["source"]).images[index].permute(1, 2, 0).numpy()
+    with _LOCK:
+        shipped = gradcam.explain_shipped(image32)
+        if target.kind == "run":
+            spec = zoo.get_spec(target.model)
+            own = gradcam.explain(_run_model(target), image32, target.label, mean=spec.mean, std=spec.std)
+            return image32, [(own, True)] + [(e, False) for e in shipped]
+    mine = [(e, True) for e in shipped if e.model == target.name]
+    return image32, mine + [(e, False) for e in shipped if e.model != target.name]
+
+
+def comparison(state: dict, index: int) -> str:
+    """HTML: test image `index`, then one card per model (Grad-CAM overlay and top-3 bars)."""
+    res = state["result"]
+    image32, rows = explanations(state, index)
+    true_cls, pred_cls = CLASSES[res.labels[index]], CLASSES[res.predictions[index]]
+    conf = "" if res.confidences is None else f" ({res.confidences[index]:.0%})"
+    cards = []
+    for e, own in rows:
+        bars = "".join(
+            f'<div class="bar{" hit" if c == true_cls else ""}" style="background:linear-gradient(90deg,'
+            f'var(--color-accent-soft) {pr:.1%},transparent {pr:.1%})">{html.escape(c)} {pr:.0%}</div>'
+            for c, pr in e.top(3))
+        note = "" if e.has_evidence else '<div class="sub">no evidence for its class</div>'
+        cards.append(f'<div class="card{" own" if own else ""}"><b>{html.escape(e.model)}</b>'
+                     f'{" (evaluated)" if own else ""}<img src="{_data_url(gradcam.overlay(image32, e.cam, CAM_SCALE))}" '
+                     f'alt="Grad-CAM of {html.escape(e.model)}">{bars}{note}</div>')
+    head = (f'<div class="head"><img src="{_data_url(augment.upscale_nearest(image32, CAM_SCALE))}" '
+            f'alt="test image {index}"><div><b>Test image #{index}</b>: true class <b>{true_cls}</b>; '
+            f"{html.escape(state['target'].label)} said <b>{pred_cls}</b>{conf}.<br>Below, each model on "
+            "this image alone (no TTA): its top 3 (the true class in green) and its Grad-CAM, red where "
+            "the picture pushed it towards its first answer.</div></div>")
+    return f'<div class="compare">{head}<div class="cards">{"".join(cards)}</div></div>'
+
+
+_CSS = """
+.compare {color: var(--body-text-color);}
+.compare .head {display: flex; gap: 14px; align-items: center; margin-bottom: 10px;}
+.compare .cards {display: flex; flex-wrap: wrap; gap: 10px;}
+.compare .card {width: 172px; padding: 6px; border: 1px solid var(--border-color-primary); border-radius: 6px;}
+.compare .card.own {border: 2px solid var(--color-accent);}
+.compare img {display: block; width: 160px; height: 160px; image-rendering: pixelated; margin: 4px 0;}
+.compare .bar {padding: 1px 6px; margin-top: 3px; border-radius: 4px; white-space: nowrap;
+               border: 1px solid var(--border-color-primary);}
+.compare .bar.hit {border-color: #16a34a; color: #15803d; font-weight: 600;}
+.compare .sub {color: var(--body-text-color-subdued); font-size: var(--text-sm);}
+"""
+
+
+# ----------------------------------------------------------------------------- the handlers
+
+def _score(choice: str, tta: str):
+    """(target, source, result, from the cache?, seconds): scored once, then from evalcache."""
     try:
         target = target_of(choice)
         source = data.resolve_source(target.data, download=False)
         t0 = time.perf_counter()
         res, cached = evalcache.evaluate_target(target, tta, source, progress=True)
-        test = data.load_split("test", source)  # the decoded cache: well under a second
     except data.DataSourceError as e:
         raise gr.Error(f"No CIFAR-10 data to evaluate on. {e}") from None
     except (weights.WeightsError, FileNotFoundError, ValueError) as e:
         raise gr.Error(str(e)) from None
-    seconds = time.perf_counter() - t0
+    return target, source, res, cached, time.perf_counter() - t0
+
+
+def _present(target, source, res, cached, seconds) -> tuple:
+    test = data.load_split("test", source)  # the decoded cache: well under a second
     title = target.label
     return (
         summary_markdown(target, res, source, cached, seconds),
@@ -125,6 +240,77 @@ def run_evaluation(choice: str, tta: str = "none", progress=gr.Progress(track_tq
     )
 
 
+def run_evaluation(choice: str, tta: str = "none", progress=gr.Progress(track_tqdm=True)):
+    """(summary, confusion counts, confusion normalised, per-class bars, table, gallery, reliability)."""
+    return _present(*_score(choice, tta))
+
+
+def evaluate_with_drilldown(choice: str, tta: str = "none", progress=gr.Progress(track_tqdm=True)):
+    """run_evaluation's outputs, then the drill-down's: (state, heat map, true class, predicted
+    class, page, heading, cell gallery, shown indices, comparison), opened on the most frequent
+    confusion (or the first class's diagonal if there is none)."""
+    scored = _score(choice, tta)
+    target, source, res = scored[:3]
+    state = {"target": target, "source": source, "result": res}
+    i, j = evaluate.most_confused(res.confusion) or (0, 0)
+    return (*_present(*scored), state, heatmap(res.confusion), CLASSES[i], CLASSES[j],
+            *show_cell(state, CLASSES[i], CLASSES[j], 1))
+
+
+def _plural(cls: str) -> str:
+    return cls if cls == "deer" else cls + "s"
+
+
+def cell_heading(res: evaluate.EvalResult, t: int, p: int, pg: evaluate.Page) -> str:
+    """What the cell means, and which of its images this page shows."""
+    cls = _plural(CLASSES[t])
+    what = (f"**{cls} it gets right**" if t == p else f"**{cls} it takes for {_plural(CLASSES[p])}**")
+    share = f"{pg.total:,} of the {res.support[t]:,} test {cls}"
+    if pg.total == 0:
+        return f"{what}: none ({share}). Pick another cell."
+    shown = (f"images {pg.start + 1}-{pg.start + len(pg.items)} of {pg.total:,} in "
+             f"{CLASSES[t]} → {CLASSES[p]}, most confident first")
+    if pg.pages > 1:
+        shown = f"page {pg.number + 1} of {pg.pages}: {shown}"
+    return f"{what}: {share}. Showing {shown}. Click one to compare every model."
+
+
+def show_cell(state: dict | None, true_cls: str | None, pred_cls: str | None, page_number=1):
+    """(page number, heading, gallery [(image, caption)], the gallery's test indices, comparison)."""
+    if not state or true_cls not in CLASSES or pred_cls not in CLASSES:
+        return 1, "Press **Evaluate** first, then click a cell of the matrix.", [], [], ""
+    res, t, p = state["result"], CLASSES.index(true_cls), CLASSES.index(pred_cls)
+    pg = evaluate.page(evaluate.cell_indices(res, t, p), int(page_number or 1) - 1, CELL_PAGE)
+    test = data.load_split("test", state["source"])
+    items = []
+    for i in pg.items:
+        conf = "" if res.confidences is None else f"{res.confidences[i]:.0%} "
+        items.append((augment.upscale_nearest(test.images[i].permute(1, 2, 0).numpy(), CELL_SCALE),
+                      f"{conf}#{i}"))
+    return pg.number + 1, cell_heading(res, t, p, pg), items, pg.items, ""
+
+
+def cell_clicked(state: dict | None, true_cls, pred_cls, evt: gr.SelectData):
+    """A click on the heat map at [row, column]: row = true class, column 1 + predicted class
+    (column 0 names the rows; a click there keeps the predicted class)."""
+    row, col = evt.index
+    true_cls = CLASSES[row]
+    pred_cls = CLASSES[col - 1] if col >= 1 else pred_cls
+    return (true_cls, pred_cls, *show_cell(state, true_cls, pred_cls, 1))
+
+
+def previous_page(state, true_cls, pred_cls, page_number):
+    return show_cell(state, true_cls, pred_cls, int(page_number or 1) - 1)
+
+
+def next_page(state, true_cls, pred_cls, page_number):
+    return show_cell(state, true_cls, pred_cls, int(page_number or 1) + 1)
+
+
+def image_clicked(state: dict | None, shown: list[int], evt: gr.SelectData) -> str:
+    if not state or not shown or not 0 <= evt.index < len(shown):
+        return ""
+    return comparison(state, shown[evt.index])
 # ----------------------------------------------------------------------------- layout
 
 def build() -> None:
@@ -157,8 +343,40 @@ def build() -> None:
         gallery = gr.Gallery(label="The most confident mistakes: true class → predicted (confidence)",
                              columns=6, height="auto", object_fit="contain", allow_preview=True)
 
+        gr.Markdown("### Look inside the confusion matrix\nClick a cell (or pick its two classes) to see "
+                    "its test images, each captioned with the model's confidence and its index in the test "
+                    "set; click one of those to see what every model makes of it. The diagonal shows what "
+                    "the model gets right.")
+        drill, shown = gr.State(None), gr.State([])
+        with gr.Row():
+            heat = gr.Dataframe(label="Test images per cell: rows the true class, columns the predicted one",
+                                interactive=False, max_height=520, scale=4, elem_id="eval-heatmap")
+            with gr.Column(scale=1, min_width=200):
+                true_cls = gr.Dropdown(list(CLASSES), value=None, label="True class")
+                pred_cls = gr.Dropdown(list(CLASSES), value=None, label="Predicted class")
+                page_no = gr.Number(1, label="Page", precision=0, minimum=1)
+                with gr.Row():
+                    prev = gr.Button("◀ Previous", size="sm")
+                    nxt = gr.Button("Next ▶", size="sm")
+        cell_md = gr.Markdown("Press **Evaluate** first, then click a cell of the matrix.")
+        # height "max-content": Gradio's "auto" keeps a 450 px minimum, mostly empty for a small cell.
+        # No floating label: it would cover the first row of thumbnails (the heading above says it all).
+        cell_gallery = gr.Gallery(label="The cell's test images", show_label=False, columns=10,
+                                  height="max-content", object_fit="contain", allow_preview=False,
+                                  fit_columns=False, format="png", elem_id="cell-gallery")
+        compare = gr.HTML("", css_template=_CSS, apply_default_css=False, elem_id="cell-compare")
+
     outputs = [summary, cm_counts, cm_norm, per_class, table, gallery, reliability]
-    go.click(run_evaluation, [choice, tta], outputs)
+    cell_out = [page_no, cell_md, cell_gallery, shown, compare]
+    go.click(evaluate_with_drilldown, [choice, tta], outputs + [drill, heat, true_cls, pred_cls] + cell_out)
+    heat.select(cell_clicked, [drill, true_cls, pred_cls], [true_cls, pred_cls] + cell_out)
+    cell_in = [drill, true_cls, pred_cls]
+    true_cls.input(show_cell, cell_in, cell_out)
+    pred_cls.input(show_cell, cell_in, cell_out)
+    page_no.submit(show_cell, cell_in + [page_no], cell_out)
+    prev.click(previous_page, cell_in + [page_no], cell_out)
+    nxt.click(next_page, cell_in + [page_no], cell_out)
+    cell_gallery.select(image_clicked, [drill, shown], compare)
     refresh.click(refresh_choices, choice, choice)
     # The list follows the Train tab: opening this tab picks up runs that finished meanwhile.
     tab.select(refresh_choices, choice, choice)

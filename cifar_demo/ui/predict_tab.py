@@ -112,16 +112,11 @@ def _upload(value: str | dict | None) -> str | bytes | None:
 def _cams(image32: np.ndarray, preds: list[predict.Prediction]) -> list[tuple[np.ndarray, str]]:
     """One overlay per model with weights, explaining that model's own top class."""
     out = []
-    for p in preds:
-        if p.error is not None:
-            continue
-        model, _ = predict.load_model(p.model)
-        spec = zoo.get_spec(p.model)
-        cls, prob = p.top(1)[0]
-        cam = gradcam.gradcam(model, image32, CLASSES.index(cls), mean=spec.mean, std=spec.std)
+    for e in gradcam.explain_predictions(image32, preds):
+        cls, prob = e.top(1)[0]
         # An all-zero map (uniformly blue) means no region argued for the class: say so.
-        note = "" if cam.any() else " (no evidence)"
-        out.append((gradcam.overlay(image32, cam, SCALE), f"{p.model}: {cls} {prob:.0%}{note}"))
+        note = "" if e.has_evidence else " (no evidence)"
+        out.append((gradcam.overlay(image32, e.cam, SCALE), f"{e.model}: {cls} {prob:.0%}{note}"))
     return out
 
 
