@@ -109,12 +109,13 @@ def export_download(run_id: str | Path, runs_dir=None, dest: str | Path | None =
 
 def push_run(run_id: str | Path, repo: str, *, token: str | None = None, runs_dir=None,
              private: bool = False, dtype: str = "float32", data: str | None = None, device=None,
-             readme: bool = True) -> weights.PushResult:
+             readme: bool = True, folder: str = "") -> weights.PushResult:
     """Export the run into a temporary folder and push <model>.safetensors + <model>.json (and a
     README.md page) to the Hugging Face Hub repo `repo` (created if missing) in one commit.
 
     token: default HF_TOKEN, else the saved `hf auth login` token; it never appears in a message.
     The repo id and the token are checked before the (slow) export, so a mistake costs nothing.
+    folder: a sub-folder of the repo (see weights.push_files).
     """
     from .weights import hub
 
@@ -124,4 +125,5 @@ def push_run(run_id: str | Path, repo: str, *, token: str | None = None, runs_di
         weights_path, card_path, _ = export_run(run_id, runs_dir=runs_dir, out_dir=tmp, dtype=dtype,
                                                 data=data, device=device)
         return weights.push_files(weights_path, card_path, repo, token=token, private=private,
-                                  readme=readme, commit_message=f"cifar-demo push: run {Path(run_id).name}")
+                                  readme=readme, commit_message=f"cifar-demo push: run {Path(run_id).name}",
+                                  folder=folder)

@@ -47,7 +47,8 @@ class FakeHub:
     def upload_folder(self, *, repo_id, folder_path, commit_message=None, repo_type=None, allow_patterns=None,
                       **kw):
         self.calls.append(("upload_folder", repo_id, dict(commit_message=commit_message, repo_type=repo_type,
-                                                          allow_patterns=allow_patterns)))
+                                                          allow_patterns=allow_patterns,
+                                                          path_in_repo=kw.get("path_in_repo"))))
         if FakeHub.fail_with:
             raise FakeHub.fail_with
         # The folder is a temp one: keep what it held when the upload ran.
@@ -90,6 +91,21 @@ def test_a_readme_the_user_wrote_is_kept_and_ours_is_refreshed(tmp_path, fake_hu
     assert W.push_files(w, c, "alice/x").files[-1] == "README.md"
     assert W.push_files(w, c, "alice/x", readme=False).files == ["tiny.safetensors", "tiny.json"]
     assert "file_exists" not in [call[0] for call in fake_hub.instances[-1].calls]
+
+
+def test_a_push_into_a_folder_never_touches_the_root_files_nor_the_readme(tmp_path, fake_hub):
+    # What a shared app does with a visitor's run: the weights at the repo's root (the ones
+    # from_hub serves) stay the Space owner's.
+    _, w, c = save_tiny(tmp_path / "pair")
+    result = W.push_files(w, c, "alice/x", folder="visitors/20261202-run")
+    [api] = fake_hub.instances
+    upload = api.calls[-1][2]
+    assert upload["path_in_repo"] == "visitors/20261202-run" and "README.md" not in upload["allow_patterns"]
+    assert "file_exists" not in [call[0] for call in api.calls]
+    assert result.files == ["visitors/20261202-run/tiny.safetensors", "visitors/20261202-run/tiny.json"]
+    for bad in ("../up", "a/../../b", "with space"):
+        with pytest.raises(W.WeightsError, match="not a folder name"):
+            W.push_files(w, c, "alice/x", folder=bad)
 
 
 def test_a_hub_error_holding_the_token_is_reported_without_it(tmp_path, fake_hub, caplog):

@@ -263,7 +263,8 @@ def push_weights(run_id: str | None, token=None) -> str:
     if not run_id:
         raise gr.Error("Pick a finished run of yours first.")
     try:
-        result = export.push_run(run_id, repo, runs_dir=_runs_dir(token), readme=False)
+        # Into visitors/<run id>/: a visitor never replaces the weights at the repo's root.
+        result = export.push_run(run_id, repo, runs_dir=_runs_dir(token), folder=f"visitors/{run_id}")
     except (FileNotFoundError, data.DataSourceError, weights.WeightsError, ValueError) as e:
         raise gr.Error(str(e)) from None
     return f"Pushed {', '.join(result.files)} to [{result.repo}]({result.url})."

@@ -155,14 +155,20 @@ class PushResult:
 
 def push_files(weights_path: str | os.PathLike, card_path: str | os.PathLike, repo: str, *,
                token: str | None = None, private: bool = False, readme: bool = True,
-               commit_message: str | None = None) -> PushResult:
+               commit_message: str | None = None, folder: str = "") -> PushResult:
     """Upload a weights file and its card (named <model>.safetensors / <model>.json in the repo,
     as from_hub looks for them) in one commit, creating the repo if needed.
 
     readme: also write README.md, unless the repo has one that `push` did not write.
+    folder: a sub-folder of the repo to write into (e.g. a shared app's visitors/<run id>), so that
+    the files at the repo's root, which from_hub serves, are never replaced; no README then.
     Any failure is a WeightsError whose message never contains the token.
     """
     check_repo_id(repo)
+    folder = folder.strip("/")
+    if folder and (not re.fullmatch(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*", folder) or ".." in folder.split("/")):
+        raise WeightsError(f"not a folder name for the Hub repo: {folder!r}")
+    readme = readme and not folder
     card = ModelCard.load(card_path)
     token = resolve_token(token)
     try:
@@ -189,11 +195,11 @@ def push_files(weights_path: str | os.PathLike, card_path: str | os.PathLike, re
             step = f"uploading to {repo}"
             api.upload_folder(repo_id=repo, folder_path=str(staging), repo_type="model",
                               commit_message=commit_message or f"cifar-demo push: {card.model}",
-                              allow_patterns=files)
+                              allow_patterns=files, path_in_repo=folder or None)
     except Exception as e:  # HTTP, auth, network: one message, scrubbed, without the chained traceback
         raise WeightsError(f"push to the Hugging Face Hub failed while {step}: {type(e).__name__}: "
                            f"{scrub(str(e), token)}") from None
-    return PushResult(repo=repo, url=url, files=files, card=card)
+    return PushResult(repo=repo, url=url, files=[f"{folder}/{f}" if folder else f for f in files], card=card)
 
 
 def _may_write_readme(api, repo: str) -> bool:
