@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import augment_tab, evaluate_tab, predict_tab, robustness_tab, train_tab, zoo_tab
+from . import augment_tab, compare_tab, evaluate_tab, predict_tab, robustness_tab, train_tab, zoo_tab
 
 TITLE = "cifar-demo: CIFAR-10 in the browser"
 MAX_FILE_SIZE = "10mb"
@@ -26,6 +26,7 @@ def build_app() -> gr.Blocks:
         with gr.Tabs():
             predict_tab.build()
             train_tab.build()
+            compare_tab.build()
             evaluate_tab.build()
             augment_tab.build()
             robustness_tab.build()
