@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 from cifar_demo import compare, jobs
 from cifar_demo.train import TrainConfig
 from cifar_demo.ui import compare_tab
+from cifar_demo.ui.common import owner_of
 
 from .test_compare import FakeChild
 from .test_train import MODEL, write_imagefolder
@@ -146,9 +147,21 @@ def test_a_reopened_page_after_a_restart_shows_the_study_as_interrupted(app_env)
     assert "interrupted (0 of 4 runs done)" in status and isinstance(figure, Figure)
 
 
-def test_public_mode_refuses_a_study_with_a_reason(app_env, monkeypatch):
+def test_in_public_mode_a_study_belongs_to_its_visitor(app_env, monkeypatch):
     manager, children = app_env
     monkeypatch.setattr(manager, "public", True)
-    with pytest.raises(gr.Error, match="locally"):
+    alice, bob = "a" * 40, "b" * 40
+    with pytest.raises(gr.Error, match="no visitor token"):
         compare_tab.start(*form())
-    assert children == []
+    compare_tab.start(*form(), alice)
+    owner = owner_of(alice)
+    assert jobs.wait_for(lambda: len(children) == 1, timeout=10)
+    assert manager.snapshot(children[0].run_id).owner == owner
+    study = compare.latest_study(manager.runs_dir_for(owner))
+    assert study.path.parent == manager.runs_dir / "visitors" / owner / ".studies"
+    assert study.id in compare_tab.tick(None, alice)[0]
+    assert "No study yet" in compare_tab.tick(None, bob)[0] and compare_tab.stop(bob) == "No study is going."
+    assert "Stopping" in compare_tab.stop(alice)
+    assert jobs.wait_for(lambda: children[0].code is not None, timeout=10)   # SIGTERM reached the run
+    manager.poll()
+    assert jobs.wait_for(lambda: compare.active(owner) is None, timeout=10)

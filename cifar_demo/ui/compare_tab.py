@@ -13,7 +13,7 @@ import html
 import gradio as gr
 
 from .. import compare, data, jobs, plots_compare, train, zoo
-from .common import data_status
+from .common import data_status, owner_of
 
 TICK_SECONDS = 2
 DEFAULT_MODEL = "simple_cnn"
@@ -41,13 +41,12 @@ figures dishonest. Rule: {compare.RULE}."""
 # ----------------------------------------------------------------------------- start / stop
 
 def _owner(token=None) -> str:
-    """The study's owner in the job queue. Local mode: the one local user. Public mode needs the
-    visitor's token to own runs (as the Train tab does); until this tab gets it, studies are
-    refused there rather than run under someone else's name."""
-    if not jobs.manager().public:
-        return jobs.LOCAL
-    raise gr.Error("Comparing recipes is available when the app runs locally (python app.py); "
-                   "on the shared app, train single runs in the Train tab.")
+    """The study's owner in the job queue (ui.common.owner_of): the local user, or in public mode
+    the visitor, whose studies and runs live in its own folder as its Train tab runs do."""
+    owner = owner_of(token)
+    if owner is None:
+        raise gr.Error("This page has no visitor token yet: reload it.")
+    return owner
 
 
 def start(model: str, seeds, epochs, train_limit, val_size, aug_a: str, mix_a: str, ls_a,
@@ -156,7 +155,8 @@ def tick(last_seen=None, token=None):
     Reads the newest study from disk (so a reopened page or a restarted app shows it); the
     figure and the table are redrawn only when a run reached a new epoch or ended."""
     manager = jobs.manager()
-    study = compare.latest_study(manager.runs_dir) if not manager.public else None
+    owner = owner_of(token)
+    study = compare.latest_study(manager.runs_dir_for(owner)) if owner is not None else None
     summary = compare.summarize(study) if study is not None else None
     seen = _seen_key(study, summary)
     if study is None:
@@ -179,7 +179,8 @@ def _recipe_form(recipe: compare.Recipe, title: str):
     return [aug, mix, ls]
 
 
-def build() -> None:
+def build(visitor: gr.BrowserState | None = None) -> None:
+    """The tab; `visitor` is the page's token (ui.build_app makes it), None for a local-only page."""
     names = zoo.names()
     model0 = DEFAULT_MODEL if DEFAULT_MODEL in names else names[0]
     b = compare.Budget()
@@ -206,11 +207,15 @@ def build() -> None:
         seen = gr.State(None)
         timer = gr.Timer(TICK_SECONDS)
 
-    watch = dict(fn=tick, inputs=seen, outputs=[status, plot, table, seen], show_progress="hidden")
-    start_btn.click(start, [model, seeds, epochs, train_limit, val_size, *form_a, *form_b], message,
+    token = [visitor] if visitor is not None else []
+    # Ticks only read small files (the study, the runs' metrics): no concurrency limit.
+    watch = dict(fn=tick, inputs=[seen, *token], outputs=[status, plot, table, seen], show_progress="hidden",
+                 concurrency_limit=None)
+    start_btn.click(start, [model, seeds, epochs, train_limit, val_size, *form_a, *form_b, *token], message,
                     show_progress="hidden").success(**watch)
-    stop_btn.click(stop, None, message).then(**watch)
+    stop_btn.click(stop, token, message).then(**watch)
     timer.tick(**watch)
-    # Page load (triggers=None): which dataset the runs read, and the newest study.
+    # Page load (triggers=None): which dataset the runs read, and the newest study (of the local
+    # user; a visitor's shows at the first timer tick, which has its token).
     gr.on(None, data_status, None, data_md)
     gr.on(None, tick, None, watch["outputs"], show_progress="hidden")
