@@ -1,0 +1,399 @@
+"""Many visitors at once: /predict under load and the cost of open Train tabs, on the real app.
+
+    python bench/load.py [--visitors 20] [--tabs 20] [--seconds 60] [--calls 600] [--data DIR]
+
+Starts `python app.py --public` on 127.0.0.1 in a subprocess with its own temporary runs and
+cache folders, and presses Start on the Train tab in headless Chromium as a visitor does (the
+`demo` preset the tab offers first). While that run trains, four phases of --seconds each:
+
+  quiet     nobody on the page: the training run's images/s alone
+  tabs      --tabs browser contexts (one visitor each) on the Train tab, ticking every 2 s
+  quiet     nobody again (the two quiet phases bracket the tabs against drift)
+  visitors  --visitors gradio_client visitors calling /predict with a real photo in a loop
+            (at most --calls calls in all): answered / failed, median and p95 latency
+
+Images/s: from the run's metrics.jsonl step events (an evaluation between two is left out).
+Cores used: /proc/<pid>/stat of the app's server, its training child, the browsers and this
+script, and /proc/stat. The browsers share the server's cores, so the tabs' slow-down is an
+upper bound. Every wait is bounded; the app, its child and the browsers end on exit or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+CHROMIUM = "/usr/bin/chromium"
+# tests/test_e2e_app.py's flags, plus: never slow the timers of pages that are not in front
+# (twenty contexts are twenty windows; a throttled tab would make the tabs look cheaper).
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+        "--disable-backgrounding-occluded-windows"]
+TICK_URL = "/queue/join"             # every Gradio event a page sends, ticks included
+CURVES_PNG = "cifar-demo-pictures-"  # ui/common.cached_png's folder: the curves a tab fetches
+CALL_TIMEOUT = 60     # seconds: a /predict call not answered by then failed
+START_TIMEOUT = 1200  # seconds for the app to answer, and for the run to step (data decode included)
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds user+system of all its threads) from /proc/<pid>/stat."""
+    with contextlib.suppress(OSError):
+        text = Path(f"/proc/{pid}/stat").read_text()
+        fields = text[text.rindex(")") + 2:].split()   # after "pid (comm) ": state is field 0
+        return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLK
+    return None
+
+
+def descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for pid in (int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit()):
+        if (st := proc_stat(pid)) is not None:
+            children.setdefault(st[0], []).append(pid)
+    out, todo = [], [root]
+    while todo:
+        todo.extend(kids := children.get(todo.pop(), []))
+        out.extend(kids)
+    return out
+
+
+def cmdline(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    return ""
+
+
+def cpu_sample(app_pid: int) -> dict[str, float]:
+    """CPU seconds so far of: the app's server, its training child, the browsers, this script, all."""
+    app_kids, mine = descendants(app_pid), descendants(os.getpid())
+
+    def total(pids: list[int]) -> float:
+        return sum(st[1] for st in map(proc_stat, pids) if st is not None)
+
+    # The machine: busy = all but idle and iowait (fields 4, 5); guest time is already in user.
+    v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return {"server": total([app_pid]),
+            "training": total([p for p in app_kids if "cifar_demo train" in cmdline(p)]),
+            "browsers": total([p for p in mine if "chrom" in cmdline(p).split(" ", 1)[0]]),
+            "bench": total([os.getpid()]), "machine": (sum(v) - v[3] - v[4]) / CLK}
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def start_app(tmp: Path, data_dir: str) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:   # a free port
+        port = s.bind(("127.0.0.1", 0)) or s.getsockname()[1]
+    env = dict(os.environ, CIFAR_DEMO_RUNS=str(tmp / "runs"), CIFAR_DEMO_CACHE=str(tmp / "cache"),
+               CIFAR_DEMO_DATA=data_dir, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1",
+               PYTHONUNBUFFERED="1")
+    with open(tmp / "app.log", "wb") as log:
+        # Its own process group: stopping it also ends the training child it spawned.
+        proc = subprocess.Popen([sys.executable, "app.py", "--public", "--host", "127.0.0.1", "--port", str(port)],
+                                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, f"http://127.0.0.1:{port}/"
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as r:
+            if r.status == 200:
+                return
+        time.sleep(0.3)
+    raise RuntimeError(f"the app did not answer at {url} within {timeout:.0f} s (exit code {proc.poll()})")
+
+
+def stop_app(proc: subprocess.Popen) -> None:
+    """SIGTERM to the app's group (the app and its training child), then SIGKILL to what is left."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+
+
+class Tail(threading.Thread):
+    """Follows a run's metrics.jsonl: every event with the monotonic time it was seen."""
+
+    def __init__(self, path: Path):
+        super().__init__(daemon=True)
+        self.path, self.events, self.stop = path, [], threading.Event()
+
+    def run(self) -> None:
+        pos, buf = 0, ""
+        while not self.stop.wait(0.2):
+            with contextlib.suppress(FileNotFoundError), open(self.path) as f:
+                f.seek(pos)
+                buf, pos = buf + f.read(), f.tell()
+            *lines, buf = buf.split("\n")   # a line still being written stays in buf
+            now = time.monotonic()
+            self.events += [(now, json.loads(line)) for line in lines if line.strip()]
+
+    def kinds(self, kind: str) -> list[dict]:
+        return [e for _, e in self.events if e.get("kind") == kind]
+
+
+def training_rate(events: list[tuple[float, dict]], t0: float, t1: float) -> tuple[float | None, int]:
+    """(images/s, steps) between the step events seen in [t0, t1]. A step event's images_per_s x
+    elapsed_s is the images trained so far in the session, so differences count the images
+    between two events exactly; a pair with an epoch event (an evaluation) between is left out."""
+    images = seconds = 0.0
+    steps, prev = 0, None
+    for t, e in events:
+        if e.get("kind") == "epoch":
+            prev = None
+        elif e.get("kind") == "step":
+            if prev is not None and t0 <= prev[0] and t <= t1:
+                images += e["images_per_s"] * e["elapsed_s"] - prev[1]["images_per_s"] * prev[1]["elapsed_s"]
+                seconds += e["elapsed_s"] - prev[1]["elapsed_s"]
+                steps += e["step"] - prev[1]["step"]
+            prev = (t, e)
+    return (images / seconds if seconds > 0 else None), steps
+
+
+def press_start(browser, url: str, runs: Path, timeout: float, batch: int | None, precision: str | None) -> Path:
+    """A visitor's page presses Start on the Train tab (after changing the batch size and the
+    precision in the form, when asked); returns the run's metrics.jsonl."""
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = ctx.new_page()
+        page.set_default_timeout(timeout * 1000)
+        page.goto(url)
+        page.get_by_role("tab", name="Train", exact=True).click()
+        if batch:
+            page.get_by_label("Batch size", exact=True).filter(visible=True).fill(str(batch))
+        if precision:
+            page.get_by_label("Precision", exact=True).filter(visible=True).click()
+            page.get_by_role("option", name=precision, exact=True).click()
+        started = page.get_by_text(re.compile(r"Started run `?[\w.-]+`?")).filter(visible=True).first
+        deadline = time.monotonic() + timeout
+        while True:   # the page's visitor token comes with the load event: press again until it is there
+            page.get_by_role("button", name="Start", exact=True).click()
+            with contextlib.suppress(Exception):
+                started.wait_for(timeout=10_000)
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("Start did not start a run; the page says:\n" + page.inner_text("body")[-2000:])
+        run_id = re.search(r"Started run `?([\w.-]+?)`?:", started.inner_text()).group(1)
+    finally:
+        ctx.close()   # the first quiet phase has no tab open
+    # The app wrote .<run id>.config.json into the visitor's folder when it queued the run.
+    queued = next(runs.rglob(f".{run_id}.config.json"), None)
+    if queued is None:
+        raise RuntimeError(f"run {run_id} started but its folder is not under {runs}")
+    return queued.parent / run_id / "metrics.jsonl"
+
+
+def tabs_phase(browser, url: str, args, run) -> dict:
+    """--tabs contexts (visitors) on the Train tab, ticking for a phase; their events and curve PNGs."""
+    seen = {"events": 0, "pngs": 0, "distinct": set()}
+
+    def on_request(req) -> None:
+        if TICK_URL in req.url:
+            seen["events"] += 1
+        elif CURVES_PNG in req.url:
+            seen["pngs"] += 1
+            seen["distinct"].add(req.url.split(CURVES_PNG, 1)[1])
+
+    t = time.monotonic()
+    contexts = [browser.new_context(viewport={"width": 1200, "height": 900}) for _ in range(args.tabs)]
+    pages = [ctx.new_page() for ctx in contexts]
+    for page in pages:   # start every load first, then wait: the pages load side by side
+        page.set_default_timeout(180_000)
+        page.goto(url, wait_until="commit")
+    for page in pages:
+        page.get_by_role("tab", name="Train", exact=True).click()
+        page.locator("#train-curves img").wait_for()
+        page.on("request", on_request)
+    opened = time.monotonic() - t
+
+    def ticking() -> dict:   # the phase starts once every tab is open (loading is not ticking)
+        before = dict(seen, distinct=set(seen["distinct"]))
+        pages[0].wait_for_timeout(args.seconds * 1000)   # not time.sleep: Playwright's events must flow
+        return {"events": seen["events"] - before["events"], "pngs": seen["pngs"] - before["pngs"],
+                "distinct": len(seen["distinct"] - before["distinct"])}
+
+    rec = run(f"tabs x{args.tabs}", ticking)
+    for ctx in contexts:
+        ctx.close()
+    if rec:
+        print(f"  the {args.tabs} tabs opened in {opened:.0f} s; in the phase they sent {rec['events']} events "
+              f"({rec['events'] / rec['seconds']:.1f}/s), fetched {rec['pngs']} curve PNGs ({rec['distinct']} distinct)")
+    return rec
+
+
+def visitors(url: str, photo: Path, args, downloads: Path) -> dict:
+    """--visitors gradio_client visitors calling /predict in a loop until --seconds or --calls:
+    latencies of the answered calls, errors of the failed ones, the seconds calls were sent for."""
+    from gradio_client import Client, handle_file
+
+    clients = [Client(url, verbose=False, analytics_enabled=False, download_files=str(downloads))
+               for _ in range(args.visitors)]
+    lock, out, sent = threading.Lock(), {"latencies": [], "errors": []}, [0]
+    t0 = time.monotonic()
+    deadline = t0 + args.seconds
+
+    def visitor(client) -> None:
+        while time.monotonic() < deadline:
+            with lock:
+                if sent[0] >= args.calls:
+                    return
+                sent[0] += 1
+            t = time.perf_counter()
+            job = client.submit(handle_file(str(photo)), False, api_name="/predict")
+            try:
+                if not job.result(timeout=CALL_TIMEOUT)[-1]:
+                    raise ValueError("an answer without predictions")
+                out["latencies"].append(time.perf_counter() - t)   # list.append is atomic
+            except Exception as e:  # a failed call is a figure, not the end of the bench
+                job.cancel()
+                out["errors"].append(f"{type(e).__name__}: {e}"[:200])
+
+    with ThreadPoolExecutor(args.visitors) as pool:   # each loop ends by the deadline + one call's timeout
+        list(pool.map(visitor, clients))
+    out["sending"] = min(time.monotonic(), deadline) - t0
+    for c in clients:
+        c.close()
+    return out
+
+
+def run_phase(name: str, body, app_pid: int, tail: Tail, phases: list[dict]) -> dict:
+    """body() (one phase) between two CPU samples; the run's images/s in it; one printed line."""
+    if tail.kinds("end"):
+        print(f"phase {name}: skipped, the run has ended")
+        return {}
+    c0, t0, la0 = cpu_sample(app_pid), time.monotonic(), loadavg()
+    extra = body() or {}
+    c1, t1 = cpu_sample(app_pid), time.monotonic()
+    rate, steps = training_rate(tail.events, t0, t1)
+    cores = {k: (c1[k] - c0[k]) / (t1 - t0) for k in c0}
+    phases.append(rec := {"name": name, "seconds": t1 - t0, "rate": rate, "steps": steps, "cores": cores, **extra})
+    print(f"phase {name:11s} {t1 - t0:4.0f} s: training {rate or 0:5.0f} img/s over {steps} steps; cores used: "
+          f"server {cores['server']:.2f}, training {cores['training']:.2f}, browsers {cores['browsers']:.2f}, "
+          f"bench {cores['bench']:.2f}, whole machine {cores['machine']:.2f}; load {la0} -> {loadavg()}")
+    return rec
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--visitors", type=int, default=20, help="concurrent gradio_client visitors calling /predict")
+    p.add_argument("--tabs", type=int, default=20, help="browser tabs (one context each) on the Train tab")
+    p.add_argument("--seconds", type=float, default=60, help="length of each of the four phases")
+    p.add_argument("--calls", type=int, default=600, help="at most this many /predict calls in all")
+    p.add_argument("--data", default=os.environ.get("CIFAR_DEMO_DATA", str(REPO.parent / "shared/data/cifar10-jpeg")))
+    p.add_argument("--photo", type=Path, help="what the visitors send (default: matplotlib's grace_hopper.jpg)")
+    p.add_argument("--batch-size", type=int, help="changed in the form before Start (default: the preset's)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"),
+                   help="chosen in the form before Start (default: the preset's; bf16 is slow without bf16 units)")
+    args = p.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)   # lines show up as they happen, also in a file
+
+    import matplotlib
+    import torch
+    from playwright.sync_api import sync_playwright
+
+    from cifar_demo import hardware
+
+    photo = args.photo or Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    if not photo.is_file():
+        sys.exit(f"no photo at {photo}; pass --photo FILE")
+    hw = hardware.hardware_info()
+    # Small products: machine_line()'s 2048 bf16 one takes minutes on a CPU without bf16 units.
+    print(f"machine: {hw['cpu']}, {hw['cores']} cores, gpu {hw['gpu']}; torch {torch.__version__}; matmul peak "
+          f"fp32 {hardware.matmul_peak_gflops(1024, torch.float32):.0f} GFLOP/s, "
+          f"bf16 {hardware.matmul_peak_gflops(512, torch.bfloat16, repeats=3):.1f} GFLOP/s")
+    print(f"photo: {photo} ({photo.stat().st_size:,} bytes); data: {args.data}; load average: {loadavg()}")
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)   # a SIGTERM cleans up as Ctrl-C does
+    tmp = Path(tempfile.mkdtemp(prefix="cifar-demo-load-"))
+    app, url = start_app(tmp, args.data)
+    tail, phases = None, []
+    try:
+        t = time.monotonic()
+        wait_until_up(url, app, START_TIMEOUT)
+        print(f"app (public mode) up at {url} in {time.monotonic() - t:.0f} s, pid {app.pid}")
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            metrics = press_start(browser, url, tmp / "runs", 180, args.batch_size, args.precision)
+            tail = Tail(metrics)
+            tail.start()
+            deadline = time.monotonic() + START_TIMEOUT
+            while len(tail.kinds("step")) < 2:   # data decoded, whitening done: it is training
+                if time.monotonic() > deadline or tail.kinds("end") or app.poll() is not None:
+                    raise RuntimeError(f"the run took no steps; see {metrics.parent}")
+                time.sleep(0.5)
+            cfg = json.loads((metrics.parent / "config.json").read_text())
+            print(f"training run {metrics.parent.name} ({cfg['preset']} preset: {cfg['model']}, batch "
+                  f"{cfg['batch_size']}, {cfg['epochs']} epochs, precision {cfg['precision']}) is stepping, "
+                  f"{time.monotonic() - t:.0f} s after the app was started")
+
+            def run(name, body):
+                return run_phase(name, body, app.pid, tail, phases)
+
+            run("quiet", lambda: time.sleep(args.seconds))
+            tabs = tabs_phase(browser, url, args, run)
+            run("quiet", lambda: time.sleep(args.seconds))
+            vis = run(f"visitors x{args.visitors}", lambda: visitors(url, photo, args, tmp / "downloads"))
+            browser.close()
+        report(phases, tabs, vis, args)
+    except KeyboardInterrupt:
+        print("interrupted: cleaning up")
+        raise SystemExit(130) from None
+    finally:
+        if tail is not None:
+            tail.stop.set()
+        failed = app.poll() is not None
+        stop_app(app)
+        if failed:
+            print((tmp / "app.log").read_text(errors="replace")[-3000:])
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report(phases: list[dict], tabs: dict, vis: dict, args) -> None:
+    print("\nsummary (the browsers and the visitors run on the same 2 cores as the app: upper bounds)")
+    quiet = [r for r in phases if r["name"] == "quiet" and r.get("rate")]
+    base = statistics.mean(r["rate"] for r in quiet) if quiet else None
+    if base:
+        print(f"  training alone: {' and '.join(str(round(r['rate'])) for r in quiet)} img/s (before and after the "
+              f"tabs), mean {base:.0f}; server {statistics.mean(r['cores']['server'] for r in quiet):.2f} cores")
+    for rec, what in ((tabs, f"{args.tabs} tabs ticking"), (vis, f"{args.visitors} visitors on /predict")):
+        if base and rec and rec.get("rate"):
+            ratio = rec["rate"] / base
+            print(f"  with {what}: {rec['rate']:.0f} img/s = {ratio:.2f} x alone (slowed {100 * (1 - ratio):.0f}%; "
+                  f"target for the tabs: <= 15%); server {rec['cores']['server']:.2f} cores, "
+                  f"browsers {rec['cores']['browsers']:.2f}, bench {rec['cores']['bench']:.2f}")
+    if vis:
+        lat, err = vis["latencies"], vis["errors"]
+        p95 = sorted(lat)[round(0.95 * (len(lat) - 1))] if lat else 0   # the nearest rank
+        figures = f"; median {statistics.median(lat):.2f} s, p95 {p95:.2f} s, max {max(lat):.2f} s" if lat else ""
+        print(f"  /predict: {len(lat) + len(err)} calls from {args.visitors} visitors in {vis['sending']:.0f} s: "
+              f"{len(lat)} answered, {len(err)} failed{figures} (target: all answered, p95 <= 5 s)")
+        for e in sorted(set(err))[:5]:
+            print(f"    failed x{err.count(e)}: {e}")
+
+
+if __name__ == "__main__":
+    main()
