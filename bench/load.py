@@ -49,7 +49,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
         "--disable-backgrounding-occluded-windows"]
 TICK_URL = "/queue/join"             # every Gradio event a page sends, ticks included
-CURVES_PNG = "cifar-demo-pictures-"  # ui/common.cached_png's folder: the curves a tab fetches
+PNG_URL = re.compile(r"/file=.*\.png$")  # a picture Gradio serves: on the Train tab, the curves
 CALL_TIMEOUT = 60     # seconds: a /predict call not answered by then failed
 START_TIMEOUT = 1200  # seconds for the app to answer, and for the run to step (data decode included)
 CLK = os.sysconf("SC_CLK_TCK")
@@ -214,20 +214,23 @@ def tabs_phase(browser, url: str, args, run) -> dict:
     def on_request(req) -> None:
         if TICK_URL in req.url:
             seen["events"] += 1
-        elif CURVES_PNG in req.url:
+        elif PNG_URL.search(req.url):
             seen["pngs"] += 1
-            seen["distinct"].add(req.url.split(CURVES_PNG, 1)[1])
+            seen["distinct"].add(req.url)
 
     t = time.monotonic()
     contexts = [browser.new_context(viewport={"width": 1200, "height": 900}) for _ in range(args.tabs)]
     pages = [ctx.new_page() for ctx in contexts]
-    for page in pages:   # start every load first, then wait: the pages load side by side
-        page.set_default_timeout(180_000)
-        page.goto(url, wait_until="commit")
-    for page in pages:
+    for page in pages:   # one after the other: twenty pages loading at once starve the 2 cores
+        page.set_default_timeout(300_000)
+        page.goto(url)
         page.get_by_role("tab", name="Train", exact=True).click()
-        page.locator("#train-curves img").wait_for()
         page.on("request", on_request)
+    drawn = 0   # a slow server draws a new visitor's first curves late: counted, not fatal
+    for page in pages:
+        with contextlib.suppress(Exception):
+            page.locator("#train-curves img").wait_for(timeout=max(1.0, t + 600 - time.monotonic()) * 1000)
+            drawn += 1
     opened = time.monotonic() - t
 
     def ticking() -> dict:   # the phase starts once every tab is open (loading is not ticking)
@@ -240,8 +243,9 @@ def tabs_phase(browser, url: str, args, run) -> dict:
     for ctx in contexts:
         ctx.close()
     if rec:
-        print(f"  the {args.tabs} tabs opened in {opened:.0f} s; in the phase they sent {rec['events']} events "
-              f"({rec['events'] / rec['seconds']:.1f}/s), fetched {rec['pngs']} curve PNGs ({rec['distinct']} distinct)")
+        print(f"  the {args.tabs} tabs opened in {opened:.0f} s, {drawn} showing the curves; in the phase they sent "
+              f"{rec['events']} events ({rec['events'] / rec['seconds']:.1f}/s), fetched {rec['pngs']} curve PNGs "
+              f"({rec['distinct']} distinct)")
     return rec
 
 
@@ -253,8 +257,7 @@ def visitors(url: str, photo: Path, args, downloads: Path) -> dict:
     clients = [Client(url, verbose=False, analytics_enabled=False, download_files=str(downloads))
                for _ in range(args.visitors)]
     lock, out, sent = threading.Lock(), {"latencies": [], "errors": []}, [0]
-    t0 = time.monotonic()
-    deadline = t0 + args.seconds
+    deadline = (t0 := time.monotonic()) + args.seconds
 
     def visitor(client) -> None:
         while time.monotonic() < deadline:
@@ -283,15 +286,14 @@ def visitors(url: str, photo: Path, args, downloads: Path) -> dict:
 def run_phase(name: str, body, app_pid: int, tail: Tail, phases: list[dict]) -> dict:
     """body() (one phase) between two CPU samples; the run's images/s in it; one printed line."""
     if tail.kinds("end"):
-        print(f"phase {name}: skipped, the run has ended")
-        return {}
+        return print(f"phase {name}: skipped, the run has ended") or {}
     c0, t0, la0 = cpu_sample(app_pid), time.monotonic(), loadavg()
     extra = body() or {}
     c1, t1 = cpu_sample(app_pid), time.monotonic()
     rate, steps = training_rate(tail.events, t0, t1)
     cores = {k: (c1[k] - c0[k]) / (t1 - t0) for k in c0}
     phases.append(rec := {"name": name, "seconds": t1 - t0, "rate": rate, "steps": steps, "cores": cores, **extra})
-    print(f"phase {name:11s} {t1 - t0:4.0f} s: training {rate or 0:5.0f} img/s over {steps} steps; cores used: "
+    print(f"phase {name:11s} {t1 - t0:4.0f} s: training {rate or 0:5.0f} img/s over {steps} step(s); cores used: "
           f"server {cores['server']:.2f}, training {cores['training']:.2f}, browsers {cores['browsers']:.2f}, "
           f"bench {cores['bench']:.2f}, whole machine {cores['machine']:.2f}; load {la0} -> {loadavg()}")
     return rec
@@ -320,8 +322,7 @@ def main() -> None:
     photo = args.photo or Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
     if not photo.is_file():
         sys.exit(f"no photo at {photo}; pass --photo FILE")
-    hw = hardware.hardware_info()
-    # Small products: machine_line()'s 2048 bf16 one takes minutes on a CPU without bf16 units.
+    hw = hardware.hardware_info()   # small products: machine_line()'s bf16 one takes minutes without bf16 units
     print(f"machine: {hw['cpu']}, {hw['cores']} cores, gpu {hw['gpu']}; torch {torch.__version__}; matmul peak "
           f"fp32 {hardware.matmul_peak_gflops(1024, torch.float32):.0f} GFLOP/s, "
           f"bf16 {hardware.matmul_peak_gflops(512, torch.bfloat16, repeats=3):.1f} GFLOP/s")
@@ -350,9 +351,7 @@ def main() -> None:
                   f"{cfg['batch_size']}, {cfg['epochs']} epochs, precision {cfg['precision']}) is stepping, "
                   f"{time.monotonic() - t:.0f} s after the app was started")
 
-            def run(name, body):
-                return run_phase(name, body, app.pid, tail, phases)
-
+            run = lambda name, body: run_phase(name, body, app.pid, tail, phases)  # noqa: E731
             run("quiet", lambda: time.sleep(args.seconds))
             tabs = tabs_phase(browser, url, args, run)
             run("quiet", lambda: time.sleep(args.seconds))
@@ -365,9 +364,9 @@ def main() -> None:
     finally:
         if tail is not None:
             tail.stop.set()
-        failed = app.poll() is not None
+        failed = app.poll() is not None or sys.exc_info()[0] not in (None, SystemExit)
         stop_app(app)
-        if failed:
+        if failed:   # the app's side of what went wrong
             print((tmp / "app.log").read_text(errors="replace")[-3000:])
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -379,11 +378,13 @@ def report(phases: list[dict], tabs: dict, vis: dict, args) -> None:
     if base:
         print(f"  training alone: {' and '.join(str(round(r['rate'])) for r in quiet)} img/s (before and after the "
               f"tabs), mean {base:.0f}; server {statistics.mean(r['cores']['server'] for r in quiet):.2f} cores")
+    # A step can outlast a starved phase; a CPU-bound child trains in proportion to its CPU share.
+    share = statistics.mean(r["cores"]["training"] for r in quiet) if quiet else None
     for rec, what in ((tabs, f"{args.tabs} tabs ticking"), (vis, f"{args.visitors} visitors on /predict")):
-        if base and rec and rec.get("rate"):
-            ratio = rec["rate"] / base
-            print(f"  with {what}: {rec['rate']:.0f} img/s = {ratio:.2f} x alone (slowed {100 * (1 - ratio):.0f}%; "
-                  f"target for the tabs: <= 15%); server {rec['cores']['server']:.2f} cores, "
+        if base and rec:
+            steps = f"{rec['rate'] / base:.2f} x alone by its steps" if rec.get("rate") else "no two steps in it"
+            print(f"  with {what}: {steps}, {rec['cores']['training'] / share:.2f} x by the training's CPU share "
+                  f"(target for the tabs: >= 0.85 x); server {rec['cores']['server']:.2f} cores, "
                   f"browsers {rec['cores']['browsers']:.2f}, bench {rec['cores']['bench']:.2f}")
     if vis:
         lat, err = vis["latencies"], vis["errors"]
