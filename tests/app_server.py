@@ -84,9 +84,13 @@ def wait_until_up(url: str, proc: subprocess.Popen, timeout: float) -> bool:
     return False
 
 
-def start_app(tmp: Path, timeout: float = START_TIMEOUT) -> AppServer:
-    """Launch `python app.py` on a free port with its folders in `tmp`; wait for HTTP 200."""
-    data_dir, kind = make_dataset(tmp / "data")
+def start_app(tmp: Path, timeout: float = START_TIMEOUT, args: tuple[str, ...] = ()) -> AppServer:
+    """Launch `python app.py [args]` on a free port with its folders in `tmp` (made on the first
+    start, reused by a restart); wait for HTTP 200."""
+    if (tmp / "data" / "train").is_dir():
+        data_dir, kind = tmp / "data", "reused"
+    else:
+        data_dir, kind = make_dataset(tmp / "data")
     runs, log_path = tmp / "runs", tmp / "app.log"
     env = dict(os.environ, CIFAR_DEMO_RUNS=str(runs), CIFAR_DEMO_CACHE=str(tmp / "cache"),
                CIFAR_DEMO_DATA=str(data_dir), GRADIO_ANALYTICS_ENABLED="False",
@@ -94,9 +98,9 @@ def start_app(tmp: Path, timeout: float = START_TIMEOUT) -> AppServer:
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     t0 = time.monotonic()
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab") as log:
         # Own process group: the teardown also ends a training run the app started.
-        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env,
+        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *args], cwd=REPO, env=env,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = AppServer(url, proc, 0.0, data_dir, kind, runs, log_path)
     if not wait_until_up(url, proc, timeout):

@@ -92,3 +92,20 @@ def snapshot(root: Path) -> dict:
             for p in sorted(root.rglob("*"))}
 
 
+
+
+def save_random_weights(folder, names, seed: int = 0):
+    """Randomly initialised weights + cards for zoo models in `folder` (tests only: never shipped).
+    The card says 50% everywhere; the bytes differ per seed, so a new seed is a new weights file."""
+    import torch
+
+    from cifar_demo import weights, zoo
+    from cifar_demo.common import CLASSES
+
+    torch.manual_seed(seed)
+    for name in names:
+        weights.save_weights(zoo.create(name).eval(), folder, name, dataset="CIFAR-10 (JPEG export)",
+                             dataset_fingerprint="test", test_accuracy=0.5, test_accuracy_tta=None,
+                             per_class_accuracy={c: 0.5 for c in CLASSES}, train_config={},
+                             epochs=0, train_seconds=0.0)
+    return folder

@@ -128,7 +128,7 @@ def test_train_one_epoch_and_watch_it_finish(page):
     page.get_by_label("Epochs", exact=True).fill("1")
     page.get_by_label("Batch size", exact=True).fill("50")
     page.get_by_label("Validation images", exact=True).fill("100")
-    plot = page.locator(".matplotlib img").filter(visible=True)  # gr.Plot draws a Figure as an img
+    plot = page.locator("#train-curves img").filter(visible=True)  # a PNG drawn once per metrics line
     before = plot.get_attribute("src") if plot.count() else None
     page.get_by_role("button", name="Start", exact=True).click()
     visible(page, re.compile(r"Started run `?\S+`?: 1 epoch")).wait_for(timeout=60_000)

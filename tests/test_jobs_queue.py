@@ -90,6 +90,9 @@ def test_first_come_first_served_and_the_next_run_starts_by_itself(env):
     assert len(children) == 2 and b in " ".join(children[1].cmd)
     assert m.view("bob").mine and m.view("bob").snap.run_id == b and m.view("carol").position == 1
     assert m.snapshot(a).status != "running" and c not in " ".join(children[1].cmd)
+    # alice, done, sees her own result rather than bob's run; dave, new here, sees bob's run.
+    assert m.view("alice").snap.run_id == a and m.view("alice").mine
+    assert m.view("dave").snap.run_id == b and not m.view("dave").mine
 
 
 def test_one_queued_or_running_run_per_owner_and_a_capped_queue(env):

@@ -11,19 +11,14 @@ import torch
 
 from cifar_demo import data, evaluate, plots, predict, robustness, weights, zoo
 from cifar_demo.augment import corrupt
-from cifar_demo.common import CLASSES
-from tests.synthetic_data import make_imagefolder
+from tests.synthetic_data import make_imagefolder, save_random_weights
 
 MODELS = ("optimized200k", "simple_cnn")   # two of the zoo's quickest forward passes on a CPU
 FEW = ["fog", "jpeg"]
 
 
 def save_random(folder, name: str, seed: int) -> None:
-    torch.manual_seed(seed)
-    weights.save_weights(zoo.create(name).eval(), folder, name, dataset="CIFAR-10 (JPEG export)",
-                         dataset_fingerprint="test", test_accuracy=0.5, test_accuracy_tta=None,
-                         per_class_accuracy={c: 0.5 for c in CLASSES}, train_config={}, epochs=0,
-                         train_seconds=0.0)
+    save_random_weights(folder, [name], seed)
 
 
 @pytest.fixture(autouse=True)

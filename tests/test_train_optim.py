@@ -12,6 +12,7 @@ from torch import nn
 
 from cifar_demo import train as engine
 from cifar_demo.train import TrainConfig, lr_factor, make_config
+from cifar_demo.train.optim import cpu_has_bf16
 
 from .test_train import cfg
 
@@ -159,7 +160,8 @@ def test_gradient_clipping_bounds_the_step():
 
 def test_precision_choices():
     cpu = torch.device("cpu")
-    assert engine.autocast_dtype("auto", cpu) == torch.bfloat16
+    assert engine.autocast_dtype("auto", cpu) == (torch.bfloat16 if cpu_has_bf16() else None)
+    assert engine.autocast_dtype("bf16", cpu) == torch.bfloat16   # asked for: honoured, emulated or not
     assert engine.autocast_dtype("fp32", cpu) is None
     with pytest.raises(ValueError, match="bf16 on CPU"):
         engine.autocast_dtype("fp16", cpu)

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_demo import data, predict, weights, zoo
+from cifar_demo import data, predict, zoo
 from cifar_demo.common import CLASSES
 from cifar_demo.ui import predict_tab
+from tests.synthetic_data import save_random_weights
 
 WITH_WEIGHTS = ("quiz_dnn", "optimized200k")  # the two smallest zoo models
 
@@ -15,14 +16,7 @@ WITH_WEIGHTS = ("quiz_dnn", "optimized200k")  # the two smallest zoo models
 @pytest.fixture(scope="module")
 def weights_folder(tmp_path_factory):
     """Randomly initialised weights + cards for two models (test only: never shipped)."""
-    folder = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(0)
-    for name in WITH_WEIGHTS:
-        weights.save_weights(zoo.create(name).eval(), folder, name, dataset="CIFAR-10 (JPEG export)",
-                             dataset_fingerprint="test", test_accuracy=0.5, test_accuracy_tta=None,
-                             per_class_accuracy={c: 0.5 for c in CLASSES}, train_config={},
-                             epochs=0, train_seconds=0.0)
-    return folder
+    return save_random_weights(tmp_path_factory.mktemp("weights"), WITH_WEIGHTS)
 
 
 @pytest.fixture(autouse=True)

@@ -6,25 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_demo import augment, data, predict, weights, zoo
+from cifar_demo import augment, data, predict
 from cifar_demo.augment import CORRUPTIONS
-from cifar_demo.common import CLASSES
 from cifar_demo.ui import robustness_tab as tab
-from tests.synthetic_data import make_imagefolder
+from tests.synthetic_data import make_imagefolder, save_random_weights
 
 WITH_WEIGHTS = ("optimized200k", "simple_cnn")
 
 
 @pytest.fixture(scope="module")
 def weights_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(0)
-    for name in WITH_WEIGHTS:
-        weights.save_weights(zoo.create(name).eval(), folder, name, dataset="CIFAR-10 (JPEG export)",
-                             dataset_fingerprint="test", test_accuracy=0.5, test_accuracy_tta=None,
-                             per_class_accuracy={c: 0.5 for c in CLASSES}, train_config={},
-                             epochs=0, train_seconds=0.0)
-    return folder
+    return save_random_weights(tmp_path_factory.mktemp("weights"), WITH_WEIGHTS)
 
 
 @pytest.fixture(scope="module")

@@ -262,13 +262,16 @@ class JobManager:
         return Snapshot(job.run_id, status, events, summary, log_tail(run.dir), job.owner, job.note)
 
     def view(self, owner: str = LOCAL) -> View:
-        """What `owner` sees: its own running or queued run, else the run training now (someone
-        else's, to watch), else its own latest run; with its place in the queue."""
+        """What `owner` sees: its own running run; while its start is queued, the run it waits
+        for; else its own latest run, else the run training now (someone else's, to watch);
+        with its place in the queue."""
         with self._lock:
             queue, running, mine = self._queue(), self._running(), self._active(owner)
             position = next((i + 1 for i, j in enumerate(queue) if j.owner == owner), None)
-            shown = (mine if mine is not None and mine.state == "running" else running) \
-                or mine or self._latest(owner)
+            if mine is not None:   # its run trains: that; queued: the run it waits for
+                shown = mine if mine.state == "running" else (running or mine)
+            else:                  # its last result, else what trains now
+                shown = self._latest(owner) or running
         snap = self._job_snapshot(shown) if shown else Snapshot(None, "idle", [], None)
         eta = self._eta(queue[: position - 1], running) if position else None
         return View(snap, shown is not None and shown.owner == owner, mine is not None, position, eta, len(queue))

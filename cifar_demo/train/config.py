@@ -75,7 +75,7 @@ class TrainConfig:
     early_stop_patience: int = 0       # epochs without a better val accuracy, 0 = off
     tta: str = "none"                  # test-time augmentation of the final test score (also reported)
     # execution
-    precision: str = "auto"            # auto (bf16 on CPU, bf16/fp16 on CUDA) | fp32 | bf16 | fp16
+    precision: str = "auto"            # auto (bf16 on a CPU with native bf16, else fp32; bf16/fp16 on CUDA) | fp32 | bf16 | fp16
     channels_last: bool = True
     device: str = "auto"
     num_workers: int = 2               # DataLoader workers for per-image (albumentations) presets

@@ -16,6 +16,7 @@ import html
 import io
 import threading
 import time
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -24,7 +25,7 @@ from PIL import Image
 
 from .. import augment, data, evalcache, evaluate, gradcam, jobs, plots, train, weights, zoo
 from ..common import CLASSES
-from .common import data_status
+from .common import data_status, owner_of
 
 GALLERY_SIZE = 32     # most confident mistakes shown
 GALLERY_SCALE = 6     # 32x32 -> 192x192, each pixel a crisp 6x6 block
@@ -43,8 +44,16 @@ def _pct(v) -> str:
     return "n/a" if v is None else f"{100 * v:.2f}%"
 
 
-def model_choices() -> list[tuple[str, str]]:
-    """Shipped weights ("weights:<model>") and runs with best weights ("run:<run id>")."""
+def _runs_dir(token=None):
+    """The page owner's runs (ui.common.owner_of): all of runs/ locally, a visitor's own in public mode."""
+    owner = owner_of(token)
+    if owner is None:
+        raise ValueError("This page has no visitor token yet: reload it.")
+    return jobs.manager().runs_dir_for(owner)
+
+
+def model_choices(token=None) -> list[tuple[str, str]]:
+    """Shipped weights ("weights:<model>") and the owner's runs with best weights ("run:<run id>")."""
     out = []
     for name in weights.available():
         try:
@@ -52,7 +61,7 @@ def model_choices() -> list[tuple[str, str]]:
         except weights.WeightsError:
             acc = ""
         out.append((f"{name} (shipped weights{acc})", f"weights:{name}"))
-    for r in train.list_runs(jobs.manager().runs_dir):
+    for r in (train.list_runs(_runs_dir(token)) if owner_of(token) else []):
         s = r["summary"]
         if s is None or not r["has_best"]:
             continue  # still going, or died before its first epoch: no finished weights
@@ -60,18 +69,20 @@ def model_choices() -> list[tuple[str, str]]:
     return out
 
 
-def refresh_choices(current: str | None = None):
-    choices = model_choices()
+def refresh_choices(current: str | None = None, token=None):
+    choices = model_choices(token)
     values = [v for _, v in choices]
     return gr.Dropdown(choices=choices, value=current if current in values else (values[0] if values else None))
 
 
-def target_of(choice: str) -> evalcache.Target:
+def target_of(choice: str, token=None) -> evalcache.Target:
     kind, _, name = (choice or "").partition(":")
     if kind == "weights":
         return evalcache.shipped(name)
     if kind == "run":
-        return evalcache.from_run(name, jobs.manager().runs_dir)
+        if not name or Path(name).name != name or name.startswith("."):
+            raise ValueError(f"not a run id: {name!r}")   # only a run of the owner's folder, by its id
+        return evalcache.from_run(name, _runs_dir(token))
     raise ValueError("Pick shipped weights or a finished run first.")
 
 
@@ -211,10 +222,10 @@ _CSS = """
 
 # ----------------------------------------------------------------------------- the handlers
 
-def _score(choice: str, tta: str):
+def _score(choice: str, tta: str, token=None):
     """(target, source, result, from the cache?, seconds): scored once, then from evalcache."""
     try:
-        target = target_of(choice)
+        target = target_of(choice, token)
         source = data.resolve_source(target.data, download=False)
         t0 = time.perf_counter()
         res, cached = evalcache.evaluate_target(target, tta, source, progress=True)
@@ -240,16 +251,16 @@ def _present(target, source, res, cached, seconds) -> tuple:
     )
 
 
-def run_evaluation(choice: str, tta: str = "none", progress=gr.Progress(track_tqdm=True)):
+def run_evaluation(choice: str, tta: str = "none", token=None, progress=gr.Progress(track_tqdm=True)):
     """(summary, confusion counts, confusion normalised, per-class bars, table, gallery, reliability)."""
-    return _present(*_score(choice, tta))
+    return _present(*_score(choice, tta, token))
 
 
-def evaluate_with_drilldown(choice: str, tta: str = "none", progress=gr.Progress(track_tqdm=True)):
+def evaluate_with_drilldown(choice: str, tta: str = "none", token=None, progress=gr.Progress(track_tqdm=True)):
     """run_evaluation's outputs, then the drill-down's: (state, heat map, true class, predicted
     class, page, heading, cell gallery, shown indices, comparison), opened on the most frequent
     confusion (or the first class's diagonal if there is none)."""
-    scored = _score(choice, tta)
+    scored = _score(choice, tta, token)
     target, source, res = scored[:3]
     state = {"target": target, "source": source, "result": res}
     i, j = evaluate.most_confused(res.confusion) or (0, 0)
@@ -313,7 +324,7 @@ def image_clicked(state: dict | None, shown: list[int], evt: gr.SelectData) -> s
     return comparison(state, shown[evt.index])
 # ----------------------------------------------------------------------------- layout
 
-def build() -> None:
+def build(visitor: gr.BrowserState | None = None) -> None:
     with gr.Tab("Evaluate") as tab:
         gr.Markdown("Score a model on the test set (10,000 images of CIFAR-10): where it is right, which classes it "
                     "confuses, and whether its confidence can be trusted. Results are cached, so a "
@@ -368,7 +379,8 @@ def build() -> None:
 
     outputs = [summary, cm_counts, cm_norm, per_class, table, gallery, reliability]
     cell_out = [page_no, cell_md, cell_gallery, shown, compare]
-    go.click(evaluate_with_drilldown, [choice, tta], outputs + [drill, heat, true_cls, pred_cls] + cell_out)
+    token = [visitor] if visitor is not None else []
+    go.click(evaluate_with_drilldown, [choice, tta, *token], outputs + [drill, heat, true_cls, pred_cls] + cell_out)
     heat.select(cell_clicked, [drill, true_cls, pred_cls], [true_cls, pred_cls] + cell_out)
     cell_in = [drill, true_cls, pred_cls]
     true_cls.input(show_cell, cell_in, cell_out)
@@ -377,9 +389,9 @@ def build() -> None:
     prev.click(previous_page, cell_in + [page_no], cell_out)
     nxt.click(next_page, cell_in + [page_no], cell_out)
     cell_gallery.select(image_clicked, [drill, shown], compare)
-    refresh.click(refresh_choices, choice, choice)
+    refresh.click(refresh_choices, [choice, *token], choice)
     # The list follows the Train tab: opening this tab picks up runs that finished meanwhile.
-    tab.select(refresh_choices, choice, choice)
+    tab.select(refresh_choices, [choice, *token], choice)
     gr.on(None, data_status, None, data_md)
-    gr.on(None, refresh_choices, None, choice)
+    gr.on(None, refresh_choices, [choice, *token], choice)
 

@@ -176,12 +176,15 @@ def tick(overlay: list[str] | None = None, chosen: str | None = None, last_seen=
     view = manager.view(owner)
     snap, runs_dir = view.snap, manager.runs_dir_for(owner)
     seen = [snap.run_id, len(snap.events), snap.status, sorted(overlay or []), view.position, view.mine]
-    figure = gr.skip() if seen[:4] == (last_seen or [])[:4] else cached_png(('curves', snap.run_id, len(snap.events), snap.status, tuple(sorted(overlay or [])), str(runs_dir)),
-                          lambda: curves(snap, overlay, runs_dir))
+    # The overlay names runs of the owner's folder: only then is the folder part of the picture's key
+    # (twenty visitors watching one run share one drawing).
+    key = ("curves", *seen[:3], tuple(seen[3]), str(runs_dir) if overlay else None)
+    figure = gr.skip() if seen[:4] == (last_seen or [])[:4] else cached_png(key, lambda: curves(snap, overlay, runs_dir))
     status_changed = last_seen is None or last_seen[0::2] != seen[0::2] or last_seen[4:] != seen[4:]
     lists = refresh_runs(overlay, chosen, token) if status_changed else (gr.skip(), gr.skip())
     return (figure, view_html(view), log_text(snap), seen, *lists,
-            gr.update(visible=view.can_stop), gr.update(visible=view.mine and snap.status == "stopped"))
+            gr.update(visible=view.can_stop, value="Leave the queue" if view.position else "Stop"),
+            gr.update(visible=view.mine and snap.status == "stopped"))
 
 
 # ----------------------------------------------------------------------------- past runs
@@ -321,7 +324,7 @@ def build(visitor: gr.BrowserState | None = None) -> None:
                 ema = gr.Number(v["ema"], label="EMA decay", minimum=0, maximum=0.9999,
                                 info="Average of the weights over steps; 0 = off, 0.999 typical.")
                 precision = gr.Dropdown(list(train.PRECISIONS), value=v["precision"], label="Precision",
-                                        info="auto: bf16 on CPU, fp16/bf16 on GPU.")
+                                        info="auto: bf16 on a CPU that has it natively, else fp32; fp16/bf16 on GPU.")
                 val_size = gr.Number(v["val_size"], label="Validation images", precision=0, minimum=0,
                                      info="Held out of the training set to pick the best epoch.")
         message = gr.Markdown()
@@ -335,9 +338,10 @@ def build(visitor: gr.BrowserState | None = None) -> None:
                     overlay = gr.Dropdown([], value=[], multiselect=True, scale=3,
                                           label="Overlay past runs on the curves")
                     refresh = gr.Button("Refresh the list of runs", scale=1, size="sm")
-                export_choice = gr.Dropdown([], label="Finished run to export" if not public else
-                                            "Finished run of yours", info="Scores its best weights on the test set "
-                                            "and makes weights/<model>.safetensors with its model card.")
+                export_choice = gr.Dropdown([], label="Finished run of yours" if public else "Finished run to export",
+                                            info="Scores its best weights on the test set and makes "
+                                            + ("a .zip of the weights and their model card." if public else
+                                               "weights/<model>.safetensors with its model card."))
                 with gr.Row(equal_height=True):
                     if public:  # nothing a visitor does writes the shared tree: a download instead
                         download_btn_w = gr.Button("Download weights", elem_id="train-download")

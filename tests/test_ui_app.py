@@ -1,0 +1,70 @@
+"""The app as a whole, built but not served: which events may run side by side, and the mode line."""
+
+from __future__ import annotations
+
+import pytest
+
+from cifar_demo import jobs
+from cifar_demo import ui
+
+
+@pytest.fixture(scope="module")
+def app():
+    return ui.build_app()
+
+
+def _events(app, name):
+    return [fn for fn in app.fns.values() if getattr(fn.fn, "__name__", None) == name]
+
+
+def test_model_events_share_two_slots_and_whole_test_set_work_one(app):
+    for name in ("predict_image", "familiarity_check", "image_clicked"):
+        assert {(f.concurrency_id, f.concurrency_limit) for f in _events(app, name)} == {("models", 2)}, name
+    for name in ("evaluate_with_drilldown", "compute_all"):
+        events = _events(app, name)
+        assert events and {(f.concurrency_id, f.concurrency_limit) for f in events} == {("heavy", 1)}, name
+
+
+def test_ticks_and_page_loads_are_never_stuck_behind_heavy_events(app):
+    for name in ("tick", "data_status", "new_token", "refresh_choices"):
+        events = _events(app, name)
+        assert events, name
+        for f in events:
+            assert f.concurrency_limit is None and f.concurrency_id not in ui.GROUPS, name
+
+
+def test_every_limited_group_is_bounded(app):
+    limited = {f.concurrency_id for f in app.fns.values() if f.concurrency_limit is not None}
+    assert limited <= set(ui.GROUPS) and all(ui.GROUPS[g] >= 1 for g in limited)
+
+
+def test_the_page_says_which_mode_it_is_in(monkeypatch, tmp_path):
+    monkeypatch.setattr(jobs, "_MANAGER", jobs.JobManager(tmp_path / "runs", dispatch=False))
+    assert "Local mode" in ui.common.mode_html()
+    monkeypatch.setattr(jobs, "_MANAGER", jobs.JobManager(tmp_path / "runs", public=True, dispatch=False))
+    text = ui.common.mode_html()
+    assert "Public mode" in text and "180,000 training images" in text and "deleted" in text
+
+
+def test_public_mode_is_on_for_a_space_or_when_asked(monkeypatch):
+    for var in ("SPACE_ID", "CIFAR_DEMO_PUBLIC"):
+        monkeypatch.delenv(var, raising=False)
+    assert not jobs.public_mode()
+    monkeypatch.setenv("SPACE_ID", "teacher/cifar-demo")
+    assert jobs.public_mode()
+    monkeypatch.setenv("CIFAR_DEMO_PUBLIC", "0")
+    assert not jobs.public_mode()   # a Space owner may turn it off explicitly
+    monkeypatch.delenv("SPACE_ID")
+    monkeypatch.setenv("CIFAR_DEMO_PUBLIC", "1")
+    assert jobs.public_mode()
+
+
+def test_a_visitor_token_is_kept_and_its_owner_is_a_hash(monkeypatch, tmp_path):
+    monkeypatch.setattr(jobs, "_MANAGER", jobs.JobManager(tmp_path / "runs", public=True, dispatch=False))
+    token = ui.common.new_token(None)
+    assert len(token) >= 32 and ui.common.new_token(token) == token and ui.common.new_token("short") != "short"
+    owner = ui.common.owner_of(token)
+    assert owner.isalnum() and token not in owner and ui.common.owner_of(None) is None
+    assert ui.common.owner_of(ui.common.new_token(None)) != owner
+    monkeypatch.setattr(jobs, "_MANAGER", jobs.JobManager(tmp_path / "runs", dispatch=False))
+    assert ui.common.owner_of(None) == jobs.LOCAL
