@@ -42,6 +42,7 @@ def test_zoo_markdown_fills_the_readme_markers(tmp_path, capsys):
     assert "| `resnet18` |" in text and "11,173,962" in text
 
 
+@pytest.mark.slow   # times every zoo model
 def test_zoo_latency_is_measured_written_and_shown_in_the_table(tmp_path, capsys):
     from cifar_demo import report
 
@@ -134,6 +135,7 @@ def test_fp16_export_is_refused_where_it_moves_test_accuracy_by_more_than_005_po
         check_fp16(0.8000, 0.8100)
 
 
+@pytest.mark.slow   # real JPEG data, every severity
 def test_robustness_prints_accuracy_by_severity_for_one_corruption(jpeg_export, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAR_DEMO_CACHE", str(tmp_path / "cache"))
     args = ["robustness", "--model", "simple_cnn", "--corruption", "contrast", "--n", "50", "--data", jpeg_export]

@@ -248,6 +248,7 @@ def test_bundled_sample_equals_the_export_it_came_from(jpeg_export):
 # --- the real JPEG export --------------------------------------------------------------
 
 
+@pytest.mark.slow   # decodes all 60,000 JPEGs on a cold cache
 def test_real_jpeg_export_loads_in_full(jpeg_export):
     """Decodes all 60,000 JPEGs once (about 7-10 s on 2 cores), then checks counts and a file."""
     data = D.load_cifar10(jpeg_export)

@@ -107,6 +107,7 @@ def test_noise_and_flat_colours_are_flagged(shipped):
     assert all(v.unfamiliar for v in verdicts), [round(v.score, 1) for v in verdicts]
 
 
+@pytest.mark.slow   # all ten shipped models
 def test_bundled_cifar_images_pass_allowing_the_stated_false_alarm_rate(shipped):
     sample = data.load_sample()
     flagged = [F.assess(im.permute(1, 2, 0).numpy(), shipped).unfamiliar for im in sample.images]

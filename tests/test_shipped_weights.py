@@ -22,6 +22,7 @@ def test_weights_folder_verifies_and_stays_small():
     assert total < 150 * 1024 * 1024
 
 
+@pytest.mark.slow   # re-scores each shipped model on real data
 @pytest.mark.parametrize("name", SHIPPED)
 def test_card_slice_accuracy_reproduces(name, jpeg_export):
     card = weights.card_for(name)

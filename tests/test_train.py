@@ -93,6 +93,7 @@ def run(config: TrainConfig, tmp_path: Path, data, **kw) -> tuple[dict, Path]:
 # ------------------------------------------------------------------------ the loop
 
 
+@pytest.mark.slow   # trains until it learns
 def test_a_run_learns_writes_its_directory_and_events(tmp_path, tiny_data):
     events = []
     summary, run_dir = run(cfg(epochs=3), tmp_path, tiny_data,
@@ -148,6 +149,7 @@ def test_early_stopping_stops(tmp_path, tiny_data, monkeypatch):
     assert summary["best_val_acc"] == 0.5 and [e["val_acc"] for e in events if e["kind"] == "epoch"] == [0.5, 0.4, 0.45]
 
 
+@pytest.mark.slow   # several short trainings
 def test_batch_mixes_feed_soft_targets(tmp_path, tiny_data, monkeypatch):
     seen = []
     real = engine.training_loss
@@ -184,6 +186,7 @@ class StopAfter:
         self.left = -1
 
 
+@pytest.mark.slow   # three trainings per case
 @pytest.mark.parametrize("extra", [{"mixes": {"cutmix": 0.5}, "ema": 0.9},
                                    {"lookahead_every": 2, "augment": "translate2_altflip"},
                                    {"optimizer": "sam", "grad_clip": 0.5, "mixes": {"mixup": 0.5}}])

@@ -105,6 +105,7 @@ def test_loss_scaling_calls_come_in_gradscalers_order_every_step(tmp_path, tiny_
     assert log == (passes + ["unscale_", "clip", "step", "update"]) * 2
 
 
+@pytest.mark.slow   # two full trainings
 def test_a_real_gradscaler_with_sam_and_clipping_gives_the_unscaled_result(tmp_path, tiny_data, monkeypatch):
     _, plain_dir = run(cfg(**SAM_CLIP), tmp_path / "plain", tiny_data)
     scalers = []
@@ -192,6 +193,7 @@ def test_an_fp16_overflow_skips_the_whole_sam_step_and_lowers_the_scale(overflow
     assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
+@pytest.mark.slow   # a longer training
 def test_step_metrics_are_read_once_per_interval_and_epoch_records_stay_exact(tmp_path, tiny_data):
     every_step, every_4 = [], []
     c = cfg(epochs=2, augment="none", train_limit=160)  # 4 steps per epoch

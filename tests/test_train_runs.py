@@ -109,6 +109,7 @@ def _old_engine(monkeypatch):
     return module
 
 
+@pytest.mark.slow   # runs the old engine from git for a whole run
 def test_a_run_stopped_by_the_old_one_file_engine_resumes_exactly(tmp_path, tiny_data, uninterrupted, monkeypatch):
     old = _old_engine(monkeypatch)
     stop = threading.Event()

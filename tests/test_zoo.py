@@ -250,7 +250,9 @@ def test_resnet_dropout_kwarg():
     assert model.dropout.p == 0.3 and zoo.count_params(model) == zoo.count_params(built("resnet34"))
 
 
-@pytest.mark.parametrize("name", NAMES)
+# The ResNets take 2-4 s each here: in the full run only (the quick loop keeps the small models).
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n.startswith("resnet") else n
+                                  for n in NAMES])
 def test_sgd_steps_lower_the_loss(name):
     """Three SGD steps on one fixed batch lower its loss (same dropout masks before and after)."""
     torch.manual_seed(0)

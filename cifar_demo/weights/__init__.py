@@ -22,6 +22,11 @@ first (no network), then online unless HF_HUB_OFFLINE=1. Every file is written a
 
 from __future__ import annotations
 
+# hardware_info lives in cifar_demo.hardware. Re-exported because the one-file engine of older
+# releases imports it from here, and tests/test_train_runs.py runs that engine to show that its
+# runs still resume (new code: `from cifar_demo.hardware import hardware_info`).
+from cifar_demo.hardware import hardware_info
+
 from .card import CARD_SCHEMA_VERSION, STORAGE_DTYPES, ModelCard, WeightsError, check_name, slice_indices
 from .checkpoint import load_checkpoint, save_checkpoint
 from .hub import DEFAULT_HUB_REPO, PushResult, hub_repo, push_files
@@ -31,7 +36,7 @@ from .integrity import load_weights_file, verify
 
 __all__ = [
     "CARD_SCHEMA_VERSION", "DEFAULT_HUB_REPO", "STORAGE_DTYPES", "ModelCard", "WeightsError",
-    "PushResult", "available", "card_for", "check_name", "hub_repo", "load_checkpoint", "load_weights",
+    "PushResult", "available", "card_for", "check_name", "hardware_info", "hub_repo", "load_checkpoint", "load_weights",
     "load_weights_file", "push_files", "save_checkpoint", "save_weights", "slice_indices",
     "unpacked_weights_zip", "verify", "weights_dir", "write_weights_zip",
 ]
