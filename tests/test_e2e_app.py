@@ -196,7 +196,7 @@ def test_augmentation_slider_changes_the_previews(page):
     shot(page, "augmentations")
 
 
-def test_robustness_severity_slider_corrupts_the_picture_and_updates_the_answers(page):
+def test_robustness_severity_slider_and_the_accuracy_curves(page):
     open_tab(page, "Robustness")
     table = page.get_by_text("Each model's answer").filter(visible=True).first
     table.wait_for()
@@ -207,7 +207,18 @@ def test_robustness_severity_slider_corrupts_the_picture_and_updates_the_answers
     slider.dispatch_event("change")
     wait_until_pictures_change(page, before)
     for name in weights.available():
-        assert visible(page, name).is_visible(), name
+        visible(page, name).wait_for()   # every model's row (models may still be loading)
+    # The accuracy curves: on the quick slice (100 of the app's 200 test pictures), computed in
+    # the app with progress, then drawn; about half a minute on 2 cores for all ten models.
+    plot = page.locator(".matplotlib img").filter(visible=True)
+    plot.first.wait_for()
+    empty = plot.first.get_attribute("src")
+    visible(page, "100 (quick").click()
+    page.get_by_role("button", name="Compute for this corruption").click()
+    visible(page, re.compile(r"Computed in \d+ s")).wait_for(timeout=240_000)
+    assert visible(page, "on 100 test images").is_visible()
+    page.wait_for_function("src => [...document.querySelectorAll('.matplotlib img')]"
+                           ".some(e => e.offsetParent !== null && e.src !== src)", arg=empty)
     shot(page, "robustness")
 
 

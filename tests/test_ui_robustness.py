@@ -129,6 +129,14 @@ def test_compute_shows_progress_then_the_curves_and_the_cache_serves_them_again(
     assert "2 of 2 models" in status
 
 
+def test_the_quick_slice_is_scored_and_cached_apart_from_the_full_one():
+    # The synthetic export has 20 test pictures: a slice of 10 takes one of each class.
+    fig, status = tab.compute_curves("brightness", 2, n=10, progress=FakeProgress())
+    assert "10 test images" in status and len(model_lines(fig)) == len(WITH_WEIGHTS)
+    assert "From the cache" in tab.cached_curves("brightness", 2, n=10)[1]
+    assert "2 of 2 models" in tab.cached_curves("brightness", 2)[1]   # the default slice: not yet
+
+
 @pytest.mark.slow
 def test_compute_all_fills_every_corruption():
     progress = FakeProgress()
@@ -153,4 +161,6 @@ def test_the_tab_builds_with_its_controls():
     sliders = [b for b in demo.blocks.values() if isinstance(b, gr.Slider)]
     assert [v for _, v in dropdowns[0].choices] == list(CORRUPTIONS)
     assert (sliders[0].minimum, sliders[0].maximum, sliders[0].step) == (0, 5, 1)
+    radios = [b for b in demo.blocks.values() if isinstance(b, gr.Radio)]
+    assert [v for _, v in radios[0].choices] == [1000, 100] and radios[0].value == 1000
     assert any(isinstance(b, gr.Tab) and b.label == "Robustness" for b in demo.blocks.values())
