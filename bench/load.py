@@ -1,21 +1,23 @@
 """Many visitors at once: /predict under load and the cost of open Train tabs, on the real app.
 
-    python bench/load.py [--visitors 20] [--tabs 20] [--seconds 60] [--calls 600] [--data DIR]
+    python bench/load.py [--visitors 20] [--tabs 20] [--tab-mode client|browser] [--seconds 60] [--calls 600]
 
 Starts `python app.py --public` on 127.0.0.1 in a subprocess with its own temporary runs and
 cache folders, and presses Start on the Train tab in headless Chromium as a visitor does (the
 `demo` preset the tab offers first). While that run trains, four phases of --seconds each:
 
   quiet     nobody on the page: the training run's images/s alone
-  tabs      --tabs browser contexts (one visitor each) on the Train tab, ticking every 2 s
+  tabs      --tabs open Train tabs (one visitor each), ticking every 2 s: by default their HTTP
+            traffic without browsers (bench/load_tabs.py; a visitor's browser runs on the
+            visitor's machine, not the server's), or real Chromium contexts (--tab-mode browser)
   quiet     nobody again (the two quiet phases bracket the tabs against drift)
   visitors  --visitors gradio_client visitors calling /predict with a real photo in a loop
             (at most --calls calls in all): answered / failed, median and p95 latency
 
 Images/s: from the run's metrics.jsonl step events (an evaluation between two is left out).
 Cores used: /proc/<pid>/stat of the app's server, its training child, the browsers and this
-script, and /proc/stat. The browsers share the server's cores, so the tabs' slow-down is an
-upper bound. Every wait is bounded; the app, its child and the browsers end on exit or Ctrl-C.
+script, and /proc/stat. The clients (and browsers) share the server's cores, so the slow-downs
+are upper bounds. Every wait is bounded; the app, its child and the browsers end on exit or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -249,6 +251,39 @@ def tabs_phase(browser, url: str, args, run) -> dict:
     return rec
 
 
+def client_tabs_phase(url: str, args, run) -> dict:
+    """--tabs emulated tabs (bench/load_tabs.py: the pages' HTTP traffic, no browser) ticking for a phase."""
+    from load_tabs import open_tabs
+
+    t = time.monotonic()
+    tabs, stop = open_tabs(url, args.tabs)
+    while any(tab.ticks == 0 for tab in tabs) and time.monotonic() < t + 120:   # each has drawn once
+        time.sleep(0.2)
+    opened = time.monotonic() - t
+
+    def ticking() -> dict:
+        before = [(tab.ticks, tab.pngs, len(tab.errors), len(tab.latencies)) for tab in tabs]
+        time.sleep(args.seconds)
+        lat = [x for tab, b in zip(tabs, before) for x in tab.latencies[b[3]:]]
+        return {"events": sum(tab.ticks - b[0] for tab, b in zip(tabs, before)),
+                "pngs": sum(tab.pngs - b[1] for tab, b in zip(tabs, before)),
+                "errors": sum(len(tab.errors) - b[2] for tab, b in zip(tabs, before)), "tick_latencies": lat}
+
+    rec = run(f"tabs x{args.tabs}", ticking)
+    stop.set()
+    for tab in tabs:
+        tab.join(10)
+    if rec:
+        lat = sorted(rec["tick_latencies"]) or [0.0]
+        print(f"  the {args.tabs} emulated tabs opened in {opened:.0f} s; in the phase they sent {rec['events']} ticks "
+              f"({rec['events'] / rec['seconds']:.1f}/s, {args.tabs / 2:.0f}/s expected), {rec['errors']} failed, "
+              f"fetched {rec['pngs']} curve PNGs; tick answered in median {statistics.median(lat):.3f} s, "
+              f"p95 {lat[round(0.95 * (len(lat) - 1))]:.3f} s")
+        for e in sorted({e for tab in tabs for e in tab.errors})[:3]:
+            print(f"    a failed tick: {e}")
+    return rec
+
+
 def visitors(url: str, photo: Path, args, downloads: Path) -> dict:
     """--visitors gradio_client visitors calling /predict in a loop until --seconds or --calls:
     latencies of the answered calls, errors of the failed ones, the seconds calls were sent for."""
@@ -302,7 +337,10 @@ def run_phase(name: str, body, app_pid: int, tail: Tail, phases: list[dict]) -> 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--visitors", type=int, default=20, help="concurrent gradio_client visitors calling /predict")
-    p.add_argument("--tabs", type=int, default=20, help="browser tabs (one context each) on the Train tab")
+    p.add_argument("--tabs", type=int, default=20, help="open Train tabs (one visitor each)")
+    p.add_argument("--tab-mode", choices=("client", "browser"), default="client",
+                   help="client: the tabs' HTTP traffic without browsers (visitors' browsers run on their own "
+                        "machines); browser: real Chromium contexts on these cores (an upper bound)")
     p.add_argument("--seconds", type=float, default=60, help="length of each of the four phases")
     p.add_argument("--calls", type=int, default=600, help="at most this many /predict calls in all")
     p.add_argument("--data", default=os.environ.get("CIFAR_DEMO_DATA", str(REPO.parent / "shared/data/cifar10-jpeg")))
@@ -353,7 +391,8 @@ def main() -> None:
 
             run = lambda name, body: run_phase(name, body, app.pid, tail, phases)  # noqa: E731
             run("quiet", lambda: time.sleep(args.seconds))
-            tabs = tabs_phase(browser, url, args, run)
+            tabs = (client_tabs_phase(url, args, run) if args.tab_mode == "client"
+                    else tabs_phase(browser, url, args, run))
             run("quiet", lambda: time.sleep(args.seconds))
             vis = run(f"visitors x{args.visitors}", lambda: visitors(url, photo, args, tmp / "downloads"))
             browser.close()
@@ -372,7 +411,8 @@ def main() -> None:
 
 
 def report(phases: list[dict], tabs: dict, vis: dict, args) -> None:
-    print("\nsummary (the browsers and the visitors run on the same 2 cores as the app: upper bounds)")
+    who = "the browsers, the tabs' and the visitors' clients" if args.tab_mode == "browser" else "the tabs' and the visitors' clients"
+    print(f"\nsummary ({who} run on the same 2 cores as the app: upper bounds)")
     quiet = [r for r in phases if r["name"] == "quiet" and r.get("rate")]
     base = statistics.mean(r["rate"] for r in quiet) if quiet else None
     if base:
