@@ -1,6 +1,9 @@
 """The decode cache: each split decoded once into a uint8 .npz (no pickle), keyed by its
 source's fingerprint, in <cache>/decoded.
 
+A dataset of your own images also records, in each of its .npz files, the files it skipped
+(path and reason, as unicode arrays: still no pickle), so the list survives a cache hit.
+
 <cache> is also where the default source locations and torchvision's download live
 (sources.py). A cache that cannot be written (a read-only home, a full disk) costs speed,
 never correctness: it warns and the data is decoded again next time.
@@ -50,14 +53,35 @@ def read_cache(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     return images, labels
 
 
-def write_cache(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
-    """Atomically (a killed process never leaves half a cache); warns if it cannot."""
+def read_skipped(path: Path) -> tuple[tuple[str, str], ...] | None:
+    """The skipped files recorded beside a cache file's arrays; None if none were recorded."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "skipped" not in z.files:
+                return None
+            rows = z["skipped"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+    if rows.ndim != 2 or rows.shape[1] != 2 or rows.dtype.kind != "U":
+        return None
+    return tuple((str(a), str(b)) for a, b in rows)
+
+
+def write_cache(path: Path, images: np.ndarray, labels: np.ndarray,
+                skipped: list[tuple[str, str]] | tuple | None = None) -> None:
+    """Atomically (a killed process never leaves half a cache); warns if it cannot.
+    `skipped` (own images only) is stored too; CIFAR-10 caches hold images and labels only."""
+    arrays = {"images": images, "labels": labels}
+    if skipped is not None:
+        # "<U1" for an empty list, so that an empty table still has 2 columns of text.
+        arrays["skipped"] = np.array(list(skipped), dtype=str).reshape(-1, 2) if skipped \
+            else np.zeros((0, 2), "<U1")
 
     def write(tmp: Path) -> None:
         # Through a file object: given a name, np.savez would append ".npz" to the temp name.
         # Uncompressed: loads in a fraction of a second.
         with open(tmp, "wb") as f:
-            np.savez(f, images=images, labels=labels)
+            np.savez(f, **arrays)
 
     try:
         atomic_write(path, write)
