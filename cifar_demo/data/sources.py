@@ -1,21 +1,30 @@
-"""Where CIFAR-10 comes from: find a source, check its shape, fingerprint it, decode it.
+"""Where the data comes from: find a source, check its shape, fingerprint it, decode it.
 
 Where the data comes from, in this order:
 
-1. an explicit folder: `source=` here, `--data DIR` on the CLI, or the environment variable
-   CIFAR_DEMO_DATA. It must hold one of the two layouts below, or loading stops with an
+1. an explicit folder or .zip: `source=` here, `--data DIR` on the CLI, or the environment
+   variable CIFAR_DEMO_DATA. It must hold one of the layouts below, or loading stops with an
    error that says what is wrong.
 2. the official CIFAR-10 python files in a default location;
 3. an ImageFolder export in a default location;
 4. torchvision's download of the official files into <cache>/download.
 
-The two layouts a folder DIR may hold:
+The CIFAR-10 layouts a folder DIR may hold:
 
 - official (torchvision's): DIR/cifar-10-batches-py/{data_batch_1..5, test_batch,
   batches.meta}; DIR may also be cifar-10-batches-py itself. The files are unpickled (by
   torchvision) only after their md5 matches torchvision's published checksums.
 - ImageFolder export: DIR/train/<class>/*.png|jpg|... and DIR/test/<class>/*, with exactly
   the ten class folders of common.CLASSES, 32x32 images only (hidden files are ignored).
+
+Any other explicit folder with class folders, and any .zip, is a dataset of your own images
+(own.py, own_scan.py): any class names, any image sizes, DIR/train/<class> + DIR/test/<class>
+or DIR/<class>. Which is which, stated once: a folder is the CIFAR-10 export when its train/
+or its test/ holds exactly CIFAR-10's ten class folders, and then all of the export's rules
+hold, 32x32 included: a wrong size there is a broken export (figures measured on it are named
+"CIFAR-10 (...)"), so it is an error, not resized. Your own photos of these ten classes are read
+as own images (resized) from DIR/<class>/* or from a .zip; the error message says so.
+Default locations only ever hold CIFAR-10.
 
 Default locations, searched in this order (for 2, then again for 3): ./data (relative to
 the working directory), <cache>/data, <cache>/download. <cache> is cache.cache_root().
@@ -37,6 +46,8 @@ from torchvision.datasets.utils import check_integrity
 from ..common import CLASSES, IMAGE_SIZE
 from .cache import CACHE_VERSION, cache_root
 from .dataset import DataSource, DataSourceError
+from .own import decode_own, is_own_path, resolve_own
+from .rules import DataLimits
 
 OFFICIAL_DIR = "cifar-10-batches-py"
 SPLITS = ("train", "test")
@@ -81,15 +92,17 @@ def _no_source_message(cache_dir, download_failure: str) -> str:
 
 
 def resolve_source(source: str | os.PathLike | DataSource | None = None,
-                   cache_dir: str | os.PathLike | None = None, download: bool = True) -> DataSource:
-    """Find the data: explicit `source`, $CIFAR_DEMO_DATA, official files, ImageFolder, download."""
+                   cache_dir: str | os.PathLike | None = None, download: bool = True,
+                   limits: DataLimits | None = None) -> DataSource:
+    """Find the data: explicit `source`, $CIFAR_DEMO_DATA, official files, ImageFolder, download.
+    `limits` (own images only; None: rules.default_limits()) bound what an own dataset may hold."""
     if isinstance(source, DataSource):
         return source
     if source is not None:
-        return _explicit_source(Path(source).expanduser().absolute(), "the source argument (--data)")
+        return _explicit_source(Path(source).expanduser().absolute(), "the source argument (--data)", limits)
     if os.environ.get("CIFAR_DEMO_DATA"):
         return _explicit_source(Path(os.environ["CIFAR_DEMO_DATA"]).expanduser().absolute(),
-                                "the CIFAR_DEMO_DATA environment variable")
+                                "the CIFAR_DEMO_DATA environment variable", limits)
     locations = default_locations(cache_dir)
     for loc in locations:
         if (loc / OFFICIAL_DIR).is_dir():
@@ -111,20 +124,37 @@ def resolve_source(source: str | os.PathLike | DataSource | None = None,
     return _official_source(download_root, "download")
 
 
-def _explicit_source(path: Path, origin: str) -> DataSource:
+def _own_layouts_help() -> str:
+    return ("  - your own images, any classes and sizes, as a folder or a .zip: DIR/<class>/<image> "
+            "(a test split is held out), or DIR/train/<class>/<image> and DIR/test/<class>/<image>")
+
+
+def _class_folders(folder: Path) -> set[str]:
+    return {e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")}
+
+
+def _explicit_source(path: Path, origin: str, limits: DataLimits | None = None) -> DataSource:
+    if path.is_file() and is_own_path(path):
+        return resolve_own(path, limits)
     if not path.is_dir():
-        raise DataSourceError(f"CIFAR-10 folder {path} (from {origin}) does not exist or is not a folder.")
+        what = "is not a folder or a .zip file" if path.exists() else "does not exist"
+        raise DataSourceError(f"Data folder {path} (from {origin}) {what}: give a CIFAR-10 folder, or a "
+                              "folder or .zip of your own images.")
     if path.name == OFFICIAL_DIR:
         return _official_source(path.parent, "official")
     if (path / OFFICIAL_DIR).is_dir():
         return _official_source(path, "official")
-    if (path / "train").is_dir() or (path / "test").is_dir():
-        return _imagefolder_source(path)
+    splits = [path / s for s in SPLITS if (path / s).is_dir()]
+    if any(_class_folders(s) == set(CLASSES) for s in splits):
+        return _imagefolder_source(path)  # the CIFAR-10 export, with all its rules (module docstring)
+    if _class_folders(path):
+        return resolve_own(path, limits)
     hint = ""
     if (path / "data_batch_1").exists():
         hint = f" It holds data_batch_1: torchvision needs the official files in a folder named {OFFICIAL_DIR}."
     raise DataSourceError(
-        f"{path} (from {origin}) holds neither CIFAR-10 layout.{hint} Expected either:\n" + _layouts_help())
+        f"{path} (from {origin}) holds neither CIFAR-10 layout nor class folders of your own images.{hint} "
+        "Expected one of:\n" + _layouts_help() + "\n" + _own_layouts_help())
 
 
 def _official_files() -> list[tuple[str, str]]:
@@ -203,8 +233,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     try:
         with Image.open(path) as im:
             if im.size != (IMAGE_SIZE, IMAGE_SIZE):
-                raise DataSourceError(f"Wrong image size: {path} is {im.size[0]}x{im.size[1]}, "
-                                      f"CIFAR-10 images are {IMAGE_SIZE}x{IMAGE_SIZE}.")
+                raise DataSourceError(
+                    f"Wrong image size: {path} is {im.size[0]}x{im.size[1]}, CIFAR-10 images are "
+                    f"{IMAGE_SIZE}x{IMAGE_SIZE}. (A folder whose train/ or test/ holds exactly CIFAR-10's "
+                    "ten class folders is read as the CIFAR-10 export. To train on your own pictures "
+                    "of these classes, resized to 32x32, give them as DIR/<class>/<image> or as a .zip.)")
             rgb = im if im.mode == "RGB" else im.convert("RGB")  # grey, palette, RGBA: to RGB
             return np.asarray(rgb).transpose(2, 0, 1)
     except OSError as e:  # PIL's UnidentifiedImageError and truncated files are OSErrors
@@ -246,7 +279,10 @@ def _decode_official(src: DataSource, split: str) -> tuple[np.ndarray, np.ndarra
 
 
 def decode(src: DataSource, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """One whole split of `src` as uint8 images N,3,32,32 and int64 labels N (no cache)."""
+    """One whole split of `src` as uint8 images N,3,32,32 and int64 labels N (no cache;
+    own images: load.py caches both splits of one decode, with the skipped files)."""
+    if src.kind == "own":
+        return decode_own(src)[0][split]
     if src.kind == "imagefolder":
         return _decode_imagefolder(src, split)
     return _decode_official(src, split)
