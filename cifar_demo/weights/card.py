@@ -4,6 +4,12 @@ Card schema policy: unknown keys in a loaded card are KEPT (in ModelCard.extra) 
 back on save, so a card from a newer release survives a load/save round trip; a card whose
 schema_version is newer than CARD_SCHEMA_VERSION is refused, because its known fields may
 have changed meaning. Accuracies are fractions in [0, 1].
+
+Optional fields that older cards lack keep their meaning when absent, and are written only when
+set, so a card without them loads and saves back as it was: `classes` absent means CIFAR-10's
+ten (all shipped cards); `architecture` absent means the zoo model is `model` (a model exported
+under another name, e.g. airnet fine-tuned on other classes as "airnet-leaves", names its zoo
+architecture there).
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ CARD_SCHEMA_VERSION = 1
 STORAGE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16}
 # A model name becomes a file name and a Hub file name: keep it to a safe alphabet.
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+# Optional fields written only when set (see the module's docstring).
+_OMIT_WHEN_NONE = ("classes", "architecture")
 
 
 class WeightsError(Exception):
@@ -60,13 +70,16 @@ class ModelCard:
     sha256: str                           # of the .safetensors file
     slice_check: dict[str, Any] | None = None  # {"start", "n": 1000, "step", "accuracy"} for CI
     test_digest: str | None = None        # data.split_digest() of the test split it was scored on
+    classes: list[str] | None = None      # class names in label order; None: CIFAR-10's (common.CLASSES)
+    architecture: str | None = None       # zoo name of the architecture; None: `model` is the zoo name
     schema_version: int = CARD_SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, kept verbatim
 
     def to_dict(self) -> dict[str, Any]:
         d = {"schema_version": self.schema_version}
         d.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                  if f.name not in ("schema_version", "extra")})
+                  if f.name not in ("schema_version", "extra")
+                  and not (f.name in _OMIT_WHEN_NONE and getattr(self, f.name) is None)})
         d.update(self.extra)
         return d
 
@@ -110,6 +123,16 @@ class ModelCard:
         except (OSError, ValueError, TypeError) as e:  # JSONDecodeError is a ValueError
             raise WeightsError(f"{path}: unreadable model card: {e}") from e
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The classes the weights predict, in label order (CIFAR-10's when the card names none)."""
+        return tuple(self.classes) if self.classes is not None else CLASSES
+
+    @property
+    def zoo_name(self) -> str:
+        """The zoo model whose architecture the weights fit."""
+        return self.architecture or self.model
+
     def validate(self) -> list[str]:
         """Problems with the card's values (empty list: fine)."""
         p: list[str] = []
@@ -123,9 +146,14 @@ class ModelCard:
             p.append(f"test_accuracy {self.test_accuracy!r} is not in [0, 1]")
         if self.test_accuracy_tta is not None and not _is_fraction(self.test_accuracy_tta):
             p.append(f"test_accuracy_tta {self.test_accuracy_tta!r} is not in [0, 1]")
+        p += _classes_problems(self.classes)
+        if self.architecture is not None and not _NAME_RE.match(str(self.architecture)):
+            p.append(f"architecture {self.architecture!r} is not a zoo model name")
         pca = self.per_class_accuracy
-        if not isinstance(pca, dict) or set(pca) != set(CLASSES) or not all(map(_is_fraction, pca.values())):
-            p.append("per_class_accuracy must map each CIFAR-10 class to a fraction in [0, 1]")
+        names = self.class_names if not _classes_problems(self.classes) else ()
+        if not isinstance(pca, dict) or set(pca) != set(names) or not all(map(_is_fraction, pca.values())):
+            which = "CIFAR-10 class" if self.classes is None else "of the card's classes"
+            p.append(f"per_class_accuracy must map each {which} to a fraction in [0, 1]")
         if not isinstance(self.train_config, dict):
             p.append("train_config is not a dict")
         if not isinstance(self.epochs, int) or self.epochs < 0:
@@ -144,6 +172,14 @@ class ModelCard:
             p.append("sha256 is not 64 lowercase hex digits")
         p += _slice_check_problems(self.slice_check)
         return p
+
+
+def _classes_problems(classes: Any) -> list[str]:
+    if classes is None:
+        return []
+    ok = (isinstance(classes, list) and len(classes) >= 2 and len(set(classes)) == len(classes)
+          and all(isinstance(c, str) and c.strip() for c in classes))
+    return [] if ok else [f"classes {classes!r} is not a list of two or more distinct names"]
 
 
 def _is_fraction(x: Any) -> bool:

@@ -19,6 +19,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from cifar_demo.common import CLASSES
+
 from .card import ModelCard, WeightsError
 
 # No default: weights come from a Hub repo only when one is configured (CIFAR_DEMO_HUB_REPO).
@@ -116,17 +118,20 @@ def resolve_token(token: str | None = None) -> str:
 def readme_text(card: ModelCard, repo: str) -> str:
     """A short page for the Hub repo: what the files are, how well they scored, how to use them."""
     tta = "" if card.test_accuracy_tta is None else f" ({100 * card.test_accuracy_tta:.2f}% with test-time augmentation)"
+    # A CIFAR-10 model keeps the page it has always had; a model of other classes names them.
+    cifar = card.class_names == CLASSES
+    on = "CIFAR-10" if cifar else f"{len(card.class_names)} classes ({', '.join(card.class_names)})"
+    tag = "- cifar10\n" if cifar else ""
     return f"""---
 tags:
 - image-classification
-- cifar10
-- cifar-demo
+{tag}- cifar-demo
 library_name: pytorch
 ---
 {README_MARK}
-# {card.model} on CIFAR-10 ({repo})
+# {card.model} on {on} ({repo})
 
-`{card.model}.safetensors` holds the weights of the cifar-demo zoo model `{card.model}`
+`{card.model}.safetensors` holds the weights of the cifar-demo zoo model `{card.zoo_name}`
 ({card.params:,} parameters, stored as {card.dtype}); `{card.model}.json` is its model card:
 the training configuration, the data, the machine, and the sha256 that cifar-demo checks
 before it reads the weights.

@@ -51,7 +51,6 @@ def check_pair(card_path: Path, weights_path: Path, create: Callable[[str], nn.M
                name: str | None = None) -> tuple[bool, str]:
     """verify()'s checks on one card/weights pair: (ok, message). `name`: the name the files must
     have (the card's model); None for a user's file, which may have been renamed."""
-    create = create or store.create_model
     try:
         card = ModelCard.load(card_path)
     except WeightsError as e:
@@ -73,9 +72,9 @@ def check_pair(card_path: Path, weights_path: Path, create: Callable[[str], nn.M
         return False, f"{weights_path.name}: not a readable safetensors file: {e}"
     problems += _file_problems(card, meta, shapes, dtypes)
     try:
-        model = create(card.model)
+        model = store.model_for_card(card, create)
     except Exception as e:  # unknown name, zoo missing, broken constructor: all make the pair unusable
-        problems.append(f"cannot build '{card.model}' to check the architecture: {type(e).__name__}: {e}")
+        problems.append(f"cannot build '{card.zoo_name}' to check the architecture: {type(e).__name__}: {e}")
     else:
         problems += architecture_problems(model.state_dict(), shapes)
         built = sum(p.numel() for p in model.parameters())
@@ -142,5 +141,5 @@ def _checked_load(shown: Path, card_path: Path, weights_path: Path, device: str,
     ok, message = check_pair(card_path, weights_path, create)
     if not ok:
         raise WeightsError(f"{shown}: {message}")
-    model = create(ModelCard.load(card_path).model) if create else None
+    model = store.model_for_card(ModelCard.load(card_path), create) if create else None
     return store.load_weights(weights_path, model=model, device=device)

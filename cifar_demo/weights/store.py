@@ -18,7 +18,7 @@ import tempfile
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from safetensors import SafetensorError
@@ -28,7 +28,7 @@ from torch import nn
 
 import cifar_demo
 from cifar_demo import fsio
-from cifar_demo.common import pick_device
+from cifar_demo.common import NUM_CLASSES, pick_device
 from cifar_demo.hardware import hardware_info
 
 from .card import STORAGE_DTYPES, ModelCard, WeightsError, check_name
@@ -66,10 +66,14 @@ def save_weights(
     slice_check: dict[str, Any] | None = None,
     test_digest: str | None = None,
     dtype: str = "float32",
+    classes: Sequence[str] | None = None,
+    architecture: str | None = None,
 ) -> tuple[Path, Path]:
     """Write <directory>/<name>.safetensors and <name>.json; returns (weights_path, card_path).
 
     hardware defaults to this machine's; pass the training machine's if export runs elsewhere.
+    classes: the class names in label order (export always gives them; None writes a card
+    without, which means CIFAR-10's). architecture: the zoo model when `name` is another name.
     Both files are written to temp files first and renamed only when both are complete.
     """
     if dtype not in STORAGE_DTYPES:
@@ -84,6 +88,8 @@ def save_weights(
         torch_version=torch.__version__, project_version=cifar_demo.__version__,
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         dtype=dtype, sha256="0" * 64, slice_check=slice_check, test_digest=test_digest,
+        classes=list(classes) if classes is not None else None,
+        architecture=architecture if architecture not in (None, name) else None,
     )
     # Check the card before writing anything, so a bad call never leaves half an export.
     problems = card.validate()
@@ -162,22 +168,32 @@ def load_weights(
         raise WeightsError(f"{weights_path}: not a readable safetensors file: {e}") from e
 
     if model is None:
-        model = create_model(card.model)
+        model = model_for_card(card)
     state = model.state_dict()
     problems = architecture_problems(state, {k: t.shape for k, t in tensors.items()})
     if problems:
-        raise WeightsError(f"{weights_path}: does not fit the architecture of '{card.model}' "
+        raise WeightsError(f"{weights_path}: does not fit the architecture of '{card.zoo_name}' "
                            f"({type(model).__name__}): {'; '.join(problems)}")
     # fp16 storage: cast back to whatever dtype the model holds.
     model.load_state_dict({k: t.to(state[k].dtype) for k, t in tensors.items()})
     return model.to(pick_device(str(device))).eval(), card
 
 
-def create_model(name: str) -> nn.Module:
+def create_model(name: str, **kwargs) -> nn.Module:
     # Imported here: the zoo imports every model family, and card-only callers need none.
     from cifar_demo import zoo
 
-    return zoo.create(name)
+    return zoo.create(name, **kwargs)
+
+
+def model_for_card(card: ModelCard, create: Callable[..., nn.Module] | None = None) -> nn.Module:
+    """The (untrained) model a card's weights fit: its zoo architecture, with a head for its classes.
+
+    A CIFAR-10 card builds with create(name) alone, the call this has always made (a `create`
+    of tests or plugins may take only the name); other classes add num_classes."""
+    create = create or create_model
+    n = len(card.class_names)
+    return create(card.zoo_name) if card.classes is None or n == NUM_CLASSES else create(card.zoo_name, num_classes=n)
 
 
 def architecture_problems(expected: dict[str, torch.Tensor], found: dict[str, Any]) -> list[str]:
