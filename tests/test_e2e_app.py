@@ -20,22 +20,18 @@ from PIL import Image
 from cifar_demo import weights, zoo
 from cifar_demo.common import CLASSES
 
+from .browser import browser_page, needs_chromium
 from .conftest import REPO
 
 if TYPE_CHECKING:  # imported for real by pytest_plugins below (so that pytest registers it)
     from .app_server import AppServer
 
-CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = REPO / "docs" / "screenshots"
 SAMPLE = REPO / "cifar_demo" / "assets" / "sample" / "cat" / "0000.png"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 pytest_plugins = ["tests.app_server"]
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed "
-                                 "(apt-get install chromium; .ci/run does it)")]
+pytestmark = [pytest.mark.slow, needs_chromium]
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +41,8 @@ def server(app_server) -> AppServer:
 
 @pytest.fixture(scope="module")
 def page(server):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        page.goto(server.url)
-        page.locator("#predict-input").wait_for()
+    with browser_page(server.url) as page:
         yield page
-        browser.close()
 
 
 def shot(page, name: str) -> None:

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .test_e2e_app import ARGS, CHROMIUM, open_tab, shot, visible
+from .browser import browser_page, needs_chromium
+from .test_e2e_app import open_tab, shot, visible
 
 if TYPE_CHECKING:  # imported for real by pytest_plugins below
     from .app_server import AppServer
@@ -17,21 +18,14 @@ if TYPE_CHECKING:  # imported for real by pytest_plugins below
 pytest_plugins = ["tests.app_server"]
 
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed "
-                                 "(apt-get install chromium; .ci/run does it)")]
+              needs_chromium]
 
 
 @pytest.fixture(scope="module")
 def page(app_server: AppServer):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        page.goto(app_server.url)
+    with browser_page(app_server.url, ready=None) as page:
         page.get_by_role("tab", name="Compare recipes", exact=True).wait_for()
         yield page
-        browser.close()
 
 
 def test_an_ab_study_of_two_tiny_runs_shows_the_bands_and_the_verdict(page, app_server):

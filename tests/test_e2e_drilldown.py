@@ -15,27 +15,20 @@ import pytest
 from cifar_demo import weights
 from cifar_demo.common import CLASSES
 
-from .test_e2e_app import ARGS, CHROMIUM, open_tab, shot, visible
+from .browser import browser_page, needs_chromium
+from .test_e2e_app import open_tab, shot, visible
 
 pytest_plugins = ["tests.app_server"]
 
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed "
-                                 "(apt-get install chromium; .ci/run does it)"),
+              needs_chromium,
               pytest.mark.skipif(not weights.available(), reason="no shipped weights in weights/")]
 
 
 @pytest.fixture(scope="module")
 def page(app_server):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        page.goto(app_server.url)
-        page.locator("#predict-input").wait_for()
+    with browser_page(app_server.url) as page:
         yield page
-        browser.close()
 
 
 def _cell(page, row: int, col: int):

@@ -23,29 +23,23 @@ from cifar_demo import jobs
 
 from .app_server import start_app, stop_app
 from .conftest import REPO
-from .test_e2e_app import ARGS, CHROMIUM, SAMPLE, open_tab, shot, visible
+from .browser import chromium, needs_chromium, visit
+from .test_e2e_app import SAMPLE, open_tab, shot, visible
 
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed "
-                                 "(apt-get install chromium; .ci/run does it)")]
+              needs_chromium]
 
 RUN_TIMEOUT = 300_000   # ms: a 1-epoch run on 1,000 images, on a busy 2-core machine
 
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def visitor(browser, url):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    page.goto(url)
+    page = visit(browser, url, ready=None, accept_downloads=True)
     open_tab(page, "Train")
     return page
 
