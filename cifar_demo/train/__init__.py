@@ -5,6 +5,7 @@
              one optimizer step (loss scaling, clipping, SAM's two passes)
     engine   Trainer: setup -> restore -> epoch / evaluate ... -> finish, over a RunState
     parts    what setup builds: device, data, loader, model, optimizer, scaler, EMA, ...
+    transfer starting from trained weights (init_from): a new head, BatchNorm statistics
     state    RunState and the RNG states, in the checkpoint's format
     runs     Run: the run directory's layout (config, metrics, checkpoint, best weights, summary)
     sinks    where events go: metrics.jsonl, a tqdm bar, any callable
@@ -13,10 +14,11 @@
     cfg = make_config("demo", epochs=2)
     summary = Trainer(cfg, console=True).run()
     summary = Trainer.resuming(run_id).run()
+    cfg = make_config("finetune", data="my_photos.zip")   # airnet's CIFAR-10 weights, a new head
 """
 
 # config first: the zoo's registry imports the vocabulary from it while this package loads.
-from .config import (AUGMENTATIONS, CHOICES, EXTRA_PRESETS, MIXES, OPTIMIZERS, PRECISIONS, RECIPE_KEYS, RUN_FIELDS,
+from .config import (AUGMENTATIONS, BN_STATS, CHOICES, EXTRA_PRESETS, MIXES, OPTIMIZERS, PRECISIONS, RECIPE_KEYS, RUN_FIELDS,
                      SCHEDULES, TTA_MODES, TrainConfig, make_config, presets)
 from .dist import StepMeter, state_digest
 from .engine import Trainer
@@ -27,13 +29,14 @@ from .runs import (BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SUMMAR
                    model_from_weights_file, new_run_id, read_metrics, run_dir_of, runs_root)
 from .sinks import JsonlSink, Sink, TqdmSink, format_epoch
 from .state import CHECKPOINT_KEYS, RunState, seed_everything
+from .transfer import check_init_from, head_keys, init_card, load_init, recompute_bn_stats, set_train_mode
 
 __all__ = [
-    "AUGMENTATIONS", "BEST_FILE", "CHECKPOINT_FILE", "CHECKPOINT_KEYS", "CHOICES", "CONFIG_FILE", "EXTRA_PRESETS",
+    "AUGMENTATIONS", "BEST_FILE", "BN_STATS", "CHECKPOINT_FILE", "CHECKPOINT_KEYS", "CHOICES", "CONFIG_FILE", "EXTRA_PRESETS",
     "JsonlSink", "LOG_EVERY", "Lookahead", "METRICS_FILE", "MIXES", "OPTIMIZERS", "PRECISIONS", "Parts",
     "RECIPE_KEYS", "RUN_FIELDS", "Run", "RunState", "SAM", "SCHEDULES", "SUMMARY_FILE", "Sink", "StepMeter",
     "TTA_MODES", "TqdmSink", "TrainConfig", "Trainer", "autocast_dtype", "build_optimizer", "build_parts",
-    "build_scheduler", "format_epoch", "grad_scaler", "l1_penalty", "list_runs", "load_run", "log_every_for",
+    "build_scheduler", "check_init_from", "format_epoch", "grad_scaler", "head_keys", "init_card", "l1_penalty", "load_init", "list_runs", "load_run", "log_every_for",
     "lr_factor", "make_config", "model_from_weights_file", "new_run_id", "optimizer_step", "param_groups",
-    "presets", "read_metrics", "run_dir_of", "runs_root", "seed_everything", "state_digest", "training_loss",
+    "presets", "read_metrics", "recompute_bn_stats", "set_train_mode", "run_dir_of", "runs_root", "seed_everything", "state_digest", "training_loss",
 ]

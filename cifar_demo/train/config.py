@@ -25,10 +25,16 @@ from ..evaluate import TTA_MODES
 OPTIMIZERS = ("sgd", "adam", "adamw", "sam")
 SCHEDULES = ("constant", "step", "cosine", "onecycle", "linear")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# What BatchNorm does with its statistics while a run trains (see TrainConfig.bn_stats and the
+# finetune preset): "batch" is PyTorch's default (normalise with each batch's statistics, track
+# running ones); "frozen" keeps the running statistics the model starts with (init_from's) and
+# normalises with them; "recompute" re-estimates them once on the training images before the
+# first step, then keeps them frozen.
+BN_STATS = ("batch", "frozen", "recompute")
 MIXES: tuple[str, ...] = tuple(augment.MIXES)
 AUGMENTATIONS: tuple[str, ...] = tuple(augment.PRESETS)
 
-__all__ = ["AUGMENTATIONS", "CHOICES", "EXTRA_PRESETS", "MIXES", "OPTIMIZERS", "PRECISIONS", "RECIPE_KEYS",
+__all__ = ["AUGMENTATIONS", "BN_STATS", "CHOICES", "EXTRA_PRESETS", "MIXES", "OPTIMIZERS", "PRECISIONS", "RECIPE_KEYS",
            "RUN_FIELDS", "SCHEDULES", "TTA_MODES", "TrainConfig", "make_config", "presets"]
 
 
@@ -39,8 +45,12 @@ class TrainConfig:
     model: str = "airnet"
     preset: str | None = None          # the preset the run started from (for the record)
     model_kwargs: dict = field(default_factory=dict)
+    # Start from these weights instead of a random init: a shipped model's name (weights/<name>,
+    # verified) or a weights file (.safetensors with its card, or a run's .zip download). Every
+    # tensor is copied; the classifier head is new when the card's classes are not the data's.
+    init_from: str | None = None
     # data
-    data: str | None = None            # explicit dataset folder; None = resolve (see data.py)
+    data: str | None = None            # dataset folder or .zip (CIFAR-10, or own class folders); None = resolve
     val_size: int = 5000               # held out of the training set; 0 = train on all 50,000
     train_limit: int = 0               # >0: use only the first N (stratified) training images
     test_limit: int = 0                # >0: score only the first N test images
@@ -63,6 +73,8 @@ class TrainConfig:
     final_lr_frac: float = 0.0         # "linear"/"cosine": lr at the end as a fraction of lr
     bn_bias_lr_mult: float = 1.0       # BatchNorm biases learn this much faster (wd divided by it)
     whiten_bias_epochs: int = 0        # >0: the "whiten." layer's bias stops learning after N epochs
+    backbone_lr_mult: float = 1.0      # with init_from: the copied (pretrained) tensors learn at lr x this
+    bn_stats: str = "batch"            # batch | frozen | recompute (BN_STATS): BatchNorm's statistics in training
     # augmentation
     augment: str = "standard"          # a name of augment.PRESETS (AUGMENTATIONS)
     mixes: dict = field(default_factory=dict)   # e.g. {"ricap": 0.2, "mixup": 0.3, "cutmix": 0.3}
@@ -109,6 +121,8 @@ class TrainConfig:
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
+            (self.bn_stats in BN_STATS, f"bn_stats must be one of {BN_STATS}"),
+            (self.backbone_lr_mult > 0, "backbone_lr_mult must be > 0"),
             (self.augment in AUGMENTATIONS, f"augment must be one of {AUGMENTATIONS}"),
             (self.tta in TTA_MODES, f"tta must be one of {TTA_MODES}"),
             (set(self.mixes) <= set(MIXES), f"mixes must be among {MIXES}"),
@@ -149,17 +163,21 @@ class TrainConfig:
         from .optim import autocast_dtype
 
         autocast_dtype(self.precision, pick_device(self.device))  # e.g. fp16 on a CPU is refused
+        if self.init_from:
+            from .transfer import check_init_from
+
+            check_init_from(self)  # the weights exist and are this model's architecture
         return self
 
 
 # The fields that say which model and data a run uses and where it runs; every other field
 # is a training setting, which a zoo recipe may set (RECIPE_KEYS follows TrainConfig).
-RUN_FIELDS = ("model", "preset", "model_kwargs", "data", "val_size", "train_limit", "test_limit",
+RUN_FIELDS = ("model", "preset", "model_kwargs", "init_from", "data", "val_size", "train_limit", "test_limit",
               "precision", "channels_last", "device", "num_workers", "seed")
 RECIPE_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in RUN_FIELDS)
 # Fields whose value is a name from a list: the CLI offers them as choices.
 CHOICES: dict[str, tuple[str, ...]] = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISIONS,
-                                       "augment": AUGMENTATIONS, "tta": TTA_MODES}
+                                       "augment": AUGMENTATIONS, "tta": TTA_MODES, "bn_stats": BN_STATS}
 
 
 def presets() -> dict[str, dict]:
@@ -181,6 +199,38 @@ def presets() -> dict[str, dict]:
 _AIRBENCH = dict(model="airnet", batch_size=1024, optimizer="sgd", lr=1.5, momentum=0.85, nesterov=True,
                  weight_decay=1.33e-3, label_smoothing=0.2, schedule="linear", final_lr_frac=0.07,
                  augment="translate2", bn_bias_lr_mult=64.0, tta="flip_translate")
+# Fine-tuning the shipped airnet on your own images (a few hundred, on a CPU): a new head for the
+# new classes, the CIFAR-10 backbone adapted gently. The choices below were measured with
+# bench/finetune.py (its docstring has the figures and the command): 810 training images of
+# three classes, 5 epochs in about 25 s on 2 cores.
+_FINETUNE = dict(
+    model="airnet", init_from="airnet",
+    # Small batches: a few hundred images at airnet's 1024 would be one step an epoch; 32 gives
+    # ~25 steps an epoch on 900 images, enough for the new head to settle in a few epochs.
+    batch_size=32, epochs=5,
+    optimizer="sgd", momentum=0.9, nesterov=True, lr=0.05, weight_decay=5e-4,
+    # The head starts at random and needs the full lr; the backbone's features are already good,
+    # and the first steps, driven by a random head's gradients, would wreck them at full lr: it
+    # learns 10x slower (discriminative learning rates, as in ULMFiT). Measured: the whole
+    # network at lr 0.2 loses 20 points against the backbone at a tenth of it.
+    backbone_lr_mult=0.1,
+    # BatchNorm normalises with each batch's statistics and its running ones follow the new
+    # images ("batch", PyTorch's default), on purpose, against keeping CIFAR-10's ("frozen") or
+    # re-estimating them once ("recompute"): (1) your photos are not CIFAR-10's pixels, and
+    # statistics of the new images fit them better (+1 to 3 points over frozen, on CIFAR-like
+    # and on colour-inverted pictures, in bench/finetune.py); (2) airnet was trained under
+    # BatchNorm's scale invariance with a large lr and weight decay, so its conv weights are
+    # small; with the statistics frozen nothing renormalises them and a step that is gentle
+    # here diverges (lr 0.2 gives NaN within an epoch). Batches of 32 give statistics that are
+    # noisy but unbiased; "recompute" was the worst of the three (its statistics go stale as
+    # the backbone moves).
+    bn_stats="batch",
+    # airbench's 64x lr on BN biases is for training from scratch (its scales are frozen at 1,
+    # the biases the only per-channel knobs); on pretrained ones it would undo them in a few steps.
+    bn_bias_lr_mult=1.0, whiten_bias_epochs=0,
+    label_smoothing=0.1, schedule="cosine", warmup_epochs=0.5, warmup_from=0.1,
+    augment="standard", tta="flip",
+)
 EXTRA_PRESETS: dict[str, dict] = {
     # The Train tab's first choice: a few minutes on 2 CPU cores.
     "demo": {**_AIRBENCH, "epochs": 4, "warmup_epochs": 0.9, "whiten_bias_epochs": 1},
@@ -191,6 +241,7 @@ EXTRA_PRESETS: dict[str, dict] = {
     # The best on 2 CPU cores within 20 minutes: the same method, trained longer (see docs/benchmarks.md).
     "fast": {**_AIRBENCH, "epochs": 20, "warmup_epochs": 4.6, "warmup_from": 0.2, "whiten_bias_epochs": 3,
              "augment": "translate2_altflip", "lookahead_every": 5},
+    "finetune": _FINETUNE,
 }
 
 

@@ -12,6 +12,7 @@ itself; the console progress bar, the metrics.jsonl file and the app are all sin
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ from .parts import Parts, build_parts
 from .runs import Run, new_run_id, runs_root
 from .sinks import JsonlSink, Sink, TqdmSink
 from .state import RunState, rng_state, set_rng_state
+from .transfer import set_train_mode
 
 
 class Trainer:
@@ -125,7 +127,11 @@ class Trainer:
         """The run's state: from its checkpoint when resuming, else fresh (and a new run
         directory). Opens metrics.jsonl and emits the "start" event."""
         run = Run(self.run_dir)
+        classes = list(parts.data.classes)
         if self.resume:
+            if run.classes() != tuple(classes):
+                raise ValueError(f"run {run.id} was trained on the classes {', '.join(run.classes())}; the data "
+                                 f"it resumes with has {', '.join(classes)}. Resume it with the same dataset.")
             ckpt = load_checkpoint(run.checkpoint_path)
             parts.raw_model.load_state_dict(ckpt["model"])
             parts.optimizer.load_state_dict(ckpt["optimizer"])
@@ -148,7 +154,9 @@ class Trainer:
                     "epochs": self.cfg.epochs, "steps_per_epoch": parts.steps_per_epoch, "resumed": self.resume,
                     "device": str(parts.device), "precision": str(parts.amp_dtype or "fp32"),
                     "world_size": self.world_size, "n_train": len(parts.train), "n_val": len(parts.val),
-                    "time": time.time()})
+                    # What the run's weights mean, on record from the first line (Run.classes):
+                    "dataset": parts.data.source.label, "classes": classes,
+                    "dataset_description": parts.data.description(), "time": time.time()})
         return state
 
     # -- epoch ---------------------------------------------------------------------------
@@ -156,7 +164,7 @@ class Trainer:
     def epoch(self, parts: Parts, state: RunState) -> None:
         """The steps of epoch `state.epoch` from batch `state.batch`; raises _Stop on a stop request."""
         cfg = self.cfg
-        parts.model.train()
+        set_train_mode(cfg, parts.model)
         for images, labels in parts.loader.iter_from(state.epoch, state.batch):
             if self.stop_event.is_set():
                 raise _Stop
@@ -230,7 +238,8 @@ class Trainer:
         improved = True
         if len(parts.val):
             res = eval_mod.evaluate(parts.eval_model, parts.val, device=parts.device,
-                                    precision=_eval_precision(parts.amp_dtype), **parts.norm)
+                                    precision=_eval_precision(parts.amp_dtype),
+                                    num_classes=len(parts.data.classes), **parts.norm)
             record["val_loss"], record["val_acc"] = res.loss, res.accuracy
             improved = res.accuracy > state.best_val_acc
         if improved:
@@ -238,7 +247,8 @@ class Trainer:
             state.best_epoch = state.epoch + 1
             state.bad_epochs = 0
             if self.is_main:
-                Run(self.run_dir).save_best(parts.eval_model, {"model": cfg.model, "run_id": self.run_id})
+                Run(self.run_dir).save_best(parts.eval_model, {"model": cfg.model, "run_id": self.run_id,
+                                                               "classes": json.dumps(list(parts.data.classes))})
         else:
             state.bad_epochs += 1
         state.end_epoch()
@@ -272,13 +282,15 @@ class Trainer:
                    "elapsed_s": state.elapsed_s, "device": str(parts.device), "world_size": self.world_size,
                    "precision": str(parts.amp_dtype or "fp32"), "test_acc": None, "n_test": len(parts.test),
                    "dataset": parts.data.source.label, "dataset_fingerprint": parts.data.source.fingerprint,
+                   "classes": list(parts.data.classes), "dataset_description": parts.data.description(),
                    "hardware": hardware_info()}
         if self.world_size > 1:
             # DDP keeps replicas identical; record each rank's weights digest so that is visible.
             summary["weights_sha256_by_rank"] = dist.gather_digests(parts.raw_model)
         if status != "stopped" and self.is_main:
             best = self.load_best(parts.device)
-            kw = dict(device=parts.device, precision=_eval_precision(parts.amp_dtype), **parts.norm)
+            kw = dict(device=parts.device, precision=_eval_precision(parts.amp_dtype),
+                      num_classes=len(parts.data.classes), **parts.norm)
             res = eval_mod.evaluate(best, parts.test, **kw)
             summary["test_acc"], summary["test_loss"] = res.accuracy, res.loss
             if cfg.tta != "none":

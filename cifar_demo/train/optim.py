@@ -7,7 +7,7 @@ Everything here is a function of a TrainConfig and a model: no run directory, no
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Collection
 
 import torch
 import torch.nn.functional as F
@@ -57,7 +57,7 @@ def build_scheduler(cfg: TrainConfig, optimizer, total_steps: int, steps_per_epo
     stop_at = cfg.whiten_bias_epochs * steps_per_epoch
 
     def factor(group_name: str):
-        if group_name == "whiten_bias":
+        if group_name.removeprefix("pretrained.") == "whiten_bias":
             return lambda s: lr_factor(cfg, s, total_steps, steps_per_epoch) if s < stop_at else 0.0
         return lambda s: lr_factor(cfg, s, total_steps, steps_per_epoch)
 
@@ -166,32 +166,48 @@ class Lookahead:
             slow.copy_(state[k])
 
 
-def param_groups(cfg: TrainConfig, model: nn.Module) -> list[dict]:
+def param_groups(cfg: TrainConfig, model: nn.Module, pretrained: Collection[str] = ()) -> list[dict]:
     """Trainable parameters in groups: "main", "bn_bias" (lr x bn_bias_lr_mult, weight decay
     / mult, so their decay per step is unchanged) and "whiten_bias" (can stop learning early).
 
     airbench trains BatchNorm biases 64x faster: with the scales frozen they are the only
     per-channel knobs, and a larger step lets them track the fast-moving features.
+
+    `pretrained`: names of the parameters copied from cfg.init_from. With backbone_lr_mult != 1
+    each group splits into a "pretrained." twin at lr x backbone_lr_mult (a fine-tune's backbone;
+    the new head keeps the full lr). Its weight decay is not divided by that multiplier: the
+    decay per step shrinks with the lr, so the small steps do not wear the pretrained weights
+    down towards zero faster than they adapt them.
     """
     bn_bias = {id(m.bias) for m in model.modules()
                if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None}
-    groups: dict[str, list] = {"main": [], "bn_bias": [], "whiten_bias": []}
+    split = cfg.backbone_lr_mult != 1.0
+    pretrained = set(pretrained) if split else set()
+    groups: dict[str, list] = {f"{pre}{kind}": [] for pre in ("", "pretrained.")
+                               for kind in ("main", "bn_bias", "whiten_bias")}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         if cfg.whiten_bias_epochs and name.startswith("whiten.") and name.endswith("bias"):
-            groups["whiten_bias"].append(p)
+            kind = "whiten_bias"
         elif id(p) in bn_bias and cfg.bn_bias_lr_mult != 1.0:
-            groups["bn_bias"].append(p)
+            kind = "bn_bias"
         else:
-            groups["main"].append(p)
+            kind = "main"
+        groups[("pretrained." if name in pretrained else "") + kind].append(p)
     mult = {"main": 1.0, "bn_bias": cfg.bn_bias_lr_mult, "whiten_bias": 1.0}
-    return [{"params": ps, "name": n, "lr": cfg.lr * mult[n], "weight_decay": cfg.weight_decay / mult[n]}
-            for n, ps in groups.items() if ps]
+    out = []
+    for n, ps in groups.items():
+        if not ps:
+            continue
+        kind = n.removeprefix("pretrained.")
+        lr = cfg.lr * mult[kind] * (cfg.backbone_lr_mult if n != kind else 1.0)
+        out.append({"params": ps, "name": n, "lr": lr, "weight_decay": cfg.weight_decay / mult[kind]})
+    return out
 
 
-def build_optimizer(cfg: TrainConfig, model: nn.Module):
-    groups = param_groups(cfg, model)
+def build_optimizer(cfg: TrainConfig, model: nn.Module, pretrained: Collection[str] = ()):
+    groups = param_groups(cfg, model, pretrained)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
                                nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)

@@ -15,11 +15,12 @@ import torch
 from torch import nn
 
 from .. import zoo
-from ..common import NUM_CLASSES, pick_device
+from ..common import pick_device
 from .config import TrainConfig
 from .dist import StepMeter
 from .optim import Lookahead, autocast_dtype, build_optimizer, build_scheduler, grad_scaler
 from .state import seed_everything
+from .transfer import load_init, recompute_bn_stats
 
 # Steps between step events where reading the step metrics costs a sync (see log_every_for).
 LOG_EVERY = 20
@@ -56,6 +57,7 @@ class Parts:
     steps_per_epoch: int
     total_steps: int
     norm: dict                      # mean/std of the model's input normalisation
+    pretrained: frozenset = frozenset()  # parameter names copied from cfg.init_from (empty: none)
     started: float = 0.0            # perf_counter() when this session's training began
     elapsed_before: float = 0.0     # training time of the earlier sessions
     session_images: int = 0
@@ -69,7 +71,8 @@ class Parts:
 
 def build_parts(cfg: TrainConfig, data=None, *, rank: int = 0, world_size: int = 1, local_rank: int = 0,
                 log_every: int | None = None) -> Parts:
-    """The parts of a session. `data`: a loaded data.CifarData, else load_cifar10(cfg.data)."""
+    """The parts of a session. `data`: a loaded data.CifarData, else data.load_dataset(cfg.data):
+    CIFAR-10 or a dataset of your own images; the model's head is sized by its classes."""
     from .. import augment
 
     device = pick_device(cfg.device)
@@ -85,12 +88,14 @@ def build_parts(cfg: TrainConfig, data=None, *, rank: int = 0, world_size: int =
     if steps_per_epoch == 0:
         raise ValueError(f"batch size {cfg.batch_size} is larger than the {len(train)} training images")
     total_steps = steps_per_epoch * cfg.epochs
-    model = raw_model = build_model(cfg, train, device)
+    classes = tuple(data.classes)
+    raw_model, pretrained = build_model(cfg, train, device, classes)
+    model = raw_model
     if world_size > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         model = DDP(raw_model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = build_optimizer(cfg, raw_model)
+    optimizer = build_optimizer(cfg, raw_model, pretrained)
     ema = None
     if cfg.ema > 0:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -101,11 +106,11 @@ def build_parts(cfg: TrainConfig, data=None, *, rank: int = 0, world_size: int =
                  scheduler=build_scheduler(cfg, optimizer, total_steps, steps_per_epoch),
                  scaler=grad_scaler(amp_dtype, device), ema=ema,
                  lookahead=Lookahead(raw_model) if cfg.lookahead_every else None,
-                 mixer=augment.BatchMixer(cfg.mixes, num_classes=NUM_CLASSES, alpha=cfg.mix_alpha)
+                 mixer=augment.BatchMixer(cfg.mixes, num_classes=len(classes), alpha=cfg.mix_alpha)
                  if cfg.mixes else None,
                  meter=StepMeter(device), log_every=log_every or log_every_for(device, world_size),
                  steps_per_epoch=steps_per_epoch, total_steps=total_steps,
-                 norm={"mean": spec.mean, "std": spec.std})
+                 norm={"mean": spec.mean, "std": spec.std}, pretrained=pretrained)
 
 
 def load_data(cfg: TrainConfig, data=None):
@@ -113,7 +118,7 @@ def load_data(cfg: TrainConfig, data=None):
     from .. import data as data_mod
 
     if data is None:
-        data = data_mod.load_cifar10(cfg.data, val_size=cfg.val_size, seed=cfg.seed)
+        data = data_mod.load_dataset(cfg.data, val_size=cfg.val_size, seed=cfg.seed)
     train = data.train
     if cfg.train_limit:
         train = data_mod.stratified_subset(train, cfg.train_limit, seed=cfg.seed)
@@ -142,16 +147,32 @@ def channels_last(cfg: TrainConfig, device: torch.device) -> bool:
     return cfg.channels_last and device.type in ("cpu", "cuda")
 
 
-def build_model(cfg: TrainConfig, train, device: torch.device) -> nn.Module:
+def build_model(cfg: TrainConfig, train, device: torch.device, classes=None) -> tuple[nn.Module, frozenset[str]]:
+    """(cfg.model for `classes` (default: CIFAR-10's ten), the names of the parameters copied from
+    cfg.init_from). Initialised from cfg.init_from's weights, else at random and, for models that
+    learn from the data before training (airnet's patch whitening), from `train`."""
+    from ..common import CLASSES
+
+    classes = tuple(classes or CLASSES)
     torch.manual_seed(cfg.seed)
-    model = zoo.create(cfg.model, **cfg.model_kwargs)
-    # Models that learn from the data before training (airnet's patch whitening) say so.
+    model = zoo.create(cfg.model, num_classes=len(classes), **cfg.model_kwargs)
     prepare = getattr(model, "init_from_data", None)
-    if prepare is not None:
+    copied: set[str] = set()
+    if cfg.init_from:
+        # The whitening is NOT re-learnt from the new images: it is copied with the rest. The
+        # pretrained filters of the next layer were trained on exactly the CIFAR-10 whitening's
+        # output channels; new eigenvectors come in another order and with arbitrary signs,
+        # which would scramble that layer's input. Whitening is a fixed, generic decorrelation
+        # of 2x2 patches; CIFAR-10's is a good one for any photo shrunk to 32x32.
+        copied = load_init(cfg, model, classes)
+    elif prepare is not None:
         # A seeded random 5,000 (split files may be sorted by class).
         pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))[:5000]
         prepare(train.images[pick])
     model = model.to(device)
     if channels_last(cfg, device):
         model = model.to(memory_format=torch.channels_last)
-    return model
+    if cfg.bn_stats == "recompute":
+        spec = zoo.get_spec(cfg.model)
+        recompute_bn_stats(model, train.images, spec.mean, spec.std, seed=cfg.seed)
+    return model, frozenset(copied)

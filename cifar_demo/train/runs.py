@@ -7,7 +7,11 @@ A run lives in ``runs/<run-id>/``:
     checkpoint.pt    last checkpoint (model, optimizer, scheduler, EMA, RNG, position),
                      written atomically every epoch and on stop; tensors only
     best.safetensors best weights by validation accuracy (the EMA weights when EMA is on)
-    summary.json     final status, best epoch, validation and test accuracy
+    summary.json     final status, best epoch, validation and test accuracy, the classes
+
+The class names a run's weights mean are on record from its first event (metrics.jsonl's
+"start" line carries them and the dataset's description) and in summary.json; a run directory
+of an older release records none, and means CIFAR-10's ten (Run.classes).
 
 Everything that reads or writes one of these files goes through `Run` (the engine, export,
 the evaluation cache, the CLI, the job manager, the app's tabs).
@@ -129,9 +133,41 @@ class Run:
     def has_checkpoint(self) -> bool:
         return self.checkpoint_path.is_file()
 
+    def start_event(self) -> dict | None:
+        """The first "start" event of metrics.jsonl (the run's first session), or None."""
+        if not self.metrics_path.exists():
+            return None
+        with open(self.metrics_path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if event.get("kind") == "start":
+                    return event
+        return None
+
+    def classes(self) -> tuple[str, ...]:
+        """The class names the run's weights predict, in label order: from summary.json, else the
+        first start event; a run that records none (an older release's) means CIFAR-10's."""
+        from ..common import CLASSES
+
+        for record in (self.summary(), self.start_event()):
+            if record and record.get("classes"):
+                return tuple(record["classes"])
+        return CLASSES
+
+    def dataset_description(self) -> dict | None:
+        """The description of the run's data (data.CifarData.description()), None if unrecorded."""
+        for record in (self.summary(), self.start_event()):
+            if record and record.get("dataset_description"):
+                return record["dataset_description"]
+        return None
+
     def load_best(self, cfg: TrainConfig | None = None, transform=None) -> nn.Module:
-        """The run's model with its best weights, on the CPU (see model_from_weights_file)."""
-        return model_from_weights_file(cfg or self.config(), self.best_path, transform)
+        """The run's model with its best weights, on the CPU, built for the run's classes (see
+        model_from_weights_file)."""
+        return model_from_weights_file(cfg or self.config(), self.best_path, transform, classes=self.classes())
 
     # -- writing -------------------------------------------------------------------------
 
@@ -146,11 +182,14 @@ class Run:
 
 
 def model_from_weights_file(cfg: TrainConfig, path: str | Path,
-                            transform: Callable[[dict], dict] | None = None) -> nn.Module:
-    """The config's model with the (safetensors) state in `path`, on the CPU.
+                            transform: Callable[[dict], dict] | None = None, *, classes=None) -> nn.Module:
+    """The config's model with the (safetensors) state in `path`, on the CPU, with a head for
+    `classes` (default: CIFAR-10's ten).
 
     `transform` may rewrite the state dict first (export rounds it through fp16).
     """
+    from ..common import NUM_CLASSES
+
     from safetensors.torch import load_file
 
     from .. import zoo
@@ -159,7 +198,7 @@ def model_from_weights_file(cfg: TrainConfig, path: str | Path,
     if not path.is_file():
         raise FileNotFoundError(f"run {path.parent.name} has no best weights yet ({path})")
     state = load_file(str(path))
-    model = zoo.create(cfg.model, **cfg.model_kwargs)
+    model = zoo.create(cfg.model, num_classes=len(classes) if classes else NUM_CLASSES, **cfg.model_kwargs)
     model.load_state_dict(transform(state) if transform else state)
     return model
 
