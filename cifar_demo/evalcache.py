@@ -41,6 +41,13 @@ class Target:
     sha256: str        # of the file
     data: str | None = None         # the run's dataset folder (None: the usual search)
     model_kwargs: dict | None = None
+    classes: tuple[str, ...] | None = None  # the classes the weights predict (None: CIFAR-10's)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        from .common import CLASSES
+
+        return tuple(self.classes) if self.classes else CLASSES
 
     @property
     def label(self) -> str:
@@ -50,7 +57,8 @@ class Target:
 def shipped(name: str) -> Target:
     """Shipped weights by model name; the hash comes from the model card (loading verifies it)."""
     card = weights.card_for(name)
-    return Target("weights", name, card.model, weights.weights_dir() / f"{name}.safetensors", card.sha256)
+    return Target("weights", name, card.zoo_name, weights.weights_dir() / f"{name}.safetensors", card.sha256,
+                  classes=card.classes and tuple(card.classes))
 
 
 def from_run(run_id: str, runs_dir=None) -> Target:
@@ -62,7 +70,7 @@ def from_run(run_id: str, runs_dir=None) -> Target:
     if not run.has_best():
         raise FileNotFoundError(f"run {run.id} has no best weights yet ({run.best_path})")
     return Target("run", run.id, cfg.model, run.best_path, fsio.sha256_file(run.best_path), cfg.data,
-                  dict(cfg.model_kwargs))
+                  dict(cfg.model_kwargs), run.classes())
 
 
 def load_model(target: Target) -> nn.Module:
@@ -72,7 +80,7 @@ def load_model(target: Target) -> nn.Module:
     from .train import TrainConfig, model_from_weights_file
 
     cfg = TrainConfig(model=target.model, model_kwargs=dict(target.model_kwargs or {}))
-    return model_from_weights_file(cfg, target.path).eval()
+    return model_from_weights_file(cfg, target.path, classes=target.class_names).eval()
 
 
 # ----------------------------------------------------------------------------- the cache
@@ -124,9 +132,12 @@ def evaluate_target(target: Target, tta: str = "none", source: data_mod.DataSour
     hit = load(key, cache)
     if hit is not None:
         return hit, True
+    if tuple(source.classes) != target.class_names:
+        raise ValueError(f"{target.label} predicts {', '.join(target.class_names)}; {source.label} has the "
+                         f"classes {', '.join(source.classes)}")
     spec = zoo.get_spec(target.model)
     test = data_mod.load_split("test", source)
     result = evaluate.evaluate(load_model(target), test, tta=tta, mean=spec.mean, std=spec.std,
-                               device=device, progress=progress)
+                               device=device, progress=progress, num_classes=len(target.class_names))
     store(key, result, cache)
     return result, False

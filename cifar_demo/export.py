@@ -1,4 +1,10 @@
-"""A finished run -> weights/<model>.safetensors + weights/<model>.json (the model card).
+"""A finished run -> weights/<name>.safetensors + weights/<name>.json (the model card).
+
+A run on CIFAR-10 exports under its model's name (weights/airnet.*, what the app and the Hub
+look for). A run on other classes exports under `<model>-<dataset name>` (export_name) or a
+name the caller gives, never under a zoo model's name: the shipped CIFAR-10 weights cannot be
+overwritten by weights that predict other classes. Its card records the classes and the zoo
+architecture (ModelCard.classes, .architecture).
 
 The same export also makes a one-file download (export_download: a .zip of the pair in a
 temporary folder) and a push to the Hugging Face Hub (push_run); neither writes weights/.
@@ -10,6 +16,7 @@ refused where it moves test accuracy by more than 0.05 points against the fp32 w
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -42,15 +49,40 @@ def check_fp16(accuracy_fp32: float, accuracy_fp16: float) -> None:
                          f"{100 * FP16_TOLERANCE:.2f}); export with --dtype float32")
 
 
+def export_name(run_id: str | Path, runs_dir=None) -> str:
+    """The name a run exports under by default: its model's for CIFAR-10's classes, else
+    `<model>-<dataset name>` (the dataset's name made safe as a file name)."""
+    run = Run.find(run_id, runs_dir)
+    model = run.config().model
+    if run.classes() == CLASSES:
+        return model
+    described = (run.dataset_description() or {}).get("name") or "own"
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", described).strip("-._") or "own"
+    return f"{model}-{slug}"
+
+
+def check_export_name(name: str, classes) -> None:
+    """ValueError where weights of other classes would take a zoo model's name (and so replace,
+    or pass for, its shipped CIFAR-10 weights); WeightsError for a name unsafe as a file name."""
+    weights.check_name(name)
+    if tuple(classes) != CLASSES and name in zoo.names():
+        raise ValueError(f"{name!r} is the name of a shipped CIFAR-10 model; weights of the classes "
+                         f"{', '.join(classes)} must be exported under another name (e.g. {name}-mine)")
+
+
 def export_run(run_id: str | Path, *, runs_dir=None, out_dir=None, dtype: str = "float32",
-               data: str | None = None, device=None):
-    """Score the run's best weights on the test set and write weights + card. Returns
+               data: str | None = None, device=None, name: str | None = None):
+    """Score the run's best weights on the test set and write weights + card as `name` (default
+    export_name: the model's, or `<model>-<dataset>` for other classes). Returns
     (weights_path, card_path, card)."""
     run = Run.find(run_id, runs_dir)
     cfg, summary = run.config(), run.summary()
     if summary is None:
         raise FileNotFoundError(f"run {run.id} has not finished (no {run.summary_path.name}); "
                                 f"resume it with `python -m cifar_demo train --resume {run.id}`")
+    classes = run.classes()
+    name = name or export_name(run.dir)
+    check_export_name(name, classes)
 
     def as_stored(state: dict) -> dict:
         # Score what will be stored: with fp16 storage, round floating tensors through fp16 first.
@@ -61,9 +93,12 @@ def export_run(run_id: str | Path, *, runs_dir=None, out_dir=None, dtype: str = 
     model = run.load_best(cfg, as_stored)
 
     source = data_mod.resolve_source(data or cfg.data, download=False)
+    if tuple(source.classes) != classes:
+        raise ValueError(f"run {run.id} predicts {', '.join(classes)}; {source.label} has the classes "
+                         f"{', '.join(source.classes)}: score it on its own dataset")
     test = data_mod.load_split("test", source)
     spec = zoo.get_spec(cfg.model)
-    kw = dict(mean=spec.mean, std=spec.std, device=device)
+    kw = dict(mean=spec.mean, std=spec.std, device=device, num_classes=len(classes))
     plain = evaluate.evaluate(model, test, **kw)
     if dtype == "float16":
         full = run.load_best(cfg)
@@ -74,10 +109,10 @@ def export_run(run_id: str | Path, *, runs_dir=None, out_dir=None, dtype: str = 
 
     out_dir = Path(out_dir) if out_dir else weights.weights_dir()
     weights_path, card_path = weights.save_weights(
-        model, out_dir, cfg.model,
+        model, out_dir, name,
         dataset=source.label, dataset_fingerprint=source.fingerprint,
         test_accuracy=plain.accuracy, test_accuracy_tta=tta.accuracy,
-        per_class_accuracy=dict(zip(CLASSES, plain.recall)),
+        per_class_accuracy=dict(zip(classes, plain.recall)), classes=list(classes), architecture=cfg.model,
         train_config=cfg.to_dict(), epochs=summary["epochs_run"], train_seconds=summary["elapsed_s"],
         hardware=summary.get("hardware"), dtype=dtype,
         slice_check={**slice_check, "accuracy": sliced.accuracy}, test_digest=data_mod.split_digest(test),
@@ -92,10 +127,11 @@ def export_download(run_id: str | Path, runs_dir=None, dest: str | Path | None =
     <dest>/<name>.zip holding <model>.safetensors and <model>.json. Returns its path.
 
     dest: a folder (default: a new temporary one, which the caller removes when it is done);
-    name: the zip's name (default: the run's model). Inside, the files keep the model's name,
-    which is what weights/, verify() and the Hub look for. Nothing under weights/ is written.
+    name: the zip's name (default: export_name, the run's model for CIFAR-10). Inside, the files
+    keep export_name's name, which is what weights/, verify() and the Hub look for. Nothing
+    under weights/ is written.
     """
-    stem = name or Run.find(run_id, runs_dir).config().model
+    stem = name or export_name(run_id, runs_dir)
     weights.check_name(stem)
     dest = Path(dest) if dest is not None else Path(tempfile.mkdtemp(prefix="cifar-demo-download-"))
     staging = Path(tempfile.mkdtemp(prefix="cifar-demo-export-"))

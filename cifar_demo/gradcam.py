@@ -19,7 +19,7 @@ from matplotlib import colormaps
 from torch import nn
 
 from .augment import upscale_nearest
-from .common import CIFAR_MEAN, CIFAR_STD, CLASSES, normalize
+from .common import CIFAR_MEAN, CIFAR_STD, normalize
 from .predict import Prediction, load_model, predict_many, predict_one, to_tensor
 
 MIN_SIDE = 4          # a map smaller than 4x4 cannot tell the quadrants of a 32x32 image apart
@@ -105,7 +105,7 @@ class Explanation:
     """One model on one image: its class probabilities and the Grad-CAM of its own top class."""
 
     model: str                   # the name to show: a zoo name, or e.g. "run <id>"
-    probs: dict[str, float]      # class -> probability (all ten)
+    probs: dict[str, float]      # class -> probability (every class of the model's, in label order)
     cam: np.ndarray              # HxW float32 in [0, 1], for the top class
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
@@ -123,7 +123,8 @@ def explain(model: nn.Module, image32: np.ndarray, name: str, *, mean=CIFAR_MEAN
     if probs is None:
         probs, _ = predict_one(model, image32, mean, std)
     top = max(probs, key=probs.get)
-    cam = gradcam(model, image32, CLASSES.index(top), mean=mean, std=std)
+    # probs is keyed by the model's classes in label order (predict.predict_one), whatever they are.
+    cam = gradcam(model, image32, list(probs).index(top), mean=mean, std=std)
     return Explanation(name, dict(probs), cam)
 
 
@@ -136,9 +137,10 @@ def explain_predictions(image32: np.ndarray, predictions: list[Prediction]) -> l
     for p in predictions:
         if p.error is not None:
             continue
-        spec = zoo.get_spec(p.model)
-        out.append(explain(load_model(p.model)[0], image32, p.model, mean=spec.mean, std=spec.std,
-                           probs=p.probs))
+        model, card = load_model(p.model)
+        # The card names the architecture of a pair exported under another name (airnet-leaves).
+        spec = zoo.get_spec(getattr(card, "zoo_name", p.model))
+        out.append(explain(model, image32, p.model, mean=spec.mean, std=spec.std, probs=p.probs))
     return out
 
 

@@ -139,7 +139,8 @@ def load_model(name: str):
 @dataclass
 class Prediction:
     model: str
-    probs: dict[str, float] = field(default_factory=dict)   # class -> probability (all ten)
+    probs: dict[str, float] = field(default_factory=dict)   # class -> probability, every class of the
+    #                                                         model's (card.classes), in label order
     latency_ms: float | None = None
     error: str | None = None                                  # e.g. "no weights"
 
@@ -148,14 +149,19 @@ class Prediction:
 
 
 @torch.inference_mode()
-def predict_one(model, image32: np.ndarray, mean=None, std=None) -> tuple[dict[str, float], float]:
-    """Class probabilities of one 32x32 image and the forward-pass latency in ms."""
+def predict_one(model, image32: np.ndarray, mean=None, std=None,
+                classes=None) -> tuple[dict[str, float], float]:
+    """Class probabilities of one 32x32 image (keyed by `classes`, default CIFAR-10's, in label
+    order) and the forward-pass latency in ms."""
+    classes = tuple(classes or CLASSES)
     kw = {} if mean is None else {"mean": mean, "std": std}
     x = normalize(to_tensor(image32), **kw)
     t0 = time.perf_counter()
     probs = model(x).float().softmax(1)[0]
     ms = (time.perf_counter() - t0) * 1000
-    return {c: float(p) for c, p in zip(CLASSES, probs)}, ms
+    if len(probs) != len(classes):
+        raise ValueError(f"the model predicts {len(probs)} classes, but {len(classes)} names were given")
+    return {c: float(p) for c, p in zip(classes, probs)}, ms
 
 
 # The first forward passes of a fresh model allocate buffers and pick kernels: not representative.
@@ -193,7 +199,9 @@ def latency_method(record: dict) -> str:
 
 
 def predict_many(image32: np.ndarray, names: list[str] | None = None) -> list[Prediction]:
-    """Every named model (default: the whole zoo) on one image; models without weights say so."""
+    """Every named model (default: the whole zoo) on one image, each with its card's classes;
+    models without weights say so. A name may be any weights/ pair (e.g. an export of other
+    classes, "airnet-leaves")."""
     from . import weights, zoo
 
     names = names or zoo.names()
@@ -204,19 +212,24 @@ def predict_many(image32: np.ndarray, names: list[str] | None = None) -> list[Pr
             out.append(Prediction(name, error="no weights shipped yet"))
             continue
         try:
-            model, _ = load_model(name)
+            model, card = load_model(name)
         except Exception as exc:  # a tampered or wrong file: shown, never faked
             out.append(Prediction(name, error=str(exc)))
             continue
-        spec = zoo.get_spec(name)
-        probs, ms = predict_one(model, image32, spec.mean, spec.std)
+        spec = zoo.get_spec(card.zoo_name)
+        probs, ms = predict_one(model, image32, spec.mean, spec.std, card.class_names)
         out.append(Prediction(name, probs, ms))
     return out
 
 
 def ensemble(predictions: list[Prediction]) -> dict[str, float]:
-    """Mean of the probabilities of the models that predicted (soft vote)."""
+    """Mean of the probabilities of the models that predicted (soft vote), over the models of one
+    class list: a vote between models of different classes means nothing. Where the models
+    disagree on their classes, the list most of them share wins (the first one's on a tie)."""
     ok = [p for p in predictions if p.error is None]
     if not ok:
         return {}
-    return {c: sum(p.probs[c] for p in ok) / len(ok) for c in CLASSES}
+    lists = [tuple(p.probs) for p in ok]
+    common = max(dict.fromkeys(lists), key=lists.count)  # dict.fromkeys: first-seen order for ties
+    voters = [p for p in ok if tuple(p.probs) == common]
+    return {c: sum(p.probs[c] for p in voters) / len(voters) for c in common}
