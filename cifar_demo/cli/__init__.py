@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="a .safetensors file with its .json card beside it")
     p.add_argument("--run", help="a run's best weights (run id or directory)")
     p.add_argument("--runs-dir", default=None)
-    p.add_argument("--data", help="dataset folder (default: the run's or the usual search)")
+    p.add_argument("--data", help="dataset folder or .zip (default: the run's or the usual search)")
     p.add_argument("--tta", default="none", choices=TTA_MODES)
     p.add_argument("--start", type=int, default=0, help="first test image to score")
     p.add_argument("--limit", type=int, default=0, help="score only this many test images")
@@ -65,12 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", metavar="DIR", help="also write the figures as PNG files")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="classify image files with every model that has weights")
+    p = sub.add_parser("predict", help="classify image files with every model that has weights (or a run's)")
     p.add_argument("images", nargs="+")
     p.add_argument("--model", action="append", help="only this model (repeatable)")
     p.add_argument("--weights", action="append", metavar="FILE",
                    help="a weights file: a run's download (.zip) or a .safetensors with its .json card "
                         "beside it; checked like shipped weights (repeatable; with no --model, only these)")
+    p.add_argument("--run", action="append", metavar="RUN_ID",
+                   help="a training run's best weights, with its classes (repeatable; with no --model, only these)")
+    p.add_argument("--runs-dir", default=None)
     p.add_argument("--topk", type=int, default=3)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
@@ -81,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="target folder (default: the repo's weights/)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
     p.add_argument("--data", help="dataset folder (default: the run's)")
+    p.add_argument("--name", help="the weights' name (default: the model's; for a run on other classes than "
+                                  "CIFAR-10's, MODEL-DATASET: never a shipped model's name)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("push", help="export a run and upload its weights + card to a Hugging Face Hub repo")

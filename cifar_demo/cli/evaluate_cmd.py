@@ -14,7 +14,8 @@ PER_IMAGE_KEYS = ("labels", "predictions", "confidences", "probabilities", "misc
 
 
 def _model_from_args(args):
-    """(model, name, card or None, config dict or None) from --model / --weights / --run."""
+    """(model, name, card or None, config dict or None, zoo architecture, classes) from
+    --model / --weights / --run. The classes are the run's or the card's."""
     from .. import weights
 
     chosen = [x for x in (args.model, args.weights, args.run) if x]
@@ -25,15 +26,21 @@ def _model_from_args(args):
 
         run = Run.find(args.run, args.runs_dir)
         cfg = run.config()
-        return run.load_best(cfg), cfg.model, None, cfg.to_dict()
+        return run.load_best(cfg), cfg.model, None, cfg.to_dict(), cfg.model, run.classes()
     model, card = weights.load_weights(args.model or Path(args.weights))
-    return model, card.model, card, card.train_config
+    return model, card.model, card, card.train_config, card.zoo_name, card.class_names
 
 
-def _test_split(data_arg, start: int = 0, limit: int = 0, step: int = 1):
+def _test_split(data_arg, start: int = 0, limit: int = 0, step: int = 1, classes=None):
+    """The test split of `data_arg` (sliced by start/limit/step); CliError if its classes are not
+    `classes` (the model's): a model scored on another class list would be scored on nonsense."""
     from .. import data
 
-    test = data.load_split("test", data_arg)
+    source = data.resolve_source(data_arg)
+    if classes is not None and tuple(source.classes) != tuple(classes):
+        raise CliError(f"the model predicts {', '.join(classes)}; {source.label} has the classes "
+                       f"{', '.join(source.classes)}. Give --data with the model's dataset")
+    test = data.load_split("test", source)
     if start or limit or step != 1:
         if step < 1:
             raise CliError("--step must be >= 1")
@@ -48,52 +55,52 @@ def _test_split(data_arg, start: int = 0, limit: int = 0, step: int = 1):
 def cmd_evaluate(args) -> int:
     from .. import evaluate, zoo
 
-    model, name, card, config = _model_from_args(args)
+    model, name, card, config, arch, classes = _model_from_args(args)
     data_arg = args.data or (config or {}).get("data")
-    test = _test_split(data_arg, args.start, args.limit, args.step)
-    spec = zoo.get_spec(name)
+    test = _test_split(data_arg, args.start, args.limit, args.step, classes)
+    spec = zoo.get_spec(arch)
     res = evaluate.evaluate(model, test, tta=args.tta, mean=spec.mean, std=spec.std,
-                            device=args.device, progress=not args.json)
+                            device=args.device, progress=not args.json, num_classes=len(classes))
     metrics = {k: v for k, v in res.as_dict().items() if k not in PER_IMAGE_KEYS}
-    metrics.update(model=name, start=args.start, step=args.step, tta=args.tta)
+    metrics.update(model=name, start=args.start, step=args.step, tta=args.tta, classes=list(classes))
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
-        _print_metrics(name, res, card)
+        _print_metrics(name, res, card, classes)
     if args.plots:
-        _write_plots(res, test, Path(args.plots))
+        _write_plots(res, test, Path(args.plots), classes)
     return 0
 
 
-def _print_metrics(name, res, card) -> None:
-    from ..common import CLASSES
-
+def _print_metrics(name, res, card, classes) -> None:
+    # Top-5 says something only where there are more than five classes to rank.
+    top5 = f"top-5 {100 * res.topk['top5']:.2f}%, " if len(classes) > 5 else ""
     print(f"{name}: accuracy {100 * res.accuracy:.2f}% on {res.n} test images "
-          f"(top-5 {100 * res.topk['top5']:.2f}%, ECE {res.ece:.3f}, TTA {res.tta})")
+          f"({top5}ECE {res.ece:.3f}, TTA {res.tta})")
     if card is not None:
         print(f"  model card: {100 * card.test_accuracy:.2f}% on {card.dataset}")
-    print(f"  {'class':12s} {'acc':>7s} {'prec':>7s} {'recall':>7s} {'F1':>7s}")
-    for i, c in enumerate(CLASSES):
-        print(f"  {c:12s} {100 * res.recall[i]:6.2f}% {100 * res.precision[i]:6.2f}% "
+    width = max(12, *map(len, classes))
+    print(f"  {'class':{width}s} {'acc':>7s} {'prec':>7s} {'recall':>7s} {'F1':>7s}")
+    for i, c in enumerate(classes):
+        print(f"  {c:{width}s} {100 * res.recall[i]:6.2f}% {100 * res.precision[i]:6.2f}% "
               f"{100 * res.recall[i]:6.2f}% {100 * res.f1[i]:6.2f}%")
-    print(f"  {'macro':12s} {'':7s} {100 * res.macro_precision:6.2f}% {100 * res.macro_recall:6.2f}% "
+    print(f"  {'macro':{width}s} {'':7s} {100 * res.macro_precision:6.2f}% {100 * res.macro_recall:6.2f}% "
           f"{100 * res.macro_f1:6.2f}%")
 
 
-def _write_plots(res, test, out: Path) -> None:
+def _write_plots(res, test, out: Path, classes) -> None:
     from .. import plots
-    from ..common import CLASSES
 
     out.mkdir(parents=True, exist_ok=True)
     wrong = res.misclassified[:32]
     figures = {
-        "confusion.png": plots.confusion_matrix(res.confusion, CLASSES),
-        "confusion_normalized.png": plots.confusion_matrix(res.confusion, CLASSES, normalize=True),
-        "per_class_accuracy.png": plots.per_class_accuracy(res.recall, CLASSES),
+        "confusion.png": plots.confusion_matrix(res.confusion, classes),
+        "confusion_normalized.png": plots.confusion_matrix(res.confusion, classes, normalize=True),
+        "per_class_accuracy.png": plots.per_class_accuracy(res.recall, classes),
         "reliability.png": plots.reliability_diagram(res.reliability, res.ece),
         "misclassified.png": plots.misclassified_grid(
             test.images[wrong], [res.labels[i] for i in wrong], [res.predictions[i] for i in wrong],
-            [res.confidences[i] for i in wrong], CLASSES),
+            [res.confidences[i] for i in wrong], classes),
     }
     for fname, fig in figures.items():
         plots.figure_to_png(fig, out / fname)

@@ -15,6 +15,18 @@ from .errors import CliError
 # ---------------------------------------------------------------------------- train
 
 
+# Help for the flags whose use is not obvious from their name.
+FLAG_HELP = {
+    "data": "dataset: a CIFAR-10 folder, or a folder or .zip of your own images (one folder per class, "
+            "any names; train/ and test/ inside, or the class folders alone)",
+    "init_from": "start from trained weights: a shipped model (e.g. airnet) or a weights file; the classifier "
+                 "head is new when the data's classes differ (alone, it selects --preset finetune)",
+    "bn_stats": "BatchNorm statistics in training: batch (default), frozen (keep init_from's), recompute "
+                "(once on the training images, then frozen)",
+    "backbone_lr_mult": "with --init-from: the pretrained layers learn at lr x this (the new head at lr)",
+}
+
+
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (defaults None, so only given flags override a preset);
     fields that take a name from the engine's vocabulary offer those names as choices."""
@@ -26,7 +38,10 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = f.type if isinstance(f.type, str) else f.type.__name__
-        if f.name in CHOICES:
+        if f.name in FLAG_HELP:
+            group.add_argument(flag, dest=f.name, default=None, choices=CHOICES.get(f.name), help=FLAG_HELP[f.name],
+                               **({"type": float} if kind == "float" else {}))
+        elif f.name in CHOICES:
             group.add_argument(flag, dest=f.name, default=None, choices=CHOICES[f.name])
         elif kind == "bool":
             group.add_argument(flag, dest=f.name, default=None, action=argparse.BooleanOptionalAction)
@@ -69,10 +84,12 @@ def cmd_train(args) -> int:
         if args.config:
             base = TrainConfig.from_json(Path(args.config).read_text(encoding="utf-8"))
             cfg = TrainConfig.from_dict({**base.to_dict(), **overrides}).validate()
-        elif args.preset is None and "model" not in overrides:
+        elif args.preset is None and "model" not in overrides and "init_from" not in overrides:
             raise CliError("give --model NAME or --preset NAME (see `python -m cifar_demo zoo`)")
         else:
-            cfg = engine.make_config(args.preset, **overrides)
+            # --init-from alone fine-tunes: the recipe made for a new head on a few hundred images.
+            preset = args.preset or ("finetune" if "model" not in overrides else None)
+            cfg = engine.make_config(preset, **overrides)
         run_dir = engine.runs_root(args.runs_dir) / args.run_id if args.run_id else None
         trainer = engine.Trainer(cfg, run_dir=run_dir, runs_dir=args.runs_dir, console=True,
                                  log_every=args.log_every)
@@ -100,6 +117,8 @@ def _print_summary(s: dict) -> None:
 
     print(f"run {s['run_id']}: {s['status']} after {s['epochs_run']} epoch(s), {s['elapsed_s']:.0f} s "
           f"on {s['device']} ({s['precision']})")
+    if s.get("classes"):
+        print(f"  data {s.get('dataset')}: classes {', '.join(s['classes'])}")
     print(f"  best validation accuracy {pct(s['best_val_acc'])} (epoch {s['best_epoch']})")
     if s["status"] == "stopped":
         print(f"  stopped: continue with `python -m cifar_demo train --resume {s['run_id']}`")

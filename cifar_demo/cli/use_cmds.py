@@ -47,16 +47,16 @@ def cmd_zoo(args) -> int:
 def cmd_predict(args) -> int:
     from .. import predict
 
-    files = _load_weights_files(args.weights or [])
+    files = _load_weights_files(args.weights or []) + _load_runs(getattr(args, "run", None) or [], args.runs_dir)
     results = {}
     for path in args.images:
         try:
             image32 = predict.to_32x32(predict.load_image(path))
         except predict.ImageError as exc:
             raise CliError(str(exc)) from None
-        # --weights alone: only those files; with --model too (or neither): the shipped ones as well.
+        # --weights / --run alone: only those; with --model too (or neither): the shipped ones as well.
         preds = predict.predict_many(image32, args.model or None) if args.model or not files else []
-        preds += [_predict_file(label, model, card, image32) for label, model, card in files]
+        preds += [_predict_file(label, model, arch, classes, image32) for label, model, arch, classes in files]
         if not any(p.error is None for p in preds):
             reasons = "; ".join(f"{p.model}: {p.error}" for p in preds)
             raise CliError(f"no model could predict: {reasons}")
@@ -73,8 +73,9 @@ def cmd_predict(args) -> int:
     return 0
 
 
-def _load_weights_files(paths: list[str]) -> list[tuple[str, object, object]]:
-    """[(label, model, card)] of each --weights FILE, verified like shipped weights (CliError if not).
+def _load_weights_files(paths: list[str]) -> list[tuple[str, object, str, tuple[str, ...]]]:
+    """[(label, model, zoo architecture, classes)] of each --weights FILE, verified like shipped
+    weights (CliError if not); the classes are its card's.
 
     The label is the file's name (its path where two names collide), so several downloads of
     the same model can be compared side by side."""
@@ -92,15 +93,27 @@ def _load_weights_files(paths: list[str]) -> list[tuple[str, object, object]]:
             raise CliError(str(exc)) from None
         with torch.inference_mode():  # warm-up, as predict.load_model: the first pass allocates
             model(torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE))
-        out.append((name if names.count(name) == 1 else path, model, card))
+        out.append((name if names.count(name) == 1 else path, model, card.zoo_name, card.class_names))
     return out
 
 
-def _predict_file(label: str, model, card, image32):
+def _load_runs(run_ids: list[str], runs_dir=None) -> list[tuple[str, object, str, tuple[str, ...]]]:
+    """[("run <id>", model, zoo architecture, classes)] of each --run: its best weights and classes."""
+    from ..train import Run
+
+    out = []
+    for run_id in run_ids:
+        run = Run.find(run_id, runs_dir)
+        cfg = run.config()
+        out.append((f"run {run.id}", run.load_best(cfg).eval(), cfg.model, run.classes()))
+    return out
+
+
+def _predict_file(label: str, model, arch: str, classes, image32):
     from .. import predict, zoo
 
-    spec = zoo.get_spec(card.model)
-    probs, ms = predict.predict_one(model, image32, spec.mean, spec.std)
+    spec = zoo.get_spec(arch)
+    probs, ms = predict.predict_one(model, image32, spec.mean, spec.std, classes)
     return predict.Prediction(label, probs, ms)
 
 
@@ -111,9 +124,10 @@ def cmd_export(args) -> int:
     from ..export import export_run
 
     weights_path, card_path, card = export_run(args.run_id, runs_dir=args.runs_dir, out_dir=args.out,
-                                               dtype=args.dtype, data=args.data)
+                                               dtype=args.dtype, data=args.data, name=args.name)
     print(f"exported {card.model}: test accuracy {100 * card.test_accuracy:.2f}% "
           f"(TTA {100 * card.test_accuracy_tta:.2f}%) on {card.dataset}")
+    print(f"  classes: {', '.join(card.class_names)}")
     print(f"  {weights_path}\n  {card_path}")
     return 0
 
