@@ -8,6 +8,8 @@ restart from the records in runs/.jobs/.
 
 from __future__ import annotations
 
+import os
+
 import signal
 import subprocess
 import sys
@@ -177,6 +179,19 @@ def test_visitors_get_their_own_folder_which_is_deleted_after_the_retention_time
     clock.now += 700
     assert m.cleanup() == ["alice"] and not folder.exists()
     assert m.snapshot(run_id).status == "idle" and m.view("alice").snap.run_id is None
+
+
+def test_a_visitor_who_only_uploaded_a_dataset_is_cleaned_up_after_the_retention_time(env, tmp_path):
+    make, children, clock = env
+    m = make(retention_s=3600)
+    upload = tmp_path / "runs" / "visitors" / "bob" / ".datasets" / "leaves.zip"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(b"PK")
+    for p in (upload, upload.parent, upload.parent.parent):
+        os.utime(p, (clock.now - 1800, clock.now - 1800))
+    assert m.cleanup() == [] and upload.exists()              # written 30 minutes ago: kept
+    clock.now += 1900
+    assert m.cleanup() == ["bob"] and not upload.parent.parent.exists()
 
 
 def test_queue_estimate_uses_the_running_runs_eta_and_the_measured_speed(env):

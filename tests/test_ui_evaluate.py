@@ -161,7 +161,8 @@ def test_evaluate_opens_the_drilldown_on_the_most_frequent_confusion(run_id):
     res = state["result"]
     assert res.confusion == plain_confusion(heat)
     t, p = evaluate.most_confused(res.confusion) or (0, 0)
-    assert (true_cls, pred_cls, page_no, compare) == (CLASSES[t], CLASSES[p], 1, "")
+    assert (true_cls.value, pred_cls.value, page_no, compare) == (CLASSES[t], CLASSES[p], 1, "")
+    assert true_cls.choices == pred_cls.choices == [(c, c) for c in CLASSES]   # the classes of what was scored
     assert shown == evaluate.cell_indices(res, t, p)[:evaluate_tab.CELL_PAGE] and len(gallery) == len(shown)
     image, caption = gallery[0]
     test = data.load_split("test", state["source"])

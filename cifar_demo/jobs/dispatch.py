@@ -193,6 +193,16 @@ class JobManager:
                     self._jobs.pop(j.run_id, None)
                     (self._records() / f"{j.run_id}.json").unlink(missing_ok=True)
                 removed.append(owner)
+            # A visitor who uploaded a dataset (ui.own_data) but never trained has no job: its
+            # folder goes RETENTION_S after it was last written to.
+            visitors = self.runs_dir / "visitors"
+            for folder in (visitors.iterdir() if self.public and visitors.is_dir() else []):
+                if folder.name in owners or not folder.is_dir():
+                    continue
+                stamps = [p.stat().st_mtime for p in [folder, *folder.rglob("*")]]
+                if now - max(stamps) >= self.retention_s:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed.append(folder.name)
         return removed
 
     def _reattach(self) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import gradio as gr
 
+from .. import jobs
 from . import augment_tab, common, compare_tab, evaluate_tab, predict_tab, robustness_tab, train_tab, zoo_tab
 
 TITLE = "cifar-demo: CIFAR-10 in the browser"
-MAX_FILE_SIZE = "10mb"
+# Uploads: pictures (predict.MAX_BYTES, 10 MB, is checked by the Predict tab itself) and zips of
+# your own images, whose cap is the data layer's (data.PUBLIC_LIMITS: 100 MB on a shared app).
+MAX_FILE_SIZE = {"public": "100mb", "local": "2gb"}
 PUBLIC_API = ("predict", "familiarity")
 # CIFAR-sized uploads (32x32) would show as a thumbnail-sized speck: draw them large and crisp.
 CSS = "#predict-input img {image-rendering: pixelated; min-width: 45%; object-fit: contain;}"
@@ -27,11 +30,11 @@ def build_app() -> gr.Blocks:
         # The visitor's token, kept by the browser across reloads (public mode: who owns which run).
         visitor = gr.BrowserState(None, storage_key=common.VISITOR_KEY, secret=common.browser_secret())
         with gr.Tabs():
-            predict_tab.build()
+            predict_tab.build(visitor)
             train_tab.build(visitor)
             compare_tab.build(visitor)
             evaluate_tab.build(visitor)
-            augment_tab.build()
+            augment_tab.build(visitor)
             robustness_tab.build()
             zoo_tab.build()
         app.load(common.new_token, visitor, visitor, show_progress="hidden")
@@ -50,9 +53,9 @@ def build_app() -> gr.Blocks:
 # own line, so it never holds up a Predict. Augmentation previews (numpy on a few 32x32
 # pictures) four at a time. Everything else (ticks, page loads, starting or stopping a run,
 # reading caches) only reads small files: no limit, so it is never stuck behind the above.
-MODEL_EVENTS = {"predict_image", "familiarity_check", "image_clicked", "show_picture", "measure", "measure_once"}
+MODEL_EVENTS = {"predict_image", "predict_run", "familiarity_check", "image_clicked", "show_picture", "measure", "measure_once"}
 HEAVY_EVENTS = {"run_evaluation", "evaluate_with_drilldown", "export_run", "download_weights", "push_weights",
-                "compute_curves", "compute_all", "download_data"}
+                "compute_curves", "compute_all", "download_data", "on_upload"}
 GROUPS = {"models": 2, "heavy": 1, "augment": 4}
 
 
@@ -75,5 +78,5 @@ def launch(app: gr.Blocks, *, host: str = "127.0.0.1", port: int = 7860, share: 
     # Limits per event are set by concurrency() in build_app; training runs in a separate
     # low-priority process (jobs), so it never blocks the queue.
     app.queue(default_concurrency_limit=1)
-    return app.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_FILE_SIZE,
+    return app.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_FILE_SIZE["public" if jobs.manager().public else "local"],
                       show_error=False, theme=gr.themes.Soft(), css=CSS, **kwargs)

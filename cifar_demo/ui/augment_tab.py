@@ -17,10 +17,12 @@ from matplotlib.ticker import PercentFormatter
 from .. import augment, data, predict
 from ..augment import Param
 from ..common import CLASSES
+from . import own_data
 
 N_DRAWS = 8          # two rows of four: enough draws to see the spread of one transform
 SCALE = 8            # 32 px -> 256 px, larger than a gallery cell: the browser shrinks (sharp), never blurs it up
 MIX_SCALE = 8        # the mixed image is the tab's main picture: 256 px
+SAMPLE_LABEL = "CIFAR-10 sample (5 test images per class): click one"
 THUMB_SCALE = 4      # sample thumbnails: 128 px, so the browser shrinks (sharp) rather than blurs
 DEFAULT_IMAGE = "horse 1"   # a horse in profile: flip, crop and rotation are easy to see on it
 DEFAULT_PICKS = ["dog 2", "cat 2", "bird 4", "truck 3"]
@@ -96,13 +98,41 @@ def _on_gallery_select(evt: gr.SelectData) -> tuple[np.ndarray, np.ndarray, str]
     return choose_sample(gallery_order()[evt.index])
 
 
+def refresh_sources(current: str | None = None, token=None) -> gr.Dropdown:
+    """Where the gallery's pictures come from: the CIFAR-10 sample, or a dataset you uploaded (Train tab)."""
+    return own_data.refresh(current, token)
+
+
+def show_source(choice: str | None, token=None) -> gr.Gallery:
+    """The gallery for a source: the sample (default image marked), or a few of your images per class."""
+    if not choice or choice == own_data.CIFAR:
+        return _load_gallery()
+    try:
+        images = own_data.preview_images(choice, token)
+    except (ValueError, data.DataSourceError) as e:
+        raise gr.Error(str(e)) from None
+    return gr.Gallery([(augment.upscale_nearest(im, THUMB_SCALE), cap) for im, cap in images],
+                      selected_index=None, format="png", label="Your images (a few per class): click one")
+
+
+def choose_from_source(choice: str | None, evt: gr.SelectData, token=None) -> tuple[np.ndarray, np.ndarray, str]:
+    """A click on the gallery: a sample image, or one of your images (centre-cropped to 32x32 when loaded)."""
+    if not choice or choice == own_data.CIFAR:
+        return _on_gallery_select(evt)
+    try:
+        image, caption = own_data.preview_images(choice, token)[evt.index]
+    except (ValueError, IndexError, data.DataSourceError) as e:
+        raise gr.Error(str(e)) from None
+    return image, augment.upscale_nearest(image, MIX_SCALE), f"**{caption.rsplit(' ', 1)[0]}**: one of your images ({caption})"
+
+
 def _clear_selection() -> gr.Gallery:
     return gr.Gallery(selected_index=None)  # an upload replaces the sample image: unmark it
 
 
 def _load_gallery() -> gr.Gallery:
     """The sample gallery as a page loads, with the default image marked as chosen."""
-    return gr.Gallery(sample_thumbnails(), selected_index=gallery_order().index(DEFAULT_IMAGE))
+    return gr.Gallery(sample_thumbnails(), selected_index=gallery_order().index(DEFAULT_IMAGE), label=SAMPLE_LABEL)
 
 
 def _default_view() -> np.ndarray:
@@ -289,13 +319,16 @@ def _mix_subtab(method: str, picks: gr.Dropdown) -> None:
               outputs=[mixed, chart], trigger_mode="always_last", show_progress="hidden")
 
 
-def build() -> None:
-    with gr.Tab("Augmentations"):
+def build(visitor: gr.BrowserState | None = None) -> None:
+    """The tab; `visitor` is the page's token (its uploaded datasets can be previewed)."""
+    token = [visitor] if visitor is not None else []
+    with gr.Tab("Augmentations") as tab:
         gr.Markdown(INTRO)
         chosen = gr.State(None)  # the 32x32 image; None until one is picked (the default image)
+        source = gr.Dropdown(own_data.choices(), value=own_data.CIFAR, label="Pictures from", elem_id="augment-source",
+                             info="The CIFAR-10 sample, or a dataset of your own images uploaded in the Train tab.")
         # Full width: Gradio's gallery gives each column at least 100 px, so 10 need ~1100 px.
-        gallery = gr.Gallery(label="CIFAR-10 sample (5 test images per class): "
-                             "click one", columns=10, height="fit-content", format="png",
+        gallery = gr.Gallery(label=SAMPLE_LABEL, columns=10, height="fit-content", format="png",
                              allow_preview=False, object_fit="contain")
         with gr.Row(equal_height=False):
             view = gr.Image(label=f"Chosen image (32x32, shown {MIX_SCALE}x)",
@@ -309,7 +342,9 @@ def build() -> None:
         # Filled when a page loads, not at build time: Gradio calls a callable `value` right away.
         gr.on(None, _load_gallery, outputs=gallery, show_progress="hidden")
         gr.on(None, _default_view, outputs=view, show_progress="hidden")
-        gallery.select(_on_gallery_select, outputs=[chosen, view, caption])
+        gallery.select(choose_from_source, inputs=[source, *token], outputs=[chosen, view, caption])
+        source.input(show_source, inputs=[source, *token], outputs=gallery, show_progress="hidden")
+        tab.select(refresh_sources, inputs=[source, *token], outputs=source, show_progress="hidden")
         # Errors (a bad upload) show as a message; hidden progress keeps the old image on screen.
         upload.upload(choose_upload, inputs=upload, outputs=[chosen, view, caption],
                       show_progress="hidden").success(_clear_selection, outputs=gallery)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .. import augment, data, evalcache, evaluate, gradcam, jobs, plots, train, weights, zoo
+from .. import augment, data, evalcache, evaluate, gradcam, jobs, plots, predict, train, weights, zoo
 from ..common import CLASSES
 from .common import data_status, owner_of
 
@@ -88,22 +88,23 @@ def target_of(choice: str, token=None) -> evalcache.Target:
 
 # ----------------------------------------------------------------------------- presenting a result
 
-def class_table(res: evaluate.EvalResult) -> list[list]:
+def class_table(res: evaluate.EvalResult, classes=CLASSES) -> list[list]:
     """One row per class plus the macro average, percentages with two decimals."""
     rows = [[c, res.support[i], round(100 * res.precision[i], 2), round(100 * res.recall[i], 2),
-             round(100 * res.f1[i], 2)] for i, c in enumerate(CLASSES)]
+             round(100 * res.f1[i], 2)] for i, c in enumerate(classes)]
     rows.append(["macro average", res.n, round(100 * res.macro_precision, 2),
                  round(100 * res.macro_recall, 2), round(100 * res.macro_f1, 2)])
     return rows
 
 
-def mistakes_gallery(res: evaluate.EvalResult, test: data.Split, n: int = GALLERY_SIZE) -> list[tuple]:
+def mistakes_gallery(res: evaluate.EvalResult, test: data.Split, n: int = GALLERY_SIZE,
+                     classes=CLASSES) -> list[tuple]:
     """The n most confident mistakes as (upscaled HWC image, "true -> predicted (confidence)")."""
     out = []
     for i in res.misclassified[:n]:
         image = test.images[i].permute(1, 2, 0).numpy()
         conf = "" if res.confidences is None else f" ({res.confidences[i]:.0%})"
-        caption = f"{CLASSES[res.labels[i]]} → {CLASSES[res.predictions[i]]}{conf}"
+        caption = f"{classes[res.labels[i]]} → {classes[res.predictions[i]]}{conf}"
         out.append((augment.upscale_nearest(image, GALLERY_SCALE), caption))
     return out
 
@@ -111,8 +112,9 @@ def mistakes_gallery(res: evaluate.EvalResult, test: data.Split, n: int = GALLER
 def summary_markdown(target: evalcache.Target, res: evaluate.EvalResult, source: data.DataSource,
                      cached: bool, seconds: float) -> str:
     lines = [f"### {target.label}: test accuracy {_pct(res.accuracy)}",
-             f"{res.n:,} test images of {source.label}, TTA `{res.tta}`. Top-5 accuracy "
-             f"{_pct(res.topk.get('top5'))}, mean cross-entropy {res.loss:.3f}, calibration error (ECE) "
+             f"{res.n:,} test images of {source.label}, TTA `{res.tta}`. "
+             + (f"Top-5 accuracy {_pct(res.topk.get('top5'))}, " if len(target.class_names) > 5 else "")
+             + f"mean cross-entropy {res.loss:.3f}, calibration error (ECE) "
              f"{_pct(res.ece)}, macro F1 {_pct(res.macro_f1)}."]
     if target.kind == "weights":
         card = weights.card_for(target.name)
@@ -123,12 +125,12 @@ def summary_markdown(target: evalcache.Target, res: evaluate.EvalResult, source:
     return "\n\n".join(lines)
 
 
-def heatmap(confusion: list[list[int]]):
+def heatmap(confusion: list[list[int]], classes=CLASSES):
     """The counts as a Styler (rows true class, columns predicted) coloured as a heat map: the
     diagonal green and the mistakes orange, each on its own scale (the diagonal's hundreds would
     otherwise wash out the mistakes' tens)."""
     cm = np.asarray(confusion)
-    df = pd.DataFrame(cm, index=list(CLASSES), columns=list(CLASSES))
+    df = pd.DataFrame(cm, index=list(classes), columns=list(classes))
     off = cm[~np.eye(len(cm), dtype=bool)]
     top = {True: max(int(np.diag(cm).max()), 1), False: max(int(off.max()) if off.size else 0, 1)}
 
@@ -145,7 +147,7 @@ def heatmap(confusion: list[list[int]]):
                 css.iloc[i, j] = f"background-color: rgba({rgb}, {a:.2f}); color: {ink}; cursor: pointer"
         return css
 
-    return df.reset_index(names=CORNER).style.apply(colour, axis=None, subset=list(CLASSES))
+    return df.reset_index(names=CORNER).style.apply(colour, axis=None, subset=list(classes))
 
 
 _RUN_MODELS: dict[tuple[str, str], object] = {}
@@ -173,10 +175,13 @@ def explanations(state: dict, index: int) -> tuple[np.ndarray, list[tuple[gradca
     target = state["target"]
     image32 = data.load_split("test", state["source"]).images[index].permute(1, 2, 0).numpy()
     with _LOCK:
-        shipped = gradcam.explain_shipped(image32)
+        # The shipped models know CIFAR-10's classes: beside a run of other classes they have nothing to say.
+        shipped = gradcam.explain_shipped(image32) if target.class_names == CLASSES else []
         if target.kind == "run":
             spec = zoo.get_spec(target.model)
-            own = gradcam.explain(_run_model(target), image32, target.label, mean=spec.mean, std=spec.std)
+            probs, _ = predict.predict_one(_run_model(target), image32, spec.mean, spec.std, target.class_names)
+            own = gradcam.explain(_run_model(target), image32, target.label, mean=spec.mean, std=spec.std,
+                                  probs=probs)
             return image32, [(own, True)] + [(e, False) for e in shipped]
     mine = [(e, True) for e in shipped if e.model == target.name]
     return image32, mine + [(e, False) for e in shipped if e.model != target.name]
@@ -186,7 +191,8 @@ def comparison(state: dict, index: int) -> str:
     """HTML: test image `index`, then one card per model (Grad-CAM overlay and top-3 bars)."""
     res = state["result"]
     image32, rows = explanations(state, index)
-    true_cls, pred_cls = CLASSES[res.labels[index]], CLASSES[res.predictions[index]]
+    classes = _classes(state)
+    true_cls, pred_cls = classes[res.labels[index]], classes[res.predictions[index]]
     conf = "" if res.confidences is None else f" ({res.confidences[index]:.0%})"
     cards = []
     for e, own in rows:
@@ -230,23 +236,28 @@ def _score(choice: str, tta: str, token=None):
         t0 = time.perf_counter()
         res, cached = evalcache.evaluate_target(target, tta, source, progress=True)
     except data.DataSourceError as e:
-        raise gr.Error(f"No CIFAR-10 data to evaluate on. {e}") from None
+        raise gr.Error(f"No test data to evaluate on. {e}") from None
     except (weights.WeightsError, FileNotFoundError, ValueError) as e:
         raise gr.Error(str(e)) from None
     return target, source, res, cached, time.perf_counter() - t0
 
 
+def _classes(state: dict) -> tuple[str, ...]:
+    """The class names of an evaluation: the target's (a run of your own images has its own)."""
+    return state["target"].class_names
+
+
 def _present(target, source, res, cached, seconds) -> tuple:
     test = data.load_split("test", source)  # the decoded cache: well under a second
-    title = target.label
+    title, classes = target.label, target.class_names
     return (
         summary_markdown(target, res, source, cached, seconds),
-        plots.confusion_matrix(res.confusion, CLASSES, title=f"{title}: confusion matrix (counts)"),
-        plots.confusion_matrix(res.confusion, CLASSES, normalize=True,
+        plots.confusion_matrix(res.confusion, classes, title=f"{title}: confusion matrix (counts)"),
+        plots.confusion_matrix(res.confusion, classes, normalize=True,
                                title=f"{title}: confusion matrix (share of each true class)"),
-        plots.per_class_accuracy(res.recall, CLASSES, title=f"{title}: accuracy per class"),
-        class_table(res),
-        mistakes_gallery(res, test),
+        plots.per_class_accuracy(res.recall, classes, title=f"{title}: accuracy per class"),
+        class_table(res, classes),
+        mistakes_gallery(res, test, classes=classes),
         plots.reliability_diagram(res.reliability, res.ece, title="Reliability diagram"),
     )
 
@@ -264,23 +275,25 @@ def evaluate_with_drilldown(choice: str, tta: str = "none", token=None, progress
     target, source, res = scored[:3]
     state = {"target": target, "source": source, "result": res}
     i, j = evaluate.most_confused(res.confusion) or (0, 0)
-    return (*_present(*scored), state, heatmap(res.confusion), CLASSES[i], CLASSES[j],
-            *show_cell(state, CLASSES[i], CLASSES[j], 1))
+    classes = list(target.class_names)
+    return (*_present(*scored), state, heatmap(res.confusion, classes),
+            gr.Dropdown(choices=classes, value=classes[i]), gr.Dropdown(choices=classes, value=classes[j]),
+            *show_cell(state, classes[i], classes[j], 1))
 
 
 def _plural(cls: str) -> str:
     return cls if cls == "deer" else cls + "s"
 
 
-def cell_heading(res: evaluate.EvalResult, t: int, p: int, pg: evaluate.Page) -> str:
+def cell_heading(res: evaluate.EvalResult, t: int, p: int, pg: evaluate.Page, classes=CLASSES) -> str:
     """What the cell means, and which of its images this page shows."""
-    cls = _plural(CLASSES[t])
-    what = (f"**{cls} it gets right**" if t == p else f"**{cls} it takes for {_plural(CLASSES[p])}**")
+    cls = _plural(classes[t])
+    what = (f"**{cls} it gets right**" if t == p else f"**{cls} it takes for {_plural(classes[p])}**")
     share = f"{pg.total:,} of the {res.support[t]:,} test {cls}"
     if pg.total == 0:
         return f"{what}: none ({share}). Pick another cell."
     shown = (f"images {pg.start + 1}-{pg.start + len(pg.items)} of {pg.total:,} in "
-             f"{CLASSES[t]} → {CLASSES[p]}, most confident first")
+             f"{classes[t]} → {classes[p]}, most confident first")
     if pg.pages > 1:
         shown = f"page {pg.number + 1} of {pg.pages}: {shown}"
     return f"{what}: {share}. Showing {shown}. Click one to compare every model."
@@ -288,9 +301,10 @@ def cell_heading(res: evaluate.EvalResult, t: int, p: int, pg: evaluate.Page) ->
 
 def show_cell(state: dict | None, true_cls: str | None, pred_cls: str | None, page_number=1):
     """(page number, heading, gallery [(image, caption)], the gallery's test indices, comparison)."""
-    if not state or true_cls not in CLASSES or pred_cls not in CLASSES:
+    classes = _classes(state) if state else CLASSES
+    if not state or true_cls not in classes or pred_cls not in classes:
         return 1, "Press **Evaluate** first, then click a cell of the matrix.", [], [], ""
-    res, t, p = state["result"], CLASSES.index(true_cls), CLASSES.index(pred_cls)
+    res, t, p = state["result"], classes.index(true_cls), classes.index(pred_cls)
     pg = evaluate.page(evaluate.cell_indices(res, t, p), int(page_number or 1) - 1, CELL_PAGE)
     test = data.load_split("test", state["source"])
     items = []
@@ -298,15 +312,18 @@ def show_cell(state: dict | None, true_cls: str | None, pred_cls: str | None, pa
         conf = "" if res.confidences is None else f"{res.confidences[i]:.0%} "
         items.append((augment.upscale_nearest(test.images[i].permute(1, 2, 0).numpy(), CELL_SCALE),
                       f"{conf}#{i}"))
-    return pg.number + 1, cell_heading(res, t, p, pg), items, pg.items, ""
+    return pg.number + 1, cell_heading(res, t, p, pg, classes), items, pg.items, ""
 
 
 def cell_clicked(state: dict | None, true_cls, pred_cls, evt: gr.SelectData):
     """A click on the heat map at [row, column]: row = true class, column 1 + predicted class
     (column 0 names the rows; a click there keeps the predicted class)."""
     row, col = evt.index
-    true_cls = CLASSES[row]
-    pred_cls = CLASSES[col - 1] if col >= 1 else pred_cls
+    classes = _classes(state) if state else CLASSES
+    if not 0 <= row < len(classes) or col > len(classes):
+        return (true_cls, pred_cls, *show_cell(state, true_cls, pred_cls, 1))
+    true_cls = classes[row]
+    pred_cls = classes[col - 1] if col >= 1 else pred_cls
     return (true_cls, pred_cls, *show_cell(state, true_cls, pred_cls, 1))
 
 
@@ -326,7 +343,8 @@ def image_clicked(state: dict | None, shown: list[int], evt: gr.SelectData) -> s
 
 def build(visitor: gr.BrowserState | None = None) -> None:
     with gr.Tab("Evaluate") as tab:
-        gr.Markdown("Score a model on the test set (10,000 images of CIFAR-10): where it is right, which classes it "
+        gr.Markdown("Score a model on the test set (CIFAR-10's 10,000 images, or the test images of the dataset a "
+                    "run of your own images trained on): where it is right, which classes it "
                     "confuses, and whether its confidence can be trusted. Results are cached, so a "
                     "second look is instant.")
         data_md = gr.HTML()

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import html
 import threading
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
 from gradio_client import utils as client_utils
 
-from .. import augment, data, familiarity, gradcam, predict, weights, zoo
+from .. import augment, data, evalcache, familiarity, gradcam, jobs, predict, train, weights, zoo
 from ..common import CLASSES
+from .common import owner_of
 
 TOP_K = 3
 SCALE = 8  # the 32x32 input is shown 256x256, each pixel a sharp square
@@ -120,6 +122,72 @@ def _cams(image32: np.ndarray, preds: list[predict.Prediction]) -> list[tuple[np
     return out
 
 
+# ------------------------------------------------------------------------------ a run of yours
+
+NO_RUN = ""
+_RUN_MODELS: dict[tuple[str, str], object] = {}
+
+
+def run_choices(token=None) -> list[tuple[str, str]]:
+    """("No run: the zoo only", ""), then the owner's finished runs, each with its classes."""
+    out = [("None: the zoo's models only", NO_RUN)]
+    owner = owner_of(token)
+    if owner is None:
+        return out
+    for r in train.list_runs(jobs.manager().runs_dir_for(owner)):
+        if r["summary"] is None or not r["has_best"]:
+            continue
+        classes = train.Run(r["dir"]).classes() or CLASSES
+        names = ", ".join(classes[:4]) + (f" +{len(classes) - 4}" if len(classes) > 4 else "")
+        out.append((f"run {r['run_id']} ({names})", r["run_id"]))
+    return out
+
+
+def refresh_runs(current: str | None = None, token=None) -> gr.Dropdown:
+    choices = run_choices(token)
+    values = {v for _, v in choices}
+    return gr.Dropdown(choices=choices, value=current if current in values else NO_RUN)
+
+
+def _run_target(run_id: str, token=None) -> evalcache.Target:
+    owner = owner_of(token)
+    if owner is None:
+        raise gr.Error("This page has no visitor token yet: reload it.")
+    if Path(run_id).name != run_id or run_id.startswith("."):
+        raise gr.Error(f"not a run id: {run_id!r}")   # only a run of the owner's folder, by its id
+    try:
+        return evalcache.from_run(run_id, jobs.manager().runs_dir_for(owner))
+    except (FileNotFoundError, ValueError) as e:
+        raise gr.Error(str(e)) from None
+
+
+def _run_model(target: evalcache.Target):
+    key = (str(target.path), target.sha256)   # by hash: a resumed run rewrites its weights
+    if key not in _RUN_MODELS:
+        _RUN_MODELS.clear()
+        _RUN_MODELS[key] = evalcache.load_model(target)
+    return _RUN_MODELS[key]
+
+
+def predict_run(path: str | dict | None, run_id: str | None, token=None):
+    """The picture through a finished run of the page's owner, with the run's own class names:
+    ({class: probability} or None, a line saying what answered)."""
+    source = _upload(path)
+    if not run_id or source is None:
+        return None, ""
+    target = _run_target(run_id, token)
+    try:
+        image32 = predict.to_32x32(predict.load_image(source))
+    except predict.ImageError as exc:
+        raise gr.Error(str(exc), title="Cannot read this image") from None
+    spec = zoo.get_spec(target.model)
+    with _LOCK:
+        probs, ms = predict.predict_one(_run_model(target), image32, spec.mean, spec.std, target.class_names)
+    classes = ", ".join(target.class_names)
+    return probs, (f"**{html.escape(target.label)}** (`{target.model}`, {ms:.1f} ms), "
+                   f"trained on its own classes: {html.escape(classes)}.")
+
+
 # ------------------------------------------------------------------------------ the table
 
 _CSS = """
@@ -203,8 +271,10 @@ def _examples() -> tuple[list[list[str]], list[str]]:
     return [[p] for p in first.values()], list(first)
 
 
-def build() -> None:
-    with gr.Tab("Predict"):
+def build(visitor: gr.BrowserState | None = None) -> None:
+    """The tab; `visitor` is the page's token (its runs are offered beside the zoo)."""
+    token = [visitor] if visitor is not None else []
+    with gr.Tab("Predict") as tab:
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=3):
@@ -224,6 +294,13 @@ def build() -> None:
         # Our own table style, not Gradio's prose one (a dark grid around every cell).
         table = gr.HTML(_empty_table("Upload an image to see what the models make of it."),
                         css_template=_CSS, apply_default_css=False)
+        with gr.Row(equal_height=True):
+            run_choice = gr.Dropdown(run_choices(), value=NO_RUN, scale=2, elem_id="predict-run",
+                                     label="Also ask a model you trained (Train tab)",
+                                     info="A finished run of yours, with its own classes (your own images too).")
+            with gr.Column(scale=3):
+                run_md = gr.Markdown(elem_id="predict-run-info")
+                run_label = gr.Label(label="Your run's answer", num_top_classes=TOP_K, elem_id="predict-run-label")
         cam_note = gr.Markdown(CAM_HELP, visible=False)
         cams = gr.Gallery(label="Grad-CAM", columns=5, format="png", object_fit="contain",
                           height="auto", visible=False, allow_preview=True)
@@ -242,6 +319,12 @@ def build() -> None:
         image.change(predict_image, [image, show_cam], outputs, api_name="predict", preprocess=False)
         image.change(familiarity_check, image, fam, api_name="familiarity", preprocess=False).then(
             familiarity_notice, fam, notice, api_visibility="private", queue=False)
+        run_in = dict(fn=predict_run, inputs=[image, run_choice, *token], outputs=[run_label, run_md],
+                      preprocess=False, api_visibility="private")
+        image.change(**run_in)
+        run_choice.input(**run_in)
+        tab.select(refresh_runs, [run_choice, *token], run_choice)
+        gr.on(None, refresh_runs, [run_choice, *token], run_choice)
         show_cam.change(lambda on: (gr.update(visible=on), gr.update(visible=on)), show_cam,
                         [cams, cam_note], api_visibility="private", queue=False).then(
             predict_image, [image, show_cam], outputs, api_visibility="private", preprocess=False)

@@ -17,9 +17,11 @@ from pathlib import Path
 import gradio as gr
 
 from .. import augment, data, export, jobs, plots, train, weights, zoo
+from . import own_data
 from .common import cached_png, data_status, log_text, owner_of, pct, view_html
 
 TICK_SECONDS = 2
+FINETUNE = "finetune"   # the preset offered for your own images (train.presets())
 # Form fields in the order of the components (and of the handlers' *values).
 FIELDS = ("epochs", "batch_size", "optimizer", "lr", "schedule", "weight_decay", "label_smoothing",
           "augment", "mixup", "cutmix", "ricap", "ema", "precision", "train_limit", "val_size")
@@ -78,6 +80,27 @@ def on_preset(model: str, preset: str) -> list:
     return form_values(train.make_config(preset or None, model=model))
 
 
+def on_dataset(model: str, preset: str | None, choice: str | None, token=None):
+    """Dataset picked: its description; for own images the fine-tuning preset where the model has
+    one (a few hundred pictures are learnt from a CIFAR-10 start, not from scratch), and back to
+    the model's default preset for CIFAR-10."""
+    text = own_data.describe_choice(choice, token)
+    own = bool(choice) and choice != own_data.CIFAR
+    pick = FINETUNE if own and FINETUNE in preset_choices(model) else (
+        default_preset(model) if not own and preset == FINETUNE else preset)
+    if pick == preset:
+        return (text, gr.skip(), *([gr.skip()] * len(FIELDS)))
+    return (text, gr.Dropdown(choices=preset_choices(model), value=pick), *on_preset(model, pick))
+
+
+def on_upload(model: str, preset: str | None, upload, token=None):
+    """A zip uploaded: the dataset dropdown with it chosen, then what on_dataset shows."""
+    if own_data.upload_path(upload) is None:   # the file was cleared
+        return (gr.skip(),) * (3 + len(FIELDS))
+    choice, _ = own_data.on_upload(upload, token)
+    return (gr.Dropdown(choices=own_data.choices(token), value=choice), *on_dataset(model, preset, choice, token))
+
+
 def config_from_form(model: str, preset: str | None, *values) -> train.TrainConfig:
     """A validated TrainConfig: the preset, overridden by every field of the form.
 
@@ -102,15 +125,20 @@ def _owner(token) -> str:
 
 
 def start(model: str, preset: str | None, *values) -> str:
-    """Queue a run for this page's owner (values: the form, then the visitor token); refused
-    (gr.Error) without data, with a bad form, past the public bounds, or while the owner already
-    has a run queued or going. It starts at once when the cores are free."""
-    values, token = (values[:-1], values[-1]) if len(values) > len(FIELDS) else (values, None)
+    """Queue a run for this page's owner (values: the form, then the dataset choice and the visitor
+    token, both optional: CIFAR-10 and the local user); refused (gr.Error) without data, with a bad
+    form, past the public bounds, or while the owner already has a run queued or going. It starts
+    at once when the cores are free."""
+    extra, values = values[len(FIELDS):], values[:len(FIELDS)]
+    choice, token = (list(extra) + [None, None])[:2]
     owner = _owner(token)
     try:
-        src = data.resolve_source(download=False)
+        own = own_data.path_of(choice, token)
+        src = data.resolve_source(own, download=False)
+    except ValueError as e:
+        raise gr.Error(str(e)) from None
     except data.DataSourceError as e:
-        raise gr.Error(f"No CIFAR-10 data, so no training. {e}") from None
+        raise gr.Error(f"No {'usable dataset' if own else 'CIFAR-10 data'}, so no training. {e}") from None
     try:
         # The resolved folder goes into the config: the run records what it read, and the
         # child process (other working directory) reads exactly this folder.
@@ -175,12 +203,15 @@ def tick(overlay: list[str] | None = None, chosen: str | None = None, last_seen=
     manager = jobs.manager()
     view = manager.view(owner)
     snap, runs_dir = view.snap, manager.runs_dir_for(owner)
+    # What the page shows, as one JSON-able list: the picture depends on the first four entries,
+    # the run lists and buttons on the run, its status, the queue position and ownership.
     seen = [snap.run_id, len(snap.events), snap.status, sorted(overlay or []), view.position, view.mine]
+    before = last_seen or [None] * len(seen)
     # The overlay names runs of the owner's folder: only then is the folder part of the picture's key
     # (twenty visitors watching one run share one drawing).
     key = ("curves", *seen[:3], tuple(seen[3]), str(runs_dir) if overlay else None)
-    figure = gr.skip() if seen[:4] == (last_seen or [])[:4] else cached_png(key, lambda: curves(snap, overlay, runs_dir))
-    status_changed = last_seen is None or last_seen[0::2] != seen[0::2] or last_seen[4:] != seen[4:]
+    figure = gr.skip() if seen[:4] == before[:4] else cached_png(key, lambda: curves(snap, overlay, runs_dir))
+    status_changed = last_seen is None or [before[i] for i in (0, 2, 4, 5)] != [seen[i] for i in (0, 2, 4, 5)]
     lists = refresh_runs(overlay, chosen, token) if status_changed else (gr.skip(), gr.skip())
     return (figure, view_html(view), log_text(snap), seen, *lists,
             gr.update(visible=view.can_stop, value="Leave the queue" if view.position else "Stop"),
@@ -290,6 +321,13 @@ def build(visitor: gr.BrowserState | None = None) -> None:
         data_md = gr.HTML()
         download_btn = gr.Button("Download CIFAR-10 (170 MB, official files)", visible=False, size="sm")
         with gr.Row(equal_height=True):
+            dataset = gr.Dropdown(own_data.choices(), value=own_data.CIFAR, scale=2,
+                                  label="Dataset", elem_id="train-dataset",
+                                  info="CIFAR-10, or your own images: upload a .zip of class folders.")
+            upload = gr.File(label="Your images: a .zip with one folder per class (or train/ and test/)",
+                             file_types=[".zip"], type="filepath", scale=3, height=90, elem_id="train-upload")
+        dataset_md = gr.Markdown(elem_id="train-dataset-info")
+        with gr.Row(equal_height=True):
             model = gr.Dropdown(names, value=model0, label="Model", info="An architecture of the zoo.")
             preset = gr.Dropdown(preset_choices(model0), value=preset0, label="Preset",
                                  info="A recipe: fills in every setting.")
@@ -360,11 +398,14 @@ def build(visitor: gr.BrowserState | None = None) -> None:
     token = [visitor] if visitor is not None else []
     model.input(on_model, model, [preset, *form])
     preset.input(on_preset, [model, preset], form)
+    # Decoding an upload reads every image once: a heavy event (ui.HEAVY_EVENTS).
+    upload.upload(on_upload, [model, preset, upload, *token], [dataset, dataset_md, preset, *form])
+    dataset.input(on_dataset, [model, preset, dataset, *token], [dataset_md, preset, *form])
     # Ticks only read run directories (the picture comes from ui.common.cached_png): no limit.
     watch = dict(fn=tick, inputs=[overlay, export_choice, seen, *token],
                  outputs=[plot, progress, log, seen, overlay, export_choice, stop_btn, resume_btn],
                  show_progress="hidden", concurrency_limit=None)
-    start_btn.click(start, [model, preset, *form, *token], message, show_progress="hidden").success(**watch)
+    start_btn.click(start, [model, preset, *form, dataset, *token], message, show_progress="hidden").success(**watch)
     stop_btn.click(stop, token, message).then(**watch)
     resume_btn.click(resume, token, message).success(**watch)
     timer.tick(**watch)
@@ -379,6 +420,7 @@ def build(visitor: gr.BrowserState | None = None) -> None:
         export_btn.click(export_run, [export_choice, replace], export_md, **heavy)
     # Page load (triggers=None and no inputs): say what the dataset is, and re-attach to the run.
     gr.on(None, data_panel, None, [data_md, download_btn])
+    gr.on(None, own_data.refresh, [dataset, *token], dataset)
     download_btn.click(download_data, None, [data_md, download_btn])
     # On load the page's token is the one its browser kept (a first visit gets one from ui's
     # load event, and the next tick sees it).

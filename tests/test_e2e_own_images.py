@@ -1,0 +1,83 @@
+"""Your own images in a real browser: a zip of three new classes uploaded in the Train tab, a
+short fine-tuning run on it, then its class names in Evaluate, Predict and the Augmentations tab.
+
+Runs on the session's one app (tests/app_server.py, local mode) after the other browser tests
+of that app; screenshots go to docs/screenshots/train_own_images.png and evaluate_own_images.png.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from cifar_demo import weights
+
+from .own_images import make_own_folder, picture, zip_folder
+from .browser import browser_page, needs_chromium
+from .test_e2e_app import open_tab, shot, visible
+
+pytest_plugins = ["tests.app_server"]
+
+CLASSES3 = ("coin", "leaf", "shell")
+pytestmark = [pytest.mark.slow,
+              needs_chromium,
+              pytest.mark.skipif("airnet" not in weights.available(), reason="fine-tuning starts from weights/airnet")]
+
+
+@pytest.fixture(scope="module")
+def page(app_server):
+    with browser_page(app_server.url) as page:
+        yield page
+
+
+def test_upload_a_zip_fine_tune_and_see_the_new_classes_everywhere(page, tmp_path):
+    folder = make_own_folder(tmp_path / "trinkets", per_class=20, test_per_class=5, broken=1)
+    archive = zip_folder(folder, tmp_path / "trinkets.zip", wrap=True)
+
+    open_tab(page, "Train")
+    page.locator("#train-upload input[type=file]").set_input_files(str(archive))
+    info = page.locator("#train-dataset-info")
+    info.get_by_text("3 classes").wait_for(timeout=120_000)
+    text = info.inner_text()
+    assert "coin" in text and "60 training and 15 test images" in text and "zz_broken_0.jpg" in text
+    preset = page.get_by_label("Preset", exact=True)
+    assert preset.input_value() == "finetune"          # a few dozen pictures: start from CIFAR-10
+    page.get_by_label("Epochs", exact=True).fill("2")
+    page.get_by_label("Batch size", exact=True).fill("8")
+    page.get_by_role("button", name="Start", exact=True).click()
+    started = visible(page, re.compile(r"Started run `?\S+`?: 2 epoch\(s\) of `?airnet`? on trinkets \(own images\)"))
+    try:
+        started.wait_for()
+    except Exception:
+        raise AssertionError(page.inner_text("body")[:3000]) from None
+    done = visible(page, re.compile("finished after 2 epoch"))
+    done.wait_for(timeout=300_000)
+    shot(page, "train_own_images")
+
+    open_tab(page, "Evaluate")
+    page.get_by_role("button", name="Refresh the list", exact=True).click()
+    page.get_by_label("Weights", exact=True).click()
+    page.get_by_role("option", name=re.compile(r"^run \S+-airnet-")).first.click()
+    page.get_by_role("button", name="Evaluate", exact=True).click()
+    visible(page, re.compile(r"15 test images of trinkets \(own images\)")).wait_for(timeout=180_000)
+    table = page.get_by_label("Precision, recall and F1 per class").filter(visible=True).first
+    assert all(c in table.inner_text() for c in CLASSES3) and "airplane" not in table.inner_text()
+    heat = page.locator("#eval-heatmap").inner_text()
+    assert all(c in heat for c in CLASSES3) and "truck" not in heat
+    shot(page, "evaluate_own_images")
+
+    open_tab(page, "Predict")
+    page.get_by_label("Also ask a model you trained (Train tab)", exact=True).click()
+    page.get_by_role("option", name=re.compile(r"^run .*\(coin, leaf, shell\)")).first.click()
+    photo = tmp_path / "a_leaf.png"
+    picture(0, 77).save(photo)   # class 0 of tests/own_images.py: the red "leaf" pictures
+    page.locator("#predict-input input[type=file]").set_input_files(str(photo))
+    answer = page.locator("#predict-run-label")
+    answer.get_by_text(re.compile("coin|leaf|shell")).first.wait_for(timeout=60_000)
+    assert "trained on its own classes: coin, leaf, shell" in page.locator("#predict-run-info").inner_text()
+
+    open_tab(page, "Augmentations")
+    page.get_by_label("Pictures from", exact=True).click()
+    page.get_by_role("option", name="trinkets (your images)").click()
+    page.get_by_text("Your images (a few per class): click one").first.wait_for()

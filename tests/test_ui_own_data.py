@@ -1,0 +1,128 @@
+"""Your own images in the app, handlers called directly (no browser): a zip uploaded in the Train
+tab is checked, kept with its owner and described; Start trains on it; the Evaluate tab shows its
+class names, the Predict tab asks the run, the Augmentations tab previews its pictures; in
+public mode a visitor's uploads are its own."""
+
+from __future__ import annotations
+
+import shutil
+
+import gradio as gr
+import pytest
+
+from cifar_demo import data, jobs, train
+from cifar_demo.ui import augment_tab, evaluate_tab, own_data, predict_tab, train_tab
+from cifar_demo.ui.common import owner_of
+
+from .own_images import make_own_folder, picture, zip_folder
+from .test_train import MODEL
+
+CLASSES3 = ("coin", "leaf", "shell")   # tests/own_images.py's first three names, as sorted folders
+
+
+@pytest.fixture(scope="module")
+def trinkets(tmp_path_factory):
+    """A zip of 3 classes of new names (12 training and 4 test pictures each), wrapped in a top folder."""
+    root = tmp_path_factory.mktemp("own")
+    make_own_folder(root / "trinkets", per_class=12, test_per_class=4, broken=1)
+    return zip_folder(root / "trinkets", root / "trinkets.zip", wrap=True)
+
+
+@pytest.fixture()
+def app_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR_DEMO_RUNS", str(tmp_path / "runs"))
+    monkeypatch.delenv("CIFAR_DEMO_PUBLIC", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.setattr(jobs, "_MANAGER", None)
+    yield tmp_path
+    manager = jobs.manager()
+    if manager.stop():
+        manager.wait(timeout=120)
+
+
+def upload_copy(zip_path, tmp_path, name="trinkets.zip"):
+    """What Gradio hands the handler: a copy in its own upload folder (deleted after a while)."""
+    dest = tmp_path / "gradio-upload" / name
+    dest.parent.mkdir(exist_ok=True)
+    return str(shutil.copyfile(zip_path, dest))
+
+
+def test_an_upload_is_kept_described_and_offered_and_the_preset_turns_to_finetune(app_env, trinkets):
+    dropdown, text, preset, *values = train_tab.on_upload("airnet", "demo", upload_copy(trinkets, app_env))
+    kept = app_env / "runs" / own_data.DATASETS / "trinkets.zip"
+    assert kept.read_bytes() == trinkets.read_bytes()
+    assert dropdown.value == "own:trinkets.zip" and ("trinkets (your images)", "own:trinkets.zip") in dropdown.choices
+    assert "3 classes (`coin`, `leaf`, `shell`)" in text and "36 training and 12 test images" in text
+    assert "Skipped 1 file" in text and "zz_broken_0.jpg" in text
+    assert preset.value == "finetune" and dict(zip(train_tab.FIELDS, values))["epochs"] == \
+        train.make_config("finetune").epochs
+    # The same zip again is the same dataset, not a second copy; back to CIFAR-10, back to the default preset.
+    train_tab.on_upload("airnet", "finetune", upload_copy(trinkets, app_env))
+    assert [p.name for p in own_data.dataset_files(jobs.LOCAL)] == ["trinkets.zip"]
+    text, preset, *_ = train_tab.on_dataset("airnet", "finetune", own_data.CIFAR)
+    assert text == "" and preset.value == "demo"
+
+
+def test_a_refused_zip_says_why_and_is_not_kept(app_env, tmp_path):
+    one = make_own_folder(tmp_path / "one", classes=("leaf",), per_class=6)
+    with pytest.raises(gr.Error, match="2 to 100 classes"):
+        own_data.on_upload(upload_copy(zip_folder(one, tmp_path / "one.zip"), app_env, "one.zip"))
+    (tmp_path / "notes.txt").write_text("not a zip")
+    with pytest.raises(gr.Error, match="not a .zip"):
+        own_data.on_upload(str(tmp_path / "notes.txt"))
+    assert own_data.dataset_files(jobs.LOCAL) == []
+    with pytest.raises(ValueError, match="not a dataset of yours"):
+        own_data.path_of("own:../../etc/passwd.zip")
+
+
+def test_start_trains_on_the_upload_and_every_tab_uses_its_class_names(app_env, trinkets):
+    own_data.add_upload(upload_copy(trinkets, app_env))
+    form = dict(zip(train_tab.FIELDS, train_tab.on_preset(MODEL, MODEL)))
+    form.update(epochs=1, batch_size=12, augment="standard", precision="fp32", val_size=5000, train_limit=0)
+    message = train_tab.start(MODEL, MODEL, *[form[f] for f in train_tab.FIELDS], "own:trinkets.zip")
+    assert "on trinkets (own images)" in message
+    manager = jobs.manager()
+    assert manager.wait(timeout=300) == 0, manager.snapshot().log_tail
+    run = train.list_runs(manager.runs_dir)[0]
+    assert run["summary"]["status"] == "finished" and run["summary"]["classes"] == list(CLASSES3)
+    run_id = run["run_id"]
+
+    # Evaluate: its test images, its classes in the tables, the dropdowns and the drill-down.
+    out = evaluate_tab.evaluate_with_drilldown(f"run:{run_id}", "none")
+    summary, table, true_cls = out[0], out[4], out[9]
+    assert "12 test images of trinkets (own images)" in summary
+    assert [row[0] for row in table[:-1]] == list(CLASSES3)
+    assert true_cls.choices == [(c, c) for c in CLASSES3]
+    page, heading, items, *_ = evaluate_tab.show_cell(out[7], "leaf", "leaf", 1)
+    assert "leafs it gets right" in heading or "none" in heading
+    compare = evaluate_tab.comparison(out[7], 0)
+    assert "airplane" not in compare and any(c in compare for c in CLASSES3)   # no CIFAR-10 models beside it
+
+    # Predict: the run answers with its own classes, beside the zoo.
+    assert (f"run {run_id} (coin, leaf, shell)", run_id) in predict_tab.run_choices()
+    photo = app_env / "photo.png"
+    picture(1, 5).save(photo)
+    probs, line = predict_tab.predict_run(str(photo), run_id)
+    assert set(probs) == set(CLASSES3) and sum(probs.values()) == pytest.approx(1) and "coin, leaf, shell" in line
+    assert predict_tab.predict_run(str(photo), predict_tab.NO_RUN) == (None, "")
+
+    # Augmentations: a few of each class, and a click picks one.
+    gallery = augment_tab.show_source("own:trinkets.zip")
+    captions = [item["caption"] for item in gallery.value]
+    assert {c.split()[0] for c in captions} == set(CLASSES3)
+    image, view, caption = augment_tab.choose_from_source("own:trinkets.zip", gr.SelectData(None, {"index": 0, "value": None}))
+    assert image.shape == (32, 32, 3) and captions[0].split()[0] in caption
+
+
+def test_in_public_mode_a_visitors_uploads_are_its_own(app_env, trinkets, monkeypatch):
+    monkeypatch.setenv("CIFAR_DEMO_PUBLIC", "1")
+    monkeypatch.setattr(jobs, "_MANAGER", None)
+    alice, bob = "a" * 43, "b" * 43
+    own_data.add_upload(upload_copy(trinkets, app_env), alice)
+    folder = jobs.manager().runs_dir_for(owner_of(alice)) / own_data.DATASETS
+    assert (folder / "trinkets.zip").is_file()
+    assert [v for _, v in own_data.choices(alice)] == [own_data.CIFAR, "own:trinkets.zip"]
+    assert [v for _, v in own_data.choices(bob)] == [own_data.CIFAR]
+    with pytest.raises(ValueError, match="is gone"):
+        own_data.path_of("own:trinkets.zip", bob)
+    assert data.default_limits() == data.PUBLIC_LIMITS
