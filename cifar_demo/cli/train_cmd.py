@@ -20,7 +20,8 @@ FLAG_HELP = {
     "data": "dataset: a CIFAR-10 folder, or a folder or .zip of your own images (one folder per class, "
             "any names; train/ and test/ inside, or the class folders alone)",
     "init_from": "start from trained weights: a shipped model (e.g. airnet) or a weights file; the classifier "
-                 "head is new when the data's classes differ (alone, it selects --preset finetune)",
+                 "head is new when the data's classes differ (alone, it selects --preset finetune); "
+                 "'none': from scratch (e.g. the finetune preset's budget without its start)",
     "bn_stats": "BatchNorm statistics in training: batch (default), frozen (keep init_from's), recompute "
                 "(once on the training images, then frozen)",
     "backbone_lr_mult": "with --init-from: the pretrained layers learn at lr x this (the new head at lr)",
@@ -81,15 +82,21 @@ def cmd_train(args) -> int:
     else:
         overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
                      if f.name != "preset" and getattr(args, f.name, None) is not None}
+        scratch = str(overrides.get("init_from", "")).lower() == "none"
+        if scratch:   # a preset's init_from switched off
+            overrides.pop("init_from")
         if args.config:
             base = TrainConfig.from_json(Path(args.config).read_text(encoding="utf-8"))
             cfg = TrainConfig.from_dict({**base.to_dict(), **overrides}).validate()
-        elif args.preset is None and "model" not in overrides and "init_from" not in overrides:
+        elif args.preset is None and "model" not in overrides and "init_from" not in overrides and not scratch:
             raise CliError("give --model NAME or --preset NAME (see `python -m cifar_demo zoo`)")
         else:
             # --init-from alone fine-tunes: the recipe made for a new head on a few hundred images.
             preset = args.preset or ("finetune" if "model" not in overrides else None)
             cfg = engine.make_config(preset, **overrides)
+        if scratch and cfg.init_from:
+            cfg.init_from = None
+            cfg = cfg.validate()
         run_dir = engine.runs_root(args.runs_dir) / args.run_id if args.run_id else None
         trainer = engine.Trainer(cfg, run_dir=run_dir, runs_dir=args.runs_dir, console=True,
                                  log_every=args.log_every)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from .. import jobs
-from . import augment_tab, common, compare_tab, evaluate_tab, predict_tab, robustness_tab, train_tab, zoo_tab
+from . import augment_tab, common, compare_tab, evaluate_tab, gradio_fixes, predict_tab, robustness_tab, train_tab, zoo_tab
 
 TITLE = "cifar-demo: CIFAR-10 in the browser"
 # Uploads: pictures (predict.MAX_BYTES, 10 MB, is checked by the Predict tab itself) and zips of
@@ -24,6 +24,7 @@ INTRO = (
 
 
 def build_app() -> gr.Blocks:
+    gradio_fixes.apply()
     with gr.Blocks(title=TITLE) as app:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         gr.HTML(common.mode_html(), elem_id="mode-line")

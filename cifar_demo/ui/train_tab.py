@@ -207,6 +207,10 @@ def tick(overlay: list[str] | None = None, chosen: str | None = None, last_seen=
     # the run lists and buttons on the run, its status, the queue position and ownership.
     seen = [snap.run_id, len(snap.events), snap.status, sorted(overlay or []), view.position, view.mine]
     before = last_seen or [None] * len(seen)
+    if seen == before and view.position is None:
+        # Nothing new (the run's page draws only from its events; a queued one's estimate moves
+        # with the clock): every output stays, which spares Gradio the postprocessing of eight.
+        return (gr.skip(),) * 8
     # The overlay names runs of the owner's folder: only then is the folder part of the picture's key
     # (twenty visitors watching one run share one drawing).
     key = ("curves", *seen[:3], tuple(seen[3]), str(runs_dir) if overlay else None)
@@ -257,7 +261,8 @@ def export_run(run_id: str | None, replace: bool) -> str:
     if not run_id:
         raise gr.Error("Pick a finished run to export.")
     runs_dir = jobs.manager().runs_dir
-    target = weights.weights_dir() / f"{train.Run.find(run_id, runs_dir).config().model}.safetensors"
+    # The name export_run writes: the model's, or <model>-<dataset> for a run of your own classes.
+    target = weights.weights_dir() / f"{export.export_name(run_id, runs_dir)}.safetensors"
     if target.exists() and not replace:
         raise gr.Error(f"{target} already exists (the weights the Predict tab uses). "
                        "Tick 'Replace existing weights' to overwrite it.")

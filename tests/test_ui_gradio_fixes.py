@@ -1,0 +1,57 @@
+"""The Gradio picture-cache fix (cifar_demo/ui/gradio_fixes.py): a picture is written once,
+atomically, so a reader never sees it truncated while a second visitor gets the same picture."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from gradio import processing_utils
+
+from cifar_demo.ui import build_app, gradio_fixes
+
+
+def test_the_app_routes_gradios_picture_saving_through_the_fix():
+    build_app()
+    assert processing_utils.save_pil_to_cache is gradio_fixes.save_pil_to_cache
+
+
+def test_a_picture_is_written_once_and_never_seen_truncated():
+    gradio_fixes.apply()
+    image = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    path = Path(gr.Image(format="png").postprocess(image).path)   # as a handler's output is saved
+    cache_dir = str(path.parents[1])
+    size, mtime = path.stat().st_size, path.stat().st_mtime_ns
+    assert size > 1000
+    seen, stop = [], threading.Event()
+
+    def reader():   # the server sending the picture to one visitor...
+        while not stop.is_set():
+            seen.append(len(path.read_bytes()))
+
+    def writer():   # ...while other visitors' identical pictures are saved
+        for _ in range(150):
+            assert processing_utils.save_img_array_to_cache(image, cache_dir, format="png") == str(path)
+
+    readers = [threading.Thread(target=reader) for _ in range(2)]
+    writers = [threading.Thread(target=writer) for _ in range(3)]
+    for t in readers + writers:
+        t.start()
+    for t in writers:
+        t.join()
+    stop.set()
+    for t in readers:
+        t.join()
+    assert seen and set(seen) == {size}
+    assert path.stat().st_mtime_ns == mtime   # reused, not rewritten
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]   # no temp file left
+
+
+def test_the_queue_summarises_its_analytics_every_1000_events_not_every_event(monkeypatch):
+    for name in gradio_fixes.ANALYTICS:
+        monkeypatch.delenv(name, raising=False)
+    app = build_app()
+    assert app._queue.ANAYLTICS_CACHE_FREQUENCY == 1000 and app._queue.ANALYTICS_MAX_EVENTS == 2000
