@@ -312,14 +312,20 @@ def test_cli_trains_from_scratch_and_fine_tunes_on_three_new_classes_then_predic
 
 @pytest.mark.slow
 @needs_airnet
-def test_cli_fine_tunes_two_classes_from_one_folder_zip(tmp_path):
+def test_cli_fine_tunes_two_classes_from_one_folder_zip_and_init_from_none_starts_from_scratch(tmp_path):
     folder = make_own_folder(tmp_path / "pair", NAMES[:2], per_class=15, layout="single")
     zipped = zip_folder(folder, tmp_path / "pair.zip")
     runs = tmp_path / "runs"
-    out = cli(tmp_path, "train", "--preset", "finetune", "--data", zipped, "--epochs", "1", "--batch-size", "8",
-              "--precision", "fp32", "--device", "cpu", "--runs-dir", runs)
+    common = ["--data", zipped, "--epochs", "1", "--batch-size", "8", "--precision", "fp32", "--device", "cpu",
+              "--runs-dir", runs]
+    out = cli(tmp_path, "train", "--preset", "finetune", *common)
     assert "classes coin, leaf" in out
     (run,) = runs.iterdir()
+    # The same preset and budget, without its start (bench/own_images.py's "from scratch").
+    cli(tmp_path, "train", "--preset", "finetune", "--init-from", "none", *common)
+    scratch = _only_run(runs, {run.name})
+    cfg = engine.Run.find(scratch, runs).config()
+    assert (cfg.preset, cfg.init_from, cfg.lr) == ("finetune", None, engine.make_config("finetune").lr)
     photo = tmp_path / "leaf.png"
     picture(0, 555).save(photo)
     out = json.loads(cli(tmp_path, "predict", "--run", run.name, "--runs-dir", runs, "--json", photo))

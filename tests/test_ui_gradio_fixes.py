@@ -14,9 +14,13 @@ from gradio import processing_utils
 from cifar_demo.ui import build_app, gradio_fixes
 
 
-def test_the_app_routes_gradios_picture_saving_through_the_fix():
-    build_app()
+def test_the_app_applies_both_fixes(monkeypatch):
+    for name in gradio_fixes.ANALYTICS:
+        monkeypatch.delenv(name, raising=False)
+    app = build_app()   # one build (about 10 s on 2 cores) for both checks
     assert processing_utils.save_pil_to_cache is gradio_fixes.save_pil_to_cache
+    # the queue summarises its analytics every 1,000 events over the last 2,000, not after every event
+    assert app._queue.ANAYLTICS_CACHE_FREQUENCY == 1000 and app._queue.ANALYTICS_MAX_EVENTS == 2000
 
 
 def test_a_picture_is_written_once_and_never_seen_truncated():
@@ -49,9 +53,3 @@ def test_a_picture_is_written_once_and_never_seen_truncated():
     assert path.stat().st_mtime_ns == mtime   # reused, not rewritten
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]   # no temp file left
 
-
-def test_the_queue_summarises_its_analytics_every_1000_events_not_every_event(monkeypatch):
-    for name in gradio_fixes.ANALYTICS:
-        monkeypatch.delenv(name, raising=False)
-    app = build_app()
-    assert app._queue.ANAYLTICS_CACHE_FREQUENCY == 1000 and app._queue.ANALYTICS_MAX_EVENTS == 2000
