@@ -53,11 +53,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_dataset(root: Path) -> tuple[Path, str]:
+def make_dataset(root: Path, per_class: dict[str, int] = PER_CLASS) -> tuple[Path, str]:
     """A small ImageFolder dataset in `root`: the first images of each class of the JPEG export
-    (PER_CLASS per split) when it exists, else the synthetic one of test_train."""
+    (per_class[split] of each) when it exists, else the synthetic one of test_train."""
     if (JPEG_EXPORT / "train").is_dir() and (JPEG_EXPORT / "test").is_dir():
-        for split, n in PER_CLASS.items():
+        for split, n in per_class.items():
             for cls in CLASSES:
                 out = root / split / cls
                 out.mkdir(parents=True)
