@@ -39,19 +39,3 @@ def jpeg_export() -> Path:
 def _isolated_cache(monkeypatch):
     """Keep every test's dataset cache out of the user's home directory (see TEST_CACHE)."""
     monkeypatch.setenv("CIFAR_DEMO_CACHE", str(TEST_CACHE))
-
-
-@pytest.fixture
-def run_cli(capsys):
-    """`python -m cifar_demo ARGS` in this process (no interpreter and torch start, ~4 s each):
-    returns stdout; asserts exit code 0 unless `code=` says otherwise. The subprocess entry point
-    itself is covered by tests/test_cli.py's bad-argument tests."""
-    from cifar_demo.__main__ import main
-
-    def run(*args, code: int = 0) -> str:
-        got = main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        assert got == code, err[-3000:]
-        return out
-
-    return run

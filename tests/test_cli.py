@@ -87,39 +87,46 @@ def test_missing_dataset_is_one_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_export_evaluate_predict_on_a_jpeg_slice(tmp_path, jpeg_export, run_cli, monkeypatch):
+def test_train_export_evaluate_predict_on_a_jpeg_slice(tmp_path, jpeg_export):
     # Real pictures, few of them: 150 training and 100 test images a class of the JPEG export
     # (export scores the whole test set three times; on all 10,000 that alone took ~75 s).
     # Ten class folders under train/ and test/: read as the JPEG export, labelled as such.
     slice_dir, kind = make_dataset(tmp_path / "data", {"train": 150, "test": 100})
     assert kind == "CIFAR-10 (JPEG export) slice"
-    for var, value in (("RUNS", tmp_path / "runs"), ("WEIGHTS", tmp_path / "weights"), ("DATA", slice_dir)):
-        monkeypatch.setenv(f"CIFAR_DEMO_{var}", str(value))
+    env = dict(os.environ, CIFAR_DEMO_RUNS=str(tmp_path / "runs"), CIFAR_DEMO_WEIGHTS=str(tmp_path / "weights"),
+               CIFAR_DEMO_DATA=str(slice_dir))
     # simple_cnn: the cheapest zoo model to score
-    out = run_cli("train", "--model", "simple_cnn", "--data", slice_dir, "--epochs", "1", "--train-limit", "1000",
-                  "--val-size", "500", "--batch-size", "50", "--test-limit", "500", "--augment", "none")
-    assert "best validation accuracy" in out and "test accuracy" in out
+    proc = cli("train", "--model", "simple_cnn", "--data", slice_dir, "--epochs", "1", "--train-limit", "1000",
+               "--val-size", "500", "--batch-size", "50", "--test-limit", "500", "--augment", "none", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "best validation accuracy" in proc.stdout and "test accuracy" in proc.stdout
     run_id = next((tmp_path / "runs").iterdir()).name
 
-    run_cli("export", run_id)
+    proc = cli("export", run_id, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     card = json.loads((tmp_path / "weights" / "simple_cnn.json").read_text())
     assert card["dataset"] == "CIFAR-10 (JPEG export)" and card["train_config"]["train_limit"] == 1000
 
     sc = card["slice_check"]
-    metrics = json.loads(run_cli("evaluate", "--model", "simple_cnn", "--json", "--start", sc["start"],
-                                 "--step", sc["step"], "--limit", sc["n"]))
+    proc = cli("evaluate", "--model", "simple_cnn", "--json", "--start", sc["start"], "--step", sc["step"],
+               "--limit", sc["n"], env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads(proc.stdout)
     assert metrics["n"] == 1000 and metrics["accuracy"] == pytest.approx(sc["accuracy"], abs=0.002)
     assert metrics["accuracy"] > 0.15  # one epoch on 1,000 images learns something
 
-    out = run_cli("evaluate", "--model", "simple_cnn", "--limit", "200", "--plots", tmp_path / "plots")
-    assert "accuracy" in out and "macro" in out
+    proc = cli("evaluate", "--model", "simple_cnn", "--limit", "200", "--plots", tmp_path / "plots", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "accuracy" in proc.stdout and "macro" in proc.stdout
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
     assert pngs == ["confusion.png", "confusion_normalized.png", "misclassified.png", "per_class_accuracy.png",
                     "reliability.png"]
     assert all((tmp_path / "plots" / n).read_bytes()[:4] == b"\x89PNG" for n in pngs)
 
     sample = REPO / "cifar_demo" / "assets" / "sample" / "cat" / "0000.png"
-    out = json.loads(run_cli("predict", sample, "--json"))[str(sample)]
+    proc = cli("predict", sample, "--json", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)[str(sample)]
     assert set(out["simple_cnn"]) == {"top", "latency_ms"} and len(out["simple_cnn"]["top"]) == 3
     assert out["resnet18"] == {"error": "no weights shipped yet"}
 

@@ -2,12 +2,14 @@
 that are not CIFAR-10's, from scratch and fine-tuned from the shipped airnet with a new head.
 
 The in-process tests use a hand-built 3-class CifarData (tests/own_images.py's pictures decoded
-as uploads are); the CLI tests (slow: whole trainings, run in this process) train on folders and zips of those pictures.
+as uploads are); the CLI tests (slow: subprocesses) train on folders and zips of those pictures.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -258,12 +260,15 @@ def test_export_of_other_classes_never_takes_a_shipped_name(tmp_path):
 # ------------------------------------------------------------------------ the CLI, end to end
 
 
-@pytest.fixture
-def cli(run_cli, monkeypatch, tmp_path):
-    """The CLI in this process, with its own dataset cache and no $CIFAR_DEMO_DATA."""
-    monkeypatch.setenv("CIFAR_DEMO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("CIFAR_DEMO_DATA", raising=False)
-    return run_cli
+def cli(tmp_path, *args, timeout=300):
+    import os
+
+    env = dict(os.environ, CIFAR_DEMO_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="2")
+    env.pop("CIFAR_DEMO_DATA", None)
+    proc = subprocess.run([sys.executable, "-m", "cifar_demo", *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
 
 
 def _only_run(runs: Path, before: set) -> str:
@@ -273,17 +278,17 @@ def _only_run(runs: Path, before: set) -> str:
 
 @pytest.mark.slow
 @needs_airnet
-def test_cli_trains_from_scratch_and_fine_tunes_on_three_new_classes_then_predicts(tmp_path, cli):
+def test_cli_trains_from_scratch_and_fine_tunes_on_three_new_classes_then_predicts(tmp_path):
     folder = make_own_folder(tmp_path / "trinkets", THREE, per_class=12, test_per_class=4)
     zipped = zip_folder(folder, tmp_path / "trinkets.zip", wrap=True)
     runs = tmp_path / "runs"
     runs.mkdir()
     common = ["--runs-dir", runs, "--batch-size", "8", "--precision", "fp32", "--device", "cpu"]
-    out = cli("train", "--model", "airnet", "--data", folder, "--epochs", "2", "--lr", "0.05",
+    out = cli(tmp_path, "train", "--model", "airnet", "--data", folder, "--epochs", "2", "--lr", "0.05",
               "--augment", "none", *common)
     assert "classes coin, leaf, shell" in out and "finished after 2 epoch(s)" in out
     scratch = _only_run(runs, set())
-    out = cli("train", "--init-from", "airnet", "--data", zipped, "--epochs", "2", *common)
+    out = cli(tmp_path, "train", "--init-from", "airnet", "--data", zipped, "--epochs", "2", *common)
     tuned = _only_run(runs, {scratch})
     assert "classes coin, leaf, shell" in out
     cfg = engine.Run.find(tuned, runs).config()
@@ -291,38 +296,38 @@ def test_cli_trains_from_scratch_and_fine_tunes_on_three_new_classes_then_predic
 
     photo = tmp_path / "photo.jpg"
     picture(1, 777).save(photo)                         # a coin, at a size of its own
-    out = json.loads(cli("predict", "--run", scratch, "--run", tuned, "--runs-dir", runs, "--json",
+    out = json.loads(cli(tmp_path, "predict", "--run", scratch, "--run", tuned, "--runs-dir", runs, "--json",
                          "--topk", "3", photo))
     for label in (f"run {scratch}", f"run {tuned}"):
         assert {c for c, _ in out[str(photo)][label]["top"]} == set(FOLDERS)
-    out = cli("evaluate", "--run", tuned, "--runs-dir", runs)
+    out = cli(tmp_path, "evaluate", "--run", tuned, "--runs-dir", runs)
     assert "on 12 test images" in out and all(f"  {c} " in out for c in FOLDERS) and "top-5" not in out
 
-    out = cli("export", tuned, "--runs-dir", runs, "--out", tmp_path / "w")
+    out = cli(tmp_path, "export", tuned, "--runs-dir", runs, "--out", tmp_path / "w")
     assert "exported airnet-trinkets" in out and "classes: coin, leaf, shell" in out
-    out = cli("predict", "--weights", tmp_path / "w" / "airnet-trinkets.safetensors", photo)
+    out = cli(tmp_path, "predict", "--weights", tmp_path / "w" / "airnet-trinkets.safetensors", photo)
     assert "coin" in out and "airplane" not in out
     assert not (tmp_path / "w" / "airnet.safetensors").exists()
 
 
 @pytest.mark.slow
 @needs_airnet
-def test_cli_fine_tunes_two_classes_from_one_folder_zip_and_init_from_none_starts_from_scratch(tmp_path, cli):
+def test_cli_fine_tunes_two_classes_from_one_folder_zip_and_init_from_none_starts_from_scratch(tmp_path):
     folder = make_own_folder(tmp_path / "pair", NAMES[:2], per_class=15, layout="single")
     zipped = zip_folder(folder, tmp_path / "pair.zip")
     runs = tmp_path / "runs"
     common = ["--data", zipped, "--epochs", "1", "--batch-size", "8", "--precision", "fp32", "--device", "cpu",
               "--runs-dir", runs]
-    out = cli("train", "--preset", "finetune", *common)
+    out = cli(tmp_path, "train", "--preset", "finetune", *common)
     assert "classes coin, leaf" in out
     (run,) = runs.iterdir()
     # The same preset and budget, without its start (bench/own_images.py's "from scratch").
-    cli("train", "--preset", "finetune", "--init-from", "none", *common)
+    cli(tmp_path, "train", "--preset", "finetune", "--init-from", "none", *common)
     scratch = _only_run(runs, {run.name})
     cfg = engine.Run.find(scratch, runs).config()
     assert (cfg.preset, cfg.init_from, cfg.lr) == ("finetune", None, engine.make_config("finetune").lr)
     photo = tmp_path / "leaf.png"
     picture(0, 555).save(photo)
-    out = json.loads(cli("predict", "--run", run.name, "--runs-dir", runs, "--json", photo))
+    out = json.loads(cli(tmp_path, "predict", "--run", run.name, "--runs-dir", runs, "--json", photo))
     top = out[str(photo)][f"run {run.name}"]["top"]
     assert [c for c, _ in top] in (["leaf", "coin"], ["coin", "leaf"]) and len(top) == 2
