@@ -22,7 +22,7 @@ from .. import augment
 from ..common import pick_device
 from ..evaluate import TTA_MODES
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "sam")
+OPTIMIZERS = ("sgd", "adam", "adamw", "sam", "muon")
 SCHEDULES = ("constant", "step", "cosine", "onecycle", "linear")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # What BatchNorm does with its statistics while a run trains (see TrainConfig.bn_stats and the
@@ -57,12 +57,18 @@ class TrainConfig:
     # optimisation
     epochs: int = 10
     batch_size: int = 128
-    optimizer: str = "sgd"             # sgd | adam | adamw | sam (SAM wraps SGD)
+    optimizer: str = "sgd"             # sgd | adam | adamw | sam (SAM wraps SGD) | muon (filters; SGD the rest)
     lr: float = 0.05
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
     sam_rho: float = 0.05
+    # optimizer "muon" (optim.Muon): conv filters take orthogonalised momentum steps at muon_lr;
+    # lr, momentum, nesterov and weight_decay are the SGD groups' (biases, BatchNorm, head).
+    muon_lr: float = 0.24
+    muon_momentum: float = 0.6
+    muon_ns_steps: int = 3             # Newton-Schulz iterations per step
+    muon_renorm: bool = True           # reset each filter tensor's norm to sqrt(out_channels) before its step
     l1: float = 0.0                    # L1 penalty on conv / linear weights, added to the loss
     label_smoothing: float = 0.0
     schedule: str = "cosine"           # constant | step | cosine | onecycle | linear
@@ -73,6 +79,7 @@ class TrainConfig:
     final_lr_frac: float = 0.0         # "linear"/"cosine": lr at the end as a fraction of lr
     bn_bias_lr_mult: float = 1.0       # BatchNorm biases learn this much faster (wd divided by it)
     whiten_bias_epochs: int = 0        # >0: the "whiten." layer's bias stops learning after N epochs
+    whiten_bias_lr_mult: float = 1.0   # the "whiten." layer's bias learns this much faster (wd divided by it)
     backbone_lr_mult: float = 1.0      # with init_from: the copied (pretrained) tensors learn at lr x this
     bn_stats: str = "batch"            # batch | frozen | recompute (BN_STATS): BatchNorm's statistics in training
     # augmentation
@@ -140,7 +147,10 @@ class TrainConfig:
             (not (self.ema and self.lookahead_every), "use either ema or lookahead, not both"),
             (0 <= self.warmup_from <= 1, "warmup_from must be in [0, 1]"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
-            (self.bn_bias_lr_mult > 0, "bn_bias_lr_mult must be > 0"),
+            (self.bn_bias_lr_mult > 0 and self.whiten_bias_lr_mult > 0,
+             "bn_bias_lr_mult and whiten_bias_lr_mult must be > 0"),
+            (self.muon_lr > 0 and 0 <= self.muon_momentum < 1 and self.muon_ns_steps >= 1,
+             "muon_lr must be > 0, muon_momentum in [0, 1) and muon_ns_steps >= 1"),
             (self.grad_clip >= 0, "grad_clip must be >= 0 (0 = off)"),
             # Batches are full (drop_last): a subset smaller than one batch gives zero steps.
             (not self.train_limit or self.train_limit >= self.batch_size,
@@ -235,6 +245,41 @@ _FINETUNE = dict(
     label_smoothing=0.1, schedule="cosine", warmup_epochs=0.5, warmup_from=0.1,
     augment="standard", tta="flip",
 )
+# airbench94_muon's method (KellerJordan/cifar10-airbench: 94.01% in 2.59 s on an A100, against
+# airbench94's 3.83 s) on the same airnet. Its numbers are for a summed loss and for a head that
+# divides by 256 (initialised at std 1) where ours multiplies by 1/9 (PyTorch's init); converted
+# here, every figure below is the published one. What makes it faster than airbench94: the conv
+# filters step by Muon, so each step moves every direction of a filter bank about equally, and
+# the run needs 8 epochs where airbench94 needs 9.9 (with no Lookahead).
+_MUON = {
+    "model": "airnet", "optimizer": "muon",
+    # 2000, not 1024: Muon's step is normalised (its size is the lr, whatever the gradient's), so a
+    # bigger batch only makes the direction less noisy, and fewer steps mean fewer Newton-Schulz runs.
+    "batch_size": 2000,
+    # The filters: lr 0.24 is the step relative to the weights (renormalised to norm sqrt(out)
+    # before each step), momentum 0.6 with Nesterov, 3 Newton-Schulz iterations (enough for the
+    # singular values of a gradient's momentum to reach the band around 1; more cost more and,
+    # on airbench's measurements, gain nothing). No weight decay: the renormalisation fixes
+    # their scale, which BatchNorm ignores anyway.
+    "muon_lr": 0.24, "muon_momentum": 0.6, "muon_ns_steps": 3, "muon_renorm": True,
+    # The rest is Nesterov SGD at momentum 0.85, as in airbench94. The head: its published lr 0.67
+    # on a summed loss of 2000 images is 0.67 * 2000 * (9/256)^2 = 1.656 in our parametrisation
+    # (logits = W x / 9 for theirs W x / 256: the same function with W scaled by 9/256, so the
+    # gradient shrinks by that ratio and the step in our W by its square). Weight decay: its
+    # 2e-6 * 2000 = 4e-3 is the lr x wd product, the fraction every decayed weight loses a step,
+    # which no reparametrisation changes: 4e-3 / 1.656 = 2.415e-3.
+    "lr": 1.656, "momentum": 0.85, "nesterov": True, "weight_decay": 2.415e-3,
+    # BatchNorm and whitening biases: 0.053 x 2000 = 106 on a mean loss, 64x the head's lr (the
+    # same 64x as airbench94's BN biases), with the same lr x wd product (wd divided by 64). Unlike
+    # airbench94 the whitening bias learns at the biases' rate, for the first 3 epochs only.
+    # (airbench94_muon also decays it to 0 over those 3 epochs; here it follows the run's linear
+    # schedule and stops at epoch 3, from 0.63x of its lr: the engine's rule, shared with airbench94.)
+    "bn_bias_lr_mult": 64.0, "whiten_bias_lr_mult": 64.0, "whiten_bias_epochs": 3,
+    # Linear decay from the full lr to 0 over the run, with no warmup: the normalised Muon step
+    # cannot blow up on the first large gradients, which is what airbench94's warmup guards against.
+    "schedule": "linear", "warmup_epochs": 0.0, "final_lr_frac": 0.0,
+    "label_smoothing": 0.2, "augment": "translate2_altflip", "tta": "flip_translate",
+}
 EXTRA_PRESETS: dict[str, dict] = {
     # The Train tab's first choice: a few minutes on 2 CPU cores.
     "demo": {**_AIRBENCH, "epochs": 4, "warmup_epochs": 0.9, "whiten_bias_epochs": 1},
@@ -245,6 +290,11 @@ EXTRA_PRESETS: dict[str, dict] = {
     # The best on 2 CPU cores within 20 minutes: the same method, trained longer (see docs/benchmarks.md).
     "fast": {**_AIRBENCH, "epochs": 20, "warmup_epochs": 4.6, "warmup_from": 0.2, "whiten_bias_epochs": 3,
              "augment": "translate2_altflip", "lookahead_every": 5},
+    # airbench94_muon at its published budget: 8 epochs (on 50,000 images: 25 steps of 2000 each).
+    "muon": {**_MUON, "epochs": 8},
+    # The same at 6 epochs: the issue's goal is the reference's accuracy in 0.6x its time, and the
+    # reference trains 10 epochs of the same net. A candidate budget, not yet chosen on validation.
+    "muon6": {**_MUON, "epochs": 6},
     "finetune": _FINETUNE,
 }
 
