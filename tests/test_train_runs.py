@@ -124,7 +124,8 @@ def test_a_run_stopped_by_the_old_one_file_engine_resumes_exactly(tmp_path, tiny
     known = {f.name for f in dataclasses.fields(old.TrainConfig)}
     settings = {k: v for k, v in cfg(**RESUMABLE).to_dict().items() if k in known}
     assert {k: v for k, v in cfg(**RESUMABLE).to_dict().items() if k not in known} == \
-        {"init_from": None, "backbone_lr_mult": 1.0, "bn_stats": "batch"}
+        {"init_from": None, "backbone_lr_mult": 1.0, "bn_stats": "batch", "whiten_bias_lr_mult": 1.0,
+         "muon_lr": 0.24, "muon_momentum": 0.6, "muon_ns_steps": 3, "muon_renorm": True}
     trainer = old.Trainer(old.TrainConfig(**settings), runs_dir=tmp_path, data=tiny_data,
                           sinks=[stop_after_step_4], stop_event=stop)
     assert trainer.run()["status"] == "stopped"
