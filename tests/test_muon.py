@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -14,12 +13,10 @@ from torch import nn
 
 from cifar_demo import train as engine
 from cifar_demo import zoo
-from cifar_demo.common import CLASSES
-from cifar_demo.data import CifarData, DataSource
 from cifar_demo.train import TrainConfig, make_config
 from cifar_demo.train.optim import Muon, newton_schulz
 
-from .test_train import StopAfter, cfg, run, synthetic_arrays, to_split
+from .test_train import StopAfter, cfg, run, tiny_data  # noqa: F401  (tiny_data: the module's fixture)
 
 BAND = (0.5, 1.5)  # where the quintic iteration leaves the singular values (airbench94_muon: ~0.5-1.5)
 
@@ -255,18 +252,6 @@ def test_the_muon_presets_carry_airbench94_muon_s_numbers_in_our_units(name):
 
 
 # ------------------------------------------------------------------------ through the engine
-
-
-@pytest.fixture(scope="module")
-def tiny_data() -> CifarData:
-    """Synthetic learnable images (test_train's): 400 train / 100 val / 100 test."""
-    x, y = synthetic_arrays(50, seed=1)
-    xt, yt = synthetic_arrays(10, seed=2)
-    val_idx = np.concatenate([np.where(y == c)[0][:10] for c in range(10)])
-    train_idx = np.setdiff1d(np.arange(len(y)), val_idx)
-    source = DataSource(kind="imagefolder", path="synthetic", fingerprint="synthetic", label="synthetic")
-    return CifarData(train=to_split(x[train_idx], y[train_idx]), val=to_split(x[val_idx], y[val_idx]),
-                     test=to_split(xt, yt), classes=CLASSES, source=source)
 
 
 def airnet_muon(**kw) -> TrainConfig:
