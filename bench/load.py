@@ -360,10 +360,9 @@ def main() -> None:
     photo = args.photo or Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
     if not photo.is_file():
         sys.exit(f"no photo at {photo}; pass --photo FILE")
-    hw = hardware.hardware_info()   # small products: machine_line()'s bf16 one takes minutes without bf16 units
-    print(f"machine: {hw['cpu']}, {hw['cores']} cores, gpu {hw['gpu']}; torch {torch.__version__}; matmul peak "
-          f"fp32 {hardware.matmul_peak_gflops(1024, torch.float32):.0f} GFLOP/s, "
-          f"bf16 {hardware.matmul_peak_gflops(512, torch.bfloat16, repeats=3):.1f} GFLOP/s")
+    hw = hardware.hardware_info()
+    print(f"machine: {hw['cpu']}, {hw['cores']} cores, gpu {hw['gpu']}; torch {torch.__version__}; "
+          f"{hardware.matmul_peaks_line(1024)}")
     print(f"photo: {photo} ({photo.stat().st_size:,} bytes); data: {args.data}; load average: {loadavg()}")
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)   # a SIGTERM cleans up as Ctrl-C does

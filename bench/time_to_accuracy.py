@@ -170,18 +170,6 @@ def comparison(results: dict[str, list[dict]], reference: str) -> list[str]:
     return lines
 
 
-def peaks_line() -> str:
-    """The matrix-product peak (4096 x 4096, best of 3) in fp32 and bf16, GFLOP/s. bf16 is probed
-    at 512 first: where the CPU emulates it (~1 GFLOP/s) one 4096 product would take minutes."""
-    fp32 = hardware.matmul_peak_gflops(4096, torch.float32, repeats=3)
-    probe = hardware.matmul_peak_gflops(512, torch.bfloat16, repeats=2)
-    if probe < 20:
-        bf16 = f"bf16 {probe:.1f} GFLOP/s (512x512: emulated, no native bf16)"
-    else:
-        bf16 = f"bf16 {hardware.matmul_peak_gflops(4096, torch.bfloat16, repeats=3):.0f} GFLOP/s"
-    return f"matmul peak (4096x4096) fp32 {fp32:.0f} GFLOP/s, {bf16}"
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("presets", nargs="+", metavar="preset")
@@ -211,7 +199,7 @@ def main() -> None:
     print(f"preset {', '.join(presets)}; {hw['cpu']}, {hw['cores']} cores, gpu {hw['gpu']}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; python {platform.python_version()}; "
           f"{time.strftime('%Y-%m-%d', time.gmtime())}")
-    print(peaks_line() + (f"; overrides {limits}" if limits else ""), flush=True)
+    print(hardware.matmul_peaks_line() + (f"; overrides {limits}" if limits else ""), flush=True)
     named = len(presets) > 1
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -59,8 +59,21 @@ def matmul_peak_gflops(n: int = 2048, dtype: torch.dtype = torch.bfloat16, devic
     return 2 * n**3 / best / 1e9
 
 
+def matmul_peaks_line(n: int = 4096) -> str:
+    """The n x n matrix-product peak in fp32 and bf16 (GFLOP/s, best of 3), for a bench's header.
+    bf16 is probed at 512 first: where the CPU emulates it (~1 GFLOP/s) one large product would
+    take minutes."""
+    fp32 = matmul_peak_gflops(n, torch.float32, repeats=3)
+    probe = matmul_peak_gflops(512, torch.bfloat16, repeats=2)
+    if probe < 20:
+        bf16 = f"bf16 {probe:.1f} GFLOP/s (512x512: emulated, no native bf16)"
+    else:
+        bf16 = f"bf16 {matmul_peak_gflops(n, torch.bfloat16, repeats=3):.0f} GFLOP/s"
+    return f"matmul peak ({n}x{n}) fp32 {fp32:.0f} GFLOP/s, {bf16}"
+
+
 def machine_line() -> str:
-    """One line for a bench's output: CPU, cores, GPU, torch, threads, bf16 matmul peak."""
+    """One line for a bench's output: CPU, cores, GPU, torch, threads, matmul peaks."""
     hw = hardware_info()
     return (f"{hw['cpu']}, {hw['cores']} cores, gpu {hw['gpu']}; torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads; bf16 matmul peak {matmul_peak_gflops():.0f} GFLOP/s")
+            f"{torch.get_num_threads()} threads; {matmul_peaks_line()}")
