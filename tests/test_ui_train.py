@@ -69,6 +69,51 @@ def test_bad_forms_are_refused_with_a_message(app_env):
     assert jobs.manager().snapshot().status == "idle"
 
 
+def steps(*elapsed):
+    """A run's events as the engine writes them: a start, then a step event at each elapsed time."""
+    return [{"kind": "start", "run_id": "r", "step": 0, "total_steps": 100, "epochs": 10, "steps_per_epoch": 10,
+                                "n_train": 1000, "n_val": 100, "device": "cpu", "precision": "fp32"}] + [
+        {"kind": "step", "step": i + 1, "epoch": (i + 1) / 10, "train_loss": 2.0, "train_acc": 0.2, "lr": 0.1,
+         "images_per_s": 170.0, "elapsed_s": t, "eta_s": 600.0} for i, t in enumerate(elapsed)]
+
+
+def test_the_timer_follows_the_runs_step_cadence():
+    snap = lambda status, events: jobs.Snapshot("r", status, events, None)
+    assert train_tab.tick_interval(snap("idle", [])) == train_tab.TICK_SECONDS
+    assert train_tab.tick_interval(snap("running", steps(6.0))) == train_tab.TICK_SECONDS   # one step: no gap yet
+    # A step every ~6 s: a tick each step (the median gap, so one slow epoch-end step does not count).
+    assert train_tab.tick_interval(snap("running", steps(6.0, 12.1, 18.0, 40.0, 46.2))) == 6.0
+    assert train_tab.tick_interval(snap("running", steps(0.3, 0.6, 0.9))) == train_tab.TICK_SECONDS   # fast steps
+    assert train_tab.tick_interval(snap("running", steps(60, 120, 180))) == train_tab.MAX_TICK_SECONDS
+    assert train_tab.tick_interval(snap("finished", steps(6.0, 12.0, 18.0))) == train_tab.TICK_SECONDS
+
+
+def test_a_tick_sends_the_new_interval_and_nothing_else_when_only_that_changed(monkeypatch):
+    events = steps(6.0, 12.0)
+    view = jobs.View(jobs.Snapshot("r", "running", events, None), mine=False, can_stop=False,
+                     position=None, eta_s=None, queued=0)
+
+    class Manager:
+        public = False
+        def view(self, owner):
+            return view
+        def runs_dir_for(self, owner):
+            return None
+
+    monkeypatch.setattr(jobs, "manager", lambda: Manager())
+    monkeypatch.setattr(train_tab, "refresh_runs", lambda *a: (gr.skip(), gr.skip()))
+    first = train_tab.tick(None, None, None)
+    assert first[-1] == 6.0 and first[3][-1] == 6.0 and is_png(first[0])
+    assert train_tab.tick(None, None, first[3]) == (gr.skip(),) * 9
+    # The run's steps slow down, with no new event since the tab's last drawing: only the interval
+    # (and the tab's memory of it) is sent.
+    seen = list(first[3])
+    seen[-1] = 4.0
+    again = train_tab.tick(None, None, seen)
+    assert again[-1] == 6.0 and again[3][-1] == 6.0
+    assert [again[i] for i in (0, 1, 2, 4, 5, 6, 7)] == [gr.skip()] * 7
+
+
 @pytest.mark.slow   # a real training child
 def test_run_refuse_watch_finish_reattach_and_export(app_env, monkeypatch):
     first = train_tab.start(MODEL, MODEL, *form())
@@ -81,13 +126,15 @@ def test_run_refuse_watch_finish_reattach_and_export(app_env, monkeypatch):
     assert is_png(figure) and run_id in progress
     assert jobs.manager().wait(timeout=120) == 0, jobs.manager().snapshot().log_tail
 
-    figure, progress, log, seen, overlay, exportable, stop_btn, resume_btn = train_tab.tick(None, None, seen)
+    figure, progress, log, seen, overlay, exportable, stop_btn, resume_btn, timer = train_tab.tick(None, None, seen)
     assert is_png(figure) and "finished" in progress and "test accuracy" in progress
     assert stop_btn["visible"] is False and resume_btn["visible"] is False
     assert "epoch   1" in log and "end: finished" in log
     assert exportable.value == run_id  # a finished run becomes exportable without a refresh
     # Nothing new: the figure is not redrawn; a reopened tab (no state) gets it again.
-    assert train_tab.tick(None, None, seen) == (gr.skip(),) * 8   # nothing at all is sent again
+    assert seen[-1] == train_tab.TICK_SECONDS   # a finished run ticks every 2 s (sent when it was not)
+    assert timer == gr.skip() or timer == train_tab.TICK_SECONDS
+    assert train_tab.tick(None, None, seen) == (gr.skip(),) * 9   # nothing at all is sent again
     assert is_png(train_tab.tick()[0])
     # Past runs are overlaid (here on an idle manager: the past run is the only one drawn).
     fig = train_tab.curves(jobs.Snapshot(None, "idle", [], None), [run_id])

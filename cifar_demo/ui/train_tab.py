@@ -2,7 +2,8 @@
 
 Runs go through the app's one queue (jobs.manager()): a run lives in a child process and its
 run directory, not in this page, so closing the tab does not stop it and a reopened tab
-re-attaches by reading the run directory again (on page load, then every 2 s). Each page has
+re-attaches by reading the run directory again (on page load, then on a timer: every 2 s, or
+once a logged step while a run's steps come slower than that; see tick_interval). Each page has
 an owner (ui.common.owner_of: the local user, or in public mode the visitor's browser token):
 only the owner sees Stop and Resume for its run; others watch the run that is training. In
 public mode Export to weights/ is not offered; the owner downloads its weights instead (and
@@ -20,7 +21,8 @@ from .. import augment, data, export, jobs, plots, train, weights, zoo
 from . import own_data
 from .common import cached_png, data_status, log_text, owner_of, pct, view_html
 
-TICK_SECONDS = 2
+TICK_SECONDS = 2       # the Train tab's timer: its shortest interval
+MAX_TICK_SECONDS = 10  # and its longest, while a run logs a step less often than every 2 s
 FINETUNE = "finetune"   # the preset offered for your own images (train.presets())
 # Form fields in the order of the components (and of the handlers' *values).
 FIELDS = ("epochs", "batch_size", "optimizer", "lr", "schedule", "weight_decay", "label_smoothing",
@@ -191,26 +193,52 @@ def curves(snap: jobs.Snapshot, overlay: list[str] | None, runs_dir=None):
     return plots.training_curves(runs)
 
 
+def tick_interval(snap: jobs.Snapshot) -> float:
+    """Seconds between the Train tab's ticks: about one logged step of the running run.
+
+    A tick draws only what a new event brings, so ticking faster than the run logs steps sends
+    the server events that find nothing (a `demo` step takes ~6 s on 2 CPU cores: two of three
+    2-second ticks were empty, and twenty open tabs cost training ~20%). The interval is the
+    median gap between the last logged steps (elapsed training time, so a resume does not count
+    its pause), rounded to half a second and kept within TICK_SECONDS..MAX_TICK_SECONDS; when no
+    run is going, or it has not logged two steps yet, TICK_SECONDS."""
+    if not snap.running:
+        return float(TICK_SECONDS)
+    times = [e["elapsed_s"] for e in snap.events if e.get("kind") == "step" and "elapsed_s" in e][-6:]
+    gaps = sorted(b - a for a, b in zip(times, times[1:]) if b > a)
+    if not gaps:
+        return float(TICK_SECONDS)
+    gap = gaps[len(gaps) // 2]
+    return min(max(round(gap * 2) / 2, float(TICK_SECONDS)), float(MAX_TICK_SECONDS))
+
+
 def tick(overlay: list[str] | None = None, chosen: str | None = None, last_seen=None, token=None):
-    """Timer / page-load handler: (curves, progress HTML, log, what was drawn, run lists, Stop, Resume).
+    """Timer / page-load handler: (curves, progress HTML, log, what was drawn, run lists, Stop,
+    Resume, the timer's interval).
 
     The picture is redrawn only when there is something new (events, status, overlay), so an
     idle tab costs nothing; the run lists are refreshed when the status changes (a run that
-    just finished becomes exportable). gr.skip() leaves an output as it is."""
+    just finished becomes exportable); the timer follows the run's step cadence (tick_interval).
+    gr.skip() leaves an output as it is."""
     owner = owner_of(token)
     if owner is None:   # the page's token is not there yet: the next tick has it
-        return (gr.skip(),) * 8
+        return (gr.skip(),) * 9
     manager = jobs.manager()
     view = manager.view(owner)
     snap, runs_dir = view.snap, manager.runs_dir_for(owner)
     # What the page shows, as one JSON-able list: the picture depends on the first four entries,
-    # the run lists and buttons on the run, its status, the queue position and ownership.
-    seen = [snap.run_id, len(snap.events), snap.status, sorted(overlay or []), view.position, view.mine]
-    before = last_seen or [None] * len(seen)
-    if seen == before and view.position is None:
+    # the run lists and buttons on the run, its status, the queue position and ownership; the
+    # last is the timer's interval.
+    seen = [snap.run_id, len(snap.events), snap.status, sorted(overlay or []), view.position, view.mine,
+            tick_interval(snap)]
+    before = list(last_seen or []) + [None] * (len(seen) - len(last_seen or []))
+    timer = gr.skip() if seen[6] == before[6] else seen[6]
+    if seen[:6] == before[:6] and view.position is None:
         # Nothing new (the run's page draws only from its events; a queued one's estimate moves
         # with the clock): every output stays, which spares Gradio the postprocessing of eight.
-        return (gr.skip(),) * 8
+        if seen[6] == before[6]:
+            return (gr.skip(),) * 9
+        return (*(gr.skip(),) * 3, seen, *(gr.skip(),) * 4, timer)
     # The overlay names runs of the owner's folder: only then is the folder part of the picture's key
     # (twenty visitors watching one run share one drawing).
     key = ("curves", *seen[:3], tuple(seen[3]), str(runs_dir) if overlay else None)
@@ -219,7 +247,7 @@ def tick(overlay: list[str] | None = None, chosen: str | None = None, last_seen=
     lists = refresh_runs(overlay, chosen, token) if status_changed else (gr.skip(), gr.skip())
     return (figure, view_html(view), log_text(snap), seen, *lists,
             gr.update(visible=view.can_stop, value="Leave the queue" if view.position else "Stop"),
-            gr.update(visible=view.mine and snap.status == "stopped"))
+            gr.update(visible=view.mine and snap.status == "stopped"), timer)
 
 
 # ----------------------------------------------------------------------------- past runs
@@ -408,7 +436,7 @@ def build(visitor: gr.BrowserState | None = None) -> None:
     dataset.input(on_dataset, [model, preset, dataset, *token], [dataset_md, preset, *form])
     # Ticks only read run directories (the picture comes from ui.common.cached_png): no limit.
     watch = dict(fn=tick, inputs=[overlay, export_choice, seen, *token],
-                 outputs=[plot, progress, log, seen, overlay, export_choice, stop_btn, resume_btn],
+                 outputs=[plot, progress, log, seen, overlay, export_choice, stop_btn, resume_btn, timer],
                  show_progress="hidden", concurrency_limit=None)
     start_btn.click(start, [model, preset, *form, dataset, *token], message, show_progress="hidden").success(**watch)
     stop_btn.click(stop, token, message).then(**watch)
