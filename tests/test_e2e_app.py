@@ -140,6 +140,8 @@ def test_evaluate_the_finished_run(page):
     page.get_by_role("button", name="Evaluate", exact=True).click()
     visible(page, re.compile(r"^run .*: test accuracy \d+\.\d+%")).wait_for(timeout=180_000)
     plots = page.locator(".matplotlib img").filter(visible=True)  # gr.Plot draws a Figure as an img
+    # The pictures come with the text but load after it: wait for the fourth, then count.
+    plots.nth(3).wait_for(timeout=30_000)
     assert plots.count() == 4  # two confusion matrices, per-class bars, reliability diagram
     if "airnet" in weights.available():  # the screenshot shows real weights where they exist
         dropdown.click()

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cifar_demo.common import CIFAR_MEAN, CIFAR_STD, normalize
 from cifar_demo.evaluate import (EvalResult, cell_indices, evaluate, metrics_from_predictions, most_confused, page,
                                  reliability_bins, tta_views)
 
@@ -149,6 +150,29 @@ def test_evaluate_keeps_frozen_submodule_modes():
     model[2].eval()
     evaluate(model, indexed_split(4), device="cpu")
     assert model.training and model[1].training and not model[2].training
+
+
+def test_evaluate_runs_convolutions_channels_last_and_gives_the_weights_back():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 32 * 32, 10))
+    weight = model[0].weight
+    before, ptr = weight.detach().clone(), weight.data_ptr()
+    seen = []
+    model[0].register_forward_hook(lambda m, args, out: seen.append(
+        (args[0].is_contiguous(memory_format=torch.channels_last), m.weight.is_contiguous(memory_format=torch.channels_last))))
+    split = indexed_split(6)
+    r = evaluate(model, split, device="cpu", keep_probs=True)
+    assert seen == [(True, True)]
+    seen.clear()
+    # the very tensor it had, contiguous and unchanged
+    assert model[0].weight is weight and weight.data_ptr() == ptr and weight.is_contiguous()
+    assert torch.equal(weight.detach(), before)
+    # and the scores are those of a contiguous forward
+    with torch.no_grad():
+        x = normalize(split.images, CIFAR_MEAN, CIFAR_STD)
+        expected = model.eval()(x).softmax(1)
+    assert seen == [(False, False)]
+    torch.testing.assert_close(torch.tensor(r.probabilities), expected, atol=1e-5, rtol=0)
 
 
 class Asymmetric(nn.Module):
