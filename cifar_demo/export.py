@@ -9,6 +9,11 @@ architecture (ModelCard.classes, .architecture).
 The same export also makes a one-file download (export_download: a .zip of the pair in a
 temporary folder) and a push to the Hugging Face Hub (push_run); neither writes weights/.
 
+A run that continued trained weights of the same classes (TrainConfig.init_from, head kept) is
+the last stage of one training: its card's epochs and train_seconds count every stage, and its
+"stages" list says what each was (training_stages). A fine-tune with a new head is a new model
+and counts its own run.
+
 The test set is scored here, once per export, with the exact tensors that are stored (fp16
 storage is rounded before scoring), with and without test-time augmentation. fp16 storage is
 refused where it moves test accuracy by more than 0.05 points against the fp32 weights.
@@ -47,6 +52,31 @@ def check_fp16(accuracy_fp32: float, accuracy_fp16: float) -> None:
         raise ValueError(f"float16 storage moves test accuracy from {100 * accuracy_fp32:.2f}% to "
                          f"{100 * accuracy_fp16:.2f}% ({100 * moved:.2f} points, more than "
                          f"{100 * FP16_TOLERANCE:.2f}); export with --dtype float32")
+
+
+def training_stages(run: Run, cfg, summary: dict, classes) -> tuple[int, float, list[dict] | None]:
+    """(epochs, train_seconds, stages) for the run's card.
+
+    Without init_from, or from weights of other classes: the run's own epochs and seconds, no
+    stages. Continuing weights of the same classes: the source card's stages (or the source card
+    itself as the first) and this run as the last; epochs and seconds are their sums. A stage is
+    {run_id, epochs, train_seconds, hardware, train_config}, plus the sha256 and test accuracy of
+    the weights it produced where a card recorded them. Exporting the same run again replaces
+    its own stage instead of counting it twice."""
+    this = {"run_id": run.id, "epochs": summary["epochs_run"], "train_seconds": summary["elapsed_s"],
+            "hardware": summary.get("hardware"), "train_config": cfg.to_dict()}
+    if not cfg.init_from:
+        return this["epochs"], this["train_seconds"], None
+    from .train import init_card
+
+    src = init_card(cfg.init_from)
+    if tuple(src.class_names) != tuple(classes):
+        return this["epochs"], this["train_seconds"], None
+    before = src.extra.get("stages") or [{
+        "run_id": None, "epochs": src.epochs, "train_seconds": src.train_seconds, "hardware": src.hardware,
+        "train_config": src.train_config, "sha256": src.sha256, "test_accuracy": src.test_accuracy}]
+    stages = [s for s in before if s.get("run_id") != run.id] + [this]
+    return sum(s["epochs"] for s in stages), sum(s["train_seconds"] for s in stages), stages
 
 
 def export_name(run_id: str | Path, runs_dir=None) -> str:
@@ -107,14 +137,15 @@ def export_run(run_id: str | Path, *, runs_dir=None, out_dir=None, dtype: str = 
     slice_check = test_slice(len(test))
     sliced = evaluate.evaluate(model, data_mod.subset(test, weights.slice_indices(slice_check)), **kw)
 
+    epochs, seconds, stages = training_stages(run, cfg, summary, classes)
     out_dir = Path(out_dir) if out_dir else weights.weights_dir()
     weights_path, card_path = weights.save_weights(
         model, out_dir, name,
         dataset=source.label, dataset_fingerprint=source.fingerprint,
         test_accuracy=plain.accuracy, test_accuracy_tta=tta.accuracy,
         per_class_accuracy=dict(zip(classes, plain.recall)), classes=list(classes), architecture=cfg.model,
-        train_config=cfg.to_dict(), epochs=summary["epochs_run"], train_seconds=summary["elapsed_s"],
-        hardware=summary.get("hardware"), dtype=dtype,
+        train_config=cfg.to_dict(), epochs=epochs, train_seconds=seconds,
+        hardware=summary.get("hardware"), dtype=dtype, extra={"stages": stages} if stages else None,
         slice_check={**slice_check, "accuracy": sliced.accuracy}, test_digest=data_mod.split_digest(test),
     )
     return weights_path, card_path, weights.ModelCard.load(card_path)

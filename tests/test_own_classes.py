@@ -188,6 +188,32 @@ def _save(folder, name, classes, **kw):
                                 train_seconds=1.0, classes=classes, **kw)
 
 
+def test_continued_training_counts_every_stage_on_the_card_once(tmp_path):
+    from types import SimpleNamespace
+
+    path, _ = _save(tmp_path, "simple_cnn-mine", THREE, architecture="simple_cnn")
+    summary = {"epochs_run": 2, "elapsed_s": 3.0, "hardware": {"cpu": "x"}}
+    cfg = quick(init_from=str(path))
+    epochs, seconds, stages = export.training_stages(SimpleNamespace(id="run-b"), cfg, summary, THREE)
+    assert (epochs, seconds) == (3, 4.0)   # the source card's 1 epoch / 1 s, then this run's
+    assert [s["run_id"] for s in stages] == [None, "run-b"] and stages[0]["test_accuracy"] == 0.5
+    assert stages[0]["sha256"] == weights.ModelCard.load(path.with_suffix(".json")).sha256
+    # The continued weights exported (their card has the stages) and continued once more; an
+    # export of the same run again does not count it twice.
+    again, _ = _save(tmp_path, "simple_cnn-mine2", THREE, architecture="simple_cnn")
+    card = json.loads(again.with_suffix(".json").read_text())
+    card["stages"] = stages
+    again.with_suffix(".json").write_text(json.dumps(card))
+    cfg = quick(init_from=str(again))
+    assert export.training_stages(SimpleNamespace(id="run-b"), cfg, summary, THREE)[:2] == (3, 4.0)
+    epochs, seconds, stages = export.training_stages(SimpleNamespace(id="run-c"), cfg, summary, THREE)
+    assert (epochs, seconds, [s["run_id"] for s in stages]) == (5, 7.0, [None, "run-b", "run-c"])
+    # No init_from, or weights of other classes (a new head): the run's own figures only.
+    assert export.training_stages(SimpleNamespace(id="r"), quick(), summary, THREE) == (2, 3.0, None)
+    other = quick(init_from=str(path))
+    assert export.training_stages(SimpleNamespace(id="r"), other, summary, NAMES[3:6]) == (2, 3.0, None)
+
+
 def test_a_card_records_its_classes_and_architecture_and_loads_its_model(tmp_path):
     _, card_path = _save(tmp_path, "simple_cnn-mine", THREE, architecture="simple_cnn")
     d = json.loads(card_path.read_text())

@@ -68,12 +68,14 @@ def save_weights(
     dtype: str = "float32",
     classes: Sequence[str] | None = None,
     architecture: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> tuple[Path, Path]:
     """Write <directory>/<name>.safetensors and <name>.json; returns (weights_path, card_path).
 
     hardware defaults to this machine's; pass the training machine's if export runs elsewhere.
     classes: the class names in label order (export always gives them; None writes a card
     without, which means CIFAR-10's). architecture: the zoo model when `name` is another name.
+    extra: further card keys (e.g. "stages": the trainings behind continued weights).
     Both files are written to temp files first and renamed only when both are complete.
     """
     if dtype not in STORAGE_DTYPES:
@@ -90,6 +92,7 @@ def save_weights(
         dtype=dtype, sha256="0" * 64, slice_check=slice_check, test_digest=test_digest,
         classes=list(classes) if classes is not None else None,
         architecture=architecture if architecture not in (None, name) else None,
+        extra=dict(extra or {}),
     )
     # Check the card before writing anything, so a bad call never leaves half an export.
     problems = card.validate()
