@@ -7,7 +7,7 @@ cache folders, and presses Start on the Train tab in headless Chromium as a visi
 `demo` preset the tab offers first). While that run trains, four phases of --seconds each:
 
   quiet     nobody on the page: the training run's images/s alone
-  tabs      --tabs open Train tabs (one visitor each), ticking every 2 s: by default their HTTP
+  tabs      --tabs open Train tabs (one visitor each), ticking (every 2 s, or once a step of the run): their HTTP
             traffic without browsers (bench/load_tabs.py; a visitor's browser runs on the
             visitor's machine, not the server's), or real Chromium contexts (--tab-mode browser)
   quiet     nobody again (the two quiet phases bracket the tabs against drift)
