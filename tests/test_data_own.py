@@ -335,3 +335,13 @@ def test_cifar_sources_describe_themselves_too():
     assert (desc["name"], desc["classes"], desc["skipped"], desc["test_rule"]) == \
         ("CIFAR-10", list(CLASSES), [], "the export's test/ folder")
     assert json.loads(json.dumps(desc)) == desc
+
+
+def test_the_image_extensions_are_torchvisions():
+    """own_scan writes torchvision's ImageFolder list out (reading data then needs no torchvision)."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    from cifar_demo.data import own_scan
+
+    assert set(own_scan.IMG_EXTENSIONS) == set(IMG_EXTENSIONS)
+    assert set(own_scan.IMAGE_EXTENSIONS) == set(IMG_EXTENSIONS) | {".gif"}

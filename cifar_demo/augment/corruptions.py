@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
-from torchvision.transforms.v2 import functional as TF
 
 # Bump when any corruption's pixels change for the same (batch, severity, seed): the
 # robustness cache keys on it, so old accuracies then miss instead of lying.
@@ -107,6 +106,8 @@ def _impulse_noise(x: Tensor, amount: float, g) -> Tensor:
 
 def _gaussian_blur(x: Tensor, sigma: float, g) -> Tensor:
     # The kernel reaches 4 sigma, as skimage.filters.gaussian's default truncate does.
+    from torchvision.transforms.v2 import functional as TF   # here: importing torchvision costs ~2 s
+
     k = 2 * int(4 * sigma + 0.5) + 1
     return TF.gaussian_blur(x, [k, k], [sigma, sigma])
 

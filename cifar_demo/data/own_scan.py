@@ -27,13 +27,15 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from torchvision.datasets.folder import IMG_EXTENSIONS
-
 from .dataset import DataSourceError
 from .rules import DataLimits
 
+# The image files of an ImageFolder: torchvision.datasets.folder.IMG_EXTENSIONS, written out so
+# that reading a dataset does not import torchvision (~2 s for every training process and CLI
+# call); tests/test_data_own.py checks that the two lists agree.
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 # What PIL reads that uploads accept too (predict.load_image): torchvision's list and GIF.
-IMAGE_EXTENSIONS = tuple(IMG_EXTENSIONS) + (".gif",)
+IMAGE_EXTENSIONS = IMG_EXTENSIONS + (".gif",)
 IGNORED_NAMES = {"__MACOSX", "Thumbs.db", "desktop.ini"}
 SPLIT_DIRS = ("train", "test")
 

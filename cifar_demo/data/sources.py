@@ -38,15 +38,13 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torchvision.datasets
 from PIL import Image
-from torchvision.datasets.folder import IMG_EXTENSIONS
-from torchvision.datasets.utils import check_integrity
 
 from ..common import CLASSES, IMAGE_SIZE
 from .cache import CACHE_VERSION, cache_root
 from .dataset import DataSource, DataSourceError
 from .own import decode_own, is_own_path, resolve_own
+from .own_scan import IMG_EXTENSIONS
 from .rules import DataLimits
 
 OFFICIAL_DIR = "cifar-10-batches-py"
@@ -114,6 +112,8 @@ def resolve_source(source: str | os.PathLike | DataSource | None = None,
     download_root = cache_root(cache_dir) / "download"
     if not download:
         raise DataSourceError(_no_source_message(cache_dir, "downloading is switched off (download=False)."))
+    import torchvision.datasets   # here, not at the top: importing torchvision costs ~2 s a process
+
     try:
         # torchvision's own download, md5 check and extraction (lands in download_root/cifar-10-batches-py).
         torchvision.datasets.CIFAR10(root=download_root, train=True, download=True)
@@ -159,6 +159,8 @@ def _explicit_source(path: Path, origin: str, limits: DataLimits | None = None) 
 
 def _official_files() -> list[tuple[str, str]]:
     """(file name, md5) of the official python files, from torchvision (so they stay in sync)."""
+    import torchvision.datasets
+
     cls = torchvision.datasets.CIFAR10
     return [tuple(x) for x in cls.train_list + cls.test_list] + [(cls.meta["filename"], cls.meta["md5"])]
 
@@ -260,6 +262,8 @@ def _decode_imagefolder(src: DataSource, split: str) -> tuple[np.ndarray, np.nda
 
 def _check_official(root: Path) -> None:
     """torchvision's md5 check, file by file, so that the error names the bad files."""
+    from torchvision.datasets.utils import check_integrity
+
     folder = root / OFFICIAL_DIR
     bad = [name for name, md5 in _official_files() if not check_integrity(str(folder / name), md5)]
     if bad:
@@ -269,6 +273,8 @@ def _check_official(root: Path) -> None:
 
 
 def _decode_official(src: DataSource, split: str) -> tuple[np.ndarray, np.ndarray]:
+    import torchvision.datasets
+
     _check_official(src.path)
     ds = torchvision.datasets.CIFAR10(root=src.path, train=split == "train", download=False)
     if tuple(ds.classes) != CLASSES:
