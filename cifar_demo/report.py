@@ -118,13 +118,22 @@ def provenance_markdown() -> str:
     return "\n".join(lines if shipped else [*lines, "- no weights shipped yet"])
 
 
+def _on(hw: dict | None) -> str:
+    hw = hw or {}
+    return f"{hw.get('cpu', '?')} ({hw.get('cores', '?')} cores{', ' + hw['gpu'] if hw.get('gpu') else ''})"
+
+
 def _how_made(card: weights.ModelCard) -> str:
-    hw = card.hardware or {}
-    return (f"`{train_command(card.train_config)}`, then "
-            f"`python -m cifar_demo export RUN_ID{' --dtype float16' if card.dtype == 'float16' else ''}`; "
-            f"{card.epochs} epochs in "
-            f"{card.train_seconds / 60:.0f} min on {hw.get('cpu', '?')} ({hw.get('cores', '?')} cores"
-            f"{', ' + hw['gpu'] if hw.get('gpu') else ''}), torch {card.torch_version}, {card.date[:10]}.")
+    export = f"`python -m cifar_demo export RUN_ID{' --dtype float16' if card.dtype == 'float16' else ''}`"
+    stages = card.extra.get("stages")
+    if stages:   # continued training (export.training_stages): each stage's command, then the sum
+        steps = [f"`{train_command(st['train_config'])}` ({st['epochs']} epochs in "
+                 f"{st['train_seconds'] / 60:.0f} min on {_on(st.get('hardware'))})" for st in stages]
+        return (f"{', then '.join(steps)}, then {export}; {card.epochs} epochs in "
+                f"{card.train_seconds / 60:.0f} min in all, torch {card.torch_version}, {card.date[:10]}.")
+    return (f"`{train_command(card.train_config)}`, then {export}; {card.epochs} epochs in "
+            f"{card.train_seconds / 60:.0f} min on {_on(card.hardware)}, torch {card.torch_version}, "
+            f"{card.date[:10]}.")
 
 
 def write_table(path: str | Path, table: str) -> bool:

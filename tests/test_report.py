@@ -72,7 +72,27 @@ def test_provenance_cites_every_model_and_each_shipped_weights_command(monkeypat
         assert s.recipe_note in line
     for name in weights.available():
         card = weights.card_for(name)
-        assert f"- `{name}`: `{report.train_command(card.train_config)}`, then" in text
+        line = next(line for line in text.splitlines() if line.startswith(f"- `{name}`: "))
+        stages = card.extra.get("stages") or [{"train_config": card.train_config}]
+        commands = [f"`{report.train_command(st['train_config'])}`" for st in stages]
+        assert line.startswith(f"- `{name}`: {commands[0]}") and all(c in line for c in commands)
+        assert f"{card.epochs} epochs in {card.train_seconds / 60:.0f} min" in line
+
+
+def test_continued_weights_show_each_stage_and_the_sum():
+    from dataclasses import replace
+
+    card = weights.card_for(weights.available()[0])
+    first = {**card.train_config, "epochs": 50}
+    second = {**card.train_config, "epochs": 10, "lr": 0.05, "init_from": card.model}
+    hw = {"cpu": "AMD EPYC", "cores": 2, "gpu": None}
+    staged = replace(card, epochs=60, train_seconds=3600.0 + 600.0, extra={"stages": [
+        {"run_id": None, "epochs": 50, "train_seconds": 3600.0, "hardware": hw, "train_config": first},
+        {"run_id": "r2", "epochs": 10, "train_seconds": 600.0, "hardware": hw, "train_config": second}]})
+    line = report._how_made(staged)
+    one, two = f"`{report.train_command(first)}`", f"`{report.train_command(second)}`"
+    assert line.startswith(f"{one} (50 epochs in 60 min on AMD EPYC (2 cores)), then {two} (10 epochs in 10 min")
+    assert "--init-from" in two and "60 epochs in 70 min in all" in line
 
 
 def test_provenance_without_weights_says_so(tmp_path, monkeypatch):
