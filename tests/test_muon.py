@@ -14,7 +14,7 @@ from torch import nn
 from cifar_demo import train as engine
 from cifar_demo import zoo
 from cifar_demo.train import TrainConfig, make_config
-from cifar_demo.train.optim import Muon, newton_schulz
+from cifar_demo.train.optim import Muon, newton_schulz, newton_schulz_dtype
 
 from .test_train import StopAfter, cfg, run, tiny_data  # noqa: F401  (tiny_data: the module's fixture)
 
@@ -136,8 +136,10 @@ def test_a_muon_step_renormalises_and_orthogonalises_the_filters():
     w0, frozen0 = model.conv.weight.detach().clone(), model.whiten.weight.detach().clone()
     steps(model, opt, 1)
     g = model.conv.weight.grad
-    # First step: buffer = g, Nesterov direction g + 0.6 g (NS ignores the factor).
-    want = w0 * (8**0.5 / w0.norm()) - 0.2 * newton_schulz(1.6 * g.reshape(8, -1)).view_as(g)
+    # First step: buffer = g, Nesterov direction g + 0.6 g (NS ignores the factor); the
+    # iteration in the dtype the optimizer uses on this CPU (bf16 where it is native).
+    ns = newton_schulz(1.6 * g.reshape(8, -1), dtype=newton_schulz_dtype("cpu"))
+    want = w0 * (8**0.5 / w0.norm()) - 0.2 * ns.view_as(g)
     assert torch.allclose(model.conv.weight, want, atol=1e-6)
     delta = (model.conv.weight - w0 * (8**0.5 / w0.norm())).reshape(8, -1) / 0.2
     s = svdvals(delta)
