@@ -224,6 +224,26 @@ def test_predict_with_a_tampered_or_lone_weights_file_is_one_clear_error(downloa
     assert "not a readable weights zip" in capsys.readouterr().err
 
 
+def test_evaluate_scores_a_download_and_refuses_a_tampered_one(downloaded, tmp_path, capsys):
+    from cifar_demo import evaluate, zoo as zoo_mod
+    from cifar_demo import data as D
+
+    from .test_train import write_imagefolder
+    from .test_weights import flip_last_byte
+
+    model, zip_path, pair = downloaded
+    folder = write_imagefolder(tmp_path / "data", n_train=10, n_test=20)
+    assert main(["evaluate", "--weights", str(zip_path), "--data", str(folder), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    spec = zoo_mod.get_spec("optimized200k")
+    want = evaluate.evaluate(model, D.load_split("test", D.resolve_source(folder)), mean=spec.mean, std=spec.std)
+    assert got["accuracy"] == pytest.approx(want.accuracy) and got["model"] == "optimized200k"
+    flip_last_byte(pair)
+    assert main(["evaluate", "--weights", str(pair), "--data", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {pair}: sha256 mismatch") and "Traceback" not in err
+
+
 @pytest.mark.slow
 def test_predict_with_a_tampered_download_exits_nonzero_without_a_traceback(downloaded, tmp_path):
     import zipfile

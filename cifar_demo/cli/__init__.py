@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score weights on the test set")
     p.add_argument("--model", help="a zoo model's shipped weights (weights/NAME.safetensors)")
-    p.add_argument("--weights", help="a .safetensors file with its .json card beside it")
+    p.add_argument("--weights", help="a run's download (.zip), or a .safetensors file with its .json card beside it")
     p.add_argument("--run", help="a run's best weights (run id or directory)")
     p.add_argument("--runs-dir", default=None)
     p.add_argument("--data", help="dataset folder or .zip (default: the run's or the usual search)")

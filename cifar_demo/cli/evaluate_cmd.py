@@ -27,7 +27,13 @@ def _model_from_args(args):
         run = Run.find(args.run, args.runs_dir)
         cfg = run.config()
         return run.load_best(cfg), cfg.model, None, cfg.to_dict(), cfg.model, run.classes()
-    model, card = weights.load_weights(args.model or Path(args.weights))
+    if args.weights:   # a user's file: a run's download (.zip) or a pair, checked as predict does
+        try:
+            model, card = weights.load_weights_file(args.weights)
+        except weights.WeightsError as e:
+            raise CliError(str(e)) from None
+    else:
+        model, card = weights.load_weights(args.model)
     return model, card.model, card, card.train_config, card.zoo_name, card.class_names
 
 
