@@ -44,11 +44,11 @@ def visitor(browser, url):
     return page
 
 
-def fill_short_run(page, epochs: int) -> None:
+def fill_short_run(page, epochs: int, images: int = 500) -> None:
     page.get_by_label("Epochs", exact=True).fill(str(epochs))
     page.get_by_label("Batch size", exact=True).fill("50")
     page.get_by_label("Validation images", exact=True).fill("100")
-    page.get_by_label("Train on a subset", exact=True).fill("500")   # half the app's 1,000: seconds an epoch
+    page.get_by_label("Train on a subset", exact=True).fill(str(images))   # of the app's 1,000: seconds an epoch
 
 
 def stop_button(page):
@@ -62,7 +62,7 @@ def test_two_visitors_share_one_queue_and_own_their_runs(browser, tmp_path_facto
         assert visible(a, "Public mode").is_visible()
         assert a.get_by_role("button", name="Export to weights/").count() == 0
 
-        fill_short_run(a, epochs=3)
+        fill_short_run(a, epochs=3, images=300)   # long enough for B to queue behind it
         a.get_by_role("button", name="Start", exact=True).click()
         visible(a, re.compile(r"Started run `?\S+`?: 3 epoch")).wait_for()
         stop_button(a).wait_for(state="visible")
@@ -72,7 +72,7 @@ def test_two_visitors_share_one_queue_and_own_their_runs(browser, tmp_path_facto
         # B watches A's run: no Stop for it.
         visible(b, "A run by another visitor").wait_for()
         assert not stop_button(b).is_visible()
-        fill_short_run(b, epochs=1)
+        fill_short_run(b, epochs=1, images=200)
         b.get_by_role("button", name="Start", exact=True).click()
         visible(b, re.compile(r"Queued run `?\S+`? .*number 1 in the queue")).wait_for()
         visible(b, re.compile(r"Your run is queued: number 1 of 1")).wait_for()

@@ -63,6 +63,19 @@ def test_an_upload_is_kept_described_and_offered_and_the_preset_turns_to_finetun
     assert text == "" and preset.value == "demo"
 
 
+def test_a_few_pictures_get_a_batch_size_they_fill(app_env, tmp_path):
+    few = zip_folder(make_own_folder(tmp_path / "few", per_class=7, test_per_class=2), tmp_path / "few.zip")
+    _, text, preset, *values = train_tab.on_upload("airnet", "demo", upload_copy(few, app_env, "few.zip"))
+    form = dict(zip(train_tab.FIELDS, values))
+    n_train = len(own_data.load("own:few.zip", None, val_size=train.make_config("finetune").val_size).train)
+    assert n_train < train.make_config("finetune").batch_size == 32
+    assert form["batch_size"] == train_tab.fitting_batch(32, n_train) == 8   # 21 pictures less the val split
+    assert f"Batch size set to 8: the {n_train} training pictures" in text
+    cfg = train_tab.config_from_form("airnet", preset.value, *values)   # and the form is a valid run
+    assert cfg.batch_size == 8
+    assert [train_tab.fitting_batch(32, n) for n in (40, 32, 31, 16, 3, 1)] == [32, 32, 8, 8, 1, 1]
+
+
 def test_a_refused_zip_says_why_and_is_not_kept(app_env, tmp_path):
     one = make_own_folder(tmp_path / "one", classes=("leaf",), per_class=6)
     with pytest.raises(gr.Error, match="2 to 100 classes"):

@@ -82,17 +82,38 @@ def on_preset(model: str, preset: str) -> list:
     return form_values(train.make_config(preset or None, model=model))
 
 
+def fitting_batch(batch: int, n_train: int) -> int:
+    """The batch size for `n_train` training images: `batch` where it fits, else the largest
+    power of two up to half of them (a batch needs that many pictures: batches are full, so a
+    larger one would give no step at all)."""
+    if batch <= n_train:
+        return batch
+    return 1 << max(0, (max(n_train // 2, 1)).bit_length() - 1)
+
+
 def on_dataset(model: str, preset: str | None, choice: str | None, token=None):
     """Dataset picked: its description; for own images the fine-tuning preset where the model has
-    one (a few hundred pictures are learnt from a CIFAR-10 start, not from scratch), and back to
-    the model's default preset for CIFAR-10."""
+    one (a few hundred pictures are learnt from a CIFAR-10 start, not from scratch), with a batch
+    size their training split can fill (fitting_batch), and back to the model's default preset
+    for CIFAR-10."""
     text = own_data.describe_choice(choice, token)
     own = bool(choice) and choice != own_data.CIFAR
     pick = FINETUNE if own and FINETUNE in preset_choices(model) else (
         default_preset(model) if not own and preset == FINETUNE else preset)
-    if pick == preset:
-        return (text, gr.skip(), *([gr.skip()] * len(FIELDS)))
-    return (text, gr.Dropdown(choices=preset_choices(model), value=pick), *on_preset(model, pick))
+    values = [gr.skip()] * len(FIELDS) if pick == preset else on_preset(model, pick)
+    if own:
+        cfg = train.make_config(pick or None, model=model)
+        try:
+            n_train = len(own_data.load(choice, token, val_size=cfg.val_size).train)
+        except (ValueError, data.DataSourceError):   # described as unusable above
+            n_train = None
+        batch = fitting_batch(cfg.batch_size, n_train) if n_train else cfg.batch_size
+        if batch != cfg.batch_size:
+            values[FIELDS.index("batch_size")] = batch
+            text += (f"\n\nBatch size set to {batch}: the {n_train} training pictures do not fill the "
+                     f"preset's batches of {cfg.batch_size}.")
+    preset_update = gr.skip() if pick == preset else gr.Dropdown(choices=preset_choices(model), value=pick)
+    return (text, preset_update, *values)
 
 
 def on_upload(model: str, preset: str | None, upload, token=None):
