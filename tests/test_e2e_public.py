@@ -62,7 +62,7 @@ def test_two_visitors_share_one_queue_and_own_their_runs(browser, tmp_path_facto
         assert visible(a, "Public mode").is_visible()
         assert a.get_by_role("button", name="Export to weights/").count() == 0
 
-        fill_short_run(a, epochs=3, images=300)   # long enough for B to queue behind it
+        fill_short_run(a, epochs=3, images=400)   # long enough for B to queue behind it
         a.get_by_role("button", name="Start", exact=True).click()
         visible(a, re.compile(r"Started run `?\S+`?: 3 epoch")).wait_for()
         stop_button(a).wait_for(state="visible")
