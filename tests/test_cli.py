@@ -224,7 +224,7 @@ def test_predict_with_a_tampered_or_lone_weights_file_is_one_clear_error(downloa
     assert "not a readable weights zip" in capsys.readouterr().err
 
 
-def test_evaluate_scores_a_download_and_refuses_a_tampered_one(downloaded, tmp_path, capsys):
+def test_evaluate_scores_a_download_on_test_or_val_and_refuses_a_tampered_one(downloaded, tmp_path, capsys):
     from cifar_demo import evaluate, zoo as zoo_mod
     from cifar_demo import data as D
 
@@ -238,6 +238,17 @@ def test_evaluate_scores_a_download_and_refuses_a_tampered_one(downloaded, tmp_p
     spec = zoo_mod.get_spec("optimized200k")
     want = evaluate.evaluate(model, D.load_split("test", D.resolve_source(folder)), mean=spec.mean, std=spec.std)
     assert got["accuracy"] == pytest.approx(want.accuracy) and got["model"] == "optimized200k"
+    # The validation split a run with this size and seed held out (the card's, unless given).
+    assert main(["evaluate", "--weights", str(zip_path), "--data", str(folder), "--split", "val",
+                 "--val-size", "10", "--seed", "3", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    val = D.load_dataset(folder, val_size=10, seed=3).val
+    want = evaluate.evaluate(model, val, mean=spec.mean, std=spec.std)
+    assert (got["split"], got["n"], got["val_size"], got["seed"]) == ("val", len(val), 10, 3)
+    assert got["accuracy"] == pytest.approx(want.accuracy)
+    assert main(["evaluate", "--weights", str(zip_path), "--data", str(folder), "--split", "val",
+                 "--val-size", "10", "--seed", "3"]) == 0
+    assert f"on {len(val)} validation images" in capsys.readouterr().out
     flip_last_byte(pair)
     assert main(["evaluate", "--weights", str(pair), "--data", str(folder)]) == 2
     err = capsys.readouterr().err

@@ -50,12 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="score weights on the test set")
+    p = sub.add_parser("evaluate", help="score weights on the test set (or the validation split)")
     p.add_argument("--model", help="a zoo model's shipped weights (weights/NAME.safetensors)")
     p.add_argument("--weights", help="a run's download (.zip), or a .safetensors file with its .json card beside it")
     p.add_argument("--run", help="a run's best weights (run id or directory)")
     p.add_argument("--runs-dir", default=None)
     p.add_argument("--data", help="dataset folder or .zip (default: the run's or the usual search)")
+    p.add_argument("--split", default="test", choices=("test", "val"),
+                   help="val: the validation split held out of train (choose on it, never on test)")
+    p.add_argument("--val-size", type=int, default=None,
+                   help="with --split val: its size (default: the run's or card's val_size, else 5000)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="with --split val: the seed that drew it (default: the run's or card's, else 0)")
     p.add_argument("--tta", default="none", choices=TTA_MODES)
     p.add_argument("--start", type=int, default=0, help="first test image to score")
     p.add_argument("--limit", type=int, default=0, help="score only this many test images")

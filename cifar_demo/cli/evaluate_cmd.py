@@ -37,16 +37,23 @@ def _model_from_args(args):
     return model, card.model, card, card.train_config, card.zoo_name, card.class_names
 
 
-def _test_split(data_arg, start: int = 0, limit: int = 0, step: int = 1, classes=None):
-    """The test split of `data_arg` (sliced by start/limit/step); CliError if its classes are not
-    `classes` (the model's): a model scored on another class list would be scored on nonsense."""
+def _test_split(data_arg, start: int = 0, limit: int = 0, step: int = 1, classes=None, val: tuple | None = None):
+    """The test split of `data_arg` (sliced by start/limit/step), or with val=(val_size, seed)
+    the validation split a run with that size and seed held out of train; CliError if its
+    classes are not `classes` (the model's): a model scored on another class list would be
+    scored on nonsense."""
     from .. import data
 
     source = data.resolve_source(data_arg)
     if classes is not None and tuple(source.classes) != tuple(classes):
         raise CliError(f"the model predicts {', '.join(classes)}; {source.label} has the classes "
                        f"{', '.join(source.classes)}. Give --data with the model's dataset")
-    test = data.load_split("test", source)
+    if val is not None:
+        test = data.load_dataset(source, val_size=val[0], seed=val[1]).val
+        if not len(test):
+            raise CliError("--split val with --val-size 0 selects no image")
+    else:
+        test = data.load_split("test", source)
     if start or limit or step != 1:
         if step < 1:
             raise CliError("--step must be >= 1")
@@ -63,25 +70,32 @@ def cmd_evaluate(args) -> int:
 
     model, name, card, config, arch, classes = _model_from_args(args)
     data_arg = args.data or (config or {}).get("data")
-    test = _test_split(data_arg, args.start, args.limit, args.step, classes)
+    val = None
+    if args.split == "val":
+        val = (args.val_size if args.val_size is not None else (config or {}).get("val_size", 5000),
+               args.seed if args.seed is not None else (config or {}).get("seed", 0))
+    test = _test_split(data_arg, args.start, args.limit, args.step, classes, val)
     spec = zoo.get_spec(arch)
     res = evaluate.evaluate(model, test, tta=args.tta, mean=spec.mean, std=spec.std,
                             device=args.device, progress=not args.json, num_classes=len(classes))
     metrics = {k: v for k, v in res.as_dict().items() if k not in PER_IMAGE_KEYS}
-    metrics.update(model=name, start=args.start, step=args.step, tta=args.tta, classes=list(classes))
+    metrics.update(model=name, split=args.split, start=args.start, step=args.step, tta=args.tta, classes=list(classes))
+    if val is not None:
+        metrics.update(val_size=val[0], seed=val[1])
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
-        _print_metrics(name, res, card, classes)
+        _print_metrics(name, res, card, classes, args.split)
     if args.plots:
         _write_plots(res, test, Path(args.plots), classes)
     return 0
 
 
-def _print_metrics(name, res, card, classes) -> None:
+def _print_metrics(name, res, card, classes, split: str = "test") -> None:
     # Top-5 says something only where there are more than five classes to rank.
     top5 = f"top-5 {100 * res.topk['top5']:.2f}%, " if len(classes) > 5 else ""
-    print(f"{name}: accuracy {100 * res.accuracy:.2f}% on {res.n} test images "
+    what = "test images" if split == "test" else "validation images"
+    print(f"{name}: accuracy {100 * res.accuracy:.2f}% on {res.n} {what} "
           f"({top5}ECE {res.ece:.3f}, TTA {res.tta})")
     if card is not None:
         print(f"  model card: {100 * card.test_accuracy:.2f}% on {card.dataset}")
