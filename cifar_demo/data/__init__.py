@@ -27,7 +27,7 @@ from .own import hold_out_test
 from .rules import (DEFAULT_LIMITS, PUBLIC_LIMITS, TEST_FRACTION, TEST_RULE, TEST_SEED, VAL_MAX_FRACTION,
                     VAL_RULE, DataLimits, capped_val_size, default_limits)
 from .sample import SAMPLE_DIR, load_sample, sample_paths
-from .sources import OFFICIAL_DIR, SPLITS, decode, default_locations, read_image, resolve_source
+from .sources import OFFICIAL_DIR, SPLITS, decode, default_locations, layout_of, read_image, resolve_source
 from .split import split_digest, stratified_split, stratified_subset, subset
 
 __all__ = [
@@ -35,6 +35,6 @@ __all__ = [
     "OFFICIAL_DIR", "PUBLIC_LIMITS", "PerImageLoader", "SAMPLE_DIR", "SPLITS", "Split", "TEST_FRACTION",
     "TEST_RULE", "TEST_SEED", "TensorLoader", "VAL_MAX_FRACTION", "VAL_RULE", "cache_root", "capped_val_size",
     "decode", "default_limits", "default_locations", "hold_out_test", "load_arrays", "load_cifar10",
-    "load_dataset", "load_sample", "load_split", "read_image", "resolve_source", "sample_paths",
+    "layout_of", "load_dataset", "load_sample", "load_split", "read_image", "resolve_source", "sample_paths",
     "split_digest", "stratified_split", "stratified_subset", "subset",
 ]

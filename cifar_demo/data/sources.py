@@ -133,22 +133,35 @@ def _class_folders(folder: Path) -> set[str]:
     return {e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")}
 
 
-def _explicit_source(path: Path, origin: str, limits: DataLimits | None = None) -> DataSource:
+def layout_of(path: str | os.PathLike) -> str | None:
+    """Which layout an explicit --data path holds, from its folder names alone (no image is read,
+    no export scanned): "official", "imagefolder" (the CIFAR-10 export), "own" (your own images)
+    or None (none of them, or no such folder)."""
+    path = Path(path)
     if path.is_file() and is_own_path(path):
+        return "own"
+    if not path.is_dir():
+        return None
+    if path.name == OFFICIAL_DIR or (path / OFFICIAL_DIR).is_dir():
+        return "official"
+    splits = [path / s for s in SPLITS if (path / s).is_dir()]
+    if any(_class_folders(s) == set(CLASSES) for s in splits):
+        return "imagefolder"  # the CIFAR-10 export, with all its rules (module docstring)
+    return "own" if _class_folders(path) else None
+
+
+def _explicit_source(path: Path, origin: str, limits: DataLimits | None = None) -> DataSource:
+    layout = layout_of(path)
+    if layout == "own":
         return resolve_own(path, limits)
+    if layout == "official":
+        return _official_source(path.parent if path.name == OFFICIAL_DIR else path, "official")
+    if layout == "imagefolder":
+        return _imagefolder_source(path)
     if not path.is_dir():
         what = "is not a folder or a .zip file" if path.exists() else "does not exist"
         raise DataSourceError(f"Data folder {path} (from {origin}) {what}: give a CIFAR-10 folder, or a "
                               "folder or .zip of your own images.")
-    if path.name == OFFICIAL_DIR:
-        return _official_source(path.parent, "official")
-    if (path / OFFICIAL_DIR).is_dir():
-        return _official_source(path, "official")
-    splits = [path / s for s in SPLITS if (path / s).is_dir()]
-    if any(_class_folders(s) == set(CLASSES) for s in splits):
-        return _imagefolder_source(path)  # the CIFAR-10 export, with all its rules (module docstring)
-    if _class_folders(path):
-        return resolve_own(path, limits)
     hint = ""
     if (path / "data_batch_1").exists():
         hint = f" It holds data_batch_1: torchvision needs the official files in a folder named {OFFICIAL_DIR}."

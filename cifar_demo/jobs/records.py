@@ -45,11 +45,12 @@ class Bounds:
     def images(cfg: TrainConfig) -> int:
         """Images the run will train on: epochs x (its subset, or its dataset's training split)."""
         per_epoch = max(CIFAR_TRAIN_IMAGES - cfg.val_size, 0)
-        if cfg.data and _own_images(cfg.data):
+        from .. import data
+
+        # Told by folder names (data.layout_of), not by scanning a CIFAR-10 export on every submit.
+        if cfg.data and data.layout_of(cfg.data) == "own":
             # Your own images: the training split as the data layer makes it (read from its
             # decode cache, filled when the zip was uploaded), validation split held out.
-            from .. import data
-
             per_epoch = len(data.load_dataset(cfg.data, val_size=cfg.val_size).train)
         if cfg.train_limit:
             per_epoch = min(cfg.train_limit, per_epoch)
@@ -64,23 +65,6 @@ class Bounds:
     def describe(self) -> str:
         return (f"at most {self.max_images:,} training images per run (epochs x images) and "
                 f"{self.max_seconds / 60:.0f} minutes of wall-clock time")
-
-
-def _own_images(path: str) -> bool:
-    """Whether a run's data folder or zip is own images, without scanning a CIFAR-10 export's
-    60,000 files on every submit: zips always are; CIFAR-10's layouts are told by their folders."""
-    from .. import data
-    from ..common import CLASSES
-
-    p = Path(path)
-    if p.suffix.lower() == ".zip":
-        return True
-    if p.name == data.OFFICIAL_DIR or (p / data.OFFICIAL_DIR).is_dir():
-        return False
-    train = p / "train"
-    if train.is_dir() and {e.name for e in train.iterdir() if e.is_dir()} == set(CLASSES):
-        return False
-    return data.resolve_source(p, download=False).kind == "own"
 
 
 def public_bounds() -> Bounds:

@@ -15,7 +15,7 @@ from typing import Callable
 
 from matplotlib.figure import Figure
 
-from .. import data, jobs, train
+from .. import data, evalcache, jobs, train
 
 
 def data_status() -> str:
@@ -203,3 +203,31 @@ def browser_secret() -> str:
         except FileExistsError:
             return path.read_text().strip()
         return secret
+
+
+# ----------------------------------------------------------------------------- a finished run of the page's owner
+
+_RUN_MODELS: dict[tuple[str, str], object] = {}
+_RUN_LOCK = threading.Lock()
+
+
+def run_target(run_id: str | None, token=None) -> evalcache.Target:
+    """A finished run of the page's owner, by its id: only a run of the owner's folder is ever
+    read. ValueError (no token yet, not a run id) or FileNotFoundError (no best weights)."""
+    owner = owner_of(token)
+    if owner is None:
+        raise ValueError("This page has no visitor token yet: reload it.")
+    if not run_id or Path(run_id).name != run_id or run_id.startswith("."):
+        raise ValueError(f"not a run id: {run_id!r}")
+    return evalcache.from_run(run_id, jobs.manager().runs_dir_for(owner))
+
+
+def run_model(target: evalcache.Target):
+    """A run's model (Evaluate's comparison, Predict's "your run"), loaded once per weights file
+    (by hash: a resumed run rewrites it); one kept, as a visitor looks at one run at a time."""
+    key = (str(target.path), target.sha256)
+    with _RUN_LOCK:
+        if key not in _RUN_MODELS:
+            _RUN_MODELS.clear()
+            _RUN_MODELS[key] = evalcache.load_model(target)
+        return _RUN_MODELS[key]

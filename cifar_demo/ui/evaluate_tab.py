@@ -16,7 +16,6 @@ import html
 import io
 import threading
 import time
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -25,7 +24,7 @@ from PIL import Image
 
 from .. import augment, data, evalcache, evaluate, gradcam, jobs, plots, predict, train, weights, zoo
 from ..common import CLASSES
-from .common import data_status, owner_of
+from .common import data_status, owner_of, run_model, run_target
 
 GALLERY_SIZE = 32     # most confident mistakes shown
 GALLERY_SCALE = 6     # 32x32 -> 192x192, each pixel a crisp 6x6 block
@@ -80,9 +79,7 @@ def target_of(choice: str, token=None) -> evalcache.Target:
     if kind == "weights":
         return evalcache.shipped(name)
     if kind == "run":
-        if not name or Path(name).name != name or name.startswith("."):
-            raise ValueError(f"not a run id: {name!r}")   # only a run of the owner's folder, by its id
-        return evalcache.from_run(name, _runs_dir(token))
+        return run_target(name, token)
     raise ValueError("Pick shipped weights or a finished run first.")
 
 
@@ -150,17 +147,7 @@ def heatmap(confusion: list[list[int]], classes=CLASSES):
     return df.reset_index(names=CORNER).style.apply(colour, axis=None, subset=list(classes))
 
 
-_RUN_MODELS: dict[tuple[str, str], object] = {}
 _LOCK = threading.Lock()  # one comparison at a time: ten Grad-CAMs already fill both cores
-
-
-def _run_model(target: evalcache.Target):
-    """A run's model, loaded once per weights file (by hash: a resumed run rewrites it)."""
-    key = (str(target.path), target.sha256)
-    if key not in _RUN_MODELS:
-        _RUN_MODELS.clear()  # keep one: each visitor looks at one run at a time
-        _RUN_MODELS[key] = evalcache.load_model(target)
-    return _RUN_MODELS[key]
 
 
 def _data_url(image: np.ndarray) -> str:
@@ -179,8 +166,8 @@ def explanations(state: dict, index: int) -> tuple[np.ndarray, list[tuple[gradca
         shipped = gradcam.explain_shipped(image32) if target.class_names == CLASSES else []
         if target.kind == "run":
             spec = zoo.get_spec(target.model)
-            probs, _ = predict.predict_one(_run_model(target), image32, spec.mean, spec.std, target.class_names)
-            own = gradcam.explain(_run_model(target), image32, target.label, mean=spec.mean, std=spec.std,
+            probs, _ = predict.predict_one(run_model(target), image32, spec.mean, spec.std, target.class_names)
+            own = gradcam.explain(run_model(target), image32, target.label, mean=spec.mean, std=spec.std,
                                   probs=probs)
             return image32, [(own, True)] + [(e, False) for e in shipped]
     mine = [(e, True) for e in shipped if e.model == target.name]

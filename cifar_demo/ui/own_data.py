@@ -126,8 +126,8 @@ def add_upload(upload, token=None) -> tuple[Path, data.CifarData]:
     folder.mkdir(parents=True, exist_ok=True)
     stem = _safe_stem(src.name)
     target = folder / f"{stem}.zip"
-    k = 2
-    while target.exists() and target.read_bytes() != src.read_bytes():
+    k, content = 2, src.read_bytes()
+    while target.exists() and target.read_bytes() != content:   # the same name, another zip
         target, k = folder / f"{stem}-{k}.zip", k + 1
     fresh = not target.exists()
     if fresh:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import threading
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -12,7 +11,7 @@ from gradio_client import utils as client_utils
 
 from .. import augment, data, evalcache, familiarity, gradcam, jobs, predict, train, weights, zoo
 from ..common import CLASSES
-from .common import owner_of
+from .common import owner_of, run_model, run_target
 
 TOP_K = 3
 SCALE = 8  # the 32x32 input is shown 256x256, each pixel a sharp square
@@ -125,7 +124,6 @@ def _cams(image32: np.ndarray, preds: list[predict.Prediction]) -> list[tuple[np
 # ------------------------------------------------------------------------------ a run of yours
 
 NO_RUN = ""
-_RUN_MODELS: dict[tuple[str, str], object] = {}
 
 
 def run_choices(token=None) -> list[tuple[str, str]]:
@@ -150,23 +148,10 @@ def refresh_runs(current: str | None = None, token=None) -> gr.Dropdown:
 
 
 def _run_target(run_id: str, token=None) -> evalcache.Target:
-    owner = owner_of(token)
-    if owner is None:
-        raise gr.Error("This page has no visitor token yet: reload it.")
-    if Path(run_id).name != run_id or run_id.startswith("."):
-        raise gr.Error(f"not a run id: {run_id!r}")   # only a run of the owner's folder, by its id
     try:
-        return evalcache.from_run(run_id, jobs.manager().runs_dir_for(owner))
+        return run_target(run_id, token)
     except (FileNotFoundError, ValueError) as e:
         raise gr.Error(str(e)) from None
-
-
-def _run_model(target: evalcache.Target):
-    key = (str(target.path), target.sha256)   # by hash: a resumed run rewrites its weights
-    if key not in _RUN_MODELS:
-        _RUN_MODELS.clear()
-        _RUN_MODELS[key] = evalcache.load_model(target)
-    return _RUN_MODELS[key]
 
 
 def predict_run(path: str | dict | None, run_id: str | None, token=None):
@@ -182,7 +167,7 @@ def predict_run(path: str | dict | None, run_id: str | None, token=None):
         raise gr.Error(str(exc), title="Cannot read this image") from None
     spec = zoo.get_spec(target.model)
     with _LOCK:
-        probs, ms = predict.predict_one(_run_model(target), image32, spec.mean, spec.std, target.class_names)
+        probs, ms = predict.predict_one(run_model(target), image32, spec.mean, spec.std, target.class_names)
     classes = ", ".join(target.class_names)
     return probs, (f"**{html.escape(target.label)}** (`{target.model}`, {ms:.1f} ms), "
                    f"trained on its own classes: {html.escape(classes)}.")
