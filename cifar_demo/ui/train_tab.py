@@ -7,19 +7,17 @@ once a logged step while a run's steps come slower than that; see tick_interval)
 an owner (ui.common.owner_of: the local user, or in public mode the visitor's browser token):
 only the owner sees Stop and Resume for its run; others watch the run that is training. In
 public mode Export to weights/ is not offered; the owner downloads its weights instead (and
-pushes them to the Hub where the Space owner configured one).
+pushes them to the Hub where the Space owner configured one): ui.train_runs.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import gradio as gr
 
-from .. import augment, data, export, jobs, plots, train, weights, zoo
+from .. import augment, data, jobs, plots, train, zoo
 from . import own_data
-from .common import cached_png, data_status, log_text, owner_of, pct, view_html
+from .common import cached_png, data_status, log_text, owner_of, view_html
+from .train_runs import download_weights, export_run, hub_target, page_owner, push_weights, refresh_runs
 
 TICK_SECONDS = 2       # the Train tab's timer: its shortest interval
 MAX_TICK_SECONDS = 10  # and its longest, while a run logs a step less often than every 2 s
@@ -140,12 +138,6 @@ def config_from_form(model: str, preset: str | None, *values) -> train.TrainConf
 
 # ----------------------------------------------------------------------------- start / stop
 
-def _owner(token) -> str:
-    owner = owner_of(token)
-    if owner is None:
-        raise gr.Error("This page has no visitor token yet: reload it.")
-    return owner
-
 
 def start(model: str, preset: str | None, *values) -> str:
     """Queue a run for this page's owner (values: the form, then the dataset choice and the visitor
@@ -154,7 +146,7 @@ def start(model: str, preset: str | None, *values) -> str:
     at once when the cores are free."""
     extra, values = values[len(FIELDS):], values[:len(FIELDS)]
     choice, token = (list(extra) + [None, None])[:2]
-    owner = _owner(token)
+    owner = page_owner(token)
     try:
         own = own_data.path_of(choice, token)
         src = data.resolve_source(own, download=False)
@@ -179,7 +171,7 @@ def start(model: str, preset: str | None, *values) -> str:
 
 def stop(token=None) -> str:
     manager = jobs.manager()
-    owner = _owner(token)
+    owner = page_owner(token)
     queued = manager.view(owner).position is not None
     if manager.stop(owner):
         return ("Taken out of the queue." if queued else
@@ -190,7 +182,7 @@ def stop(token=None) -> str:
 def resume(token=None) -> str:
     """Continue the owner's latest run from its last checkpoint (through the queue)."""
     manager = jobs.manager()
-    owner = _owner(token)
+    owner = page_owner(token)
     view = manager.view(owner)
     if not (view.mine and view.snap.status == "stopped"):
         raise gr.Error("There is no stopped run of yours to resume.")
@@ -269,93 +261,6 @@ def tick(overlay: list[str] | None = None, chosen: str | None = None, last_seen=
     return (figure, view_html(view), log_text(snap), seen, *lists,
             gr.update(visible=view.can_stop, value="Leave the queue" if view.position else "Stop"),
             gr.update(visible=view.mine and snap.status == "stopped"), timer)
-
-
-# ----------------------------------------------------------------------------- past runs
-
-def _run_label(r: dict) -> str:
-    s = r["summary"]
-    if s is None:
-        return f"{r['run_id']} (no result yet)"
-    return f"{r['run_id']} ({s['status']}, val {pct(s.get('best_val_acc'))}, test {pct(s.get('test_acc'))})"
-
-
-def _runs_dir(token=None) -> Path:
-    return jobs.manager().runs_dir_for(_owner(token))
-
-
-def run_choices(token=None) -> list[tuple[str, str]]:
-    """Every run directory of the owner, newest first, as (label, run id)."""
-    return [(_run_label(r), r["run_id"]) for r in train.list_runs(_runs_dir(token))]
-
-
-def exportable_choices(token=None) -> list[tuple[str, str]]:
-    """The owner's runs with a result and best weights: what export can turn into a weights file."""
-    return [(_run_label(r), r["run_id"]) for r in train.list_runs(_runs_dir(token))
-            if r["summary"] is not None and r["has_best"]]
-
-
-def refresh_runs(overlay: list[str] | None = None, chosen: str | None = None, token=None):
-    runs, done = run_choices(token), exportable_choices(token)
-    keep = [r for r in overlay or [] if r in {v for _, v in runs}]
-    pick = chosen if chosen in {v for _, v in done} else (done[0][1] if done else None)
-    return gr.Dropdown(choices=runs, value=keep, multiselect=True), gr.Dropdown(choices=done, value=pick)
-
-
-def export_run(run_id: str | None, replace: bool) -> str:
-    """Score the run's best weights on the test set and write weights/<model>.safetensors + card.
-    Local mode only: in public mode nothing a visitor does writes the shared tree."""
-    if jobs.manager().public:
-        raise gr.Error("Export to weights/ is not offered on a shared app; use Download weights.")
-    if not run_id:
-        raise gr.Error("Pick a finished run to export.")
-    runs_dir = jobs.manager().runs_dir
-    # The name export_run writes: the model's, or <model>-<dataset> for a run of your own classes.
-    target = weights.weights_dir() / f"{export.export_name(run_id, runs_dir)}.safetensors"
-    if target.exists() and not replace:
-        raise gr.Error(f"{target} already exists (the weights the Predict tab uses). "
-                       "Tick 'Replace existing weights' to overwrite it.")
-    try:
-        weights_path, _, card = export.export_run(run_id, runs_dir=runs_dir)
-    except (FileNotFoundError, data.DataSourceError, weights.WeightsError, ValueError) as e:
-        raise gr.Error(str(e)) from None
-    except Exception as e:  # anything else: one line for the user, not a traceback
-        raise gr.Error(f"Export failed: {type(e).__name__}: {e}") from None
-    tta = "n/a" if card.test_accuracy_tta is None else f"{100 * card.test_accuracy_tta:.2f}%"
-    return (f"Exported `{card.model}` to `{weights_path}`: test accuracy {100 * card.test_accuracy:.2f}% "
-            f"(with TTA {tta}) on {card.dataset}.")
-
-
-def download_weights(run_id: str | None, token=None) -> dict:
-    """The owner's finished run exported (scored, carded) into one .zip in a temporary folder:
-    <model>.safetensors + <model>.json, which `python -m cifar_demo predict --weights FILE` reads."""
-    if not run_id:
-        raise gr.Error("Pick a finished run of yours first.")
-    try:
-        path = export.export_download(run_id, runs_dir=_runs_dir(token))
-    except (FileNotFoundError, data.DataSourceError, weights.WeightsError, ValueError) as e:
-        raise gr.Error(str(e)) from None
-    return gr.update(value=str(path), visible=True)
-
-
-def hub_target() -> str | None:
-    """The Hub repo this app may push visitors' weights to: set by the Space's owner (HF_TOKEN
-    as a Space secret and CIFAR_DEMO_HUB_REPO), never by a visitor."""
-    return weights.hub_repo() if os.environ.get("HF_TOKEN") else None
-
-
-def push_weights(run_id: str | None, token=None) -> str:
-    repo = hub_target()
-    if repo is None:
-        raise gr.Error("Pushing is not set up on this app (HF_TOKEN and CIFAR_DEMO_HUB_REPO).")
-    if not run_id:
-        raise gr.Error("Pick a finished run of yours first.")
-    try:
-        # Into visitors/<run id>/: a visitor never replaces the weights at the repo's root.
-        result = export.push_run(run_id, repo, runs_dir=_runs_dir(token), folder=f"visitors/{run_id}")
-    except (FileNotFoundError, data.DataSourceError, weights.WeightsError, ValueError) as e:
-        raise gr.Error(str(e)) from None
-    return f"Pushed {', '.join(result.files)} to [{result.repo}]({result.url})."
 
 
 # ----------------------------------------------------------------------------- layout
