@@ -231,10 +231,8 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
              "--batch-size", "10", "--lr", "0.02", "--schedule", "cosine", "--precision", "fp32",
              "--device", "cpu", "--augment", "standard", "--seed", "3"]
     env = _env(tmp_path)
+    # The uninterrupted run and the one to kill side by side (one thread each, on two cores).
     done = _cli(*flags, "--runs-dir", str(tmp_path / "full"), env=env)
-    out, err = done.communicate(timeout=600)
-    assert done.returncode == 0, err
-
     victim = _cli(*flags, "--runs-dir", str(tmp_path / "killed"), env=env)
     deadline = time.time() + 600
     metrics = None
@@ -249,6 +247,8 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
     victim.send_signal(signal.SIGKILL)
     victim.communicate()
     assert metrics is not None and not (metrics.parent / "summary.json").exists(), "run ended before the kill"
+    out, err = done.communicate(timeout=600)
+    assert done.returncode == 0, err
 
     resumed = _cli("train", "--resume", metrics.parent.name, "--runs-dir", str(tmp_path / "killed"), env=env)
     out, err = resumed.communicate(timeout=600)
