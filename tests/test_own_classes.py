@@ -286,20 +286,30 @@ def test_export_of_other_classes_never_takes_a_shipped_name(tmp_path):
 # ------------------------------------------------------------------------ the CLI, end to end
 
 
-def cli(tmp_path, *args, timeout=300):
+def _env(tmp_path, threads: int):
     import os
 
-    env = dict(os.environ, CIFAR_DEMO_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="2")
+    env = dict(os.environ, CIFAR_DEMO_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS=str(threads))
     env.pop("CIFAR_DEMO_DATA", None)
-    proc = subprocess.run([sys.executable, "-m", "cifar_demo", *map(str, args)], cwd=REPO, env=env,
+    return env
+
+
+def cli(tmp_path, *args, timeout=300):
+    proc = subprocess.run([sys.executable, "-m", "cifar_demo", *map(str, args)], cwd=REPO, env=_env(tmp_path, 2),
                           capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 
 
-def _only_run(runs: Path, before: set) -> str:
-    (new,) = {p.name for p in runs.iterdir()} - before
-    return new
+def cli_side_by_side(tmp_path, *commands, timeout=300) -> list[str]:
+    """Independent CLI calls at once, one thread each (the two cores): their outputs, in order."""
+    procs = [subprocess.Popen([sys.executable, "-m", "cifar_demo", *map(str, args)], cwd=REPO,
+                              env=_env(tmp_path, 1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for args in commands]
+    outs = [proc.communicate(timeout=timeout) for proc in procs]
+    for proc, (_, err) in zip(procs, outs):
+        assert proc.returncode == 0, err[-3000:]
+    return [out for out, _ in outs]
 
 
 @pytest.mark.slow
@@ -310,26 +320,31 @@ def test_cli_trains_from_scratch_and_fine_tunes_on_three_new_classes_then_predic
     runs = tmp_path / "runs"
     runs.mkdir()
     common = ["--runs-dir", runs, "--batch-size", "8", "--precision", "fp32", "--device", "cpu"]
-    out = cli(tmp_path, "train", "--model", "airnet", "--data", folder, "--epochs", "2", "--lr", "0.05",
-              "--augment", "none", *common)
+    # From scratch (a folder) and fine-tuned from airnet (the zip), side by side.
+    out, out_tuned = cli_side_by_side(
+        tmp_path,
+        ["train", "--model", "airnet", "--data", folder, "--epochs", "2", "--lr", "0.05", "--augment", "none",
+         "--run-id", "scratch", *common],
+        ["train", "--init-from", "airnet", "--data", zipped, "--epochs", "2", "--run-id", "tuned", *common])
     assert "classes coin, leaf, shell" in out and "finished after 2 epoch(s)" in out
-    scratch = _only_run(runs, set())
-    out = cli(tmp_path, "train", "--init-from", "airnet", "--data", zipped, "--epochs", "2", *common)
-    tuned = _only_run(runs, {scratch})
-    assert "classes coin, leaf, shell" in out
+    assert "classes coin, leaf, shell" in out_tuned
+    scratch, tuned = "scratch", "tuned"
+    assert sorted(p.name for p in runs.iterdir()) == ["scratch", "tuned"]
     cfg = engine.Run.find(tuned, runs).config()
     assert (cfg.preset, cfg.init_from, cfg.backbone_lr_mult) == ("finetune", "airnet", 0.1)
 
     photo = tmp_path / "photo.jpg"
     picture(1, 777).save(photo)                         # a coin, at a size of its own
-    out = json.loads(cli(tmp_path, "predict", "--run", scratch, "--run", tuned, "--runs-dir", runs, "--json",
-                         "--topk", "3", photo))
+    predicted, out, exported = cli_side_by_side(
+        tmp_path, ["predict", "--run", scratch, "--run", tuned, "--runs-dir", runs, "--json", "--topk", "3", photo],
+        ["evaluate", "--run", tuned, "--runs-dir", runs],
+        ["export", tuned, "--runs-dir", runs, "--out", tmp_path / "w"])
+    predicted = json.loads(predicted)
     for label in (f"run {scratch}", f"run {tuned}"):
-        assert {c for c, _ in out[str(photo)][label]["top"]} == set(FOLDERS)
-    out = cli(tmp_path, "evaluate", "--run", tuned, "--runs-dir", runs)
+        assert {c for c, _ in predicted[str(photo)][label]["top"]} == set(FOLDERS)
     assert "on 12 test images" in out and all(f"  {c} " in out for c in FOLDERS) and "top-5" not in out
 
-    out = cli(tmp_path, "export", tuned, "--runs-dir", runs, "--out", tmp_path / "w")
+    out = exported
     assert "exported airnet-trinkets" in out and "classes: coin, leaf, shell" in out
     out = cli(tmp_path, "predict", "--weights", tmp_path / "w" / "airnet-trinkets.safetensors", photo)
     assert "coin" in out and "airplane" not in out
@@ -344,12 +359,12 @@ def test_cli_fine_tunes_two_classes_from_one_folder_zip_and_init_from_none_start
     runs = tmp_path / "runs"
     common = ["--data", zipped, "--epochs", "1", "--batch-size", "8", "--precision", "fp32", "--device", "cpu",
               "--runs-dir", runs]
-    out = cli(tmp_path, "train", "--preset", "finetune", *common)
+    # The fine-tune, and the same preset and budget without its start (bench/own_images.py's
+    # "from scratch"), side by side.
+    out, _ = cli_side_by_side(tmp_path, ["train", "--preset", "finetune", "--run-id", "tuned", *common],
+                              ["train", "--preset", "finetune", "--init-from", "none", "--run-id", "scratch", *common])
     assert "classes coin, leaf" in out
-    (run,) = runs.iterdir()
-    # The same preset and budget, without its start (bench/own_images.py's "from scratch").
-    cli(tmp_path, "train", "--preset", "finetune", "--init-from", "none", *common)
-    scratch = _only_run(runs, {run.name})
+    run, scratch = runs / "tuned", "scratch"
     cfg = engine.Run.find(scratch, runs).config()
     assert (cfg.preset, cfg.init_from, cfg.lr) == ("finetune", None, engine.make_config("finetune").lr)
     photo = tmp_path / "leaf.png"
