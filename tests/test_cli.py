@@ -23,6 +23,15 @@ def cli(*args, env=None, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
 
 
+def cli_side_by_side(*commands, env, timeout=600) -> list[subprocess.CompletedProcess]:
+    """Independent CLI calls at once, one thread each (the two cores), as CompletedProcesses."""
+    env = dict(env, OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, "-m", "cifar_demo", *map(str, args)], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for args in commands]
+    outs = [proc.communicate(timeout=timeout) for proc in procs]   # sets each returncode
+    return [subprocess.CompletedProcess(proc.args, proc.returncode, *out) for proc, out in zip(procs, outs)]
+
+
 def test_zoo_lists_the_ten_models_with_their_counts(capsys):
     assert main(["zoo"]) == 0
     out = capsys.readouterr().out
@@ -107,15 +116,20 @@ def test_train_export_evaluate_predict_on_a_jpeg_slice(tmp_path, jpeg_export):
     card = json.loads((tmp_path / "weights" / "simple_cnn.json").read_text())
     assert card["dataset"] == "CIFAR-10 (JPEG export)" and card["train_config"]["train_limit"] == 1000
 
+    # The card's slice check, an evaluation with plots and a prediction: side by side.
     sc = card["slice_check"]
-    proc = cli("evaluate", "--model", "simple_cnn", "--json", "--start", sc["start"], "--step", sc["step"],
-               "--limit", sc["n"], env=env)
+    sample = REPO / "cifar_demo" / "assets" / "sample" / "cat" / "0000.png"
+    checked, plotted, predicted = cli_side_by_side(
+        ["evaluate", "--model", "simple_cnn", "--json", "--start", sc["start"], "--step", sc["step"], "--limit", sc["n"]],
+        ["evaluate", "--model", "simple_cnn", "--limit", "200", "--plots", tmp_path / "plots"],
+        ["predict", sample, "--json"], env=env)
+    proc = checked
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads(proc.stdout)
     assert metrics["n"] == 1000 and metrics["accuracy"] == pytest.approx(sc["accuracy"], abs=0.002)
     assert metrics["accuracy"] > 0.15  # one epoch on 1,000 images learns something
 
-    proc = cli("evaluate", "--model", "simple_cnn", "--limit", "200", "--plots", tmp_path / "plots", env=env)
+    proc = plotted
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "accuracy" in proc.stdout and "macro" in proc.stdout
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
@@ -123,8 +137,7 @@ def test_train_export_evaluate_predict_on_a_jpeg_slice(tmp_path, jpeg_export):
                     "reliability.png"]
     assert all((tmp_path / "plots" / n).read_bytes()[:4] == b"\x89PNG" for n in pngs)
 
-    sample = REPO / "cifar_demo" / "assets" / "sample" / "cat" / "0000.png"
-    proc = cli("predict", sample, "--json", env=env)
+    proc = predicted
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout)[str(sample)]
     assert set(out["simple_cnn"]) == {"top", "latency_ms"} and len(out["simple_cnn"]["top"]) == 3
