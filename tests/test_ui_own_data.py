@@ -76,6 +76,14 @@ def test_a_few_pictures_get_a_batch_size_they_fill(app_env, tmp_path):
     assert [train_tab.fitting_batch(32, n) for n in (40, 32, 31, 16, 3, 1)] == [32, 32, 8, 8, 1, 1]
 
 
+def test_a_late_refresh_keeps_the_dataset_the_page_shows(app_env, trinkets):
+    train_tab.on_upload("airnet", "demo", upload_copy(trinkets, app_env))
+    # The page-load refresh was sent with CIFAR-10 and may answer after the upload: choices only.
+    late = own_data.refresh(own_data.CIFAR)
+    assert "value" not in late.constructor_args and ("trinkets (your images)", "own:trinkets.zip") in late.choices
+    assert own_data.refresh("own:gone.zip").value == own_data.CIFAR   # a dataset that is gone
+
+
 def test_a_refused_zip_says_why_and_is_not_kept(app_env, tmp_path):
     one = make_own_folder(tmp_path / "one", classes=("leaf",), per_class=6)
     with pytest.raises(gr.Error, match="2 to 100 classes"):

@@ -156,9 +156,13 @@ def on_upload(upload, token=None) -> tuple[str, str]:
 
 
 def refresh(current: str | None = None, token=None) -> gr.Dropdown:
+    """The owner's datasets as the dropdown's choices. Its value is sent only when `current` is
+    gone: on page load this answer can arrive after an upload already picked the new zip (seen in
+    a clean-clone CI run: Start then trained on CIFAR-10), and must not put CIFAR-10 back."""
     options = choices(token)
-    values = {v for _, v in options}
-    return gr.Dropdown(choices=options, value=current if current in values else CIFAR)
+    if current in {v for _, v in options}:
+        return gr.Dropdown(choices=options)   # no value: the page keeps what it shows now
+    return gr.Dropdown(choices=options, value=CIFAR)
 
 
 def preview_images(choice: str | None, token=None, n: int = 30) -> list[tuple[np.ndarray, str]]:
