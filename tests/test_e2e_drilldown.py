@@ -84,6 +84,8 @@ def test_a_click_on_a_cell_shows_its_images_then_every_model_compares_one(page):
     for label, cls in (("True class", CLASSES[t]), ("Predicted class", CLASSES[p])):
         page.get_by_label(label, exact=True).click()
         page.get_by_role("option", name=cls, exact=True).click()
+        # The list closes after the pick, not at once: the next dropdown's options would be twins.
+        page.wait_for_function("() => document.querySelectorAll('[role=option]').length === 0")
     visible(page, f"{plural[CLASSES[t]]} it takes for {plural[CLASSES[p]]}").wait_for()
     page.wait_for_function("n => document.querySelectorAll('#cell-gallery img').length === n",
                            arg=min(counts[t][p], 40))
