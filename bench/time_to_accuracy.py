@@ -8,9 +8,12 @@ e.g. python bench/time_to_accuracy.py muon fast airbench94 --runs 3 --val-size 0
 Each run: load the data (from the decoded cache), build and initialise the model, train with
 the preset, score the best weights on the test set with and without test-time augmentation
 (flip + 1-pixel translations). Prints per-run figures, the time at which accuracy first
-reached 80/85/90%, and the mean and standard deviation over runs. The presets run one after
-another in the order given, on the same data and seeds, so their figures share the machine's
-state of the moment; the header measures that state (the fp32 and bf16 matrix-product peak).
+reached 80/85/90%, and the mean and standard deviation over runs. The presets take turns on
+the same data and seeds: run 1 of each in the order given, then run 2 of each, and so on, so
+a drift of the machine's speed during the hours of a long invocation falls on every preset
+alike. The header measures the machine's state (the fp32 and bf16 matrix-product peak) and
+says whether the allocator keeps freed memory (hardware.keep_freed_memory, as every training
+process of the engine does).
 
 With several presets, the reference (--reference, default: the last one named) sets the bar:
 a closing table gives, per preset, mean +- std of TTA and plain accuracy and of wall time, the
@@ -199,17 +202,19 @@ def main() -> None:
     print(f"preset {', '.join(presets)}; {hw['cpu']}, {hw['cores']} cores, gpu {hw['gpu']}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; python {platform.python_version()}; "
           f"{time.strftime('%Y-%m-%d', time.gmtime())}")
-    print(hardware.matmul_peaks_line() + (f"; overrides {limits}" if limits else ""), flush=True)
+    kept = hardware.keep_freed_memory()
+    print(hardware.matmul_peaks_line() + f"; freed memory {'kept' if kept else 'returned (allocator default)'}"
+          + (f"; overrides {limits}" if limits else ""), flush=True)
     named = len(presets) > 1
-    results: dict[str, list[dict]] = {}
+    results: dict[str, list[dict]] = {preset: [] for preset in presets}
     with tempfile.TemporaryDirectory() as tmp:
         runs_dir = Path(args.keep_runs or tmp)
-        for preset in presets:
-            rows = results[preset] = []
-            for i in range(args.runs):
-                rows.append(one_run(preset, args.seed0 + i, args.data, args.val_size, runs_dir, limits))
-                print(run_line(i, rows[-1], named), flush=True)
-            print(f"{preset + ' ' if named else ''}{mean_line(rows)}", flush=True)
+        for i in range(args.runs):
+            for preset in presets:
+                results[preset].append(one_run(preset, args.seed0 + i, args.data, args.val_size, runs_dir, limits))
+                print(run_line(i, results[preset][-1], named), flush=True)
+    for preset, rows in results.items():
+        print(f"{preset + ' ' if named else ''}{mean_line(rows)}", flush=True)
     if named:
         print()
         print("\n".join(comparison(results, reference)))

@@ -3,10 +3,14 @@ thread count and torch.compile, one at a time against the engine's default (bf16
 channels_last, eager) at the given batch size (1,024 by default, airnet's).
 
     python bench/train_step.py [--model airnet] [--batch 1024] [--steps 8] [--compile] [--default-only]
+        [--malloc kept|default]
 
 Each row: median seconds per step over --steps timed steps (after warm-up), and images/s.
 With --compile the compiled variant also reports its one-off compile time (the first steps),
 which a 20-minute run pays once. Random inputs: the step time does not depend on the pixels.
+--malloc default times every row with the C library's allocator as it comes (the engine keeps
+freed memory for reuse: hardware.keep_freed_memory); the process can't switch back, so the two
+are two invocations.
 """
 
 from __future__ import annotations
@@ -53,13 +57,17 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--compile", action="store_true", help="also time torch.compile (takes minutes on 2 cores)")
     p.add_argument("--default-only", action="store_true", help="time only the default row (a model's training speed)")
+    p.add_argument("--malloc", choices=("kept", "default"), default="kept",
+                   help="kept: freed memory stays in the process for reuse, as in the engine "
+                        "(hardware.keep_freed_memory); default: the C library's own behaviour")
     args = p.parse_args()
+    kept = args.malloc == "kept" and hardware.keep_freed_memory()
     device = pick_device()
     hw = hardware.hardware_info()
     threads = torch.get_num_threads()
     b = args.batch
     print(f"model {args.model}; {hw['cpu']}, {hw['cores']} cores, torch {torch.__version__}, device {device}, {threads} threads, "
-          f"{time.strftime('%Y-%m-%d', time.gmtime())}")
+          f"{time.strftime('%Y-%m-%d', time.gmtime())}; freed memory {'kept' if kept else 'returned (allocator default)'}")
     variants = [
         (f"default: bf16, channels_last, batch {b}", dict(batch=b, bf16=True, channels_last=True)),
         ("fp32", dict(batch=b, bf16=False, channels_last=True)),

@@ -8,6 +8,7 @@ measures what its cores can do right now.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import platform
 import time
@@ -27,6 +28,39 @@ def hardware_info() -> dict[str, Any]:
     # Affinity, not os.cpu_count(): a container sees the host's count but may run on fewer.
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"cpu": cpu_model(), "cores": cores, "gpu": gpu}
+
+
+# glibc's mallopt parameters (malloc.h): how large an allocation may be before it gets pages of
+# its own, how many such mappings may exist, and how much free memory at the heap's top is kept.
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_KEEP_FREED_ENV = "CIFAR_DEMO_MALLOC"   # "default": leave glibc's allocator as it is
+_kept: bool | None = None
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep and reuse the memory that tensors free, instead of giving it
+    back to the kernel; True where that is in force (Linux with glibc), False elsewhere or
+    when CIFAR_DEMO_MALLOC=default. Idempotent; affects later allocations of the process.
+
+    Why: glibc serves any allocation above 32 MB (its largest automatic threshold) with a
+    fresh mmap and unmaps it on free. A training step's activations are such blocks (airnet at
+    batch 2,000: 2000 x 64 x 32 x 32 bf16 = 262 MB each), so every step maps them again and
+    the kernel zeroes every page on first touch: on the 2-core EPYC of docs/benchmarks.md a
+    third of a step's CPU time went to page faults. With mmap off and the heap's top never
+    trimmed, the second step finds the first step's memory free in the heap
+    (`python bench/train_step.py --batch 2000 --malloc default` against the same without:
+    see docs/benchmarks.md). The cost: the process keeps its peak heap until it exits, which
+    training and CLI processes do when done.
+    """
+    global _kept
+    if _kept is None:
+        _kept = False
+        if os.environ.get(_KEEP_FREED_ENV, "").lower() != "default" and platform.libc_ver()[0] == "glibc":
+            with contextlib.suppress(OSError, AttributeError):
+                libc = ctypes.CDLL(None)
+                # A trim threshold of -1 turns trimming off (mallopt(3)).
+                _kept = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, -1))
+    return _kept
 
 
 def cpu_model() -> str:

@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from ..hardware import keep_freed_memory
+
+    keep_freed_memory()   # the commands move batches of tensors: reuse their memory (hardware.py says why)
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -37,11 +37,11 @@ def _model_from_args(args):
     return model, card.model, card, card.train_config, card.zoo_name, card.class_names
 
 
-def _test_split(data_arg, start: int = 0, limit: int = 0, step: int = 1, classes=None, val: tuple | None = None):
-    """The test split of `data_arg` (sliced by start/limit/step), or with val=(val_size, seed)
-    the validation split a run with that size and seed held out of train; CliError if its
-    classes are not `classes` (the model's): a model scored on another class list would be
-    scored on nonsense."""
+def _scored_split(data_arg, start: int = 0, limit: int = 0, step: int = 1, classes=None, val: tuple | None = None):
+    """The split to score: the test split of `data_arg`, or with val=(val_size, seed) the
+    validation split a run with that size and seed held out of train, sliced by
+    start/limit/step; CliError if its classes are not `classes` (the model's): a model scored
+    on another class list would be scored on nonsense."""
     from .. import data
 
     source = data.resolve_source(data_arg)
@@ -49,20 +49,20 @@ def _test_split(data_arg, start: int = 0, limit: int = 0, step: int = 1, classes
         raise CliError(f"the model predicts {', '.join(classes)}; {source.label} has the classes "
                        f"{', '.join(source.classes)}. Give --data with the model's dataset")
     if val is not None:
-        test = data.load_dataset(source, val_size=val[0], seed=val[1]).val
-        if not len(test):
+        split = data.load_dataset(source, val_size=val[0], seed=val[1]).val
+        if not len(split):
             raise CliError("--split val with --val-size 0 selects no image")
     else:
-        test = data.load_split("test", source)
+        split = data.load_split("test", source)
     if start or limit or step != 1:
         if step < 1:
             raise CliError("--step must be >= 1")
-        indices = range(start, len(test), step)[: limit or None]
+        indices = range(start, len(split), step)[: limit or None]
         if not indices:
-            raise CliError(f"--start {start} --limit {limit} --step {step} selects no test image "
-                           f"(there are {len(test)})")
-        test = data.subset(test, indices)
-    return test
+            raise CliError(f"--start {start} --limit {limit} --step {step} selects no image "
+                           f"(there are {len(split)})")
+        split = data.subset(split, indices)
+    return split
 
 
 def cmd_evaluate(args) -> int:
@@ -74,7 +74,7 @@ def cmd_evaluate(args) -> int:
     if args.split == "val":
         val = (args.val_size if args.val_size is not None else (config or {}).get("val_size", 5000),
                args.seed if args.seed is not None else (config or {}).get("seed", 0))
-    test = _test_split(data_arg, args.start, args.limit, args.step, classes, val)
+    test = _scored_split(data_arg, args.start, args.limit, args.step, classes, val)
     spec = zoo.get_spec(arch)
     res = evaluate.evaluate(model, test, tta=args.tta, mean=spec.mean, std=spec.std,
                             device=args.device, progress=not args.json, num_classes=len(classes))
