@@ -281,8 +281,11 @@ _MUON = {
     "label_smoothing": 0.2, "augment": "translate2_altflip", "tta": "flip_translate",
 }
 EXTRA_PRESETS: dict[str, dict] = {
-    # The Train tab's first choice: a few minutes on 2 CPU cores.
-    "demo": {**_AIRBENCH, "epochs": 4, "warmup_epochs": 0.9, "whiten_bias_epochs": 1},
+    # The Train tab's first choice: a few minutes on 2 CPU cores. The Muon recipe for 3 epochs,
+    # chosen on validation (seed 0, 5,000 held out, accuracy with the preset's TTA, against the
+    # 85% it aims at): 3 epochs 86.10% in 139 s of training, 4 epochs 87.26% in 188 s; the
+    # SGD recipe it replaces (airbench94's method for 4 epochs) 85.22% in 186 s.
+    "demo": {**_MUON, "epochs": 3},
     # The reference: airbench94's published method in this engine (it trains 9.9 epochs; the
     # engine counts whole epochs), to measure our presets against on the same machine.
     "airbench94": {**_AIRBENCH, "epochs": 10, "warmup_epochs": 2.3, "warmup_from": 0.2, "whiten_bias_epochs": 3,
@@ -291,9 +294,11 @@ EXTRA_PRESETS: dict[str, dict] = {
     "fast": {**_AIRBENCH, "epochs": 20, "warmup_epochs": 4.6, "warmup_from": 0.2, "whiten_bias_epochs": 3,
              "augment": "translate2_altflip", "lookahead_every": 5},
     # airbench94_muon at its published budget: 8 epochs (on 50,000 images: 25 steps of 2000 each).
+    # Chosen on validation (seed 0, 5,000 held out; docs/benchmarks.md): the fewest epochs that
+    # match the reference's validation accuracy (airbench94, 10 epochs: 88.66%): 6 epochs gave
+    # 88.16%, 7 gave 88.54%, 8 gave 89.58%.
     "muon": {**_MUON, "epochs": 8},
-    # The same at 6 epochs: the issue's goal is the reference's accuracy in 0.6x its time, and the
-    # reference trains 10 epochs of the same net. A candidate budget, not yet chosen on validation.
+    # The same at 6 epochs (88.16% on validation, below the reference): a shorter run to try.
     "muon6": {**_MUON, "epochs": 6},
     "finetune": _FINETUNE,
 }
