@@ -68,6 +68,7 @@ def main() -> None:
     b = args.batch
     print(f"model {args.model}; {hw['cpu']}, {hw['cores']} cores, torch {torch.__version__}, device {device}, {threads} threads, "
           f"{time.strftime('%Y-%m-%d', time.gmtime())}; freed memory {'kept' if kept else 'returned (allocator default)'}")
+    print(hardware.matmul_peaks_line(), flush=True)
     variants = [
         (f"default: bf16, channels_last, batch {b}", dict(batch=b, bf16=True, channels_last=True)),
         ("fp32", dict(batch=b, bf16=False, channels_last=True)),

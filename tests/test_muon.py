@@ -239,7 +239,7 @@ def test_muon_settings_out_of_range_are_refused(bad):
         cfg(**bad).check_values()
 
 
-@pytest.mark.parametrize("name", ["muon", "muon6"])
+@pytest.mark.parametrize("name", ["muon", "muon6", "demo"])
 def test_the_muon_presets_carry_airbench94_muon_s_numbers_in_our_units(name):
     c = make_config(name)
     assert c.optimizer == "muon" and c.batch_size == 2000 and c.label_smoothing == 0.2 and not c.lookahead_every
