@@ -144,7 +144,7 @@ def test_public_bounds_refuse_a_big_run_and_stop_a_long_one(env):
 
 def test_the_demo_budget_is_the_public_bound():
     bounds = jobs.public_bounds()
-    bounds.check(cfg(epochs=4, train_limit=0, val_size=5000))           # the demo preset fits
+    bounds.check(cfg(epochs=4, train_limit=0, val_size=5000))           # 4 epochs of demo fit (it trains 3)
     with pytest.raises(jobs.JobError):
         bounds.check(cfg(epochs=5, train_limit=0, val_size=5000))
     assert "minutes" in bounds.describe()
