@@ -8,8 +8,8 @@ The optimizer steps run on airnet's real parameter groups (the engine's param_gr
 build_optimizer for each preset) with random gradients: their cost does not depend on the
 values. Muon's step adds the Newton-Schulz iterations (muon_ns_steps of them, in the dtype
 the optimizer picks: bf16 where the CPU computes it natively) and the renormalisation of each
-filter bank. The forward and backward pass is the engine's default (bf16 autocast,
-channels_last) at the preset's batch. Medians of --steps calls after two warm-up calls.
+filter bank. The forward and backward pass is train_step.py's step (the engine's default: bf16
+autocast, channels_last) at the preset's batch, less the SGD step timed here. Medians of --steps calls after two warm-up calls.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cifar_demo import hardware, train, zoo  # noqa: E402
 from cifar_demo.train.optim import newton_schulz_dtype  # noqa: E402
 from timing import median_time  # noqa: E402 (bench/ is on sys.path when run as a script)
+from train_step import make_step  # noqa: E402
 
 
 def optimizer_step_time(preset: str, steps: int) -> float:
@@ -37,18 +37,10 @@ def optimizer_step_time(preset: str, steps: int) -> float:
     return median_time(opt.step, steps, warmup=2)
 
 
-def forward_backward_time(batch: int, steps: int) -> float:
-    torch.manual_seed(0)
-    model = zoo.create("airnet").to(memory_format=torch.channels_last)
-    x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,))
-
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = F.cross_entropy(model(x), y)
-        loss.backward()
-
-    return median_time(step, steps, warmup=2)
+def sgd_training_step_time(batch: int, steps: int) -> float:
+    """A whole airnet step at `batch` (forward, backward, a Nesterov SGD step): train_step.py's."""
+    return median_time(make_step(torch.device("cpu"), "airnet", batch, bf16=True, channels_last=True,
+                                 compiled=False), steps, warmup=2)
 
 
 def main() -> None:
@@ -61,7 +53,7 @@ def main() -> None:
     print(f"Newton-Schulz dtype on this CPU: {newton_schulz_dtype('cpu')}")
     muon = optimizer_step_time("muon", args.steps)
     sgd = optimizer_step_time("airbench94", args.steps)
-    fb = forward_backward_time(args.batch, max(3, args.steps // 3))
+    fb = sgd_training_step_time(args.batch, max(3, args.steps // 3)) - sgd   # forward + backward
     print(f"optimizer step, muon preset (Muon on the filters, SGD the rest): {1000 * muon:8.1f} ms")
     print(f"optimizer step, airbench94 preset (Nesterov SGD):              {1000 * sgd:8.1f} ms")
     print(f"forward + backward, batch {args.batch} (bf16, channels_last):    {1000 * fb:8.1f} ms")

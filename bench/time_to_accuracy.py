@@ -203,7 +203,7 @@ def main() -> None:
           f"{torch.get_num_threads()} threads; python {platform.python_version()}; "
           f"{time.strftime('%Y-%m-%d', time.gmtime())}")
     kept = hardware.keep_freed_memory()
-    print(hardware.matmul_peaks_line() + f"; freed memory {'kept' if kept else 'returned (allocator default)'}"
+    print(hardware.matmul_peaks_line() + f"; {hardware.allocator_line(kept)}"
           + (f"; overrides {limits}" if limits else ""), flush=True)
     named = len(presets) > 1
     results: dict[str, list[dict]] = {preset: [] for preset in presets}

@@ -63,6 +63,11 @@ def keep_freed_memory() -> bool:
     return _kept
 
 
+def allocator_line(kept: bool) -> str:
+    """How the benches' headers say whether keep_freed_memory is in force."""
+    return f"freed memory {'kept' if kept else 'returned (allocator default)'}"
+
+
 def cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
