@@ -79,6 +79,21 @@ def training_stages(run: Run, cfg, summary: dict, classes) -> tuple[int, float, 
     return sum(s["epochs"] for s in stages), sum(s["train_seconds"] for s in stages), stages
 
 
+def card_extra(cfg, stages) -> dict | None:
+    """The card's extra keys: the stages of a continued run; for a distilled run, the teachers
+    (names, sha256, validation accuracies) and the pass that made their targets, from the targets
+    file's header (train.distill), or its path alone if the file is gone."""
+    extra = {"stages": stages} if stages else {}
+    if cfg.distill:
+        from .train.distill import DistillError, read_meta
+
+        try:
+            extra["distillation"] = {k: v for k, v in read_meta(cfg.distill).items() if k != "format"}
+        except DistillError:
+            extra["distillation"] = {"file": str(cfg.distill), "note": "the targets file was not found at export"}
+    return extra or None
+
+
 def export_name(run_id: str | Path, runs_dir=None) -> str:
     """The name a run exports under by default: its model's for CIFAR-10's classes, else
     `<model>-<dataset name>` (the dataset's name made safe as a file name)."""
@@ -145,7 +160,7 @@ def export_run(run_id: str | Path, *, runs_dir=None, out_dir=None, dtype: str = 
         test_accuracy=plain.accuracy, test_accuracy_tta=tta.accuracy,
         per_class_accuracy=dict(zip(classes, plain.recall)), classes=list(classes), architecture=cfg.model,
         train_config=cfg.to_dict(), epochs=epochs, train_seconds=seconds,
-        hardware=summary.get("hardware"), dtype=dtype, extra={"stages": stages} if stages else None,
+        hardware=summary.get("hardware"), dtype=dtype, extra=card_extra(cfg, stages),
         slice_check={**slice_check, "accuracy": sliced.accuracy}, test_digest=data_mod.split_digest(test),
     )
     return weights_path, card_path, weights.ModelCard.load(card_path)

@@ -1,4 +1,5 @@
-"""Command line: python -m cifar_demo {zoo,train,evaluate,predict,export,push,familiarity,robustness} ...
+"""Command line: python -m cifar_demo {zoo,train,evaluate,predict,export,push,familiarity,robustness,
+distill-targets} ...
 
 Every command is a thin wrapper over the library; errors print one readable line and
 exit with a non-zero status. The parser is here; each command lives in a module of its own.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .distill_cmd import cmd_distill_targets
 from .errors import CliError
 from .evaluate_cmd import cmd_evaluate
 from .push_cmd import cmd_push
@@ -123,6 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset folder (default: the usual search, no download)")
     p.add_argument("--json", action="store_true", help="print the result as JSON (every severity)")
     p.set_defaults(func=cmd_robustness)
+
+    p = sub.add_parser("distill-targets", help="shipped models' probabilities on the training images, "
+                                               "to distil them into a run (train --distill FILE)")
+    p.add_argument("--teachers", required=True, metavar="A,B,...",
+                   help="shipped models whose mean probabilities are the targets (choose them on "
+                        "validation: --val-only prints each one's and the mean's accuracy there)")
+    p.add_argument("--data", help="dataset folder (default: the usual search, no download)")
+    p.add_argument("--val-size", type=int, default=5000,
+                   help="the validation split the student will hold out (the teachers must have held out the same)")
+    p.add_argument("--seed", type=int, default=0, help="the seed that draws it")
+    p.add_argument("--tta", default="flip", choices=TTA_MODES, help="the teachers' test-time augmentation")
+    p.add_argument("--val-only", action="store_true", help="only print the validation accuracies")
+    p.add_argument("--out", metavar="FILE", help="where to write the targets (.safetensors)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--progress", action="store_true", help="a progress bar per teacher")
+    p.set_defaults(func=cmd_distill_targets)
     return parser
 
 

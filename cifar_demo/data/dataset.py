@@ -41,16 +41,22 @@ class DataSource:
 
 @dataclass
 class Split:
-    """A set of images as tensors: uint8 N,3,32,32 (contiguous NCHW) and int64 labels N."""
+    """A set of images as tensors: uint8 N,3,32,32 (contiguous NCHW) and int64 labels N.
+
+    `soft`: optional float32 N,C class probabilities per image (a teacher's, for distillation:
+    train.distill); the loaders yield them beside the labels, and subsets keep them aligned.
+    """
 
     images: Tensor
     labels: Tensor
+    soft: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def to(self, device: str | torch.device) -> Split:
-        return Split(self.images.to(device), self.labels.to(device))
+        return Split(self.images.to(device), self.labels.to(device),
+                     None if self.soft is None else self.soft.to(device))
 
 
 @dataclass

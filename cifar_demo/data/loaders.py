@@ -3,7 +3,8 @@ PerImageLoader (per-image presets, through DataLoader workers).
 
 Both yield (normalised float NCHW images, int64 labels), and both make each epoch's order
 and augmentation a function of (seed, epoch, rank) only, so a resumed run sees exactly
-the batches an uninterrupted one would have seen.
+the batches an uninterrupted one would have seen. A split that carries a teacher's class
+probabilities (Split.soft, for distillation) gives (images, labels, probabilities) instead.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class TensorLoader:
         self.device = torch.device(device) if device is not None else split.images.device
         self.images = split.images.to(self.device).contiguous()
         self.labels = split.labels.to(self.device)
+        self.soft = None if split.soft is None else split.soft.to(self.device)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.mean, self.std, self.dtype, self.channels_last = mean, std, dtype, channels_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
@@ -116,7 +118,9 @@ class TensorLoader:
             x = aug.batch_cutout(x, self.cutout, gen)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            yield x, y
+            # Crops and flips keep the picture's class, so the teacher's probabilities for the
+            # whole image stand for every view of it.
+            yield (x, y) if self.soft is None else (x, y, self.soft[idx])
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         yield from self.iter_from(self.epoch)
@@ -132,6 +136,7 @@ class _PerImageDataset(torch.utils.data.Dataset):
 
     def __init__(self, split: Split, preset: str):
         self.images, self.labels = split.images.cpu(), split.labels.cpu()
+        self.soft = None if split.soft is None else split.soft.cpu()
         self.albu = aug.build_albumentations(preset)
         self.tv = None if self.albu is not None else aug.build_torchvision(preset)
         if self.albu is None and self.tv is None:
@@ -142,7 +147,7 @@ class _PerImageDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+    def __getitem__(self, i: int) -> tuple[Tensor, ...]:
         seed = _mix_seed(self.epoch_seed, i)
         img = self.images[i]  # uint8 3,32,32
         if self.albu is not None:
@@ -153,12 +158,12 @@ class _PerImageDataset(torch.utils.data.Dataset):
             with torch.random.fork_rng(devices=[]):  # torchvision draws from torch's global RNG
                 torch.manual_seed(seed)
                 x = self.tv(img)
-        return x, self.labels[i]
+        return (x, self.labels[i]) if self.soft is None else (x, self.labels[i], self.soft[i])
 
 
-def _collate(batch, mean, std) -> tuple[Tensor, Tensor]:
-    images, labels = zip(*batch)
-    return normalize(torch.stack(images), mean, std).contiguous(), torch.stack(labels)
+def _collate(batch, mean, std) -> tuple[Tensor, ...]:
+    images, *rest = zip(*batch)   # rest: the labels, and the teacher's probabilities if any
+    return (normalize(torch.stack(images), mean, std).contiguous(), *(torch.stack(r) for r in rest))
 
 
 class _ResumableSampler(torch.utils.data.DistributedSampler):
@@ -203,16 +208,15 @@ class PerImageLoader(torch.utils.data.DataLoader):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def iter_from(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+    def iter_from(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[Tensor, ...]]:
         """The batches of `epoch` from batch index `start_batch` on (to resume mid-epoch)."""
         self.sampler.set_epoch(epoch)
         self.sampler.skip = start_batch * self.batch_size
         self.dataset.epoch_seed = _mix_seed(self.seed, epoch)
-        for x, y in super().__iter__():  # workers start here, with this epoch's seed
+        for batch in super().__iter__():  # workers start here, with this epoch's seed
             if self.target is not None:
-                x = x.to(self.target, non_blocking=True)
-                y = y.to(self.target, non_blocking=True)
-            yield x, y
+                batch = tuple(t.to(self.target, non_blocking=True) for t in batch)
+            yield batch
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         yield from self.iter_from(self.epoch)

@@ -50,7 +50,8 @@ def split_digest(split: Split) -> str:
 def subset(split: Split, indices) -> Split:
     """The images of `split` at `indices` (any sequence of ints), in that order."""
     idx = torch.as_tensor(np.asarray(indices, np.int64), device=split.images.device)
-    return Split(split.images[idx], split.labels[idx])
+    soft = None if split.soft is None else split.soft[idx.to(split.soft.device)]
+    return Split(split.images[idx], split.labels[idx], soft)
 
 
 def stratified_subset(split: Split, n: int, seed: int = 0) -> Split:

@@ -6,6 +6,7 @@
     engine   Trainer: setup -> restore -> epoch / evaluate ... -> finish, over a RunState
     parts    what setup builds: device, data, loader, model, optimizer, scaler, EMA, ...
     transfer starting from trained weights (init_from): a new head, BatchNorm statistics
+    distill  a teacher's probabilities on the training images (distill-targets), blended into targets
     state    RunState and the RNG states, in the checkpoint's format
     runs     Run: the run directory's layout (config, metrics, checkpoint, best weights, summary)
     sinks    where events go: metrics.jsonl, a tqdm bar, any callable

@@ -54,6 +54,9 @@ class TrainConfig:
     val_size: int = 5000               # held out of the training set; 0 = train on all 50,000
     train_limit: int = 0               # >0: use only the first N (stratified) training images
     test_limit: int = 0                # >0: score only the first N test images
+    # Distillation (train/distill.py): a file of a teacher's class probabilities for exactly this
+    # run's training images (`python -m cifar_demo distill-targets`); None = learn from labels only.
+    distill: str | None = None
     # optimisation
     epochs: int = 10
     batch_size: int = 128
@@ -69,6 +72,7 @@ class TrainConfig:
     muon_momentum: float = 0.6
     muon_ns_steps: int = 3             # Newton-Schulz iterations per step
     muon_renorm: bool = True           # reset each filter tensor's norm to sqrt(out_channels) before its step
+    distill_weight: float = 0.5        # with distill: each target is (1 - w) one-hot + w teacher
     l1: float = 0.0                    # L1 penalty on conv / linear weights, added to the loss
     label_smoothing: float = 0.0
     schedule: str = "cosine"           # constant | step | cosine | onecycle | linear
@@ -152,6 +156,9 @@ class TrainConfig:
             (self.muon_lr > 0 and 0 <= self.muon_momentum < 1 and self.muon_ns_steps >= 1,
              "muon_lr must be > 0, muon_momentum in [0, 1) and muon_ns_steps >= 1"),
             (self.grad_clip >= 0, "grad_clip must be >= 0 (0 = off)"),
+            (0 <= self.distill_weight <= 1, "distill_weight must be in [0, 1]"),
+            # A mix blends two images' targets; a teacher's probabilities are one image's.
+            (not (self.distill and self.mixes), "use either distill or batch mixes, not both"),
             # Batches are full (drop_last): a subset smaller than one batch gives zero steps.
             (not self.train_limit or self.train_limit >= self.batch_size,
              f"the training subset ({self.train_limit} images) is smaller than one batch "
@@ -177,12 +184,16 @@ class TrainConfig:
             from .transfer import check_init_from
 
             check_init_from(self)  # the weights exist and are this model's architecture
+        if self.distill:
+            from .distill import read_meta
+
+            read_meta(self.distill)  # the file exists and is a targets file (its images: at setup)
         return self
 
 
 # The fields that say which model and data a run uses and where it runs; every other field
 # is a training setting, which a zoo recipe may set (RECIPE_KEYS follows TrainConfig).
-RUN_FIELDS = ("model", "preset", "model_kwargs", "init_from", "data", "val_size", "train_limit", "test_limit",
+RUN_FIELDS = ("model", "preset", "model_kwargs", "init_from", "distill", "data", "val_size", "train_limit", "test_limit",
               "precision", "channels_last", "device", "num_workers", "seed")
 RECIPE_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in RUN_FIELDS)
 # Fields whose value is a name from a list: the CLI offers them as choices.

@@ -25,6 +25,7 @@ from ..hardware import hardware_info, keep_freed_memory
 from ..weights import load_checkpoint, save_checkpoint
 from . import dist
 from .config import TrainConfig
+from .distill import blend
 from .optim import Lookahead, optimizer_step, training_loss
 from .parts import Parts, build_parts
 from .runs import Run, new_run_id, runs_root
@@ -166,10 +167,12 @@ class Trainer:
         """The steps of epoch `state.epoch` from batch `state.batch`; raises _Stop on a stop request."""
         cfg = self.cfg
         set_train_mode(cfg, parts.model)
-        for images, labels in parts.loader.iter_from(state.epoch, state.batch):
+        for images, labels, *teacher in parts.loader.iter_from(state.epoch, state.batch):
             if self.stop_event.is_set():
                 raise _Stop
             targets = None
+            if teacher:  # cfg.distill: the loader gives the teacher's probabilities too
+                targets = blend(labels, teacher[0], cfg.distill_weight)
             if parts.mixer is not None:
                 # Seeded by (seed, step) so a resumed run draws the same mixes.
                 parts.mixer.generator = torch.Generator(device=images.device).manual_seed(
@@ -184,7 +187,7 @@ class Trainer:
                 if decay is not None:
                     parts.lookahead.update(parts.raw_model, decay)
             with torch.no_grad():
-                ref = targets.argmax(1) if targets is not None else labels
+                ref = targets.argmax(1) if parts.mixer is not None else labels
                 parts.meter.add(loss, (logits.argmax(1) == ref).sum(), labels.shape[0])
             state.batch += 1
             state.step += 1

@@ -120,6 +120,10 @@ def load_data(cfg: TrainConfig, data=None):
     if data is None:
         data = data_mod.load_dataset(cfg.data, val_size=cfg.val_size, seed=cfg.seed)
     train = data.train
+    if cfg.distill:
+        from .distill import attach
+
+        train = attach(train, cfg.distill)  # checks the file was made for these images
     if cfg.train_limit:
         train = data_mod.stratified_subset(train, cfg.train_limit, seed=cfg.seed)
     test = data.test
