@@ -96,13 +96,34 @@ def train_command(config: dict) -> str:
         if key in ("preset", "model") or base.get(key) == value:
             continue
         flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
+        if key == "distill":   # a file of this machine: distill_command makes it
+            flags.append(f"{flag} {TEACHERS_FILE}")
+        elif isinstance(value, bool):
             flags.append(flag if value else "--no-" + key.replace("_", "-"))
         elif isinstance(value, dict):
             flags.append(f"{flag} '{json.dumps(value)}'")
         else:
             flags.append(f"{flag} {value}")
     return " ".join(["python -m cifar_demo train --preset", preset, *flags])
+
+
+TEACHERS_FILE = "TEACHERS.safetensors"
+
+
+def distill_command(card: weights.ModelCard) -> str | None:
+    """For a distilled card: the command that makes its teachers' targets file, and its time."""
+    meta = card.extra.get("distillation") or {}
+    teachers = [t["name"] for t in meta.get("teachers", [])]
+    if not teachers:
+        return None
+    cfg = card.train_config
+    flags = [f"--teachers {','.join(teachers)}"]
+    flags += [f"--data {cfg['data']}"] if cfg.get("data") else []
+    flags += [f"--val-size {cfg['val_size']}"] if cfg.get("val_size") != 5000 else []
+    flags += [f"--seed {cfg['seed']}"] if cfg.get("seed") else []
+    flags += [f"--tta {meta['tta']}"] if meta.get("tta", "flip") != "flip" else []
+    took = f" ({meta['seconds'] / 60:.0f} min on {_on(meta.get('hardware'))})" if meta.get("seconds") else ""
+    return f"`python -m cifar_demo distill-targets {' '.join(flags)} --out {TEACHERS_FILE}`{took}"
 
 
 def provenance_markdown() -> str:
@@ -131,7 +152,9 @@ def _how_made(card: weights.ModelCard) -> str:
                  f"{st['train_seconds'] / 60:.0f} min on {_on(st.get('hardware'))})" for st in stages]
         return (f"{', then '.join(steps)}, then {export}; {card.epochs} epochs in "
                 f"{card.train_seconds / 60:.0f} min in all, torch {card.torch_version}, {card.date[:10]}.")
-    return (f"`{train_command(card.train_config)}`, then {export}; {card.epochs} epochs in "
+    teach = distill_command(card)
+    first = f"{teach}, then " if teach else ""
+    return (f"{first}`{train_command(card.train_config)}`, then {export}; {card.epochs} epochs in "
             f"{card.train_seconds / 60:.0f} min on {_on(card.hardware)}, torch {card.torch_version}, "
             f"{card.date[:10]}.")
 

@@ -75,7 +75,9 @@ def test_provenance_cites_every_model_and_each_shipped_weights_command(monkeypat
         line = next(line for line in text.splitlines() if line.startswith(f"- `{name}`: "))
         stages = card.extra.get("stages") or [{"train_config": card.train_config}]
         commands = [f"`{report.train_command(st['train_config'])}`" for st in stages]
-        assert line.startswith(f"- `{name}`: {commands[0]}") and all(c in line for c in commands)
+        teach = report.distill_command(card)
+        first = f"{teach}, then {commands[0]}" if teach else commands[0]
+        assert line.startswith(f"- `{name}`: {first}") and all(c in line for c in commands)
         assert f"{card.epochs} epochs in {card.train_seconds / 60:.0f} min" in line
 
 
@@ -93,6 +95,22 @@ def test_continued_weights_show_each_stage_and_the_sum():
     one, two = f"`{report.train_command(first)}`", f"`{report.train_command(second)}`"
     assert line.startswith(f"{one} (50 epochs in 60 min on AMD EPYC (2 cores)), then {two} (10 epochs in 10 min")
     assert "--init-from" in two and "60 epochs in 70 min in all" in line
+
+
+def test_distilled_weights_show_how_their_teachers_targets_were_made():
+    from dataclasses import replace
+
+    card = weights.card_for(weights.available()[0])
+    config = {**card.train_config, "data": "../shared/data/cifar10-jpeg", "val_size": 5000, "seed": 0,
+              "distill": "/somewhere/on/that/machine.safetensors", "distill_weight": 0.5}
+    meta = {"teachers": [{"name": "airnet"}, {"name": "resnet18"}], "tta": "flip", "seconds": 660.0,
+            "hardware": {"cpu": "AMD EPYC", "cores": 2}}
+    line = report._how_made(replace(card, train_config=config, extra={"distillation": meta}))
+    assert line.startswith("`python -m cifar_demo distill-targets --teachers airnet,resnet18 --data "
+                           "../shared/data/cifar10-jpeg --out TEACHERS.safetensors` (11 min on AMD EPYC (2 cores)), "
+                           "then `python -m cifar_demo train --preset ")
+    assert "--distill TEACHERS.safetensors" in line and "/somewhere" not in line
+    assert report.distill_command(replace(card, extra={})) is None
 
 
 def test_provenance_without_weights_says_so(tmp_path, monkeypatch):
