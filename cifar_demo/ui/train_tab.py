@@ -305,7 +305,9 @@ def build(visitor: gr.BrowserState | None = None) -> None:
         with gr.Accordion("Recipe: optimisation, augmentation, extras", open=True):
             with gr.Row():
                 optimizer = gr.Dropdown(list(train.OPTIMIZERS), value=v["optimizer"], label="Optimizer")
-                lr = gr.Number(v["lr"], label="Learning rate (peak)", minimum=0)
+                lr = gr.Number(v["lr"], label="Learning rate (peak)", minimum=0,
+                               info="With muon: the rate of biases, BatchNorm and the head; the conv "
+                                    f"filters take Muon steps of {train.TrainConfig.muon_lr} of their size.")
                 schedule = gr.Dropdown(list(train.SCHEDULES), value=v["schedule"], label="LR schedule")
                 weight_decay = gr.Number(v["weight_decay"], label="Weight decay", minimum=0)
                 label_smoothing = gr.Slider(0, 0.5, v["label_smoothing"], step=0.05, label="Label smoothing")
