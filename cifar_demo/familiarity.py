@@ -126,6 +126,11 @@ class Calibration:
     models: dict[str, ModelStats]
     threshold: float                       # combined score below this = unfamiliar
     card: dict[str, Any] = field(default_factory=dict)
+    # Each model's percentiles of the threshold's and the test slice's images: what the
+    # threshold and the test rate were computed from, kept so that a recalibration after new
+    # weights of some models recomputes only those (calibrate(previous=...)).
+    threshold_pct: dict[str, torch.Tensor] = field(default_factory=dict)
+    test_pct: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def scores(self, per_model_feats: dict[str, torch.Tensor]) -> torch.Tensor:
         missing = sorted(set(self.models) - set(per_model_feats))
@@ -141,6 +146,9 @@ class Calibration:
         for name, st in self.models.items():
             tensors.update({f"{name}.means": st.means.contiguous(), f"{name}.precision": st.precision.contiguous(),
                             f"{name}.reference": st.reference.contiguous()})
+            if name in self.threshold_pct and name in self.test_pct:
+                tensors.update({f"{name}.threshold_pct": self.threshold_pct[name].contiguous(),
+                                f"{name}.test_pct": self.test_pct[name].contiguous()})
         fsio.atomic_write(folder / "calibration.safetensors", lambda tmp: save_file(tensors, str(tmp)))
         card = dict(self.card, threshold=self.threshold,
                     tensors_sha256=fsio.sha256_file(folder / "calibration.safetensors"))
@@ -165,11 +173,26 @@ class Calibration:
         t = load_file(str(tensor_path))
         models = {m: ModelStats(t[f"{m}.means"], t[f"{m}.precision"], t[f"{m}.reference"])
                   for m in card["weights_sha256"]}
-        return cls(models, float(card["threshold"]), card)
+        kept = [m for m in models if f"{m}.threshold_pct" in t and f"{m}.test_pct" in t]   # older files: none
+        return cls(models, float(card["threshold"]), card, {m: t[f"{m}.threshold_pct"] for m in kept},
+                   {m: t[f"{m}.test_pct"] for m in kept})
+
+
+def images_digest(data, seed: int, test_step: int) -> str:
+    """What a model's fitted part depends on besides its weights: the decoded images and labels
+    of all three splits, the method and its settings. Equal digests = identical inputs."""
+    import hashlib
+
+    from .data import split_digest
+
+    h = hashlib.sha256(f"{METHOD} fit={FIT_IMAGES} shrink={SHRINK} seed={seed} test_step={test_step}".encode())
+    for split in (data.train, data.val, data.test):
+        h.update(split_digest(split).encode())
+    return h.hexdigest()[:32]
 
 
 def calibrate(loaded: dict[str, tuple[nn.Module, Any]], data, *, seed: int = 0, test_step: int = 5,
-              progress=None) -> Calibration:
+              progress=None, previous: Calibration | None = None) -> Calibration:
     """Fit on `data` (a data.CifarData with a validation split) for the given models.
 
     loaded: {name: (model in eval mode, its ModelCard)}. Class means and covariance come
@@ -177,42 +200,59 @@ def calibrate(loaded: dict[str, tuple[nn.Module, Any]], data, *, seed: int = 0, 
     image; the threshold from the rest. Test images (every `test_step`-th:
     the splits are stored class by class, so that is a class-balanced slice) are only scored,
     to report the false-alarm rate the page states.
+
+    previous: an earlier calibration. A model whose weights (sha256) and inputs (images_digest)
+    are the ones it was fitted on there is not fitted again: its statistics and percentiles are
+    taken from it, exactly what fitting again would give (the fit is deterministic in `seed`).
+    The threshold and the rates are always recomputed over all the models.
     """
     from . import zoo
 
     if len(data.val) < 200:
         raise ValueError("calibration needs a validation split (val_size >= 200)")
     t0 = time.perf_counter()
+    digest = images_digest(data, seed, test_step)
     g = torch.Generator().manual_seed(seed)
     fit_idx = torch.randperm(len(data.train), generator=g)[:FIT_IMAGES]
     # Alternate images, not halves: splits are stored class by class, so halves would hold
     # different classes.
     ref_x, thr_x = data.val.images[0::2], data.val.images[1::2]
     test_x = data.test.images[::test_step]
-    models, thr_scores, test_scores = {}, [], []
-    for i, (name, (model, _card)) in enumerate(loaded.items()):
+    models, thr_pct, test_pct, reused = {}, {}, {}, []
+    for i, (name, (model, card)) in enumerate(loaded.items()):
+        if _reusable(previous, name, card.sha256, digest):
+            models[name] = previous.models[name]
+            thr_pct[name], test_pct[name] = previous.threshold_pct[name], previous.test_pct[name]
+            reused.append(name)
+            continue
         if progress:
             progress(i, len(loaded), name)
         spec = zoo.get_spec(name)
         fit_f, _ = features_and_logits(model, data.train.images[fit_idx], spec.mean, spec.std)
         st = ModelStats.fit(fit_f, data.train.labels[fit_idx], len(data.classes))
         st.reference = st.score(features_and_logits(model, ref_x, spec.mean, spec.std)[0]).sort().values
-        thr_scores.append(st.percentile(st.score(features_and_logits(model, thr_x, spec.mean, spec.std)[0])))
-        test_scores.append(st.percentile(st.score(features_and_logits(model, test_x, spec.mean, spec.std)[0])))
+        thr_pct[name] = st.percentile(st.score(features_and_logits(model, thr_x, spec.mean, spec.std)[0]))
+        test_pct[name] = st.percentile(st.score(features_and_logits(model, test_x, spec.mean, spec.std)[0]))
         models[name] = st
-    val_comb, test_comb = combine(thr_scores), combine(test_scores)
+    val_comb, test_comb = combine(thr_pct.values()), combine(test_pct.values())
     threshold = float(torch.quantile(val_comb, FALSE_ALARM_TARGET))
     card = {
         "method": METHOD, "reference": "Lee et al. 2018 (Mahalanobis), combined by Fisher's method",
         "weights_sha256": {m: c.sha256 for m, (_, c) in loaded.items()},
-        "dataset": data.source.label, "dataset_fingerprint": data.source.fingerprint,
+        "dataset": data.source.label, "dataset_fingerprint": data.source.fingerprint, "images_digest": digest,
         "fit_images": len(fit_idx), "reference_images": len(ref_x), "threshold_images": len(thr_x),
         "false_alarm_val": float((val_comb < threshold).float().mean()),
         "false_alarm_test": float((test_comb < threshold).float().mean()), "test_images": len(test_comb),
         "shrink": SHRINK, "seed": seed, "command": COMMAND, "seconds": round(time.perf_counter() - t0, 1),
-        "hardware": hardware_info(), "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "reused": reused, "hardware": hardware_info(), "date": time.strftime("%Y-%m-%d", time.gmtime()),
     }
-    return Calibration(models, threshold, card)
+    return Calibration(models, threshold, card, thr_pct, test_pct)
+
+
+def _reusable(previous: Calibration | None, name: str, sha256: str, digest: str) -> bool:
+    return (previous is not None and previous.card.get("images_digest") == digest
+            and previous.card.get("weights_sha256", {}).get(name) == sha256
+            and name in previous.threshold_pct and name in previous.test_pct)
 
 
 # ----------------------------------------------------------------------------- use

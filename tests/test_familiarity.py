@@ -116,3 +116,54 @@ def test_bundled_cifar_images_pass_allowing_the_stated_false_alarm_rate(shipped)
     n = len(flagged)
     allowed = int(np.ceil(n * rate + 3 * np.sqrt(n * rate * (1 - rate))))
     assert sum(flagged) <= allowed, f"{sum(flagged)} of {n} bundled CIFAR-10 images flagged"
+
+
+# ------------------------------------------------------------------- recalibrating after new weights
+
+
+def _tiny_cifar(seed: int):
+    from cifar_demo.common import CLASSES
+    from cifar_demo.data import CifarData, DataSource, Split
+
+    g = torch.Generator().manual_seed(seed)
+
+    def split(n):
+        return Split(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
+                     torch.arange(n) % 10)
+    source = DataSource(kind="imagefolder", path="x", fingerprint=f"tiny{seed}", label="tiny")
+    return CifarData(train=split(300), val=split(200), test=split(50), classes=CLASSES, source=source)
+
+
+def _loaded(shas: dict[str, str], init_seeds: dict[str, int]):
+    from types import SimpleNamespace
+
+    from cifar_demo import zoo
+
+    out = {}
+    for name, sha in shas.items():
+        torch.manual_seed(init_seeds[name])
+        out[name] = (zoo.create(name).eval(), SimpleNamespace(sha256=sha))
+    return out
+
+
+def test_recalibrating_after_new_weights_refits_only_those_and_equals_a_full_fit(tmp_path):
+    ds = _tiny_cifar(0)
+    first = F.calibrate(_loaded({"simple_cnn": "a" * 64, "quiz_dnn": "b" * 64}, {"simple_cnn": 0, "quiz_dnn": 1}), ds)
+    first.save(tmp_path)
+    previous = Calibration.load(tmp_path)                      # the percentiles travel in the file
+    assert set(previous.threshold_pct) == {"simple_cnn", "quiz_dnn"}
+    # quiz_dnn gets new weights (another init, another sha256): only it is fitted again...
+    new = _loaded({"simple_cnn": "a" * 64, "quiz_dnn": "c" * 64}, {"simple_cnn": 0, "quiz_dnn": 2})
+    fitted_now = []
+    again = F.calibrate(new, ds, previous=previous, progress=lambda i, n, name: fitted_now.append(name))
+    assert fitted_now == ["quiz_dnn"] and again.card["reused"] == ["simple_cnn"]
+    # ...and the result is the one a fit from scratch gives.
+    scratch = F.calibrate(new, ds)
+    assert again.threshold == pytest.approx(scratch.threshold, abs=1e-5)
+    assert again.card["false_alarm_test"] == scratch.card["false_alarm_test"]
+    for name in new:
+        assert torch.allclose(again.models[name].reference, scratch.models[name].reference, atol=1e-4)
+    assert again.threshold != pytest.approx(first.threshold, abs=1e-5)   # quiz_dnn's new weights count
+    # Other images: nothing is kept.
+    other = F.calibrate(new, _tiny_cifar(1), previous=again)
+    assert other.card["reused"] == []

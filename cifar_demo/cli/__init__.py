@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fit the score on CIFAR-10 for the shipped weights (writes weights/familiarity/)")
     p.add_argument("--data", help="dataset folder for --calibrate")
     p.add_argument("--out", help="folder for --calibrate (default: weights/familiarity/)")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="with --calibrate: fit every model again (default: a model whose weights and images "
+                        "are those of the calibration in the folder keeps its fit)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_familiarity)
 

@@ -147,13 +147,21 @@ def cmd_familiarity(args) -> int:
             raise CliError(f"the shipped models were trained with different or no validation splits: {splits}")
         val_size, seed = splits.pop()
         ds = data.load_cifar10(args.data, val_size=val_size, seed=seed)
-        cal = familiarity.calibrate(loaded, ds, progress=lambda i, n, name: print(f"[{i + 1}/{n}] {name}",
-                                                                                  flush=True))
-        folder = cal.save(Path(args.out) if args.out else familiarity.calibration_dir())
+        folder = Path(args.out) if args.out else familiarity.calibration_dir()
+        previous = None
+        if not args.from_scratch:
+            try:   # unchanged models (same weights, same images) keep their fitted part
+                previous = familiarity.Calibration.load(folder)
+            except familiarity.FamiliarityError:
+                previous = None
+        cal = familiarity.calibrate(loaded, ds, previous=previous,
+                                    progress=lambda i, n, name: print(f"[{i + 1}/{n}] {name}", flush=True))
+        cal.save(folder)
         c = cal.card
+        kept = f"; kept the fit of {', '.join(c['reused'])} (same weights and images)" if c["reused"] else ""
         print(f"threshold {cal.threshold:.2f}: flags {c['false_alarm_val']:.1%} of {c['threshold_images']} "
               f"validation and {c['false_alarm_test']:.1%} of {c['test_images']} test images "
-              f"({c['dataset']}); {c['seconds']:.0f} s; wrote {folder}")
+              f"({c['dataset']}); {c['seconds']:.0f} s{kept}; wrote {folder}")
         return 0
     if not args.images:
         raise CliError("give image files to score, or --calibrate")
