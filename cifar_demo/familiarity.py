@@ -1,7 +1,7 @@
 """How CIFAR-like a picture looks to the models, calibrated on real CIFAR-10 images.
 
 The models always answer with one of the ten classes, however foreign the picture: a photo
-of a person gets "truck 37%", and the models are often *more* confident on noise than on
+of a person gets "truck 36%", and the models are often *more* confident on noise than on
 real photos, so the softmax or the energy of the outputs cannot tell (measured on the ten
 shipped models: noise passes a 5%-false-alarm threshold on the ensemble's max probability
 every time). What does tell is where a picture lands in each model's feature space:
