@@ -76,8 +76,9 @@ def test_provenance_cites_every_model_and_each_shipped_weights_command(monkeypat
         stages = card.extra.get("stages") or [{"train_config": card.train_config}]
         commands = [f"`{report.train_command(st['train_config'])}`" for st in stages]
         teach = report.distill_command(card)
-        first = f"{teach}, then {commands[0]}" if teach else commands[0]
+        first = f"{teach}, then {commands[0]}" if teach and not card.extra.get("stages") else commands[0]
         assert line.startswith(f"- `{name}`: {first}") and all(c in line for c in commands)
+        assert not teach or teach in line
         assert f"{card.epochs} epochs in {card.train_seconds / 60:.0f} min" in line
 
 
@@ -111,6 +112,12 @@ def test_distilled_weights_show_how_their_teachers_targets_were_made():
                            "then `python -m cifar_demo train --preset ")
     assert "--distill TEACHERS.safetensors" in line and "/somewhere" not in line
     assert report.distill_command(replace(card, extra={})) is None
+    # continued with the teachers: their command comes right before the stage that used them
+    stages = [{"epochs": 16, "train_seconds": 600.0, "train_config": card.train_config},
+              {"epochs": 4, "train_seconds": 60.0, "train_config": config}]
+    line = report._how_made(replace(card, train_config=config, extra={"distillation": meta, "stages": stages}))
+    assert line.index(report.train_command(card.train_config)) < line.index("distill-targets") < \
+        line.index("--distill TEACHERS.safetensors")
 
 
 def test_provenance_without_weights_says_so(tmp_path, monkeypatch):
