@@ -22,11 +22,7 @@ def cmd_distill_targets(args) -> int:
             raise CliError("--val-only needs a validation split (--val-size > 0)")
         for name in names:
             distill.check_teacher(name, ds, args.seed)
-        mean, each = distill.teacher_probs(names, ds.val, tta=args.tta, device=args.device)
-        for name, p in zip(names, each):
-            print(f"  {name:14s} validation accuracy {distill.accuracy(p, ds.val.labels):.2%}")
-        print(f"  {'teachers':14s} validation accuracy {distill.accuracy(mean, ds.val.labels):.2%} "
-              f"(mean of {len(names)})")
+        distill.validation_accuracy(names, ds, tta=args.tta, device=args.device, progress=args.progress)
         return 0
     if not args.out:
         raise CliError("give --out FILE (or --val-only)")

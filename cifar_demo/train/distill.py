@@ -91,6 +91,18 @@ def accuracy(probs: Tensor, labels: Tensor) -> float:
     return float((probs.argmax(1) == labels.cpu()).float().mean())
 
 
+def validation_accuracy(names: list[str], data, *, tta: str = "flip", precision: str = "auto", device=None,
+                        progress: bool = False, log=print) -> tuple[float, list[float]]:
+    """(the teachers' mean's, each teacher's) accuracy on data.val, each logged: what to choose them on."""
+    mean, each = teacher_probs(names, data.val, tta=tta, precision=precision, device=device, progress=progress)
+    accs = [accuracy(p, data.val.labels) for p in each]
+    for name, acc in zip(names, accs):
+        log(f"  {name:14s} validation accuracy {acc:.2%} (tta={tta})")
+    mean_acc = accuracy(mean, data.val.labels)
+    log(f"  {'teachers':14s} validation accuracy {mean_acc:.2%} (mean of {len(names)})")
+    return mean_acc, accs
+
+
 def make_targets(names: list[str], data, seed: int, *, tta: str = "flip", precision: str = "auto", device=None,
                  progress: bool = False, log=print) -> Targets:
     """The teachers' mean probabilities on data.train (`data` loaded with validation seed `seed`), with each teacher's and the mean's
@@ -106,21 +118,14 @@ def make_targets(names: list[str], data, seed: int, *, tta: str = "flip", precis
     started = time.perf_counter()
     meta: dict = {"format": FORMAT, "teachers": [], "tta": tta, "classes": list(data.classes),
                   "dataset": data.source.label, "val_size": len(data.val), "seed": seed}
+    each_val = [None] * len(names)
     if len(data.val):
-        mean_val, each_val = teacher_probs(names, data.val, tta=tta, precision=precision, device=device,
-                                           progress=progress)
-        for name, p in zip(names, each_val):
-            log(f"  {name:14s} validation accuracy {accuracy(p, data.val.labels):.2%} (tta={tta})")
-        meta["val_accuracy"] = accuracy(mean_val, data.val.labels)
-        log(f"  {'teachers':14s} validation accuracy {meta['val_accuracy']:.2%} (mean of {len(names)})")
-    else:
-        each_val = [None] * len(names)
+        meta["val_accuracy"], each_val = validation_accuracy(names, data, tta=tta, precision=precision,
+                                                             device=device, progress=progress, log=log)
     probs, each = teacher_probs(names, data.train, tta=tta, precision=precision, device=device, progress=progress)
-    for name, p, pv in zip(names, each, each_val):
-        meta["teachers"].append({
-            "name": name, "sha256": weights.card_for(name).sha256,
-            "val_accuracy": None if pv is None else accuracy(pv, data.val.labels),
-            "train_accuracy": accuracy(p, data.train.labels)})
+    for name, p, val_acc in zip(names, each, each_val):
+        meta["teachers"].append({"name": name, "sha256": weights.card_for(name).sha256, "val_accuracy": val_acc,
+                                 "train_accuracy": accuracy(p, data.train.labels)})
     meta.update(train_accuracy=accuracy(probs, data.train.labels), train_digest=split_digest(data.train),
                 n=len(data.train), seconds=round(time.perf_counter() - started, 1),
                 hardware=hardware_info(), date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
