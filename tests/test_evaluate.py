@@ -240,6 +240,33 @@ def test_tta_flip_translate_matches_manual_views():
     torch.testing.assert_close(torch.tensor(r.probabilities), expected, atol=1e-5, rtol=0)
 
 
+def test_tta_confidence_gives_the_views_only_to_unsure_images():
+    model = Asymmetric()
+    images, labels = random_split(16)
+    plain = evaluate(model, (images, labels), device="cpu", keep_probs=True)
+    full = evaluate(model, (images, labels), device="cpu", tta="flip_translate", keep_probs=True)
+    conf = torch.tensor(plain.confidences)
+    bar = float(conf.median())            # about half the images are below it
+    some = evaluate(model, (images, labels), device="cpu", tta="flip_translate", tta_confidence=bar,
+                    keep_probs=True)
+    unsure = conf < bar
+    assert 0 < int(unsure.sum()) < 16
+    got, p0, p6 = (torch.tensor(r.probabilities) for r in (some, plain, full))
+    torch.testing.assert_close(got[unsure], p6[unsure], atol=1e-5, rtol=0)     # all six views
+    torch.testing.assert_close(got[~unsure], p0[~unsure], atol=1e-5, rtol=0)   # the plain view alone
+    assert not torch.allclose(p0[~unsure], p6[~unsure], atol=1e-3)  # so the two really differ there
+    # the ends: 1 sends every image through the views (even those at probability 1.0), a bar
+    # nobody is below none
+    every = evaluate(model, (images, labels), device="cpu", tta="flip_translate", tta_confidence=1.0,
+                     keep_probs=True)
+    torch.testing.assert_close(torch.tensor(every.probabilities), p6, atol=1e-5, rtol=0)
+    none = evaluate(model, (images, labels), device="cpu", tta="flip_translate", tta_confidence=1e-6,
+                    keep_probs=True)
+    torch.testing.assert_close(torch.tensor(none.probabilities), p0, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="tta_confidence"):
+        evaluate(model, (images, labels), device="cpu", tta="flip", tta_confidence=1.5)
+
+
 def test_json_round_trip():
     r = metrics_from_predictions(Y_TRUE, Y_PRED, PROBS, num_classes=3, topk=(1, 2), keep_probs=True)
     d = json.loads(r.to_json())

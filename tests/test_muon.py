@@ -253,6 +253,17 @@ def test_the_muon_presets_carry_airbench94_muon_s_numbers_in_our_units(name):
     assert groups["muon"]["lr"] == 0.24 and len(groups["muon"]["params"]) == 6  # airnet's six 3x3 convs
 
 
+def test_muon_lowres_is_muon_at_half_the_batch_with_its_first_epochs_small():
+    muon, low = make_config("muon").to_dict(), make_config("muon_lowres").to_dict()
+    changed = {k for k in muon if muon[k] != low[k]}
+    assert changed == {"preset", "epochs", "batch_size", "muon_lr", "lr", "low_res", "low_res_epochs", "tta_confidence"}
+    assert low["batch_size"] * 2 == muon["batch_size"]
+    # the SGD groups by the linear rule, so their lr x wd per epoch (steps x lr x wd) is muon's
+    assert low["lr"] == pytest.approx(muon["lr"] / 2, rel=1e-3)
+    assert low["muon_lr"] == pytest.approx(muon["muon_lr"] / 2 ** 0.5, abs=0.005)
+    assert (low["low_res"], low["low_res_epochs"], low["epochs"], low["tta_confidence"]) == (24, 3, 7, 0.7)
+
+
 # ------------------------------------------------------------------------ through the engine
 
 

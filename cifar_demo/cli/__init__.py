@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None,
                    help="with --split val: the seed that drew it (default: the run's or card's, else 0)")
     p.add_argument("--tta", default="none", choices=TTA_MODES)
+    p.add_argument("--tta-confidence", type=float, default=0.0, metavar="C",
+                   help="with --tta: the views only for images whose plain top probability is below C "
+                        "(0, the default: every image)")
     p.add_argument("--start", type=int, default=0, help="first test image to score")
     p.add_argument("--limit", type=int, default=0, help="score only this many test images")
     p.add_argument("--step", type=int, default=1, help="score every STEP-th test image (from --start)")

@@ -76,10 +76,21 @@ def cmd_evaluate(args) -> int:
                args.seed if args.seed is not None else (config or {}).get("seed", 0))
     test = _scored_split(data_arg, args.start, args.limit, args.step, classes, val)
     spec = zoo.get_spec(arch)
-    res = evaluate.evaluate(model, test, tta=args.tta, mean=spec.mean, std=spec.std,
+    if not 0 <= args.tta_confidence <= 1:
+        raise CliError(f"--tta-confidence must be in [0, 1], got {args.tta_confidence}")
+    res = evaluate.evaluate(model, test, tta=args.tta, mean=spec.mean, std=spec.std, tta_confidence=args.tta_confidence,
                             device=args.device, progress=not args.json, num_classes=len(classes))
     metrics = {k: v for k, v in res.as_dict().items() if k not in PER_IMAGE_KEYS}
     metrics.update(model=name, split=args.split, start=args.start, step=args.step, tta=args.tta, classes=list(classes))
+    if args.tta != "none" and args.tta_confidence > 0:
+        # How many images got the views: those whose plain top probability is below the bar.
+        plain = evaluate.evaluate(model, test, mean=spec.mean, std=spec.std, device=args.device,
+                                  num_classes=len(classes))
+        unsure = sum(c < args.tta_confidence for c in plain.confidences)
+        metrics.update(tta_confidence=args.tta_confidence, tta_images=unsure, plain_accuracy=plain.accuracy)
+        if not args.json:
+            print(f"TTA views for {unsure} of {plain.n} images (plain top probability < {args.tta_confidence}); "
+                  f"plain accuracy {100 * plain.accuracy:.2f}%")
     if val is not None:
         metrics.update(val_size=val[0], seed=val[1])
     if args.json:

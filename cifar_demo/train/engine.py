@@ -27,7 +27,7 @@ from . import dist
 from .config import TrainConfig
 from .distill import blend
 from .optim import Lookahead, optimizer_step, training_loss
-from .parts import Parts, build_parts
+from .parts import Parts, build_parts, downscale
 from .runs import Run, new_run_id, runs_root
 from .sinks import JsonlSink, Sink, TqdmSink
 from .state import RunState, rng_state, set_rng_state
@@ -167,9 +167,12 @@ class Trainer:
         """The steps of epoch `state.epoch` from batch `state.batch`; raises _Stop on a stop request."""
         cfg = self.cfg
         set_train_mode(cfg, parts.model)
+        low_res = cfg.low_res if state.epoch < cfg.low_res_epochs else 0
         for images, labels, *teacher in parts.loader.iter_from(state.epoch, state.batch):
             if self.stop_event.is_set():
                 raise _Stop
+            if low_res:
+                images = downscale(images, low_res)
             targets = None
             if teacher:  # cfg.distill: the loader gives the teacher's probabilities too
                 targets = blend(labels, teacher[0], cfg.distill_weight)
@@ -298,7 +301,8 @@ class Trainer:
             res = eval_mod.evaluate(best, parts.test, **kw)
             summary["test_acc"], summary["test_loss"] = res.accuracy, res.loss
             if cfg.tta != "none":
-                summary["test_acc_tta"] = eval_mod.evaluate(best, parts.test, tta=cfg.tta, **kw).accuracy
+                summary["test_acc_tta"] = eval_mod.evaluate(best, parts.test, tta=cfg.tta,
+                                                            tta_confidence=cfg.tta_confidence, **kw).accuracy
         if self.is_main:
             Run(self.run_dir).write_summary(summary)
         self._emit({"kind": "end", **summary})

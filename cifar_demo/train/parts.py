@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .. import zoo
@@ -90,6 +91,8 @@ def build_parts(cfg: TrainConfig, data=None, *, rank: int = 0, world_size: int =
     total_steps = steps_per_epoch * cfg.epochs
     classes = tuple(data.classes)
     raw_model, pretrained = build_model(cfg, train, device, classes)
+    if cfg.low_res:
+        check_low_res(raw_model, cfg.low_res, train.images.shape[-1], device)
     model = raw_model
     if world_size > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -111,6 +114,29 @@ def build_parts(cfg: TrainConfig, data=None, *, rank: int = 0, world_size: int =
                  meter=StepMeter(device), log_every=log_every or log_every_for(device, world_size),
                  steps_per_epoch=steps_per_epoch, total_steps=total_steps,
                  norm={"mean": spec.mean, "std": spec.std}, pretrained=pretrained)
+
+
+def downscale(images: torch.Tensor, size: int) -> torch.Tensor:
+    """A batch shrunk to size x size (progressive resizing, TrainConfig.low_res): bilinear with
+    antialiasing, so the small image is an average of the large one's pixels, not a sample."""
+    small = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    channels_last = images.is_contiguous(memory_format=torch.channels_last)
+    return small.contiguous(memory_format=torch.channels_last) if channels_last else small
+
+
+@torch.no_grad()
+def check_low_res(model: nn.Module, size: int, full: int, device: torch.device) -> None:
+    """ValueError unless `model` takes size x size images (a clear refusal before the first step)."""
+    if size >= full:
+        raise ValueError(f"low_res {size} must be below the images' size ({full}x{full})")
+    was_training = model.training
+    model.eval()
+    try:
+        model(torch.zeros(1, 3, size, size, device=device))
+    except RuntimeError as e:
+        raise ValueError(f"this model cannot train on {size}x{size} images (low_res): {e}") from None
+    finally:
+        model.train(was_training)
 
 
 def load_data(cfg: TrainConfig, data=None):
