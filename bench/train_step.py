@@ -3,7 +3,7 @@ thread count and torch.compile, one at a time against the engine's default (bf16
 channels_last, eager) at the given batch size (1,024 by default, airnet's).
 
     python bench/train_step.py [--model airnet] [--batch 1024] [--steps 8] [--compile] [--default-only]
-        [--malloc kept|default]
+        [--malloc kept|default] [--sizes 24,28]
 
 Each row: median seconds per step over --steps timed steps (after warm-up), and images/s.
 With --compile the compiled variant also reports its one-off compile time (the first steps),
@@ -30,12 +30,12 @@ from cifar_demo.common import pick_device  # noqa: E402
 from timing import median_time  # noqa: E402 (bench/ is on sys.path when run as a script)
 
 
-def make_step(device, model_name: str, batch: int, bf16: bool, channels_last: bool, compiled: bool):
+def make_step(device, model_name: str, batch: int, bf16: bool, channels_last: bool, compiled: bool, size: int = 32):
     torch.manual_seed(0)
     model = zoo.create(model_name).to(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
-    x = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=fmt)
+    x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,), device=device)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.85, nesterov=True)
     forward = torch.compile(model) if compiled else model
@@ -56,6 +56,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1024)
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--compile", action="store_true", help="also time torch.compile (takes minutes on 2 cores)")
+    p.add_argument("--sizes", default="", metavar="N,N",
+                   help="also time images of these sizes (progressive resizing, TrainConfig.low_res), e.g. 24,28")
     p.add_argument("--default-only", action="store_true", help="time only the default row (a model's training speed)")
     p.add_argument("--malloc", choices=("kept", "default"), default="kept",
                    help="kept: freed memory stays in the process for reuse, as in the engine "
@@ -78,6 +80,8 @@ def main() -> None:
     ]
     if args.default_only:
         del variants[1:]
+    for n in (int(v) for v in args.sizes.split(",") if v.strip()):
+        variants.append((f"{n}x{n} images", dict(batch=b, bf16=True, channels_last=True, size=n)))
     elif threads > 1:
         variants.append((f"{threads - 1} thread(s)", dict(batch=b, bf16=True, channels_last=True, threads=threads - 1)))
     if args.compile and not args.default_only:

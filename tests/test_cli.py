@@ -268,6 +268,29 @@ def test_evaluate_scores_a_download_on_test_or_val_and_refuses_a_tampered_one(do
     assert err.startswith(f"error: {pair}: sha256 mismatch") and "Traceback" not in err
 
 
+def test_evaluate_with_tta_for_unsure_images_says_how_many_got_the_views(downloaded, tmp_path, capsys):
+    from cifar_demo import evaluate, zoo as zoo_mod
+    from cifar_demo import data as D
+
+    from .test_train import write_imagefolder
+
+    model, zip_path, _ = downloaded
+    folder = write_imagefolder(tmp_path / "data", n_train=10, n_test=20)
+    test = D.load_split("test", D.resolve_source(folder))
+    spec = zoo_mod.get_spec("optimized200k")
+    plain = evaluate.evaluate(model, test, mean=spec.mean, std=spec.std)
+    bar = sorted(plain.confidences)[len(test) // 2]      # about half below it
+    assert main(["evaluate", "--weights", str(zip_path), "--data", str(folder), "--tta", "flip_translate",
+                 "--tta-confidence", str(bar), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    want = evaluate.evaluate(model, test, mean=spec.mean, std=spec.std, tta="flip_translate", tta_confidence=bar)
+    assert got["tta_images"] == sum(c < bar for c in plain.confidences) and 0 < got["tta_images"] < len(test)
+    assert got["accuracy"] == pytest.approx(want.accuracy) and got["plain_accuracy"] == pytest.approx(plain.accuracy)
+    assert main(["evaluate", "--weights", str(zip_path), "--data", str(folder), "--tta", "flip",
+                 "--tta-confidence", "1.5"]) == 2
+    assert "--tta-confidence must be in [0, 1]" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_predict_with_a_tampered_download_exits_nonzero_without_a_traceback(downloaded, tmp_path):
     import zipfile

@@ -321,9 +321,10 @@ EXTRA_PRESETS: dict[str, dict] = {
     # 88.16%, 7 gave 88.54%, 8 gave 89.58%.
     "muon": {**_MUON, "epochs": 8},
     # Muon cut to this CPU's costs (docs/benchmarks.md, "Muon on a CPU budget"): on 2 CPU cores an
-    # image costs the same at batch 1,000 as at 2,000 (529 vs 502 img/s on one thread), so half
-    # the batch buys twice the steps per epoch; the first 3 of 7 epochs see each batch downscaled
-    # to 24x24 (1.9x the images per second); and only the test images the plain view is unsure of
+    # image costs no more at a smaller batch (per image, batch 512 ran 1.04x and 2,048 0.90x as
+    # fast as 1,024: bench/train_step.py), so half the batch buys twice the steps per epoch; the
+    # first 3 of 7 epochs see each batch downscaled to 24x24 (0.52x the multiply-adds of a 32x32
+    # image: zoo.analysis.count_macs); and only the test images the plain view is unsure of
     # (top probability < 0.7, about a third) get the 6 TTA views. Steps: Muon lr 0.24 -> 0.17
     # (about 1/sqrt 2: twice the steps of a normalised size), the SGD groups' lr halved with the
     # batch (the linear rule; their lr x wd per epoch unchanged). Chosen on validation (seed 0,

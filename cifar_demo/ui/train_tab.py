@@ -307,7 +307,9 @@ def build(visitor: gr.BrowserState | None = None) -> None:
                 optimizer = gr.Dropdown(list(train.OPTIMIZERS), value=v["optimizer"], label="Optimizer")
                 lr = gr.Number(v["lr"], label="Learning rate (peak)", minimum=0,
                                info="With muon: the rate of biases, BatchNorm and the head; the conv "
-                                    f"filters take Muon steps of {train.TrainConfig.muon_lr} of their size.")
+                                    "filters take Muon steps of a fixed share of their size, set by the preset "
+                                    f"({train.make_config('muon').muon_lr} in muon, "
+                                    f"{train.make_config('muon_lowres').muon_lr} in muon_lowres).")
                 schedule = gr.Dropdown(list(train.SCHEDULES), value=v["schedule"], label="LR schedule")
                 weight_decay = gr.Number(v["weight_decay"], label="Weight decay", minimum=0)
                 label_smoothing = gr.Slider(0, 0.5, v["label_smoothing"], step=0.05, label="Label smoothing")
