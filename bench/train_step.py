@@ -80,10 +80,10 @@ def main() -> None:
     ]
     if args.default_only:
         del variants[1:]
-    for n in (int(v) for v in args.sizes.split(",") if v.strip()):
-        variants.append((f"{n}x{n} images", dict(batch=b, bf16=True, channels_last=True, size=n)))
     elif threads > 1:
         variants.append((f"{threads - 1} thread(s)", dict(batch=b, bf16=True, channels_last=True, threads=threads - 1)))
+    for n in (int(v) for v in args.sizes.split(",") if v.strip()):
+        variants.append((f"{n}x{n} images", dict(batch=b, bf16=True, channels_last=True, size=n)))
     if args.compile and not args.default_only:
         variants.append(("torch.compile", dict(batch=b, bf16=True, channels_last=True, compiled=True)))
     base = None

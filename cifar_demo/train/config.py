@@ -329,7 +329,7 @@ EXTRA_PRESETS: dict[str, dict] = {
     # (about 1/sqrt 2: twice the steps of a normalised size), the SGD groups' lr halved with the
     # batch (the linear rule; their lr x wd per epoch unchanged). Chosen on validation (seed 0,
     # 5,000 held out): batch 1,000 for 6 epochs 88.72%; 7 epochs with the first 3 at 24x24
-    # 89.02% (the reference 88.66%) at the cost of about 5.5 full-size epochs; on that run's
+    # 89.02% (the reference 88.66%) at the cost of 3 x 0.52 + 4 = 5.6 full-size epochs; on that run's
     # validation images TTA for all 90.28%, for those below 0.5 / 0.7 / 0.8: 90.20 / 90.28 / 90.28%.
     "muon_lowres": {**_MUON, "epochs": 7, "batch_size": 1000, "muon_lr": 0.17, "lr": 0.828,
                     "low_res": 24, "low_res_epochs": 3, "tta_confidence": 0.7},
