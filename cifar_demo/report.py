@@ -98,6 +98,8 @@ def train_command(config: dict) -> str:
         flag = "--" + key.replace("_", "-")
         if key == "distill":   # a file of this machine: distill_command makes it
             flags.append(f"{flag} {TEACHERS_FILE}")
+        elif key == "init_from" and _is_weights_file(value):   # the previous stage's export (_how_made)
+            flags.append(f"{flag} {PREVIOUS_STAGE}/{config['model']}.safetensors")
         elif isinstance(value, bool):
             flags.append(flag if value else "--no-" + key.replace("_", "-"))
         elif isinstance(value, dict):
@@ -108,6 +110,14 @@ def train_command(config: dict) -> str:
 
 
 TEACHERS_FILE = "TEACHERS.safetensors"
+# A stage started from a weights file of the machine it ran on (not a shipped name) started from
+# the stage before it: the provenance exports that stage into this folder and starts from there.
+PREVIOUS_STAGE = "PREVIOUS_STAGE"
+
+
+def _is_weights_file(source) -> bool:
+    from .train.transfer import _is_file
+    return isinstance(source, str) and _is_file(source)
 
 
 def distill_command(card: weights.ModelCard) -> str | None:
@@ -149,11 +159,19 @@ def _how_made(card: weights.ModelCard) -> str:
     stages = card.extra.get("stages")
     teach = distill_command(card)
     if stages:   # continued training (export.training_stages): each stage's command, then the sum
-        steps = [f"`{train_command(st['train_config'])}` ({st['epochs']} epochs in "
-                 f"{st['train_seconds'] / 60:.0f} min on {_on(st.get('hardware'))})" for st in stages]
-        if teach:   # the teachers' file comes before the stage that learnt from it
-            at = next((i for i, st in enumerate(stages) if st["train_config"].get("distill")), len(steps) - 1)
-            steps.insert(at, teach)
+        steps = []
+        taught = False
+        for st in stages:
+            cfg = st["train_config"]
+            if teach and not taught and cfg.get("distill"):   # the teachers' file comes before the stage that learnt from it
+                steps.append(teach)
+                taught = True
+            if _is_weights_file(cfg.get("init_from")):        # started from the stage before it
+                steps.append(f"`python -m cifar_demo export RUN_ID --out {PREVIOUS_STAGE}`")
+            steps.append(f"`{train_command(cfg)}` ({st['epochs']} epochs in "
+                         f"{st['train_seconds'] / 60:.0f} min on {_on(st.get('hardware'))})")
+        if teach and not taught:
+            steps.insert(len(steps) - 1, teach)
         return (f"{', then '.join(steps)}, then {export}; {card.epochs} epochs in "
                 f"{card.train_seconds / 60:.0f} min in all, torch {card.torch_version}, {card.date[:10]}.")
     first = f"{teach}, then " if teach else ""

@@ -98,6 +98,27 @@ def test_continued_weights_show_each_stage_and_the_sum():
     assert "--init-from" in two and "60 epochs in 70 min in all" in line
 
 
+def test_a_stage_started_from_the_previous_stages_file_shows_that_export():
+    from dataclasses import replace
+
+    card = weights.card_for(weights.available()[0])
+    hw = {"cpu": "AMD EPYC", "cores": 2, "gpu": None}
+    second = {**card.train_config, "epochs": 10, "init_from": card.model}
+    third = {**card.train_config, "epochs": 10, "lr": 0.05, "init_from": "/work/long/stage2/x.safetensors"}
+    staged = replace(card, extra={"stages": [
+        {"epochs": 10, "train_seconds": 600.0, "hardware": hw, "train_config": card.train_config},
+        {"epochs": 10, "train_seconds": 600.0, "hardware": hw, "train_config": second},
+        {"epochs": 10, "train_seconds": 600.0, "hardware": hw, "train_config": third}]})
+    line = report._how_made(staged)
+    assert "/work/long" not in line
+    three = report.train_command(third)
+    assert f"--init-from PREVIOUS_STAGE/{card.model}.safetensors" in three
+    assert f"--init-from {card.model} " in report.train_command(second) + " "
+    export_prev = "`python -m cifar_demo export RUN_ID --out PREVIOUS_STAGE`"
+    assert line.index(report.train_command(second)) < line.index(export_prev) < line.index(three)
+    assert line.count(export_prev) == 1
+
+
 def test_distilled_weights_show_how_their_teachers_targets_were_made():
     from dataclasses import replace
 
