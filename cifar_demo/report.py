@@ -159,19 +159,17 @@ def _how_made(card: weights.ModelCard) -> str:
     stages = card.extra.get("stages")
     teach = distill_command(card)
     if stages:   # continued training (export.training_stages): each stage's command, then the sum
+        # the teachers' file comes before the stage that learnt from it
+        taught_at = next((i for i, st in enumerate(stages) if st["train_config"].get("distill")), len(stages) - 1)
         steps = []
-        taught = False
-        for st in stages:
+        for i, st in enumerate(stages):
             cfg = st["train_config"]
-            if teach and not taught and cfg.get("distill"):   # the teachers' file comes before the stage that learnt from it
+            if teach and i == taught_at:
                 steps.append(teach)
-                taught = True
-            if _is_weights_file(cfg.get("init_from")):        # started from the stage before it
+            if _is_weights_file(cfg.get("init_from")):   # started from the stage before it
                 steps.append(f"`python -m cifar_demo export RUN_ID --out {PREVIOUS_STAGE}`")
             steps.append(f"`{train_command(cfg)}` ({st['epochs']} epochs in "
                          f"{st['train_seconds'] / 60:.0f} min on {_on(st.get('hardware'))})")
-        if teach and not taught:
-            steps.insert(len(steps) - 1, teach)
         return (f"{', then '.join(steps)}, then {export}; {card.epochs} epochs in "
                 f"{card.train_seconds / 60:.0f} min in all, torch {card.torch_version}, {card.date[:10]}.")
     first = f"{teach}, then " if teach else ""
