@@ -219,7 +219,8 @@ def _cli(*args, env=None, **kw):
 
 
 def _env(tmp_path):
-    env = dict(os.environ, CIFAR_DEMO_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
+    # A crashing subprocess prints its Python stack (faulthandler also catches SIGABRT from C++).
+    env = dict(os.environ, CIFAR_DEMO_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1")
     env.pop("CIFAR_DEMO_DATA", None)
     return env
 

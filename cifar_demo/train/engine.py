@@ -88,7 +88,11 @@ class Trainer:
         dist.init_process_group()
         try:
             self.run_dir = dist.broadcast_path(self.run_dir)  # every rank: rank 0's directory
-            return self._run()
+            summary = self._run()
+            # Rank 0 scores the test set alone; the others wait for it so that no rank shuts its
+            # process group down while a peer's is still live (gloo could abort the rank that did).
+            dist.barrier()
+            return summary
         finally:
             dist.destroy_process_group()
 
