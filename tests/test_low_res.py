@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from cifar_demo import zoo
-from cifar_demo.train.parts import downscale
+from cifar_demo.train.config import LOW_RES_MODES
+from cifar_demo.train.parts import downscale, random_crop
 
 from .test_train import cfg, run, tiny_data  # noqa: F401 (tiny_data: a fixture)
 
@@ -24,6 +25,20 @@ def test_downscale_averages_pixels_and_keeps_the_memory_format():
     assert torch.allclose(downscale(flat, 24), torch.full((1, 3, 24, 24), 0.7))
 
 
+def test_random_crop_cuts_a_window_at_full_scale_anywhere_in_each_image():
+    torch.manual_seed(0)
+    x = torch.randn(64, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    crops = random_crop(x, 24)
+    assert crops.shape == (64, 3, 24, 24) and crops.is_contiguous(memory_format=torch.channels_last)
+    offsets = set()
+    for image, crop in zip(x, crops):
+        found = [(t, l) for t in range(9) for l in range(9) if torch.equal(crop, image[:, t:t + 24, l:l + 24])]
+        assert len(found) == 1, "each crop is exactly one window of its own image, pixels unchanged"
+        offsets.add(found[0])
+    assert len(offsets) > 20, "each image draws its own window"
+    assert random_crop(torch.randn(2, 3, 32, 32), 16).is_contiguous()
+
+
 def test_airnet_pools_over_the_whole_last_map():
     # 32x32 leaves a 3x3 map, as airbench's MaxPool2d(3) expects; smaller images leave less.
     model = zoo.create("airnet").eval()
@@ -38,13 +53,15 @@ def test_airnet_pools_over_the_whole_last_map():
 def test_config_refuses_half_settings_and_a_run_with_no_full_size_epoch():
     for bad, message in ((dict(low_res=16), "together"), (dict(low_res_epochs=1, epochs=3), "together"),
                          (dict(low_res=4, low_res_epochs=1, epochs=3), ">= 8"),
-                         (dict(low_res=16, low_res_epochs=3, epochs=3), "last epoch at full size")):
+                         (dict(low_res=16, low_res_epochs=3, epochs=3), "last epoch at full size"),
+                         (dict(low_res=16, low_res_epochs=1, epochs=3, low_res_mode="zoom"), "low_res_mode")):
         with pytest.raises(ValueError, match=message):
             cfg(**bad).validate()
     cfg(low_res=16, low_res_epochs=2, epochs=3).validate()
 
 
-def test_only_the_first_epochs_train_on_small_images(tmp_path, tiny_data, monkeypatch):
+@pytest.mark.parametrize("mode", LOW_RES_MODES)
+def test_only_the_first_epochs_train_on_small_images(tmp_path, tiny_data, monkeypatch, mode):
     seen: list[tuple[int, ...]] = []
     real_forward = zoo.create("quiz_dnn").__class__.forward
 
@@ -54,7 +71,7 @@ def test_only_the_first_epochs_train_on_small_images(tmp_path, tiny_data, monkey
         return real_forward(self, x)
 
     monkeypatch.setattr(zoo.create("quiz_dnn").__class__, "forward", recording_forward)
-    result, _ = run(cfg(epochs=3, low_res=16, low_res_epochs=2), tmp_path, tiny_data)
+    result, _ = run(cfg(epochs=3, low_res=16, low_res_epochs=2, low_res_mode=mode), tmp_path, tiny_data)
     assert result["status"] == "finished"
     steps = len(tiny_data.train) // 40            # 360 images, batch 40, drop_last
     assert seen == [(16, 16)] * (2 * steps) + [(32, 32)] * steps

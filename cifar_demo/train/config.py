@@ -31,11 +31,15 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # normalises with them; "recompute" re-estimates them once on the training images before the
 # first step, then keeps them frozen.
 BN_STATS = ("batch", "frozen", "recompute")
+# How a low-resolution epoch (TrainConfig.low_res) makes its small images: "resize" shrinks the
+# whole picture (bilinear, antialiased: every object smaller than at test time); "crop" cuts a
+# random low_res x low_res window out of it (objects at their test-time size, less around them).
+LOW_RES_MODES = ("resize", "crop")
 MIXES: tuple[str, ...] = tuple(augment.MIXES)
 AUGMENTATIONS: tuple[str, ...] = tuple(augment.PRESETS)
 
-__all__ = ["AUGMENTATIONS", "BN_STATS", "CHOICES", "EXTRA_PRESETS", "MIXES", "OPTIMIZERS", "PRECISIONS", "RECIPE_KEYS",
-           "RUN_FIELDS", "SCHEDULES", "TTA_MODES", "TrainConfig", "make_config", "presets"]
+__all__ = ["AUGMENTATIONS", "BN_STATS", "CHOICES", "EXTRA_PRESETS", "LOW_RES_MODES", "MIXES", "OPTIMIZERS", "PRECISIONS",
+           "RECIPE_KEYS", "RUN_FIELDS", "SCHEDULES", "TTA_MODES", "TrainConfig", "make_config", "presets"]
 
 
 @dataclass
@@ -90,11 +94,13 @@ class TrainConfig:
     augment: str = "standard"          # a name of augment.PRESETS (AUGMENTATIONS)
     mixes: dict = field(default_factory=dict)   # e.g. {"ricap": 0.2, "mixup": 0.3, "cutmix": 0.3}
     mix_alpha: float = 1.0
-    # Progressive resizing: the first low_res_epochs epochs train on each batch downscaled to
-    # low_res x low_res (bilinear, antialiased), at (low_res/32)^2 of the convolutions' cost;
-    # the rest, the evaluations and the test score run at full size. 0 = off.
+    # Progressive resizing: the first low_res_epochs epochs train on low_res x low_res images
+    # made from each batch as low_res_mode says (LOW_RES_MODES: the whole picture downscaled, or
+    # a random window of it), at about (low_res/32)^2 of the convolutions' cost; the rest, the
+    # evaluations and the test score run at full size. 0 = off.
     low_res: int = 0
     low_res_epochs: int = 0
+    low_res_mode: str = "resize"
     # extras
     ema: float = 0.0                   # EMA decay per step, 0 = off
     lookahead_every: int = 0           # airbench's Lookahead: every N steps pull to a slow copy; 0 = off
@@ -167,6 +173,7 @@ class TrainConfig:
             (0 <= self.low_res_epochs and (self.low_res_epochs == 0 or self.low_res_epochs < self.epochs),
              "low_res_epochs must be >= 0 and leave at least the last epoch at full size"),
             (bool(self.low_res) == bool(self.low_res_epochs), "set low_res and low_res_epochs together (or neither)"),
+            (self.low_res_mode in LOW_RES_MODES, f"low_res_mode must be one of {LOW_RES_MODES}"),
             (0 <= self.distill_weight <= 1, "distill_weight must be in [0, 1]"),
             # A mix blends two images' targets; a teacher's probabilities are one image's.
             (not (self.distill and self.mixes), "use either distill or batch mixes, not both"),
@@ -209,7 +216,8 @@ RUN_FIELDS = ("model", "preset", "model_kwargs", "init_from", "distill", "data",
 RECIPE_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in RUN_FIELDS)
 # Fields whose value is a name from a list: the CLI offers them as choices.
 CHOICES: dict[str, tuple[str, ...]] = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISIONS,
-                                       "augment": AUGMENTATIONS, "tta": TTA_MODES, "bn_stats": BN_STATS}
+                                       "augment": AUGMENTATIONS, "tta": TTA_MODES, "bn_stats": BN_STATS,
+                                       "low_res_mode": LOW_RES_MODES}
 
 
 def presets() -> dict[str, dict]:

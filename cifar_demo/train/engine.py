@@ -27,7 +27,7 @@ from . import dist
 from .config import TrainConfig
 from .distill import blend
 from .optim import Lookahead, optimizer_step, training_loss
-from .parts import Parts, build_parts, downscale
+from .parts import Parts, build_parts, shrink
 from .runs import Run, new_run_id, runs_root
 from .sinks import JsonlSink, Sink, TqdmSink
 from .state import RunState, rng_state, set_rng_state
@@ -176,7 +176,7 @@ class Trainer:
             if self.stop_event.is_set():
                 raise _Stop
             if low_res:
-                images = downscale(images, low_res)
+                images = shrink(images, low_res, cfg.low_res_mode)
             targets = None
             if teacher:  # cfg.distill: the loader gives the teacher's probabilities too
                 targets = blend(labels, teacher[0], cfg.distill_weight)
