@@ -126,7 +126,7 @@ def test_a_run_stopped_by_the_old_one_file_engine_resumes_exactly(tmp_path, tiny
     assert {k: v for k, v in cfg(**RESUMABLE).to_dict().items() if k not in known} == \
         {"init_from": None, "backbone_lr_mult": 1.0, "bn_stats": "batch", "whiten_bias_lr_mult": 1.0,
          "muon_lr": 0.24, "muon_momentum": 0.6, "muon_ns_steps": 3, "muon_renorm": True,
-         "distill": None, "distill_weight": 0.5, "low_res": 0, "low_res_epochs": 0,
+         "distill": None, "distill_weight": 0.5, "low_res": 0, "low_res_epochs": 0, "low_res_mode": "resize",
          "tta_confidence": 0.0}
     trainer = old.Trainer(old.TrainConfig(**settings), runs_dir=tmp_path, data=tiny_data,
                           sinks=[stop_after_step_4], stop_event=stop)
