@@ -127,14 +127,9 @@ def downscale(images: torch.Tensor, size: int) -> torch.Tensor:
 def random_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     """A random size x size window of each image (TrainConfig.low_res_mode "crop"): the pixels
     keep their scale, so objects are as large as at full size, with less around them."""
-    b, _, h, w = images.shape
-    dev = images.device
-    top = torch.randint(0, h - size + 1, (b, 1, 1), device=dev)
-    left = torch.randint(0, w - size + 1, (b, 1, 1), device=dev)
-    span = torch.arange(size, device=dev)
-    rows, cols = top + span[None, :, None], left + span[None, None, :]      # (b, size, 1), (b, 1, size)
-    window = images.permute(0, 2, 3, 1)[torch.arange(b, device=dev)[:, None, None], rows, cols]
-    window = window.permute(0, 3, 1, 2)                                      # (b, c, size, size)
+    from ..augment.ops import random_window
+
+    window = random_window(images, (size, size))
     channels_last = images.is_contiguous(memory_format=torch.channels_last)
     return window.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
