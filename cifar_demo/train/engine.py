@@ -89,8 +89,8 @@ class Trainer:
         try:
             self.run_dir = dist.broadcast_path(self.run_dir)  # every rank: rank 0's directory
             summary = self._run()
-            # Rank 0 scores the test set alone; the others wait for it so that no rank shuts its
-            # process group down while a peer's is still live (gloo could abort the rank that did).
+            # Rank 0 scores the test set alone; the others wait for it, so that every rank shuts
+            # its process group down only once all of them are done with it.
             dist.barrier()
             return summary
         finally:
