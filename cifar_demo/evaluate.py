@@ -60,6 +60,10 @@ class EvalResult:
                                         # mistakes first, ties by index); by index without probs
     probabilities: list[list[float]] | None = None  # N x C, only when asked for (it is large)
     tta: str = "none"
+    # With TTA, the plain view's own score from the same pass (it is the views' first), so a
+    # caller wanting both does not run the model twice: {"accuracy", "loss", "tta_images"
+    # (how many images got the other views)}. None without TTA.
+    plain: dict[str, float] | None = None
 
     @property
     def per_class_accuracy(self) -> list[float]:
@@ -198,8 +202,10 @@ def tta_views(x: torch.Tensor, tta: str = "none") -> list[tuple[float, torch.Ten
     raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
 
 
-def _log_probs(model: nn.Module, x: torch.Tensor, tta: str, autocast: bool, confidence: float = 0.0) -> torch.Tensor:
-    """log of the weighted mean of the views' softmax probabilities.
+def _log_probs(model: nn.Module, x: torch.Tensor, tta: str, autocast: bool,
+               confidence: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(log of the weighted mean of the views' softmax probabilities, the plain view's log
+    probabilities, how many images got the other views).
 
     We average probabilities, not logits: a mean of probabilities is itself a distribution (a
     mixture), so the loss and the calibration we report describe what is actually averaged.
@@ -217,20 +223,20 @@ def _log_probs(model: nn.Module, x: torch.Tensor, tta: str, autocast: bool, conf
 
     plain = view_log_probs(x)
     if tta == "none":
-        return plain
+        return plain, plain, 0
     unsure = plain.max(1).values.exp() < confidence if 0 < confidence < 1 else None
     if unsure is not None and not unsure.any():
-        return plain
+        return plain, plain, 0
     sub = x if unsure is None else x[unsure]
     views = tta_views(sub, tta)   # views[0] is the plain image, already scored
     parts = [(plain if unsure is None else plain[unsure]) + math.log(views[0][0])]
     parts += [view_log_probs(view) + math.log(weight) for weight, view in views[1:]]
     mixed = torch.logsumexp(torch.stack(parts), dim=0)
     if unsure is None:
-        return mixed
+        return mixed, plain, len(x)
     out = plain.clone()
     out[unsure] = mixed
-    return out
+    return out, plain, int(unsure.sum())
 
 
 # ----------------------------------------------------------------------------- evaluate a model
@@ -284,14 +290,17 @@ def evaluate(model: nn.Module, split, *, batch_size: int = 500, device: str | to
         if progress:
             from tqdm.auto import tqdm
             batches = tqdm(batches, desc=f"evaluate (tta={tta})", unit="batch")
-        out = []
+        out, plain_out, tta_images = [], [], 0
         with torch.inference_mode():
             for i in batches:
                 x = normalize(images[i:i + batch_size].to(device, non_blocking=True), mean, std)
                 if nhwc:
                     x = x.contiguous(memory_format=torch.channels_last)
-                out.append(_log_probs(model, x, tta, autocast=precision == "bf16", confidence=tta_confidence).cpu())
-        log_p = torch.cat(out)
+                mixed, plain, n_views = _log_probs(model, x, tta, autocast=precision == "bf16", confidence=tta_confidence)
+                out.append(mixed.cpu())
+                plain_out.append(plain.cpu())
+                tta_images += n_views
+        log_p, plain_log_p = torch.cat(out), torch.cat(plain_out)
     finally:
         for m, was_training in modes:
             m.train(was_training)
@@ -303,8 +312,12 @@ def evaluate(model: nn.Module, split, *, batch_size: int = 500, device: str | to
     if log_p.shape[1] != num_classes:
         raise ValueError(f"model outputs {log_p.shape[1]} classes, expected num_classes={num_classes}")
     loss = float(-log_p.gather(1, labels[:, None]).mean())
-    return metrics_from_predictions(labels, log_p.argmax(1), log_p.exp(), num_classes,
-                                    topk=topk, loss=loss, keep_probs=keep_probs, tta=tta)
+    res = metrics_from_predictions(labels, log_p.argmax(1), log_p.exp(), num_classes,
+                                   topk=topk, loss=loss, keep_probs=keep_probs, tta=tta)
+    if tta != "none":
+        res.plain = {"accuracy": float((plain_log_p.argmax(1) == labels).float().mean()),
+                     "loss": float(-plain_log_p.gather(1, labels[:, None]).mean()), "tta_images": tta_images}
+    return res
 
 
 # ----------------------------------------------------------------------------- one confusion cell

@@ -265,6 +265,10 @@ def test_tta_confidence_gives_the_views_only_to_unsure_images():
     torch.testing.assert_close(torch.tensor(none.probabilities), p0, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="tta_confidence"):
         evaluate(model, (images, labels), device="cpu", tta="flip", tta_confidence=1.5)
+    # each TTA result carries its plain view's score from the same pass: the plain run's own
+    for r, n_views in ((some, int(unsure.sum())), (full, 16), (every, 16), (none, 0)):
+        assert r.plain == pytest.approx({"accuracy": plain.accuracy, "loss": plain.loss, "tta_images": n_views})
+    assert plain.plain is None
 
 
 def test_json_round_trip():

@@ -286,8 +286,14 @@ def test_ddp_two_cpu_ranks_hold_identical_weights(tmp_path):
 
 
 def test_tta_score_is_reported(tmp_path, tiny_data):
-    summary, _ = run(cfg(tta="flip", train_limit=40), tmp_path, tiny_data)
+    config = cfg(tta="flip", train_limit=40)
+    summary, run_dir = run(config, tmp_path, tiny_data)
     assert 0 <= summary["test_acc_tta"] <= 1
+    # the plain score comes from the TTA pass's first view: the same as scoring without TTA
+    from cifar_demo import evaluate
+    from cifar_demo.train import Run
+    plain = evaluate.evaluate(Run(run_dir).load_best(config), tiny_data.test, device="cpu")
+    assert (summary["test_acc"], summary["test_loss"]) == pytest.approx((plain.accuracy, plain.loss), abs=1e-6)
     assert "test_acc_tta" not in run(cfg(train_limit=40), tmp_path / "b", tiny_data)[0]
 
 

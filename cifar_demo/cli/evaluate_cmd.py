@@ -84,13 +84,11 @@ def cmd_evaluate(args) -> int:
     metrics.update(model=name, split=args.split, start=args.start, step=args.step, tta=args.tta, classes=list(classes))
     if args.tta != "none" and args.tta_confidence > 0:
         # How many images got the views: those whose plain top probability is below the bar.
-        plain = evaluate.evaluate(model, test, mean=spec.mean, std=spec.std, device=args.device,
-                                  num_classes=len(classes))
-        unsure = sum(c < args.tta_confidence for c in plain.confidences)
-        metrics.update(tta_confidence=args.tta_confidence, tta_images=unsure, plain_accuracy=plain.accuracy)
+        unsure, plain_acc = res.plain["tta_images"], res.plain["accuracy"]
+        metrics.update(tta_confidence=args.tta_confidence, tta_images=unsure, plain_accuracy=plain_acc)
         if not args.json:
-            print(f"TTA views for {unsure} of {plain.n} images (plain top probability < {args.tta_confidence}); "
-                  f"plain accuracy {100 * plain.accuracy:.2f}%")
+            print(f"TTA views for {unsure} of {res.n} images (plain top probability < {args.tta_confidence}); "
+                  f"plain accuracy {100 * plain_acc:.2f}%")
     if val is not None:
         metrics.update(val_size=val[0], seed=val[1])
     if args.json:

@@ -302,11 +302,12 @@ class Trainer:
             best = self.load_best(parts.device)
             kw = dict(device=parts.device, precision=_eval_precision(parts.amp_dtype),
                       num_classes=len(parts.data.classes), **parts.norm)
-            res = eval_mod.evaluate(best, parts.test, **kw)
-            summary["test_acc"], summary["test_loss"] = res.accuracy, res.loss
+            # One pass: with TTA the plain view is the first view, scored on the way.
+            res = eval_mod.evaluate(best, parts.test, tta=cfg.tta, tta_confidence=cfg.tta_confidence, **kw)
+            plain = res.plain or {"accuracy": res.accuracy, "loss": res.loss}
+            summary["test_acc"], summary["test_loss"] = plain["accuracy"], plain["loss"]
             if cfg.tta != "none":
-                summary["test_acc_tta"] = eval_mod.evaluate(best, parts.test, tta=cfg.tta,
-                                                            tta_confidence=cfg.tta_confidence, **kw).accuracy
+                summary["test_acc_tta"] = res.accuracy
         if self.is_main:
             Run(self.run_dir).write_summary(summary)
         self._emit({"kind": "end", **summary})
