@@ -81,6 +81,7 @@ def test_a_run_is_scored_then_served_from_the_cache(run_id, monkeypatch):
     image, caption = gallery[0]
     assert image.shape == (32 * evaluate_tab.GALLERY_SCALE,) * 2 + (3,) and image.dtype == np.uint8 and " → " in caption
 
+    real_evaluate = evaluate.evaluate
     monkeypatch.setattr(evaluate, "evaluate", _fail)
     again = evaluate_tab.run_evaluation(choice, "none")
     assert "Loaded from the evaluation cache" in again[0]
@@ -88,6 +89,14 @@ def test_a_run_is_scored_then_served_from_the_cache(run_id, monkeypatch):
     # The TTA mode is part of the key: another mode misses.
     with pytest.raises(AssertionError, match="cache missed"):
         evaluate_tab.run_evaluation(choice, "flip")
+    # With TTA the summary also gives the score without it, from the same pass: the plain one.
+    monkeypatch.setattr(evaluate, "evaluate", real_evaluate)
+    target = evalcache.from_run(run_id, jobs.manager().runs_dir)
+    res, _ = evalcache.evaluate_target(target, "flip")
+    assert res.plain["accuracy"] == pytest.approx(summary["test_acc"])
+    res.accuracy, res.plain["accuracy"] = 0.625, 0.5     # two scores the summary must not mix up
+    md = evaluate_tab.summary_markdown(target, res, data.resolve_source(target.data, download=False), True, 0.0)
+    assert "test accuracy 62.50%" in md and "TTA `flip` (without it 50.00%, from the same pass)" in md
 
 
 def test_new_weights_in_a_run_miss_the_cache(run_id):

@@ -109,7 +109,8 @@ def mistakes_gallery(res: evaluate.EvalResult, test: data.Split, n: int = GALLER
 def summary_markdown(target: evalcache.Target, res: evaluate.EvalResult, source: data.DataSource,
                      cached: bool, seconds: float) -> str:
     lines = [f"### {target.label}: test accuracy {_pct(res.accuracy)}",
-             f"{res.n:,} test images of {source.label}, TTA `{res.tta}`. "
+             f"{res.n:,} test images of {source.label}, TTA `{res.tta}`"
+             + (f" (without it {_pct(res.plain['accuracy'])}, from the same pass). " if res.plain else ". ")
              + (f"Top-5 accuracy {_pct(res.topk.get('top5'))}, " if len(target.class_names) > 5 else "")
              + f"mean cross-entropy {res.loss:.3f}, calibration error (ECE) "
              f"{_pct(res.ece)}, macro F1 {_pct(res.macro_f1)}."]
