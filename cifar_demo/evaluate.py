@@ -298,9 +298,10 @@ def evaluate(model: nn.Module, split, *, batch_size: int = 500, device: str | to
                     x = x.contiguous(memory_format=torch.channels_last)
                 mixed, plain, n_views = _log_probs(model, x, tta, autocast=precision == "bf16", confidence=tta_confidence)
                 out.append(mixed.cpu())
-                plain_out.append(plain.cpu())
-                tta_images += n_views
-        log_p, plain_log_p = torch.cat(out), torch.cat(plain_out)
+                if tta != "none":   # without TTA the plain view is the result itself
+                    plain_out.append(plain.cpu())
+                    tta_images += n_views
+        log_p = torch.cat(out)
     finally:
         for m, was_training in modes:
             m.train(was_training)
@@ -315,6 +316,7 @@ def evaluate(model: nn.Module, split, *, batch_size: int = 500, device: str | to
     res = metrics_from_predictions(labels, log_p.argmax(1), log_p.exp(), num_classes,
                                    topk=topk, loss=loss, keep_probs=keep_probs, tta=tta)
     if tta != "none":
+        plain_log_p = torch.cat(plain_out)
         res.plain = {"accuracy": float((plain_log_p.argmax(1) == labels).float().mean()),
                      "loss": float(-plain_log_p.gather(1, labels[:, None]).mean()), "tta_images": tta_images}
     return res
