@@ -61,10 +61,13 @@ def training_stages(run: Run, cfg, summary: dict, classes) -> tuple[int, float, 
     stages. Continuing weights of the same classes: the source card's stages (or the source card
     itself as the first) and this run as the last; epochs and seconds are their sums. A stage is
     {run_id, epochs, train_seconds, hardware, train_config}, plus the sha256 and test accuracy of
-    the weights it produced where a card recorded them. Exporting the same run again replaces
+    the weights it produced where a card recorded them, and for a distilled stage its teachers
+    ("distillation", as card_extra), so that stages taught by different teachers say so. Exporting the same run again replaces
     its own stage instead of counting it twice."""
     this = {"run_id": run.id, "epochs": summary["epochs_run"], "train_seconds": summary["elapsed_s"],
             "hardware": summary.get("hardware"), "train_config": cfg.to_dict()}
+    if cfg.distill:
+        this["distillation"] = distillation_record(cfg)
     if not cfg.init_from:
         return this["epochs"], this["train_seconds"], None
     from .train import init_card
@@ -72,9 +75,14 @@ def training_stages(run: Run, cfg, summary: dict, classes) -> tuple[int, float, 
     src = init_card(cfg.init_from)
     if tuple(src.class_names) != tuple(classes):
         return this["epochs"], this["train_seconds"], None
-    before = src.extra.get("stages") or [{
+    before = [dict(s) for s in src.extra.get("stages") or [{
         "run_id": None, "epochs": src.epochs, "train_seconds": src.train_seconds, "hardware": src.hardware,
-        "train_config": src.train_config, "sha256": src.sha256, "test_accuracy": src.test_accuracy}]
+        "train_config": src.train_config, "sha256": src.sha256, "test_accuracy": src.test_accuracy}]]
+    # The source card's teachers belong to its last distilled stage (cards written before stages
+    # kept their own record name them only at the top).
+    taught = [s for s in before if s["train_config"].get("distill")]
+    if taught and "distillation" not in taught[-1] and src.extra.get("distillation"):
+        taught[-1]["distillation"] = src.extra["distillation"]
     stages = [s for s in before if s.get("run_id") != run.id] + [this]
     return sum(s["epochs"] for s in stages), sum(s["train_seconds"] for s in stages), stages
 
@@ -85,13 +93,20 @@ def card_extra(cfg, stages) -> dict | None:
     file's header (train.distill), or its path alone if the file is gone."""
     extra = {"stages": stages} if stages else {}
     if cfg.distill:
-        from .train.distill import DistillError, read_meta
-
-        try:
-            extra["distillation"] = {k: v for k, v in read_meta(cfg.distill).items() if k != "format"}
-        except DistillError:
-            extra["distillation"] = {"file": str(cfg.distill), "note": "the targets file was not found at export"}
+        extra["distillation"] = distillation_record(cfg)
     return extra or None
+
+
+def distillation_record(cfg) -> dict:
+    """A distilled run's teachers (names, sha256, validation accuracies) and the pass that made
+    their targets, from the targets file's header (train.distill), or its path alone if the
+    file is gone."""
+    from .train.distill import DistillError, read_meta
+
+    try:
+        return {k: v for k, v in read_meta(cfg.distill).items() if k != "format"}
+    except DistillError:
+        return {"file": str(cfg.distill), "note": "the targets file was not found at export"}
 
 
 def export_name(run_id: str | Path, runs_dir=None) -> str:

@@ -84,9 +84,9 @@ def zoo_markdown(latency_path: str | Path = LATENCY_FILE) -> str:
     return "\n".join(lines)
 
 
-def train_command(config: dict) -> str:
+def train_command(config: dict, teachers_file: str | None = None) -> str:
     """The CLI command that reproduces a card's training config: its preset plus the flags
-    that differ from it."""
+    that differ from it (a distilled run's targets file named `teachers_file`)."""
     from .train import make_config
 
     preset = config.get("preset") or config["model"]
@@ -97,7 +97,7 @@ def train_command(config: dict) -> str:
             continue
         flag = "--" + key.replace("_", "-")
         if key == "distill":   # a file of this machine: distill_command makes it
-            flags.append(f"{flag} {TEACHERS_FILE}")
+            flags.append(f"{flag} {teachers_file or TEACHERS_FILE}")
         elif key == "init_from" and _is_weights_file(value):   # the previous stage's export (_how_made)
             flags.append(f"{flag} {PREVIOUS_STAGE}/{config['model']}.safetensors")
         elif isinstance(value, bool):
@@ -122,18 +122,22 @@ def _is_weights_file(source) -> bool:
 
 def distill_command(card: weights.ModelCard) -> str | None:
     """For a distilled card: the command that makes its teachers' targets file, and its time."""
-    meta = card.extra.get("distillation") or {}
+    return _teach_command(card.extra.get("distillation") or {}, card.train_config)
+
+
+def _teach_command(meta: dict, cfg: dict, out: str = TEACHERS_FILE) -> str | None:
+    """The distill-targets command of a distillation record (export.distillation_record) for a
+    run of config `cfg`, writing `out`, and its time; None without teachers."""
     teachers = [t["name"] for t in meta.get("teachers", [])]
     if not teachers:
         return None
-    cfg = card.train_config
     flags = [f"--teachers {','.join(teachers)}"]
     flags += [f"--data {cfg['data']}"] if cfg.get("data") else []
     flags += [f"--val-size {cfg['val_size']}"] if cfg.get("val_size") != 5000 else []
     flags += [f"--seed {cfg['seed']}"] if cfg.get("seed") else []
     flags += [f"--tta {meta['tta']}"] if meta.get("tta", "flip") != "flip" else []
     took = f" ({meta['seconds'] / 60:.0f} min on {_on(meta.get('hardware'))})" if meta.get("seconds") else ""
-    return f"`python -m cifar_demo distill-targets {' '.join(flags)} --out {TEACHERS_FILE}`{took}"
+    return f"`python -m cifar_demo distill-targets {' '.join(flags)} --out {out}`{took}"
 
 
 def provenance_markdown() -> str:
@@ -159,16 +163,24 @@ def _how_made(card: weights.ModelCard) -> str:
     stages = card.extra.get("stages")
     teach = distill_command(card)
     if stages:   # continued training (export.training_stages): each stage's command, then the sum
-        # the teachers' file comes before the stage that learnt from it
-        taught_at = next((i for i, st in enumerate(stages) if st["train_config"].get("distill")), len(stages) - 1)
         steps = []
-        for i, st in enumerate(stages):
+        files: dict[str, str] = {}   # each distinct teachers' record -> its targets file
+        for st in stages:
             cfg = st["train_config"]
-            if teach and i == taught_at:
-                steps.append(teach)
+            teachers_file = TEACHERS_FILE
+            if cfg.get("distill"):
+                # A stage's own record; stages of older cards share the card's (one file).
+                meta = st.get("distillation") or card.extra.get("distillation") or {}
+                key = json.dumps(meta, sort_keys=True)
+                if key not in files:   # the teachers' file comes before the first stage that learnt from it
+                    files[key] = TEACHERS_FILE if not files else TEACHERS_FILE.replace(".", f"{len(files) + 1}.", 1)
+                    made = _teach_command(meta, cfg, files[key])
+                    if made:
+                        steps.append(made)
+                teachers_file = files[key]
             if _is_weights_file(cfg.get("init_from")):   # started from the stage before it
                 steps.append(f"`python -m cifar_demo export RUN_ID --out {PREVIOUS_STAGE}`")
-            steps.append(f"`{train_command(cfg)}` ({st['epochs']} epochs in "
+            steps.append(f"`{train_command(cfg, teachers_file)}` ({st['epochs']} epochs in "
                          f"{st['train_seconds'] / 60:.0f} min on {_on(st.get('hardware'))})")
         return (f"{', then '.join(steps)}, then {export}; {card.epochs} epochs in "
                 f"{card.train_seconds / 60:.0f} min in all, torch {card.torch_version}, {card.date[:10]}.")

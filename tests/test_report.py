@@ -4,6 +4,7 @@ the cards, provenance for every model, and the one latency measurement behind ev
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -75,10 +76,13 @@ def test_provenance_cites_every_model_and_each_shipped_weights_command(monkeypat
         line = next(line for line in text.splitlines() if line.startswith(f"- `{name}`: "))
         stages = card.extra.get("stages") or [{"train_config": card.train_config}]
         commands = [f"`{report.train_command(st['train_config'])}`" for st in stages]
-        teach = report.distill_command(card)
-        first = f"{teach}, then {commands[0]}" if teach and not card.extra.get("stages") else commands[0]
-        assert line.startswith(f"- `{name}`: {first}") and all(c in line for c in commands)
-        assert not teach or teach in line
+        teach = report.distill_command(card)   # the last teachers' command (the file's name aside)
+        # a stage taught by other teachers than the one before it reads its own file: TEACHERS2, ...
+        same_file = re.sub(r"TEACHERS\d+\.safetensors", "TEACHERS.safetensors", line)
+        taught_first = teach and (not card.extra.get("stages") or stages[0]["train_config"].get("distill"))
+        first = "`python -m cifar_demo distill-targets " if taught_first else commands[0]
+        assert same_file.startswith(f"- `{name}`: {first}") and all(c in same_file for c in commands)
+        assert not teach or teach in same_file
         assert f"{card.epochs} epochs in {card.train_seconds / 60:.0f} min" in line
 
 
@@ -139,6 +143,61 @@ def test_distilled_weights_show_how_their_teachers_targets_were_made():
     line = report._how_made(replace(card, train_config=config, extra={"distillation": meta, "stages": stages}))
     assert line.index(report.train_command(card.train_config)) < line.index("distill-targets") < \
         line.index("--distill TEACHERS.safetensors")
+
+
+def test_stages_taught_by_different_teachers_each_show_their_own_targets_file():
+    from dataclasses import replace
+
+    card = weights.card_for(weights.available()[0])
+    hw = {"cpu": "AMD EPYC", "cores": 2, "gpu": None}
+    taught = {**card.train_config, "data": "../shared/data/cifar10-jpeg", "val_size": 5000, "seed": 0,
+              "distill": "/that/machine/teach3.safetensors"}
+    again = {**taught, "init_from": card.model, "epochs": 12, "distill": "/that/machine/teach4.safetensors"}
+    old = {"teachers": [{"name": "airnet", "sha256": "a1"}, {"name": "resnet18", "sha256": "b1"}], "seconds": 660.0}
+    new = {"teachers": [{"name": "airnet", "sha256": "a1"}, {"name": "resnet18", "sha256": "b2"}], "seconds": 162.0}
+    stages = [{"epochs": 45, "train_seconds": 600.0, "hardware": hw, "train_config": taught, "distillation": old},
+              {"epochs": 12, "train_seconds": 60.0, "hardware": hw, "train_config": again, "distillation": new}]
+    line = report._how_made(replace(card, train_config=again, extra={"distillation": new, "stages": stages}))
+    first, second = report.train_command(taught), report.train_command(again, "TEACHERS2.safetensors")
+    assert "--distill TEACHERS.safetensors" in first and "--distill TEACHERS2.safetensors" in second
+    assert line.count("distill-targets") == 2 and "/that/machine" not in line
+    assert (line.index("--out TEACHERS.safetensors` (11 min") < line.index(first)
+            < line.index("--out TEACHERS2.safetensors` (3 min") < line.index(second))
+    # the same teachers in both stages (or a card from before stages kept their own): one file
+    same = [{**st, "distillation": old} for st in stages]
+    for extra in ({"distillation": old, "stages": same},
+                  {"distillation": old, "stages": [{k: v for k, v in st.items() if k != "distillation"}
+                                                   for st in stages]}):
+        line = report._how_made(replace(card, train_config=again, extra=extra))
+        assert line.count("distill-targets") == 1 and "TEACHERS2" not in line
+        assert line.index("distill-targets") < line.index(first)
+
+
+def test_a_continued_stage_keeps_the_teachers_of_the_stage_it_started_from(tmp_path):
+    from types import SimpleNamespace
+
+    from cifar_demo import export
+    from cifar_demo.train import TrainConfig
+
+    model = zoo.create("simple_cnn").eval()
+    old = {"teachers": [{"name": "airnet", "sha256": "a1"}], "seconds": 660.0}
+    path, _ = weights.save_weights(model, tmp_path, "simple_cnn", dataset="CIFAR-10", dataset_fingerprint="x",
+                                   test_accuracy=0.5, test_accuracy_tta=None, per_class_accuracy=dict.fromkeys(predict.CLASSES, 0.5),
+                                   train_config={"model": "simple_cnn", "distill": "/gone/teach3.safetensors"},
+                                   epochs=45, train_seconds=600.0, extra={"distillation": old})
+    cfg = TrainConfig(model="simple_cnn", init_from=str(path), distill=str(tmp_path / "gone.safetensors"))
+    summary = {"epochs_run": 12, "elapsed_s": 60.0, "hardware": {"cpu": "x"}}
+    epochs, seconds, stages = export.training_stages(SimpleNamespace(id="r2"), cfg, summary, predict.CLASSES)
+    assert (epochs, seconds) == (57, 660.0)
+    assert stages[0]["distillation"] == old          # the source card's teachers, on its stage
+    assert stages[1]["distillation"]["file"] == str(tmp_path / "gone.safetensors")   # this run's (file gone)
+    # nothing distilled before: the first stage carries no teachers
+    plain, _ = weights.save_weights(model, tmp_path / "b", "simple_cnn", dataset="CIFAR-10", dataset_fingerprint="x",
+                                    test_accuracy=0.5, test_accuracy_tta=None, per_class_accuracy=dict.fromkeys(predict.CLASSES, 0.5),
+                                    train_config={"model": "simple_cnn"}, epochs=45, train_seconds=600.0)
+    cfg = TrainConfig(model="simple_cnn", init_from=str(plain), distill=str(tmp_path / "gone.safetensors"))
+    stages = export.training_stages(SimpleNamespace(id="r2"), cfg, summary, predict.CLASSES)[2]
+    assert "distillation" not in stages[0] and "distillation" in stages[1]
 
 
 def test_provenance_without_weights_says_so(tmp_path, monkeypatch):
