@@ -62,8 +62,8 @@ def training_stages(run: Run, cfg, summary: dict, classes) -> tuple[int, float, 
     itself as the first) and this run as the last; epochs and seconds are their sums. A stage is
     {run_id, epochs, train_seconds, hardware, train_config}, plus the sha256 and test accuracy of
     the weights it produced where a card recorded them, and for a distilled stage its teachers
-    ("distillation", as card_extra), so that stages taught by different teachers say so. Exporting the same run again replaces
-    its own stage instead of counting it twice."""
+    ("distillation", as card_extra), so that stages taught by different teachers say so.
+    Exporting the same run again replaces its own stage instead of counting it twice."""
     this = {"run_id": run.id, "epochs": summary["epochs_run"], "train_seconds": summary["elapsed_s"],
             "hardware": summary.get("hardware"), "train_config": cfg.to_dict()}
     if cfg.distill:
