@@ -66,8 +66,6 @@ def training_stages(run: Run, cfg, summary: dict, classes) -> tuple[int, float, 
     Exporting the same run again replaces its own stage instead of counting it twice."""
     this = {"run_id": run.id, "epochs": summary["epochs_run"], "train_seconds": summary["elapsed_s"],
             "hardware": summary.get("hardware"), "train_config": cfg.to_dict()}
-    if cfg.distill:
-        this["distillation"] = distillation_record(cfg)
     if not cfg.init_from:
         return this["epochs"], this["train_seconds"], None
     from .train import init_card
@@ -83,6 +81,8 @@ def training_stages(run: Run, cfg, summary: dict, classes) -> tuple[int, float, 
     taught = [s for s in before if s["train_config"].get("distill")]
     if taught and "distillation" not in taught[-1] and src.extra.get("distillation"):
         taught[-1]["distillation"] = src.extra["distillation"]
+    if cfg.distill:
+        this["distillation"] = distillation_record(cfg)
     stages = [s for s in before if s.get("run_id") != run.id] + [this]
     return sum(s["epochs"] for s in stages), sum(s["train_seconds"] for s in stages), stages
 
@@ -92,8 +92,8 @@ def card_extra(cfg, stages) -> dict | None:
     (names, sha256, validation accuracies) and the pass that made their targets, from the targets
     file's header (train.distill), or its path alone if the file is gone."""
     extra = {"stages": stages} if stages else {}
-    if cfg.distill:
-        extra["distillation"] = distillation_record(cfg)
+    if cfg.distill:   # a staged run's last stage already holds its record (training_stages)
+        extra["distillation"] = stages[-1]["distillation"] if stages else distillation_record(cfg)
     return extra or None
 
 

@@ -161,7 +161,6 @@ def _on(hw: dict | None) -> str:
 def _how_made(card: weights.ModelCard) -> str:
     export = f"`python -m cifar_demo export RUN_ID{' --dtype float16' if card.dtype == 'float16' else ''}`"
     stages = card.extra.get("stages")
-    teach = distill_command(card)
     if stages:   # continued training (export.training_stages): each stage's command, then the sum
         steps = []
         files: dict[str, str] = {}   # each distinct teachers' record -> its targets file
@@ -184,6 +183,7 @@ def _how_made(card: weights.ModelCard) -> str:
                          f"{st['train_seconds'] / 60:.0f} min on {_on(st.get('hardware'))})")
         return (f"{', then '.join(steps)}, then {export}; {card.epochs} epochs in "
                 f"{card.train_seconds / 60:.0f} min in all, torch {card.torch_version}, {card.date[:10]}.")
+    teach = distill_command(card)
     first = f"{teach}, then " if teach else ""
     return (f"{first}`{train_command(card.train_config)}`, then {export}; {card.epochs} epochs in "
             f"{card.train_seconds / 60:.0f} min on {_on(card.hardware)}, torch {card.torch_version}, "

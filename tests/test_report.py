@@ -182,7 +182,8 @@ def test_a_continued_stage_keeps_the_teachers_of_the_stage_it_started_from(tmp_p
     model = zoo.create("simple_cnn").eval()
     old = {"teachers": [{"name": "airnet", "sha256": "a1"}], "seconds": 660.0}
     path, _ = weights.save_weights(model, tmp_path, "simple_cnn", dataset="CIFAR-10", dataset_fingerprint="x",
-                                   test_accuracy=0.5, test_accuracy_tta=None, per_class_accuracy=dict.fromkeys(predict.CLASSES, 0.5),
+                                   test_accuracy=0.5, test_accuracy_tta=None,
+                                   per_class_accuracy=dict.fromkeys(predict.CLASSES, 0.5),
                                    train_config={"model": "simple_cnn", "distill": "/gone/teach3.safetensors"},
                                    epochs=45, train_seconds=600.0, extra={"distillation": old})
     cfg = TrainConfig(model="simple_cnn", init_from=str(path), distill=str(tmp_path / "gone.safetensors"))
@@ -191,9 +192,13 @@ def test_a_continued_stage_keeps_the_teachers_of_the_stage_it_started_from(tmp_p
     assert (epochs, seconds) == (57, 660.0)
     assert stages[0]["distillation"] == old          # the source card's teachers, on its stage
     assert stages[1]["distillation"]["file"] == str(tmp_path / "gone.safetensors")   # this run's (file gone)
+    assert export.card_extra(cfg, stages) == {"stages": stages, "distillation": stages[1]["distillation"]}
+    assert export.card_extra(TrainConfig(model="simple_cnn", distill=cfg.distill), None) == \
+        {"distillation": stages[1]["distillation"]}
     # nothing distilled before: the first stage carries no teachers
     plain, _ = weights.save_weights(model, tmp_path / "b", "simple_cnn", dataset="CIFAR-10", dataset_fingerprint="x",
-                                    test_accuracy=0.5, test_accuracy_tta=None, per_class_accuracy=dict.fromkeys(predict.CLASSES, 0.5),
+                                    test_accuracy=0.5, test_accuracy_tta=None,
+                                    per_class_accuracy=dict.fromkeys(predict.CLASSES, 0.5),
                                     train_config={"model": "simple_cnn"}, epochs=45, train_seconds=600.0)
     cfg = TrainConfig(model="simple_cnn", init_from=str(plain), distill=str(tmp_path / "gone.safetensors"))
     stages = export.training_stages(SimpleNamespace(id="r2"), cfg, summary, predict.CLASSES)[2]
