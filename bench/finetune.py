@@ -44,7 +44,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cifar_demo import data as data_mod, hardware  # noqa: E402
+from cifar_demo import data as data_mod  # noqa: E402
+from cifar_demo import hardware
 from cifar_demo import train as engine  # noqa: E402
 from cifar_demo.common import CLASSES  # noqa: E402
 from cifar_demo.data import CifarData, DataSource, Split  # noqa: E402
@@ -93,7 +94,7 @@ def run_once(overrides: dict, data: CifarData, seed: int, runs: Path) -> tuple[f
     if "init_from" in overrides and overrides["init_from"] is None:
         cfg.init_from = None
     t0 = time.perf_counter()
-    summary = engine.Trainer(cfg.validate(), runs_dir=runs, data=data).run()
+    summary = engine.Trainer(engine.validate(cfg), runs_dir=runs, data=data).run()
     return summary["best_val_acc"], summary["test_acc"], time.perf_counter() - t0
 
 

@@ -19,8 +19,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cifar_demo import hardware, predict, weights, zoo  # noqa: E402
 from timing import median_time  # noqa: E402 (bench/ is on sys.path when run as a script)
+
+from cifar_demo import hardware, weights, zoo
+from cifar_demo.analysis import predict
 
 
 def timed(fn, repeats: int) -> float:

@@ -18,9 +18,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from timing import median_time  # noqa: E402 (bench/ is on sys.path when run as a script)
+
 from cifar_demo import data, hardware, zoo  # noqa: E402
 from cifar_demo.common import pick_device  # noqa: E402
-from timing import median_time  # noqa: E402 (bench/ is on sys.path when run as a script)
 
 
 def main() -> None:

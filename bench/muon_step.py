@@ -22,10 +22,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cifar_demo import hardware, train, zoo  # noqa: E402
-from cifar_demo.train.optim import newton_schulz_dtype  # noqa: E402
 from timing import median_time  # noqa: E402 (bench/ is on sys.path when run as a script)
 from train_step import make_step  # noqa: E402
+
+from cifar_demo import hardware, train, zoo  # noqa: E402
+from cifar_demo.train.optimizers import newton_schulz_dtype  # noqa: E402
 
 
 def optimizer_step_time(preset: str, steps: int) -> float:

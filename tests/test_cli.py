@@ -55,7 +55,7 @@ def test_zoo_markdown_fills_the_readme_markers(tmp_path, capsys):
 
 @pytest.mark.slow   # times every zoo model
 def test_zoo_latency_is_measured_written_and_shown_in_the_table(tmp_path, capsys):
-    from cifar_demo import report
+    from cifar_demo.reporting import report
 
     path = tmp_path / "latency.json"
     assert "not measured yet" in report.zoo_markdown(path)           # no file: says so
@@ -145,7 +145,7 @@ def test_train_export_evaluate_predict_on_a_jpeg_slice(tmp_path, jpeg_export):
 
 
 def test_fp16_export_is_refused_where_it_moves_test_accuracy_by_more_than_005_points():
-    from cifar_demo.export import check_fp16
+    from cifar_demo.reporting.export import check_fp16
 
     check_fp16(0.9000, 0.9000)
     check_fp16(0.9000, 0.9005)          # 5 of 10,000 images: allowed
@@ -202,7 +202,8 @@ def downloaded(tmp_path, monkeypatch):
 
 
 def test_predict_with_a_weights_file_uses_it_and_only_it(downloaded, capsys):
-    from cifar_demo import predict
+    from cifar_demo.analysis import predict
+    from cifar_demo.data import pictures
 
     model, zip_path, pair = downloaded
     sample = REPO / "cifar_demo" / "assets" / "sample" / "cat" / "0000.png"
@@ -211,7 +212,7 @@ def test_predict_with_a_weights_file_uses_it_and_only_it(downloaded, capsys):
     out = json.loads(capsys.readouterr().out)[str(sample)]
     assert list(out) == ["mine.zip", "optimized200k.safetensors"]  # no shipped model was asked
     spec = zoo.get_spec("optimized200k")
-    want, _ = predict.predict_one(model, predict.to_32x32(predict.load_image(sample)), spec.mean, spec.std)
+    want, _ = predict.predict_one(model, pictures.to_32x32(pictures.load_image(sample)), spec.mean, spec.std)
     for answer in out.values():
         assert {c: p for c, p in answer["top"]} == pytest.approx(want, abs=1e-6)
     # With --model too, the shipped ones answer beside it (here: none are shipped, which is said).
@@ -238,8 +239,9 @@ def test_predict_with_a_tampered_or_lone_weights_file_is_one_clear_error(downloa
 
 
 def test_evaluate_scores_a_download_on_test_or_val_and_refuses_a_tampered_one(downloaded, tmp_path, capsys):
-    from cifar_demo import evaluate, zoo as zoo_mod
     from cifar_demo import data as D
+    from cifar_demo import zoo as zoo_mod
+    from cifar_demo.analysis import evaluate
 
     from .test_train import write_imagefolder
     from .test_weights import flip_last_byte
@@ -269,8 +271,9 @@ def test_evaluate_scores_a_download_on_test_or_val_and_refuses_a_tampered_one(do
 
 
 def test_evaluate_with_tta_for_unsure_images_says_how_many_got_the_views(downloaded, tmp_path, capsys):
-    from cifar_demo import evaluate, zoo as zoo_mod
     from cifar_demo import data as D
+    from cifar_demo import zoo as zoo_mod
+    from cifar_demo.analysis import evaluate
 
     from .test_train import write_imagefolder
 

@@ -1,4 +1,4 @@
-"""A/B studies (cifar_demo.compare): the plan, refused recipes, the summary and its verdict on
+"""A/B studies (cifar_demo.analysis.compare): the plan, refused recipes, the summary and its verdict on
 run folders in the real train.Run layout, the study file, and the runner against the real
 JobManager (a fake child process in the fast tests, real tiny training runs in the slow one)."""
 
@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cifar_demo import compare, jobs
-from cifar_demo.compare import Budget, Recipe
+from cifar_demo import jobs
+from cifar_demo.analysis import compare
+from cifar_demo.analysis.compare import Budget, Recipe
 from cifar_demo.train import JsonlSink, Run, TrainConfig
 
 from .test_train import MODEL, write_imagefolder
@@ -170,7 +171,7 @@ def test_the_band_plot_draws_a_band_only_where_there_is_a_spread(tmp_path):
     from matplotlib.collections import PolyCollection
     from matplotlib.figure import Figure
 
-    from cifar_demo import plots_compare
+    from cifar_demo.reporting import plots_compare
 
     def bands(fig):
         return [c for c in fig.axes[0].collections if isinstance(c, PolyCollection)]

@@ -18,9 +18,14 @@ from cifar_demo import data as D
 from cifar_demo.common import CLASSES
 
 # clean_env: autouse, each test gets its own cache and working directory
-from .synthetic_data import (clean_env, forbid_download, make_imagefolder, make_official,  # noqa: F401
-                             pixels, trust_fake_md5s)
-
+from .synthetic_data import (  # noqa: F401
+    clean_env,
+    forbid_download,
+    make_imagefolder,
+    make_official,
+    pixels,
+    trust_fake_md5s,
+)
 
 # --- sources and their order -----------------------------------------------------------
 

@@ -17,7 +17,6 @@ from cifar_demo.common import CLASSES
 # clean_env: autouse, each test gets its own cache and working directory
 from .synthetic_data import clean_env, make_imagefolder, pixels, snapshot  # noqa: F401
 
-
 # --- decoding cache --------------------------------------------------------------------
 
 

@@ -18,9 +18,10 @@ from PIL import Image
 
 from cifar_demo import data as D
 from cifar_demo.common import CLASSES
-from cifar_demo.predict import load_image, to_32x32
+from cifar_demo.data.pictures import load_image, to_32x32
 
 from .own_images import NAMES, make_own_folder, zip_folder
+
 # clean_env: autouse, each test gets its own cache and working directory
 from .synthetic_data import clean_env, snapshot  # noqa: F401
 

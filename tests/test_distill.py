@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from cifar_demo import data as data_mod
-from cifar_demo import export, weights, zoo
+from cifar_demo import weights, zoo
 from cifar_demo.common import CLASSES
 from cifar_demo.data import CifarData, DataSource, Split
-from cifar_demo.train import Trainer, distill
+from cifar_demo.reporting import export
+from cifar_demo.train import Trainer, distill, validate
 
 from .test_train import MODEL, cfg, run, tiny_data, write_imagefolder  # noqa: F401 (tiny_data: a fixture)
 
@@ -104,11 +105,11 @@ def test_a_distilled_run_learns_what_the_teacher_says(tmp_path, tiny_data):
 
 def test_config_rules_for_distill(tmp_path, tiny_data):
     with pytest.raises(ValueError, match="distill_weight must be in"):
-        cfg(distill_weight=1.5).validate()
+        validate(cfg(distill_weight=1.5))
     with pytest.raises(ValueError, match="either distill or batch mixes"):
-        cfg(distill="t.safetensors", mixes={"mixup": 0.5}).validate()
+        validate(cfg(distill="t.safetensors", mixes={"mixup": 0.5}))
     with pytest.raises(ValueError, match="no distillation targets"):
-        cfg(distill=str(tmp_path / "absent.safetensors")).validate()
+        validate(cfg(distill=str(tmp_path / "absent.safetensors")))
     # a file made for other images is refused when the run loads its data, before any step
     path = distill.save(targets_for(tiny_data.val), tmp_path / "val.safetensors")
     with pytest.raises(distill.DistillError, match="other training images"):

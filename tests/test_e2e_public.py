@@ -22,8 +22,8 @@ import pytest
 from cifar_demo import jobs
 
 from .app_server import start_app, stop_app
-from .conftest import REPO
 from .browser import chromium, needs_chromium, visit
+from .conftest import REPO
 from .test_e2e_app import SAMPLE, open_tab, shot, visible
 
 pytestmark = [pytest.mark.slow,

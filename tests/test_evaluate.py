@@ -11,9 +11,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cifar_demo.analysis.evaluate import (
+    EvalResult,
+    cell_indices,
+    evaluate,
+    metrics_from_predictions,
+    most_confused,
+    page,
+    reliability_bins,
+    tta_views,
+)
 from cifar_demo.common import CIFAR_MEAN, CIFAR_STD, normalize
-from cifar_demo.evaluate import (EvalResult, cell_indices, evaluate, metrics_from_predictions, most_confused, page,
-                                 reliability_bins, tta_views)
 
 # 12 images, 3 classes. Rows are the probabilities the "model" gives; argmax is the prediction.
 Y_TRUE = [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]

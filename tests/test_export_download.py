@@ -9,7 +9,8 @@ import zipfile
 import pytest
 import torch
 
-from cifar_demo import export, weights, zoo
+from cifar_demo import weights, zoo
+from cifar_demo.reporting import export
 from cifar_demo.train import Run, Trainer
 
 from .test_train import cfg, write_imagefolder

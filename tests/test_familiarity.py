@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_demo import data, familiarity as F, weights
-from cifar_demo.familiarity import Calibration, FamiliarityError, ModelStats
+from cifar_demo import data, weights
+from cifar_demo.analysis import familiarity as F
+from cifar_demo.analysis.familiarity import Calibration, FamiliarityError, ModelStats
 
 
 def clusters(n_per_class: int, seed: int, dim: int = 8, classes: int = 3):

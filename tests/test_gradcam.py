@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from cifar_demo import gradcam, predict, weights, zoo
+from cifar_demo import weights, zoo
+from cifar_demo.analysis import gradcam, predict
 from cifar_demo.common import CLASSES
 
 torch.set_num_threads(2)

@@ -9,7 +9,6 @@ restart from the records in runs/.jobs/.
 from __future__ import annotations
 
 import os
-
 import signal
 import subprocess
 import sys

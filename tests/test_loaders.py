@@ -10,7 +10,6 @@ import torch
 from cifar_demo import data as D
 from cifar_demo.common import CIFAR_MEAN, CIFAR_STD
 
-
 # --- TensorLoader ----------------------------------------------------------------------
 
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from cifar_demo import zoo
-from cifar_demo.train.config import LOW_RES_MODES
+from cifar_demo.recipe import LOW_RES_MODES
+from cifar_demo.train import validate
 from cifar_demo.train.parts import downscale, random_crop
 
 from .test_train import cfg, run, tiny_data  # noqa: F401 (tiny_data: a fixture)
@@ -56,8 +57,8 @@ def test_config_refuses_half_settings_and_a_run_with_no_full_size_epoch():
                          (dict(low_res=16, low_res_epochs=3, epochs=3), "last epoch at full size"),
                          (dict(low_res=16, low_res_epochs=1, epochs=3, low_res_mode="zoom"), "low_res_mode")):
         with pytest.raises(ValueError, match=message):
-            cfg(**bad).validate()
-    cfg(low_res=16, low_res_epochs=2, epochs=3).validate()
+            validate(cfg(**bad))
+    validate(cfg(low_res=16, low_res_epochs=2, epochs=3))
 
 
 @pytest.mark.parametrize("mode", LOW_RES_MODES)

@@ -14,7 +14,7 @@ from torch import nn
 from cifar_demo import train as engine
 from cifar_demo import zoo
 from cifar_demo.train import TrainConfig, make_config
-from cifar_demo.train.optim import Muon, newton_schulz, newton_schulz_dtype
+from cifar_demo.train.optimizers import Muon, newton_schulz, newton_schulz_dtype
 
 from .test_train import StopAfter, cfg, run, tiny_data  # noqa: F401  (tiny_data: the module's fixture)
 

@@ -17,11 +17,13 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from cifar_demo import evaluate, export, predict, weights, zoo
 from cifar_demo import train as engine
+from cifar_demo import weights, zoo
+from cifar_demo.analysis import evaluate, predict
 from cifar_demo.common import CLASSES
-from cifar_demo.data import CifarData, DataSource, Split
-from cifar_demo.train import TrainConfig, make_config
+from cifar_demo.data import CifarData, DataSource, Split, pictures
+from cifar_demo.reporting import export
+from cifar_demo.train import TrainConfig, make_config, validate
 
 from .own_images import NAMES, make_own_folder, picture, zip_folder
 
@@ -33,7 +35,7 @@ needs_airnet = pytest.mark.skipif(not SHIPPED_AIRNET.is_file(), reason="weights/
 
 
 def _split(classes, per_class: int, offset: int) -> Split:
-    images = [predict.to_32x32(picture(c, offset + i)) for c in range(len(classes)) for i in range(per_class)]
+    images = [pictures.to_32x32(picture(c, offset + i)) for c in range(len(classes)) for i in range(per_class)]
     labels = [c for c in range(len(classes)) for _ in range(per_class)]
     return Split(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels))
 
@@ -49,7 +51,7 @@ def own_data(classes=THREE, train=16, val=4, test=4) -> CifarData:
 def quick(**kw) -> TrainConfig:
     base = dict(model="simple_cnn", epochs=1, batch_size=8, lr=0.02, optimizer="sgd", schedule="constant",
                 augment="none", precision="fp32", device="cpu", seed=0)
-    return TrainConfig(**{**base, **kw}).validate()
+    return validate(TrainConfig(**{**base, **kw}))
 
 
 def finetune(**kw) -> TrainConfig:
@@ -127,8 +129,9 @@ def test_recompute_sets_the_exact_statistics_of_the_training_images():
     parts = engine.build_parts(finetune(bn_stats="recompute"), data)
     model = parts.raw_model
     spec = zoo.get_spec("airnet")
-    from cifar_demo.common import normalize
     import torch.nn.functional as F
+
+    from cifar_demo.common import normalize
 
     with torch.no_grad():  # what group1.norm1 sees: its statistics depend on no other BatchNorm
         x = normalize(data.train.images, spec.mean, spec.std)
@@ -240,7 +243,7 @@ def test_predict_labels_each_model_with_its_classes_and_votes_within_one_list(tm
 
     save_random_weights(tmp_path, ["simple_cnn", "quiz_dnn"])
     predict.load_model.cache_clear()
-    image = predict.to_32x32(picture(0, 1))
+    image = pictures.to_32x32(picture(0, 1))
     preds = predict.predict_many(image, ["simple_cnn-mine", "simple_cnn", "quiz_dnn"])
     predict.load_model.cache_clear()
     assert [list(p.probs) for p in preds] == [list(THREE), list(CLASSES), list(CLASSES)]

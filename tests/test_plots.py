@@ -8,9 +8,9 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
-from cifar_demo import plots
+from cifar_demo.analysis.evaluate import metrics_from_predictions
 from cifar_demo.common import CLASSES
-from cifar_demo.evaluate import metrics_from_predictions
+from cifar_demo.reporting import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

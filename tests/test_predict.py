@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_demo import predict
-from cifar_demo.predict import ImageError, load_image, to_32x32
+from cifar_demo.data import pictures
+from cifar_demo.data.pictures import ImageError, load_image, to_32x32
 
 
 def _png(img: Image.Image, **kw) -> bytes:
@@ -86,7 +86,7 @@ def test_truncated_file_is_refused():
 
 
 def test_oversized_upload_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(predict, "MAX_BYTES", 1000)
+    monkeypatch.setattr(pictures, "MAX_BYTES", 1000)
     path = tmp_path / "big.png"
     path.write_bytes(b"\x89PNG" + b"\0" * 2000)
     with pytest.raises(ImageError, match="limit"):

@@ -10,7 +10,6 @@ from cifar_demo import zoo
 from cifar_demo.zoo import sources
 
 
-
 def test_every_reported_accuracy_and_source_recipe_cites_its_project():
     for s in zoo.specs():
         assert s.recipe_source in ("source", "ours") and s.recipe_note, s.name

@@ -9,9 +9,9 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 
-from cifar_demo import export
 from cifar_demo import weights as W
 from cifar_demo.__main__ import main
+from cifar_demo.reporting import export
 from cifar_demo.weights import hub
 
 from .test_weights import Tiny, save_tiny

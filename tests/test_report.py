@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cifar_demo import predict, report, tables, weights, zoo
+from cifar_demo import weights, zoo
+from cifar_demo.analysis import predict
+from cifar_demo.reporting import report, tables
 
 REPO = Path(__file__).resolve().parents[1]
 REGENERATE = "python -m cifar_demo zoo --markdown README.md"
@@ -176,7 +178,7 @@ def test_stages_taught_by_different_teachers_each_show_their_own_targets_file():
 def test_a_continued_stage_keeps_the_teachers_of_the_stage_it_started_from(tmp_path):
     from types import SimpleNamespace
 
-    from cifar_demo import export
+    from cifar_demo.reporting import export
     from cifar_demo.train import TrainConfig
 
     model = zoo.create("simple_cnn").eval()

@@ -9,8 +9,10 @@ import json
 import pytest
 import torch
 
-from cifar_demo import data, evaluate, plots, predict, robustness, weights, zoo
+from cifar_demo import data, weights, zoo
+from cifar_demo.analysis import evaluate, predict, robustness
 from cifar_demo.augment import corrupt
+from cifar_demo.reporting import plots
 from tests.synthetic_data import make_imagefolder, save_random_weights
 
 MODELS = ("optimized200k", "simple_cnn")   # two of the zoo's quickest forward passes on a CPU

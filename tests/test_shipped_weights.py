@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from cifar_demo import data, evaluate, weights, zoo
+from cifar_demo import data, weights, zoo
+from cifar_demo.analysis import evaluate
 
 SHIPPED = weights.available(weights.weights_dir())
 

@@ -25,7 +25,7 @@ from torch import nn
 from cifar_demo import train as engine
 from cifar_demo.common import CLASSES
 from cifar_demo.data import CifarData, DataSource, Split
-from cifar_demo.train import TrainConfig
+from cifar_demo.train import TrainConfig, validate
 from cifar_demo.train import engine as engine_module
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,7 +131,7 @@ def test_ema_weights_differ_from_raw_and_are_the_saved_ones(tmp_path, tiny_data)
 def test_early_stopping_stops(tmp_path, tiny_data, monkeypatch):
     # Validation accuracy scripted per epoch (a real model's moves with its BatchNorm statistics
     # even at a tiny lr): no gain after epoch 1, so patience 2 ends the run after epoch 3.
-    from cifar_demo import evaluate
+    from cifar_demo.analysis import evaluate
 
     real, scripted = evaluate.evaluate, iter([0.5, 0.4, 0.45, 0.9])
 
@@ -290,7 +290,7 @@ def test_tta_score_is_reported(tmp_path, tiny_data):
     summary, run_dir = run(config, tmp_path, tiny_data)
     assert 0 <= summary["test_acc_tta"] <= 1
     # the plain score comes from the TTA pass's first view: the same as scoring without TTA
-    from cifar_demo import evaluate
+    from cifar_demo.analysis import evaluate
     from cifar_demo.train import Run
     plain = evaluate.evaluate(Run(run_dir).load_best(config), tiny_data.test, device="cpu")
     assert (summary["test_acc"], summary["test_loss"]) == pytest.approx((plain.accuracy, plain.loss), abs=1e-6)
@@ -341,6 +341,6 @@ def test_lookahead_pulls_to_the_slow_weights_and_ends_on_them(tmp_path, tiny_dat
     assert ckpt["lookahead"].keys() <= best.keys()
     assert all(torch.equal(ckpt["lookahead"][k], best[k]) for k in ckpt["lookahead"])
     with pytest.raises(ValueError, match="either ema or lookahead"):
-        cfg(ema=0.9, lookahead_every=5).validate()
+        validate(cfg(ema=0.9, lookahead_every=5))
 
 

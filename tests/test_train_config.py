@@ -9,11 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from cifar_demo import augment, evaluate, zoo
+from cifar_demo import augment, zoo
 from cifar_demo import train as engine
 from cifar_demo.__main__ import build_parser
+from cifar_demo.analysis import evaluate
 from cifar_demo.data import Split
-from cifar_demo.train import TrainConfig, make_config
+from cifar_demo.train import TrainConfig, make_config, validate
 from cifar_demo.train.parts import make_loader
 
 from .test_train import MODEL, cfg, synthetic_arrays, to_split
@@ -32,20 +33,20 @@ def test_config_round_trips_through_json():
 def test_validate_owns_the_rules_the_app_and_the_cli_check():
     # Each refused with a message the Train tab shows as is (it calls validate(), nothing else).
     with pytest.raises(ValueError, match="smaller than one batch"):
-        cfg(train_limit=30, batch_size=40).validate()
-    cfg(train_limit=40, batch_size=40).validate()
+        validate(cfg(train_limit=30, batch_size=40))
+    validate(cfg(train_limit=40, batch_size=40))
     with pytest.raises(ValueError, match="fp16 autocast is for CUDA; use bf16 on CPU"):
-        cfg(precision="fp16", device="cpu").validate()
+        validate(cfg(precision="fp16", device="cpu"))
     with pytest.raises(ValueError, match="augment must be one of"):
-        cfg(augment="randaugment").validate()
+        validate(cfg(augment="randaugment"))
     with pytest.raises(ValueError, match="mixes must be among"):
-        cfg(mixes={"mosaic": 0.5}).validate()
+        validate(cfg(mixes={"mosaic": 0.5}))
     with pytest.raises(ValueError, match="sum to <= 1"):
-        cfg(mixes={"mixup": 0.6, "cutmix": 0.6}).validate()
+        validate(cfg(mixes={"mixup": 0.6, "cutmix": 0.6}))
     with pytest.raises(ValueError, match="tta must be one of"):
-        cfg(tta="flip_rotate").validate()
+        validate(cfg(tta="flip_rotate"))
     with pytest.raises(ValueError, match="unknown model"):
-        cfg(model="resnet1000").validate()
+        validate(cfg(model="resnet1000"))
 
 
 def test_preset_then_flags_override():

@@ -12,7 +12,7 @@ from torch import nn
 
 from cifar_demo import train as engine
 from cifar_demo.train import TrainConfig, lr_factor, make_config
-from cifar_demo.train.optim import cpu_has_bf16
+from cifar_demo.train.precision import cpu_has_bf16
 
 from .test_train import cfg
 

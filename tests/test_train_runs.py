@@ -139,8 +139,8 @@ def test_a_run_stopped_by_the_old_one_file_engine_resumes_exactly(tmp_path, tiny
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("first", ["cifar_demo.zoo", "cifar_demo.train", "cifar_demo.train.config",
-                                   "cifar_demo.zoo.registry", "cifar_demo.export"])
+@pytest.mark.parametrize("first", ["cifar_demo.zoo", "cifar_demo.train", "cifar_demo.recipe",
+                                   "cifar_demo.zoo.registry", "cifar_demo.reporting.export"])
 def test_the_zoo_and_the_engine_import_in_any_order(first):
     # The registry imports the vocabulary from train/config.py while the zoo registers its
     # models, and the engine imports the zoo: whichever comes first, both end up whole.

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cifar_demo import jobs
-from cifar_demo import ui
+from cifar_demo import jobs, ui
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import gradio as gr
 import pytest
 from matplotlib.figure import Figure
 
-from cifar_demo import compare, jobs
+from cifar_demo import jobs
+from cifar_demo.analysis import compare
 from cifar_demo.train import TrainConfig
 from cifar_demo.ui import compare_tab
 from cifar_demo.ui.common import owner_of

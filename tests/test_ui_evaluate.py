@@ -12,7 +12,8 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from cifar_demo import data, evalcache, evaluate, jobs, train, weights, zoo
+from cifar_demo import data, jobs, train, weights, zoo
+from cifar_demo.analysis import evalcache, evaluate
 from cifar_demo.common import CLASSES
 from cifar_demo.ui import evaluate_tab
 
@@ -249,7 +250,7 @@ def test_before_any_evaluation_the_drilldown_says_what_to_do():
 
 
 def test_a_click_on_an_image_compares_the_run_with_every_shipped_model(run_id, monkeypatch):
-    from cifar_demo import predict
+    from cifar_demo.analysis import predict
 
     source = data.resolve_source(download=False)
     ship_fresh_weights(source.label, source.fingerprint)

@@ -3,7 +3,6 @@ atomically, so a reader never sees it truncated while a second visitor gets the 
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 

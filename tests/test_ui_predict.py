@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_demo import data, predict, zoo
+from cifar_demo import data, zoo
+from cifar_demo.analysis import predict
 from cifar_demo.common import CLASSES
+from cifar_demo.data import pictures
 from cifar_demo.ui import predict_tab
 from tests.synthetic_data import save_random_weights
 
@@ -35,7 +37,7 @@ def sample() -> str:
 def test_predicts_with_the_models_that_have_weights_and_names_the_others():
     seen, vote, table, cams, probs = predict_tab.predict_image(sample(), False)
     # The 32x32 input the models saw, each pixel an 8x8 block.
-    expected = predict.to_32x32(predict.load_image(sample()))
+    expected = pictures.to_32x32(pictures.load_image(sample()))
     assert seen.shape == (256, 256, 3) and np.array_equal(seen[::8, ::8], expected)
     # JSON: the two models with weights, full distributions.
     assert set(probs) == set(WITH_WEIGHTS)
@@ -118,7 +120,7 @@ def test_build_exposes_the_predict_endpoint():
 
 def _calibrate_for_the_test_weights(folder):
     """A real calibration of the two test models, on synthetic class-coloured images."""
-    from cifar_demo import familiarity as F
+    from cifar_demo.analysis import familiarity as F
 
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(10).repeat_interleave(30)
@@ -133,7 +135,7 @@ def _calibrate_for_the_test_weights(folder):
 
 
 def test_familiarity_endpoint_scores_with_a_calibration_of_the_weights_in_use(zoo_weights):
-    from cifar_demo import familiarity as F
+    from cifar_demo.analysis import familiarity as F
 
     F._CACHED.clear()
     missing = predict_tab.familiarity_check(sample())

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_demo import augment, data, predict
+from cifar_demo import augment, data
+from cifar_demo.analysis import predict
 from cifar_demo.augment import CORRUPTIONS
+from cifar_demo.data import pictures
 from cifar_demo.ui import robustness_tab as tab
 from tests.synthetic_data import make_imagefolder, save_random_weights
 
@@ -64,7 +66,7 @@ def test_the_picture_is_shown_clean_and_corrupted_with_every_models_answer():
     image = tab.sample_image(tab.DEFAULT_IMAGE)
     assert clean.shape == damaged.shape == (256, 256, 3)
     assert np.array_equal(clean[::8, ::8], image)
-    expected = augment.corrupt(predict.to_tensor(image), "gaussian_noise", 4)[0].permute(1, 2, 0).numpy()
+    expected = augment.corrupt(pictures.to_tensor(image), "gaussian_noise", 4)[0].permute(1, 2, 0).numpy()
     assert np.array_equal(damaged[::8, ::8], expected)
     assert [r[0] for r in rows] == sorted(WITH_WEIGHTS)
     for (model, before, after, changed), p_clean, p_damaged in zip(
@@ -82,7 +84,7 @@ def test_severity_0_shows_the_clean_picture_and_changes_no_answer():
 
 def test_an_uploaded_picture_is_shrunk_to_what_the_models_see(tmp_path):
     path = str(data.sample_paths()[12][0])
-    assert np.array_equal(tab.choose_upload(path), predict.to_32x32(predict.load_image(path)))
+    assert np.array_equal(tab.choose_upload(path), pictures.to_32x32(pictures.load_image(path)))
     clean, _, _ = tab.show_picture(tab.choose_upload(path), "jpeg", 5)
     assert np.array_equal(clean[::8, ::8], tab.choose_upload(path))
     bad = tmp_path / "x.png"

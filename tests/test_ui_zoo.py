@@ -5,7 +5,8 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from cifar_demo import predict, weights, zoo
+from cifar_demo import weights, zoo
+from cifar_demo.analysis import predict
 from cifar_demo.common import CLASSES
 from cifar_demo.ui import zoo_tab
 

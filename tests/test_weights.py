@@ -17,8 +17,8 @@ from torch import nn
 import cifar_demo
 from cifar_demo import fsio, hardware
 from cifar_demo import weights as W
-from cifar_demo.weights import store
 from cifar_demo.common import CLASSES
+from cifar_demo.weights import store
 
 
 class Tiny(nn.Module):

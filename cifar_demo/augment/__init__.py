@@ -16,13 +16,34 @@ noise, blur, weather and digital corruptions at five severities, to test robustn
 not to train.
 """
 
-from .corruptions import (CORRUPTIONS, CORRUPTIONS_VERSION, MAX_SEVERITY, SEVERITIES, Corruption, corrupt,
-                          generator_for, get_corruption)
+from .corruptions import (
+                          CORRUPTIONS,
+                          CORRUPTIONS_VERSION,
+                          MAX_SEVERITY,
+                          SEVERITIES,
+                          Corruption,
+                          corrupt,
+                          generator_for,
+                          get_corruption,
+)
 from .mixes import DEFAULT_ALPHA, MIXES, BatchMixer, cutmix, cutmix_box, mixup, ricap
 from .ops import batch_crop, batch_cutout, batch_flip, flip_where
-from .pipelines import SEED004, build_albumentations, build_torchvision, reseed_albumentations
-from .presets import (DEVICE_PRESETS, KINDS, PRESET_TABLE, PRESETS, Preset, get_preset, preset_kind,
-                      presets_using)
+from .pipelines import (
+                          SEED004,
+                          build_albumentations,
+                          build_torchvision,
+                          reseed_albumentations,
+)
+from .presets import (
+                          DEVICE_PRESETS,
+                          KINDS,
+                          PRESET_TABLE,
+                          PRESETS,
+                          Preset,
+                          get_preset,
+                          preset_kind,
+                          presets_using,
+)
 from .previews import preview_mix, preview_transform, upscale_nearest
 from .transforms import TRANSFORMS, Param, TransformInfo
 

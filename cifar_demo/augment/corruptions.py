@@ -106,7 +106,9 @@ def _impulse_noise(x: Tensor, amount: float, g) -> Tensor:
 
 def _gaussian_blur(x: Tensor, sigma: float, g) -> Tensor:
     # The kernel reaches 4 sigma, as skimage.filters.gaussian's default truncate does.
-    from torchvision.transforms.v2 import functional as TF   # here: importing torchvision costs ~2 s
+    from torchvision.transforms.v2 import (
+        functional as TF,  # here: importing torchvision costs ~2 s
+    )
 
     k = 2 * int(4 * sigma + 0.5) + 1
     return TF.gaussian_blur(x, [k, k], [sigma, sigma])

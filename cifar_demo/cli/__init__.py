@@ -164,10 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # library errors whose messages are written for the user
+        from ..analysis.familiarity import FamiliarityError
         from ..data import DataSourceError
         from ..weights import WeightsError
-
-        from ..familiarity import FamiliarityError
 
         if isinstance(exc, (DataSourceError, WeightsError, FamiliarityError)):
             print(f"error: {exc}", file=sys.stderr)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from .errors import CliError
 
-
 # ---------------------------------------------------------------------------- evaluate
 
 PER_IMAGE_KEYS = ("labels", "predictions", "confidences", "probabilities", "misclassified")
@@ -66,7 +65,8 @@ def _scored_split(data_arg, start: int = 0, limit: int = 0, step: int = 1, class
 
 
 def cmd_evaluate(args) -> int:
-    from .. import evaluate, zoo
+    from .. import zoo
+    from ..analysis import evaluate
 
     model, name, card, config, arch, classes = _model_from_args(args)
     data_arg = args.data or (config or {}).get("data")
@@ -118,7 +118,7 @@ def _print_metrics(name, res, card, classes, split: str = "test") -> None:
 
 
 def _write_plots(res, test, out: Path, classes) -> None:
-    from .. import plots
+    from ..reporting import plots
 
     out.mkdir(parents=True, exist_ok=True)
     wrong = res.misclassified[:32]

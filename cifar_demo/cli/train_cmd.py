@@ -11,7 +11,6 @@ from pathlib import Path
 
 from .errors import CliError
 
-
 # ---------------------------------------------------------------------------- train
 
 
@@ -74,7 +73,7 @@ def cmd_train(args) -> int:
         for name, preset in sorted(engine.presets().items()):
             print(f"{name:16s} {json.dumps(preset)}")
         return 0
-    from ..train import TrainConfig
+    from ..train import TrainConfig, validate
 
     if args.resume:
         trainer = engine.Trainer.resuming(args.resume, runs_dir=args.runs_dir, console=True,
@@ -87,7 +86,7 @@ def cmd_train(args) -> int:
             overrides.pop("init_from")
         if args.config:
             base = TrainConfig.from_json(Path(args.config).read_text(encoding="utf-8"))
-            cfg = TrainConfig.from_dict({**base.to_dict(), **overrides}).validate()
+            cfg = validate(TrainConfig.from_dict({**base.to_dict(), **overrides}))
         elif args.preset is None and "model" not in overrides and "init_from" not in overrides and not scratch:
             raise CliError("give --model NAME or --preset NAME (see `python -m cifar_demo zoo`)")
         else:
@@ -96,7 +95,7 @@ def cmd_train(args) -> int:
             cfg = engine.make_config(preset, **overrides)
         if scratch and cfg.init_from:
             cfg.init_from = None
-            cfg = cfg.validate()
+            cfg = validate(cfg)
         run_dir = engine.runs_root(args.runs_dir) / args.run_id if args.run_id else None
         trainer = engine.Trainer(cfg, run_dir=run_dir, runs_dir=args.runs_dir, console=True,
                                  log_every=args.log_every)

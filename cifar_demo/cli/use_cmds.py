@@ -8,7 +8,6 @@ from pathlib import Path
 
 from .errors import CliError
 
-
 # ---------------------------------------------------------------------------- zoo
 
 
@@ -17,7 +16,7 @@ def cmd_zoo(args) -> int:
 
     specs = zoo.specs()
     if args.latency is not None:
-        from ..report import LATENCY_FILE, latency_note, measure_latency
+        from ..reporting.report import LATENCY_FILE, latency_note, measure_latency
 
         path = args.latency or LATENCY_FILE
         record = measure_latency(path)
@@ -28,7 +27,7 @@ def cmd_zoo(args) -> int:
     if args.json:
         print(json.dumps(zoo.specs_as_dicts(), indent=2))
     elif args.markdown:
-        from ..report import write_table, zoo_markdown
+        from ..reporting.report import write_table, zoo_markdown
 
         text = zoo_markdown()
         if args.markdown == "-":
@@ -45,14 +44,15 @@ def cmd_zoo(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .. import predict
+    from ..analysis import predict
+    from ..data import pictures
 
     files = _load_weights_files(args.weights or []) + _load_runs(getattr(args, "run", None) or [], args.runs_dir)
     results = {}
     for path in args.images:
         try:
-            image32 = predict.to_32x32(predict.load_image(path))
-        except predict.ImageError as exc:
+            image32 = pictures.to_32x32(pictures.load_image(path))
+        except pictures.ImageError as exc:
             raise CliError(str(exc)) from None
         # --weights / --run alone: only those; with --model too (or neither): the shipped ones as well.
         preds = predict.predict_many(image32, args.model or None) if args.model or not files else []
@@ -110,7 +110,8 @@ def _load_runs(run_ids: list[str], runs_dir=None) -> list[tuple[str, object, str
 
 
 def _predict_file(label: str, model, arch: str, classes, image32):
-    from .. import predict, zoo
+    from .. import zoo
+    from ..analysis import predict
 
     spec = zoo.get_spec(arch)
     probs, ms = predict.predict_one(model, image32, spec.mean, spec.std, classes)
@@ -121,7 +122,7 @@ def _predict_file(label: str, model, arch: str, classes, image32):
 
 
 def cmd_export(args) -> int:
-    from ..export import export_run
+    from ..reporting.export import export_run
 
     weights_path, card_path, card = export_run(args.run_id, runs_dir=args.runs_dir, out_dir=args.out,
                                                dtype=args.dtype, data=args.data, name=args.name)
@@ -135,7 +136,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_familiarity(args) -> int:
-    from .. import data, familiarity, predict, weights
+    from .. import data, weights
+    from ..analysis import familiarity, predict
 
     if args.calibrate:
         names = weights.available()
@@ -163,11 +165,13 @@ def cmd_familiarity(args) -> int:
               f"validation and {c['false_alarm_test']:.1%} of {c['test_images']} test images "
               f"({c['dataset']}); {c['seconds']:.0f} s{kept}; wrote {folder}")
         return 0
+    from ..data import pictures
+
     if not args.images:
         raise CliError("give image files to score, or --calibrate")
     out = {}
     for path in args.images:
-        verdict = familiarity.assess(predict.to_32x32(predict.load_image(path)))
+        verdict = familiarity.assess(pictures.to_32x32(pictures.load_image(path)))
         out[path] = verdict.to_dict()
         if not args.json:
             word = "UNFAMILIAR" if verdict.unfamiliar else "familiar"
@@ -181,7 +185,7 @@ def cmd_familiarity(args) -> int:
 
 
 def cmd_robustness(args) -> int:
-    from .. import robustness
+    from ..analysis import robustness
 
     def progress(done: int, total: int) -> None:
         if not args.json:

@@ -19,15 +19,34 @@ description(), never a module constant.
 - sample.py: the 50 bundled test images
 """
 
+from . import pictures  # noqa: F401  (data.pictures: the picture decoder, also for callers of the package)
 from .cache import CACHE_VERSION, cache_root
 from .dataset import CifarData, DataSource, DataSourceError, Split
 from .load import load_arrays, load_cifar10, load_dataset, load_split
 from .loaders import PerImageLoader, TensorLoader
 from .own import hold_out_test
-from .rules import (DEFAULT_LIMITS, PUBLIC_LIMITS, TEST_FRACTION, TEST_RULE, TEST_SEED, VAL_MAX_FRACTION,
-                    VAL_RULE, DataLimits, capped_val_size, default_limits)
+from .rules import (
+                    DEFAULT_LIMITS,
+                    PUBLIC_LIMITS,
+                    TEST_FRACTION,
+                    TEST_RULE,
+                    TEST_SEED,
+                    VAL_MAX_FRACTION,
+                    VAL_RULE,
+                    DataLimits,
+                    capped_val_size,
+                    default_limits,
+)
 from .sample import SAMPLE_DIR, load_sample, sample_paths
-from .sources import OFFICIAL_DIR, SPLITS, decode, default_locations, layout_of, read_image, resolve_source
+from .sources import (
+                    OFFICIAL_DIR,
+                    SPLITS,
+                    decode,
+                    default_locations,
+                    layout_of,
+                    read_image,
+                    resolve_source,
+)
 from .split import split_digest, stratified_split, stratified_subset, subset
 
 __all__ = [

@@ -1,8 +1,8 @@
 """Datasets of your own images: a folder or .zip of class folders, any class names.
 
 resolve_own() scans (own_scan.py: layouts, limits, what is skipped) and fingerprints;
-load_own() decodes every image once, with the rules of uploads (predict.load_image, then
-predict.to_32x32: centre-crop and LANCZOS-resize to 32x32), holds the test split out of a
+load_own() decodes every image once, with the rules of uploads (pictures.load_image, then
+pictures.to_32x32: centre-crop and LANCZOS-resize to 32x32), holds the test split out of a
 single folder (rules.TEST_RULE) and caches both splits like CIFAR-10's
 (<cache>/decoded/<fingerprint>-{train,test}.npz), the skipped files recorded inside.
 
@@ -27,6 +27,7 @@ from ..common import IMAGE_SIZE
 from .cache import cache_path, read_cache, read_skipped, write_cache
 from .dataset import DataSource, DataSourceError
 from .own_scan import OwnFile, OwnScan, check_per_class, scan_own
+from .pictures import ImageError, load_image, to_32x32
 from .rules import TEST_FRACTION, TEST_SEED, DataLimits, default_limits
 
 # Bump when the decoded arrays of own images would change for the same files (it is hashed
@@ -69,8 +70,6 @@ def resolve_own(path: Path, limits: DataLimits | None = None) -> DataSource:
 def _reason(exc: Exception, name: str) -> str:
     """An ImageError's message without its subject ("x.jpg is empty" -> "is empty"), so that it
     reads after the path in the skipped list; other exceptions by type and message."""
-    from ..predict import ImageError
-
     if not isinstance(exc, ImageError):
         return f"could not be decoded ({type(exc).__name__}: {exc})"
     msg = str(exc)
@@ -82,8 +81,6 @@ def _reason(exc: Exception, name: str) -> str:
 
 def _decode_files(scan: OwnScan, files: list[OwnFile]) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
     """(images N,3,32,32 of the readable files, their labels, the unreadable ones and why)."""
-    from ..predict import load_image, to_32x32  # lazy: predict may come to import data
-
     images = np.empty((len(files), 3, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     labels, bad = [], []
     archive = zipfile.ZipFile(scan.path) if scan.is_zip else None

@@ -13,7 +13,7 @@ A DIR holding a train/ or test/ folder is "split" (so a class cannot be named tr
 in a single folder). Images in sub-folders of a class folder belong to that class, as in
 torchvision's ImageFolder. Hidden files and folders (".*"), __MACOSX/, Thumbs.db and
 desktop.ini are ignored silently; files that are not images (notes.txt, a video), images
-over predict.MAX_BYTES and images outside a class folder are skipped and listed.
+over pictures.MAX_BYTES and images outside a class folder are skipped and listed.
 
 Zips are read in place (zipfile, never extracted): the sizes their directory declares are
 checked against the caps before a byte is decompressed, and zipfile never decompresses a
@@ -28,13 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .dataset import DataSourceError
+from .pictures import MAX_BYTES
 from .rules import DataLimits
 
 # The image files of an ImageFolder: torchvision.datasets.folder.IMG_EXTENSIONS, written out so
 # that reading a dataset does not import torchvision (~2 s for every training process and CLI
 # call); tests/test_data_own.py checks that the two lists agree.
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-# What PIL reads that uploads accept too (predict.load_image): torchvision's list and GIF.
+# What PIL reads that uploads accept too (pictures.load_image): torchvision's list and GIF.
 IMAGE_EXTENSIONS = IMG_EXTENSIONS + (".gif",)
 IGNORED_NAMES = {"__MACOSX", "Thumbs.db", "desktop.ini"}
 SPLIT_DIRS = ("train", "test")
@@ -166,8 +167,6 @@ def _is_image(name: str) -> bool:
 def scan_own(path: Path, limits: DataLimits) -> OwnScan:
     """The files of a folder or zip of own images, by split, class and name; checks the
     layout, the class count, the caps and the images per class (before decoding)."""
-    from ..predict import MAX_BYTES  # the upload limit (lazy: predict may come to import data)
-
     is_zip = path.is_file()
     where = path.name if is_zip else str(path)
     files, dirs = (_list_zip if is_zip else _list_folder)(path, limits)

@@ -112,7 +112,7 @@ def resolve_source(source: str | os.PathLike | DataSource | None = None,
     download_root = cache_root(cache_dir) / "download"
     if not download:
         raise DataSourceError(_no_source_message(cache_dir, "downloading is switched off (download=False)."))
-    import torchvision.datasets   # here, not at the top: importing torchvision costs ~2 s a process
+    import torchvision.datasets  # here, not at the top: importing torchvision costs ~2 s a process
 
     try:
         # torchvision's own download, md5 check and extraction (lands in download_root/cifar-10-batches-py).

@@ -26,8 +26,22 @@ from __future__ import annotations
 import threading
 
 from .dispatch import JobManager
-from .records import (ACTIVE, LOCAL, NICENESS, QUEUE_CAP, RETENTION_S, Bounds, Job, JobError, Snapshot, View,
-                      pid_alive, public_bounds, public_mode, wait_for)
+from .records import (
+    ACTIVE,
+    LOCAL,
+    NICENESS,
+    QUEUE_CAP,
+    RETENTION_S,
+    Bounds,
+    Job,
+    JobError,
+    Snapshot,
+    View,
+    pid_alive,
+    public_bounds,
+    public_mode,
+    wait_for,
+)
 
 __all__ = ["ACTIVE", "LOCAL", "NICENESS", "QUEUE_CAP", "RETENTION_S", "Bounds", "Job", "JobError", "JobManager",
            "Snapshot", "View", "manager", "pid_alive", "public_bounds", "public_mode", "wait_for"]

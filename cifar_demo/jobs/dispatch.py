@@ -13,9 +13,24 @@ from pathlib import Path
 from typing import Callable
 
 from ..fsio import atomic_write_text
-from ..train import Run, TrainConfig, new_run_id, runs_root
-from .records import (LOCAL, POLL_S, QUEUE_CAP, RETENTION_S, Attached, Bounds, Job, JobError, Snapshot, View,
-                      log_tail, pid_alive, public_bounds, status_of, wait_for)
+from ..train import Run, TrainConfig, new_run_id, runs_root, validate
+from .records import (
+    LOCAL,
+    POLL_S,
+    QUEUE_CAP,
+    RETENTION_S,
+    Attached,
+    Bounds,
+    Job,
+    JobError,
+    Snapshot,
+    View,
+    log_tail,
+    pid_alive,
+    public_bounds,
+    status_of,
+    wait_for,
+)
 from .records import spawn as default_spawn
 
 
@@ -61,7 +76,7 @@ class JobManager:
 
     def submit(self, cfg: TrainConfig, owner: str = LOCAL) -> str:
         """Queue a run for `owner`; returns its id. It starts as soon as the cores are free."""
-        cfg.validate()
+        validate(cfg)
         if self.bounds is not None:
             self.bounds.check(cfg)
         with self._lock:

@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from ..train import TrainConfig
 
 NICENESS = 10          # training yields the CPU to the app's request handlers

@@ -1,8 +1,13 @@
 """Training: a TrainConfig, the engine that runs it, and the run directory it writes.
 
-    config   TrainConfig, validate(), presets, every name list (optimizers, schedules, ...)
-    optim    parameter groups, SGD/Adam/AdamW/SAM, Lookahead, schedules, precision, the loss,
-             one optimizer step (loss scaling, clipping, SAM's two passes)
+    checks   validate(): the rules a config must meet beyond its values (TrainConfig and every
+             name list live in cifar_demo.recipe, below the zoo and the engine)
+    presets  the named presets and make_config()
+    optim    parameter groups (a model may give its own) and the optimizer over them
+    optimizers  SAM, Muon, Lookahead
+    schedule the learning-rate schedules
+    precision  autocast dtype and loss scaling
+    step     the loss and one optimizer step (loss scaling, clipping, SAM's two passes)
     engine   Trainer: setup -> restore -> epoch / evaluate ... -> finish, over a RunState
     parts    what setup builds: device, data, loader, model, optimizer, scaler, EMA, ...
     transfer starting from trained weights (init_from): a new head, BatchNorm statistics
@@ -18,19 +23,54 @@
     cfg = make_config("finetune", data="my_photos.zip")   # airnet's CIFAR-10 weights, a new head
 """
 
-# config first: the zoo's registry imports the vocabulary from it while this package loads.
-from .config import (AUGMENTATIONS, BN_STATS, CHOICES, EXTRA_PRESETS, MIXES, OPTIMIZERS, PRECISIONS, RECIPE_KEYS, RUN_FIELDS,
-                     SCHEDULES, TTA_MODES, TrainConfig, make_config, presets)
+from ..recipe import (
+                      AUGMENTATIONS,
+                      BN_STATS,
+                      CHOICES,
+                      MIXES,
+                      OPTIMIZERS,
+                      PRECISIONS,
+                      RECIPE_KEYS,
+                      RUN_FIELDS,
+                      SCHEDULES,
+                      TTA_MODES,
+                      TrainConfig,
+)
+from .checks import validate
 from .dist import StepMeter, state_digest
 from .engine import Trainer
-from .optim import (SAM, Lookahead, autocast_dtype, build_optimizer, build_scheduler, grad_scaler, l1_penalty,
-                    lr_factor, optimizer_step, param_groups, training_loss)
+from .optim import build_optimizer, param_groups
+from .optimizers import SAM, Lookahead
 from .parts import LOG_EVERY, Parts, build_parts, log_every_for
-from .runs import (BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, Run, list_runs, load_run,
-                   model_from_weights_file, new_run_id, read_metrics, run_dir_of, runs_root)
+from .precision import autocast_dtype, grad_scaler
+from .presets import EXTRA_PRESETS, make_config, presets
+from .runs import (
+                      BEST_FILE,
+                      CHECKPOINT_FILE,
+                      CONFIG_FILE,
+                      METRICS_FILE,
+                      SUMMARY_FILE,
+                      Run,
+                      list_runs,
+                      load_run,
+                      model_from_weights_file,
+                      new_run_id,
+                      read_metrics,
+                      run_dir_of,
+                      runs_root,
+)
+from .schedule import build_scheduler, lr_factor
 from .sinks import JsonlSink, Sink, TqdmSink, format_epoch
 from .state import CHECKPOINT_KEYS, RunState, seed_everything
-from .transfer import check_init_from, head_keys, init_card, load_init, recompute_bn_stats, set_train_mode
+from .step import l1_penalty, optimizer_step, training_loss
+from .transfer import (
+                      check_init_from,
+                      head_keys,
+                      init_card,
+                      load_init,
+                      recompute_bn_stats,
+                      set_train_mode,
+)
 
 __all__ = [
     "AUGMENTATIONS", "BEST_FILE", "BN_STATS", "CHECKPOINT_FILE", "CHECKPOINT_KEYS", "CHOICES", "CONFIG_FILE", "EXTRA_PRESETS",
@@ -39,5 +79,5 @@ __all__ = [
     "TTA_MODES", "TqdmSink", "TrainConfig", "Trainer", "autocast_dtype", "build_optimizer", "build_parts",
     "build_scheduler", "check_init_from", "format_epoch", "grad_scaler", "head_keys", "init_card", "l1_penalty", "load_init", "list_runs", "load_run", "log_every_for",
     "lr_factor", "make_config", "model_from_weights_file", "new_run_id", "optimizer_step", "param_groups",
-    "presets", "read_metrics", "recompute_bn_stats", "set_train_mode", "run_dir_of", "runs_root", "seed_everything", "state_digest", "training_loss",
+    "presets", "read_metrics", "recompute_bn_stats", "set_train_mode", "run_dir_of", "runs_root", "seed_everything", "state_digest", "training_loss", "validate",
 ]

@@ -71,9 +71,10 @@ def check_teacher(name: str, data, seed: int) -> None:
 def teacher_probs(names: list[str], split, *, tta: str = "flip", precision: str = "auto",
                   device=None, progress: bool = False) -> tuple[Tensor, list[Tensor]]:
     """(mean of the teachers' probabilities, each teacher's) on `split`, N x C float32."""
-    from .. import evaluate, weights, zoo
+    from .. import weights, zoo
+    from ..analysis import evaluate
     from ..common import pick_device
-    from .optim import autocast_dtype
+    from .precision import autocast_dtype
 
     device = pick_device(device)
     bf16 = autocast_dtype(precision, device) == torch.bfloat16

@@ -22,15 +22,17 @@ import torch
 from torch import nn
 
 from ..hardware import hardware_info, keep_freed_memory
+from ..recipe import TrainConfig
 from ..weights import load_checkpoint, save_checkpoint
 from . import dist
-from .config import TrainConfig
+from .checks import validate
 from .distill import blend
-from .optim import Lookahead, optimizer_step, training_loss
+from .optimizers import Lookahead
 from .parts import Parts, build_parts, shrink
 from .runs import Run, new_run_id, runs_root
 from .sinks import JsonlSink, Sink, TqdmSink
 from .state import RunState, rng_state, set_rng_state
+from .step import optimizer_step, training_loss
 from .transfer import set_train_mode
 
 
@@ -51,7 +53,7 @@ class Trainer:
                  stop_event: threading.Event | None = None, console: bool = False,
                  epoch_hooks: Iterable[Callable[[int, nn.Module], None]] = (),
                  resume: bool = False, log_every: int | None = None):
-        self.cfg = cfg.validate()
+        self.cfg = validate(cfg)
         self.rank, self.world_size, self.local_rank = dist.dist_env()
         self.is_main = self.rank == 0
         self.stop_event = stop_event or threading.Event()
@@ -237,7 +239,7 @@ class Trainer:
     def evaluate(self, parts: Parts, state: RunState) -> bool:
         """End of an epoch: validate, keep the best, checkpoint, emit the epoch record, call the
         hooks. True when early stopping says the run is over."""
-        from .. import evaluate as eval_mod
+        from ..analysis import evaluate as eval_mod
 
         cfg = self.cfg
         dist.broadcast_buffers(parts.raw_model)
@@ -284,7 +286,7 @@ class Trainer:
 
     def finish(self, parts: Parts, state: RunState, status: str) -> dict:
         """Score the best weights on the test set (not after a stop), write summary.json, emit "end"."""
-        from .. import evaluate as eval_mod
+        from ..analysis import evaluate as eval_mod
 
         cfg = self.cfg
         summary = {"run_id": self.run_id, "status": status, "model": cfg.model, "epochs_run": state.epoch,

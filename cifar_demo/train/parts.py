@@ -17,9 +17,12 @@ from torch import nn
 
 from .. import zoo
 from ..common import pick_device
-from .config import TrainConfig
+from ..recipe import TrainConfig
 from .dist import StepMeter
-from .optim import Lookahead, autocast_dtype, build_optimizer, build_scheduler, grad_scaler
+from .optim import build_optimizer
+from .optimizers import Lookahead
+from .precision import autocast_dtype, grad_scaler
+from .schedule import build_scheduler
 from .state import seed_everything
 from .transfer import load_init, recompute_bn_stats
 
@@ -175,7 +178,8 @@ def load_data(cfg: TrainConfig, data=None):
 
 def make_loader(cfg: TrainConfig, train, device: torch.device, rank: int = 0, world_size: int = 1):
     """Device presets batch on the device (TensorLoader); per-image ones run in DataLoader workers."""
-    from .. import augment, data as data_mod
+    from .. import augment
+    from .. import data as data_mod
 
     spec = zoo.get_spec(cfg.model)
     if augment.preset_kind(cfg.augment) == "device":

@@ -29,7 +29,7 @@ from typing import Callable
 from torch import nn
 
 from ..fsio import atomic_write, atomic_write_text
-from .config import TrainConfig
+from ..recipe import TrainConfig
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -188,11 +188,10 @@ def model_from_weights_file(cfg: TrainConfig, path: str | Path,
 
     `transform` may rewrite the state dict first (export rounds it through fp16).
     """
-    from ..common import NUM_CLASSES
-
     from safetensors.torch import load_file
 
     from .. import zoo
+    from ..common import NUM_CLASSES
 
     path = Path(path)
     if not path.is_file():

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import TrainConfig
+from ..recipe import TrainConfig
 
 # How many training images re-estimate the BatchNorm statistics ("recompute"): as many as the
 # whitening of airnet uses; more changes the estimate by less than the batch-to-batch noise.

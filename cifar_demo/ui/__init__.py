@@ -6,10 +6,20 @@ from __future__ import annotations
 import gradio as gr
 
 from .. import jobs
-from . import augment_tab, common, compare_tab, evaluate_tab, gradio_fixes, predict_tab, robustness_tab, train_tab, zoo_tab
+from . import (
+    augment_tab,
+    common,
+    compare_tab,
+    evaluate_tab,
+    gradio_fixes,
+    predict_tab,
+    robustness_tab,
+    train_tab,
+    zoo_tab,
+)
 
 TITLE = "cifar-demo: CIFAR-10 in the browser"
-# Uploads: pictures (predict.MAX_BYTES, 10 MB, is checked by the Predict tab itself) and zips of
+# Uploads: pictures (pictures.MAX_BYTES, 10 MB, is checked by the Predict tab itself) and zips of
 # your own images, whose cap is the data layer's (data.PUBLIC_LIMITS: 100 MB on a shared app).
 MAX_FILE_SIZE = {"public": "100mb", "local": "2gb"}
 PUBLIC_API = ("predict", "familiarity")

@@ -14,9 +14,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
-from .. import augment, data, predict
+from .. import augment, data
 from ..augment import Param
 from ..common import CLASSES
+from ..data import pictures
 from . import own_data
 
 N_DRAWS = 8          # two rows of four: enough draws to see the spread of one transform
@@ -88,8 +89,8 @@ def choose_upload(path: str | None) -> tuple[np.ndarray, np.ndarray, str]:
     if not path:
         raise gr.Error("No file arrived; please upload a picture again.")
     try:
-        image = predict.to_32x32(predict.load_image(path))
-    except predict.ImageError as e:
+        image = pictures.to_32x32(pictures.load_image(path))
+    except pictures.ImageError as e:
         raise gr.Error(str(e)) from None
     return image, augment.upscale_nearest(image, MIX_SCALE), "**your picture**, centre-cropped and shrunk to 32x32"
 

@@ -15,7 +15,8 @@ from typing import Callable
 
 from matplotlib.figure import Figure
 
-from .. import data, evalcache, jobs, train
+from .. import data, jobs, train
+from ..analysis import evalcache
 
 
 def data_status() -> str:

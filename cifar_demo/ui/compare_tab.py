@@ -1,7 +1,7 @@
 """Compare recipes tab: an A/B test of two training recipes over 1-3 seeds, fairly judged.
 
 The runs are ordinary runs of the app's one job manager, started one after another by
-cifar_demo.compare's runner thread; the study lives in runs/.studies/<id>.json, so a closed
+cifar_demo.analysis.compare's runner thread; the study lives in runs/.studies/<id>.json, so a closed
 page or a restarted app shows it again. This module wires the form to compare.new_study /
 start_study and draws compare.summarize's figures; it decides nothing itself.
 """
@@ -12,7 +12,9 @@ import html
 
 import gradio as gr
 
-from .. import compare, data, jobs, plots_compare, train, zoo
+from .. import data, jobs, train, zoo
+from ..analysis import compare
+from ..reporting import plots_compare
 from .common import data_status, owner_of
 
 TICK_SECONDS = 2

@@ -22,8 +22,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .. import augment, data, evalcache, evaluate, gradcam, jobs, plots, predict, train, weights, zoo
+from .. import augment, data, jobs, train, weights, zoo
+from ..analysis import evalcache, evaluate, gradcam, predict
 from ..common import CLASSES
+from ..reporting import plots
 from .common import data_status, owner_of, run_model, run_target
 
 GALLERY_SIZE = 32     # most confident mistakes shown

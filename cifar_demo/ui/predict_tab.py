@@ -9,8 +9,10 @@ import gradio as gr
 import numpy as np
 from gradio_client import utils as client_utils
 
-from .. import augment, data, evalcache, familiarity, gradcam, jobs, predict, train, weights, zoo
+from .. import augment, data, jobs, train, weights, zoo
+from ..analysis import evalcache, familiarity, gradcam, predict
 from ..common import CLASSES
+from ..data import pictures
 from .common import owner_of, run_model, run_target
 
 TOP_K = 3
@@ -41,7 +43,7 @@ def predict_image(path: str | dict | None, show_cam: bool = False):
     """Classify one uploaded image with every zoo model.
 
     path: a file path, or Gradio's raw upload record (see build: the event skips gr.Image's
-    preprocessing, so the file reaches predict.load_image undecoded).
+    preprocessing, so the file reaches pictures.load_image undecoded).
     Returns (32x32 input upscaled, ensemble {class: prob} or None, results table HTML,
     Grad-CAM gallery [(image, caption)], {model: {class: prob}} for the models with weights).
     Raises gr.Error with a message for the user if the upload is not a usable image.
@@ -50,8 +52,8 @@ def predict_image(path: str | dict | None, show_cam: bool = False):
     if source is None:
         return None, None, _empty_table("Upload an image to see what the models make of it."), [], {}
     try:
-        image32 = predict.to_32x32(predict.load_image(source))
-    except predict.ImageError as exc:
+        image32 = pictures.to_32x32(pictures.load_image(source))
+    except pictures.ImageError as exc:
         raise gr.Error(str(exc), title="Cannot read this image") from None
 
     with _LOCK:
@@ -74,8 +76,8 @@ def familiarity_check(path: str | dict | None) -> dict | None:
     if source is None:
         return None
     try:
-        image32 = predict.to_32x32(predict.load_image(source))
-    except predict.ImageError as exc:
+        image32 = pictures.to_32x32(pictures.load_image(source))
+    except pictures.ImageError as exc:
         raise gr.Error(str(exc), title="Cannot read this image") from None
     try:
         with _LOCK:
@@ -101,7 +103,7 @@ def familiarity_notice(result: dict | None) -> str:
 
 
 def _upload(value: str | dict | None) -> str | bytes | None:
-    """What predict.load_image reads: the path, or the bytes of a base64 data URL (API clients)."""
+    """What pictures.load_image reads: the path, or the bytes of a base64 data URL (API clients)."""
     if isinstance(value, dict):
         url = value.get("url") or ""
         if url.startswith("data:"):
@@ -162,8 +164,8 @@ def predict_run(path: str | dict | None, run_id: str | None, token=None):
         return None, ""
     target = _run_target(run_id, token)
     try:
-        image32 = predict.to_32x32(predict.load_image(source))
-    except predict.ImageError as exc:
+        image32 = pictures.to_32x32(pictures.load_image(source))
+    except pictures.ImageError as exc:
         raise gr.Error(str(exc), title="Cannot read this image") from None
     spec = zoo.get_spec(target.model)
     with _LOCK:

@@ -3,7 +3,7 @@
 The CIFAR-10-C idea (Hendrycks & Dietterich 2019) made interactive: pick a corruption and a
 severity, see (a) one picture corrupted, with every model's answer before and after, and (b)
 every model's accuracy against severity on a fixed slice of 1,000 test images, computed on
-demand and cached per weights file (cifar_demo.robustness). This module only wires and draws.
+demand and cached per weights file (cifar_demo.analysis.robustness). This module only wires and draws.
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ import gradio as gr
 import numpy as np
 from matplotlib.figure import Figure
 
-from .. import augment, data, plots, predict, robustness, weights
+from .. import augment, data, weights
+from ..analysis import predict, robustness
 from ..augment import CORRUPTIONS, MAX_SEVERITY
 from ..common import CLASSES
+from ..data import pictures
+from ..reporting import plots
 from .common import data_status
 
 DEFAULT_CORRUPTION = "gaussian_noise"
@@ -83,8 +86,8 @@ def choose_upload(path: str | None) -> np.ndarray:
     if not path:
         raise gr.Error("No file arrived; please upload a picture again.")
     try:
-        return predict.to_32x32(predict.load_image(path))
-    except predict.ImageError as e:
+        return pictures.to_32x32(pictures.load_image(path))
+    except pictures.ImageError as e:
         raise gr.Error(str(e)) from None
 
 
@@ -97,7 +100,7 @@ def teaching(name: str) -> str:
 
 def corrupted(image32: np.ndarray, name: str, severity: int) -> np.ndarray:
     """One 32x32 picture corrupted, with the draws the accuracy slice uses (seed 0)."""
-    batch = augment.corrupt(predict.to_tensor(image32), name, int(severity))
+    batch = augment.corrupt(pictures.to_tensor(image32), name, int(severity))
     return batch[0].permute(1, 2, 0).numpy()
 
 

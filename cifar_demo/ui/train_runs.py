@@ -12,7 +12,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from .. import data, export, jobs, train, weights
+from .. import data, jobs, train, weights
+from ..reporting import export
 from .common import owner_of, pct
 
 

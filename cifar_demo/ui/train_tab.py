@@ -14,10 +14,18 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .. import augment, data, jobs, plots, train, zoo
+from .. import augment, data, jobs, train, zoo
+from ..reporting import plots
 from . import own_data
 from .common import cached_png, data_status, log_text, owner_of, view_html
-from .train_runs import download_weights, export_run, hub_target, page_owner, push_weights, refresh_runs
+from .train_runs import (
+    download_weights,
+    export_run,
+    hub_target,
+    page_owner,
+    push_weights,
+    refresh_runs,
+)
 
 TICK_SECONDS = 2       # the Train tab's timer: its shortest interval
 MAX_TICK_SECONDS = 10  # and its longest, while a run logs a step less often than every 2 s
@@ -126,7 +134,7 @@ def config_from_form(model: str, preset: str | None, *values) -> train.TrainConf
     """A validated TrainConfig: the preset, overridden by every field of the form.
 
     Settings the form does not show (momentum, warmup, ...) keep the preset's values. The
-    rules (a subset smaller than a batch, fp16 on a CPU, ...) are TrainConfig.validate()'s:
+    rules (a subset smaller than a batch, fp16 on a CPU, ...) are train.validate()'s:
     its ValueError is the message the form shows."""
     form = dict(zip(FIELDS, values))
     for name in INT_FIELDS:

@@ -7,7 +7,9 @@ import threading
 import gradio as gr
 from matplotlib.figure import Figure
 
-from .. import plots, predict, weights, zoo
+from .. import weights, zoo
+from ..analysis import predict
+from ..reporting import plots
 from ..zoo.registry import RECIPE_ORIGINS, provenance_markdown
 
 # Timed runs per model (after predict's warm-up passes); the median is shown. Fewer than the

@@ -27,12 +27,26 @@ from __future__ import annotations
 # runs still resume (new code: `from cifar_demo.hardware import hardware_info`).
 from cifar_demo.hardware import hardware_info
 
-from .card import CARD_SCHEMA_VERSION, STORAGE_DTYPES, ModelCard, WeightsError, check_name, slice_indices
+from .card import (
+                    CARD_SCHEMA_VERSION,
+                    STORAGE_DTYPES,
+                    ModelCard,
+                    WeightsError,
+                    check_name,
+                    slice_indices,
+)
 from .checkpoint import load_checkpoint, save_checkpoint
 from .hub import DEFAULT_HUB_REPO, PushResult, hub_repo, push_files
-from .store import (available, card_for, load_weights, save_weights, unpacked_weights_zip, weights_dir,
-                    write_weights_zip)
 from .integrity import load_weights_file, verify
+from .store import (
+                    available,
+                    card_for,
+                    load_weights,
+                    save_weights,
+                    unpacked_weights_zip,
+                    weights_dir,
+                    write_weights_zip,
+)
 
 __all__ = [
     "CARD_SCHEMA_VERSION", "DEFAULT_HUB_REPO", "STORAGE_DTYPES", "ModelCard", "WeightsError",

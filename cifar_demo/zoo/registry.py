@@ -13,20 +13,18 @@ from typing import Any, Callable, Iterable, Union
 
 from torch import nn
 
-from .. import tables
 from ..common import CIFAR_MEAN, CIFAR_STD
+
+# A recipe is a partial TrainConfig: the keys it may set (RECIPE_KEYS: TrainConfig's training
+# settings) and the names its values may take are the engine's one vocabulary (recipe.py).
+from ..recipe import RECIPE_KEYS, TrainConfig
+from ..reporting import tables
 from .sources import Source
 
 Builder = Union[Callable[..., nn.Module], str]  # a callable, or "package.module:function"
 # ModelSpec.recipe_source -> how the tables say it.
 RECIPE_ORIGINS = {"source": "the source's", "ours": "ours"}
 
-# A recipe is a partial TrainConfig: the keys it may set (RECIPE_KEYS: TrainConfig's training
-# settings) and the names its values may take are the engine's one vocabulary, read from
-# train/config.py (which imports neither the zoo nor the engine, so this import is safe while
-# the zoo registers its models).
-from ..train.config import (AUGMENTATIONS as AUGMENTS, OPTIMIZERS, RECIPE_KEYS, SCHEDULES,  # noqa: E402,F401
-                            TrainConfig)
 
 
 @dataclass(frozen=True)

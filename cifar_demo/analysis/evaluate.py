@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import CIFAR_MEAN, CIFAR_STD, NUM_CLASSES, normalize, pick_device
+from ..common import CIFAR_MEAN, CIFAR_STD, NUM_CLASSES, normalize, pick_device
+from ..recipe import TTA_MODES  # the vocabulary's one list; this module makes the views
 
-TTA_MODES = ("none", "flip", "flip_translate")
 PRECISIONS = ("fp32", "bf16")
 ECE_BINS = 15  # Guo et al. 2017 ("On Calibration of Modern Neural Networks") use 15 equal-width bins.
 

@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from .compare import Summary
+from ..analysis.compare import Summary
 
 FONT = 10
 COLORS = {"A": "C0", "B": "C1"}

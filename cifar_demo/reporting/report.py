@@ -11,10 +11,12 @@ from pathlib import Path
 
 import torch
 
-from . import fsio, predict, tables, weights, zoo
-from .hardware import hardware_info
-from .zoo.registry import provenance_markdown as model_provenance
-from .zoo.registry import spec_cells
+from .. import fsio, weights, zoo
+from ..analysis import predict
+from ..hardware import hardware_info
+from ..zoo.registry import provenance_markdown as model_provenance
+from ..zoo.registry import spec_cells
+from . import tables
 
 START, END = "<!-- zoo-table:start -->", "<!-- zoo-table:end -->"
 # Measured CPU latencies for the README's table (written by `python -m cifar_demo zoo --latency`).
@@ -87,7 +89,7 @@ def zoo_markdown(latency_path: str | Path = LATENCY_FILE) -> str:
 def train_command(config: dict, teachers_file: str | None = None) -> str:
     """The CLI command that reproduces a card's training config: its preset plus the flags
     that differ from it (a distilled run's targets file named `teachers_file`)."""
-    from .train import make_config
+    from ..train import make_config
 
     preset = config.get("preset") or config["model"]
     base = make_config(preset).to_dict()
@@ -116,7 +118,7 @@ PREVIOUS_STAGE = "PREVIOUS_STAGE"
 
 
 def _is_weights_file(source) -> bool:
-    from .train.transfer import _is_file
+    from ..train.transfer import _is_file
     return isinstance(source, str) and _is_file(source)
 
 

@@ -18,9 +18,10 @@ import torch.nn.functional as F
 from matplotlib import colormaps
 from torch import nn
 
-from .augment import upscale_nearest
-from .common import CIFAR_MEAN, CIFAR_STD, normalize
-from .predict import Prediction, load_model, predict_many, predict_one, to_tensor
+from ..augment import upscale_nearest
+from ..common import CIFAR_MEAN, CIFAR_STD, normalize
+from ..data.pictures import to_tensor
+from .predict import Prediction, load_model, predict_many, predict_one
 
 MIN_SIDE = 4          # a map smaller than 4x4 cannot tell the quadrants of a 32x32 image apart
 COLORMAP = "jet"      # the colour scale of the Grad-CAM paper and of most tutorials
@@ -131,7 +132,7 @@ def explain(model: nn.Module, image32: np.ndarray, name: str, *, mean=CIFAR_MEAN
 def explain_predictions(image32: np.ndarray, predictions: list[Prediction]) -> list[Explanation]:
     """An Explanation per prediction that has probabilities (predict.predict_many's, same order),
     reusing them; models without weights or whose weights failed to load are left out."""
-    from . import zoo
+    from .. import zoo
 
     out = []
     for p in predictions:
@@ -146,7 +147,7 @@ def explain_predictions(image32: np.ndarray, predictions: list[Prediction]) -> l
 
 def explain_shipped(image32: np.ndarray, names: list[str] | None = None) -> list[Explanation]:
     """Every shipped model (default: all of weights/, in zoo order) on one image, side by side."""
-    from . import weights, zoo
+    from .. import weights, zoo
 
     names = names if names is not None else [n for n in zoo.names() if n in set(weights.available())]
     return explain_predictions(image32, predict_many(image32, names))

@@ -30,8 +30,18 @@ from typing import Callable, Iterable, Sequence
 
 from torch import Tensor, nn
 
-from . import data as data_mod, evalcache, evaluate, fsio, tables, weights, zoo
-from .augment.corruptions import CORRUPTIONS, CORRUPTIONS_VERSION, MAX_SEVERITY, SEVERITIES, corrupt, get_corruption
+from .. import data as data_mod
+from .. import fsio, weights, zoo
+from ..augment.corruptions import (
+    CORRUPTIONS,
+    CORRUPTIONS_VERSION,
+    MAX_SEVERITY,
+    SEVERITIES,
+    corrupt,
+    get_corruption,
+)
+from ..reporting import tables
+from . import evalcache, evaluate
 from .evalcache import Target
 
 # Bump when an entry's fields or the way accuracy is scored change: old entries then miss.

@@ -26,9 +26,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import data as data_mod, evaluate, weights, zoo
-from .common import CLASSES
-from .train import Run
+from .. import data as data_mod
+from .. import weights, zoo
+from ..analysis import evaluate
+from ..common import CLASSES
+from ..train import Run
 
 SLICE_N = 1000
 # fp16 storage halves a file; it is kept only where it moves test accuracy by at most this much
@@ -68,7 +70,7 @@ def training_stages(run: Run, cfg, summary: dict, classes) -> tuple[int, float, 
             "hardware": summary.get("hardware"), "train_config": cfg.to_dict()}
     if not cfg.init_from:
         return this["epochs"], this["train_seconds"], None
-    from .train import init_card
+    from ..train import init_card
 
     src = init_card(cfg.init_from)
     if tuple(src.class_names) != tuple(classes):
@@ -101,7 +103,7 @@ def distillation_record(cfg) -> dict:
     """A distilled run's teachers (names, sha256, validation accuracies) and the pass that made
     their targets, from the targets file's header (train.distill), or its path alone if the
     file is gone."""
-    from .train.distill import DistillError, read_meta
+    from ..train.distill import DistillError, read_meta
 
     try:
         return {k: v for k, v in read_meta(cfg.distill).items() if k != "format"}
@@ -214,7 +216,7 @@ def push_run(run_id: str | Path, repo: str, *, token: str | None = None, runs_di
     The repo id and the token are checked before the (slow) export, so a mistake costs nothing.
     folder: a sub-folder of the repo (see weights.push_files).
     """
-    from .weights import hub
+    from ..weights import hub
 
     hub.check_repo_id(repo)
     token = hub.resolve_token(token)

@@ -36,9 +36,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from . import fsio
-from .common import normalize
-from .hardware import hardware_info
+from .. import fsio
+from ..common import normalize
+from ..data import pictures
+from ..hardware import hardware_info
 
 METHOD = "mahalanobis-percentile-fisher"
 FALSE_ALARM_TARGET = 0.05          # on validation images, by construction of the threshold
@@ -62,7 +63,7 @@ _LAYERS: "weakref.WeakKeyDictionary[nn.Module, nn.Module]" = weakref.WeakKeyDict
 def feature_layer(model: nn.Module) -> nn.Module:
     """The module whose output is the model's last spatial feature map (found once per model:
     finding it costs a forward pass)."""
-    from .zoo import last_feature_map
+    from ..zoo import last_feature_map
 
     if model not in _LAYERS:
         _LAYERS[model] = dict(model.named_modules())[last_feature_map(model)]
@@ -183,7 +184,7 @@ def images_digest(data, seed: int, test_step: int) -> str:
     of all three splits, the method and its settings. Equal digests = identical inputs."""
     import hashlib
 
-    from .data import split_digest
+    from ..data import split_digest
 
     h = hashlib.sha256(f"{METHOD} fit={FIT_IMAGES} shrink={SHRINK} seed={seed} test_step={test_step}".encode())
     for split in (data.train, data.val, data.test):
@@ -206,7 +207,7 @@ def calibrate(loaded: dict[str, tuple[nn.Module, Any]], data, *, seed: int = 0, 
     taken from it, exactly what fitting again would give (the fit is deterministic in `seed`).
     The threshold and the rates are always recomputed over all the models.
     """
-    from . import zoo
+    from .. import zoo
 
     if len(data.val) < 200:
         raise ValueError("calibration needs a validation split (val_size >= 200)")
@@ -259,7 +260,7 @@ def _reusable(previous: Calibration | None, name: str, sha256: str, digest: str)
 
 
 def calibration_dir() -> Path:
-    from .weights import weights_dir
+    from ..weights import weights_dir
 
     return weights_dir() / DIR_NAME
 
@@ -269,7 +270,7 @@ _CACHED: dict[str, Calibration] = {}
 
 def shipped_calibration() -> Calibration:
     """The shipped calibration, checked against the shipped cards' sha256 (cached per process)."""
-    from . import weights
+    from .. import weights
 
     folder = calibration_dir()
     if str(folder) not in _CACHED:
@@ -293,10 +294,11 @@ class Verdict:
 def assess(image32: np.ndarray, calibration: Calibration | None = None,
            loaded: dict[str, nn.Module] | None = None) -> Verdict:
     """How CIFAR-like one 32x32 HxWx3 uint8 image is to the calibrated models."""
-    from . import predict, zoo
+    from .. import zoo
+    from . import predict
 
     cal = calibration or shipped_calibration()
-    x = predict.to_tensor(image32)
+    x = pictures.to_tensor(image32)
     feats = {}
     for name in cal.models:
         model = loaded[name] if loaded else predict.load_model(name)[0]

@@ -15,10 +15,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from matplotlib.transforms import Bbox
 from matplotlib.ticker import MaxNLocator, PercentFormatter
+from matplotlib.transforms import Bbox
 
-from .common import CLASSES
+from ..common import CLASSES
 
 FONT = 10          # tick labels, legends, annotations
 TITLE_FONT = 12

@@ -23,7 +23,9 @@ from pathlib import Path
 
 from torch import nn
 
-from . import data as data_mod, evaluate, fsio, weights, zoo
+from .. import data as data_mod
+from .. import fsio, weights, zoo
+from . import evaluate
 from .evaluate import EvalResult
 
 # Bump when EvalResult's fields or the way evaluate() scores change: old entries then miss.
@@ -45,7 +47,7 @@ class Target:
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        from .common import CLASSES
+        from ..common import CLASSES
 
         return tuple(self.classes) if self.classes else CLASSES
 
@@ -63,7 +65,7 @@ def shipped(name: str) -> Target:
 
 def from_run(run_id: str, runs_dir=None) -> Target:
     """A run's best weights. Hashed here: a resumed run rewrites the file."""
-    from .train import Run
+    from ..train import Run
 
     run = Run.find(run_id, runs_dir)
     cfg = run.config()
@@ -77,7 +79,7 @@ def load_model(target: Target) -> nn.Module:
     """The target's model with its weights, on the CPU, in eval mode."""
     if target.kind == "weights":
         return weights.load_weights(target.name)[0]
-    from .train import TrainConfig, model_from_weights_file
+    from ..train import TrainConfig, model_from_weights_file
 
     cfg = TrainConfig(model=target.model, model_kwargs=dict(target.model_kwargs or {}))
     return model_from_weights_file(cfg, target.path, classes=target.class_names).eval()

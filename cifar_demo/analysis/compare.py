@@ -24,9 +24,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import jobs
-from .fsio import atomic_write_text
-from .train import MIXES, Run, TrainConfig, make_config
+from .. import jobs
+from ..fsio import atomic_write_text
+from ..train import MIXES, Run, TrainConfig, make_config
 
 MIX_OFF = "off"
 MIX_CHOICES: tuple[str, ...] = (MIX_OFF, *MIXES)

@@ -1,0 +1,118 @@
+"""From any uploaded picture to a 32x32 model input: the one place pictures are decoded.
+
+Uploads are decoded defensively: size and pixel limits, truncated and non-image files, and
+the awkward formats (16-bit PNG, CMYK JPEG, RGBA, palette, grayscale, animated GIF) each
+become either a clean RGB image or an ImageError with a message for the user. The data layer
+(own-image datasets) and prediction both read pictures through here.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..common import IMAGE_SIZE
+
+MAX_BYTES = 10 * 1024 * 1024          # the app's upload limit too
+MAX_PIXELS = 40_000_000               # larger images are refused before decoding (bomb guard)
+
+
+class ImageError(ValueError):
+    """An upload that cannot be turned into an image; the message is for the user."""
+
+
+def _read_bytes(source) -> tuple[bytes, str]:
+    if isinstance(source, (bytes, bytearray)):
+        return bytes(source), "the upload"
+    path = Path(source)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ImageError(f"cannot read {path.name}: {exc.strerror or exc}") from None
+    if size > MAX_BYTES:
+        raise ImageError(f"{path.name} is {size / 1e6:.1f} MB; the limit is {MAX_BYTES / 1e6:.0f} MB")
+    return path.read_bytes(), path.name
+
+
+def load_image(source) -> Image.Image:
+    """A path, bytes, a PIL image or an HxWx{1,3,4} array -> an RGB PIL image (or ImageError)."""
+    if isinstance(source, Image.Image):
+        return _to_rgb(source)
+    if isinstance(source, np.ndarray):
+        return _to_rgb(Image.fromarray(_array_to_uint8(source)))
+    data, name = _read_bytes(source)
+    if not data:
+        raise ImageError(f"{name} is empty (0 bytes)")
+    if len(data) > MAX_BYTES:
+        raise ImageError(f"{name} is {len(data) / 1e6:.1f} MB; the limit is {MAX_BYTES / 1e6:.0f} MB")
+    head = data[:512].lstrip().lower()
+    if head.startswith(b"<?xml") or b"<svg" in head:
+        raise ImageError(f"{name} is an SVG drawing; please upload a PNG, JPEG, GIF, BMP or WebP picture")
+    try:
+        with warnings.catch_warnings():
+            # PIL warns (not raises) between MAX_IMAGE_PIXELS and twice that; treat it as an error.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            if img.width * img.height > MAX_PIXELS:
+                raise ImageError(f"{name} is {img.width}x{img.height} pixels; the limit is "
+                                 f"{MAX_PIXELS / 1e6:.0f} megapixels")
+            img.seek(0)  # animated GIF / APNG / WebP: the first frame
+            img.load()
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{name} declares an enormous image (a decompression bomb?); refused") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name} is not an image PIL can read (PNG, JPEG, GIF, BMP, WebP, TIFF)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{name} could not be decoded ({exc}); it may be truncated or corrupt") from None
+    return _to_rgb(img)
+
+
+def _array_to_uint8(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == np.uint16:
+        return (a >> 8).astype(np.uint8)
+    if np.issubdtype(a.dtype, np.floating):
+        scale = 255.0 if a.max(initial=0) <= 1.0 else 1.0
+        return np.clip(a * scale, 0, 255).astype(np.uint8)
+    return np.clip(a, 0, 255).astype(np.uint8)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> RGB: transparency composited on white, 16-bit scaled to 8-bit."""
+    img = ImageOps.exif_transpose(img) if hasattr(img, "getexif") else img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(img, dtype=np.int64)
+        hi = 65535 if a.max(initial=0) > 255 else 255
+        img = Image.fromarray((np.clip(a, 0, hi) * 255 // hi).astype(np.uint8), "L")
+    elif img.mode == "F":
+        img = Image.fromarray(_array_to_uint8(np.asarray(img)), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV, RGB
+
+
+def to_32x32(img: Image.Image) -> np.ndarray:
+    """Centre-crop to a square, then shrink to 32x32 with antialiasing: HxWx3 uint8.
+
+    CIFAR-10 images are square thumbnails of a centred object, so cropping (rather than
+    squashing) keeps the object's proportions.
+    """
+    img = ImageOps.fit(img, (IMAGE_SIZE, IMAGE_SIZE), method=Image.Resampling.LANCZOS)
+    return np.asarray(img, dtype=np.uint8).copy()
+
+
+def to_tensor(image32: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> 1x3xHxW uint8 tensor (normalise with common.normalize or the model's spec)."""
+    return torch.from_numpy(np.ascontiguousarray(image32)).permute(2, 0, 1).unsqueeze(0)

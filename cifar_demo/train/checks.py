@@ -1,0 +1,29 @@
+"""The checks a TrainConfig must pass before a run starts, beyond its own values' ranges.
+
+recipe.TrainConfig.check_values() holds the rules that need nothing else; the ones here need
+the zoo (a known model), this machine (a precision it can run) or the files a config names
+(init_from's weights, distill's targets). So a bad config fails in the CLI, the Train tab or
+the job manager, not minutes into the run.
+"""
+
+from __future__ import annotations
+
+from .. import zoo
+from ..common import pick_device
+from ..recipe import TrainConfig
+from .distill import read_meta
+from .precision import autocast_dtype
+from .transfer import check_init_from
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Every rule a run must meet; ValueError (or WeightsError) with what to change. Returns cfg."""
+    if cfg.model not in zoo.names():
+        raise ValueError(f"unknown model {cfg.model!r}; choose one of: {', '.join(zoo.names())}")
+    cfg.check_values()
+    autocast_dtype(cfg.precision, pick_device(cfg.device))  # e.g. fp16 on a CPU is refused
+    if cfg.init_from:
+        check_init_from(cfg)  # the weights exist and are this model's architecture
+    if cfg.distill:
+        read_meta(cfg.distill)  # the file exists and is a targets file (its images: at setup)
+    return cfg
