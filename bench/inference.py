@@ -43,7 +43,7 @@ def main() -> None:
     have = set(weights.available())
     x1, x256 = torch.randn(1, 3, 32, 32), torch.randn(256, 3, 32, 32)
     for spec in zoo.specs():
-        model = (predict.load_model(spec.name)[0] if spec.name in have else zoo.create(spec.name)).eval()
+        model = (weights.load(spec.name).model if spec.name in have else zoo.create(spec.name)).eval()
         cells = []
         for batch, reps in ((x1, args.repeats), (x256, max(3, args.repeats // 6))):
             for bf16 in (False, True):

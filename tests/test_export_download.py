@@ -71,7 +71,7 @@ def test_download_is_one_zip_of_the_exported_pair_and_writes_nothing_under_weigh
     assert card["slice_check"]["n"] == 20  # the whole (20-image) test split was scored
 
     model, loaded = weights.load_weights_file(path)
-    best = Run.find(run_id, runs_dir).load_best()
+    best = weights.load(weights.ModelRef.run(Run.find(run_id, runs_dir).dir)).model
     assert loaded.sha256 == card["sha256"]
     state = model.state_dict()
     assert all(torch.equal(state[k], v) for k, v in best.state_dict().items())

@@ -1,5 +1,7 @@
 """Grad-CAM: shape and range, the map peaks where the evidence is, layer choice, overlay."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -131,7 +133,7 @@ def test_explain_gives_probabilities_and_the_cam_of_the_top_class():
 
 def test_explain_predictions_skips_models_that_did_not_predict(monkeypatch):
     detector = RedDetector().eval()
-    monkeypatch.setattr(gradcam, "load_model", lambda name: (detector, None))
+    monkeypatch.setattr(gradcam.weights, "load", lambda name: SimpleNamespace(model=detector, card=None))
     monkeypatch.setattr(zoo, "get_spec", lambda name: type("Spec", (), RAW)())
     first = {c: (0.5 if c == CLASSES[0] else 0.5 / 9) for c in CLASSES}
     second = {c: (0.5 if c == CLASSES[2] else 0.5 / 9) for c in CLASSES}
@@ -152,17 +154,17 @@ def test_explain_shipped_covers_every_shipped_model_in_zoo_order(tmp_path, monke
                              per_class_accuracy={c: 0.1 for c in CLASSES},
                              train_config={}, epochs=0, train_seconds=0.0)
     monkeypatch.setenv("CIFAR_DEMO_WEIGHTS", str(tmp_path))
-    predict.load_model.cache_clear()
+    weights.clear_cache()
     try:
         img = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
         out = gradcam.explain_shipped(img)
         assert [e.model for e in out] == [n for n in zoo.names() if n in names]
         for e in out:
-            model, _ = predict.load_model(e.model)
+            model = weights.load(e.model).model
             spec = zoo.get_spec(e.model)
             probs, _ = predict.predict_one(model, img, spec.mean, spec.std)
             assert e.probs == pytest.approx(probs, abs=1e-6)
             assert e.cam.shape == (32, 32) and 0 <= e.cam.min() and e.cam.max() <= 1
         assert [e.model for e in gradcam.explain_shipped(img, ["quiz_dnn"])] == ["quiz_dnn"]
     finally:
-        predict.load_model.cache_clear()
+        weights.clear_cache()

@@ -70,7 +70,7 @@ def test_a_run_on_three_new_classes_records_them_and_predicts_with_them(tmp_path
     assert run.classes() == THREE
     run.summary_path.unlink()                       # before the summary: the start event says so
     assert run.classes() == THREE and run.dataset_description()["name"] == "mine"
-    model = run.load_best().eval()
+    model = weights.load(weights.ModelRef.run(run.dir)).model.eval()
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 3)
     with safe_open(str(run.best_path), "pt") as f:                # the best file says so too
         assert json.loads(f.metadata()["classes"]) == list(THREE)
@@ -115,7 +115,7 @@ def test_finetune_copies_the_backbone_and_whitening_and_makes_a_new_head():
 def test_finetune_keeps_or_follows_the_batchnorm_statistics_as_asked(tmp_path, bn_stats):
     shipped = weights.load_weights("airnet")[0].state_dict()
     summary = engine.Trainer(finetune(bn_stats=bn_stats), runs_dir=tmp_path, data=own_data()).run()
-    best = engine.Run.find(summary["run_id"], tmp_path).load_best().state_dict()
+    best = weights.load(weights.ModelRef.run(engine.Run.find(summary["run_id"], tmp_path).dir)).model.state_dict()
     stats = [k for k in best if k.endswith(("running_mean", "running_var"))]
     kept = [torch.equal(best[k], shipped[k]) for k in stats]
     assert stats and (all(kept) if bn_stats == "frozen" else not any(kept))
@@ -154,7 +154,7 @@ def test_init_from_weights_of_the_same_classes_keeps_their_head(tmp_path):
     # A run's export on the same class list: fine-tuning continues it, head and all.
     first = engine.Trainer(quick(), runs_dir=tmp_path / "runs", data=own_data()).run()
     out = tmp_path / "w"
-    model = engine.Run.find(first["run_id"], tmp_path / "runs").load_best()
+    model = weights.load(weights.ModelRef.run(engine.Run.find(first["run_id"], tmp_path / "runs").dir)).model
     weights.save_weights(model, out, "simple_cnn-mine", dataset="mine (own images)", dataset_fingerprint="x",
                          test_accuracy=0.5, test_accuracy_tta=None, per_class_accuracy={c: 0.5 for c in THREE},
                          train_config={}, epochs=1, train_seconds=1.0, classes=THREE, architecture="simple_cnn")
@@ -242,10 +242,10 @@ def test_predict_labels_each_model_with_its_classes_and_votes_within_one_list(tm
     from .synthetic_data import save_random_weights
 
     save_random_weights(tmp_path, ["simple_cnn", "quiz_dnn"])
-    predict.load_model.cache_clear()
+    weights.clear_cache()
     image = pictures.to_32x32(picture(0, 1))
     preds = predict.predict_many(image, ["simple_cnn-mine", "simple_cnn", "quiz_dnn"])
-    predict.load_model.cache_clear()
+    weights.clear_cache()
     assert [list(p.probs) for p in preds] == [list(THREE), list(CLASSES), list(CLASSES)]
     vote = predict.ensemble(preds)                      # the two CIFAR-10 models outvote the one
     assert list(vote) == list(CLASSES)

@@ -40,9 +40,9 @@ def folder(tmp_path, monkeypatch):
         save_random(folder, name, i)
     monkeypatch.setenv("CIFAR_DEMO_WEIGHTS", str(folder))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    predict.load_model.cache_clear()
+    weights.clear_cache()
     yield folder
-    predict.load_model.cache_clear()
+    weights.clear_cache()
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_the_second_call_is_served_from_the_cache_without_a_forward_pass(folder,
 
     forwards = []
     for name in MODELS:
-        predict.load_model(name)[0].register_forward_hook(lambda *a: forwards.append(1))
+        weights.load(name).model.register_forward_hook(lambda *a: forwards.append(1))
     monkeypatch.setattr(robustness, "load_model", lambda t: pytest.fail(f"loaded {t.name}"))
     second = run(split, tmp_path / "c", progress=lambda *a: pytest.fail("progress on a cache hit"))
     assert second["computed"] == 0 and forwards == []
@@ -83,7 +83,7 @@ def test_the_second_call_is_served_from_the_cache_without_a_forward_pass(folder,
 def test_a_changed_weights_file_misses_and_the_other_model_still_hits(folder, split, tmp_path):
     before = run(split, tmp_path / "c")
     save_random(folder, "simple_cnn", seed=7)   # new bytes, new card sha256
-    predict.load_model.cache_clear()
+    weights.clear_cache()
     after = run(split, tmp_path / "c")
     assert after["computed"] == evaluations(models=1)
     assert after["models"]["optimized200k"] == before["models"]["optimized200k"]

@@ -22,6 +22,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from torch import nn
 
+from cifar_demo import weights
 from cifar_demo import train as engine
 from cifar_demo.common import CLASSES
 from cifar_demo.data import CifarData, DataSource, Split
@@ -292,7 +293,7 @@ def test_tta_score_is_reported(tmp_path, tiny_data):
     # the plain score comes from the TTA pass's first view: the same as scoring without TTA
     from cifar_demo.analysis import evaluate
     from cifar_demo.train import Run
-    plain = evaluate.evaluate(Run(run_dir).load_best(config), tiny_data.test, device="cpu")
+    plain = evaluate.evaluate(weights.load(weights.ModelRef.run(Run(run_dir).dir)).model, tiny_data.test, device="cpu")
     assert (summary["test_acc"], summary["test_loss"]) == pytest.approx((plain.accuracy, plain.loss), abs=1e-6)
     assert "test_acc_tta" not in run(cfg(train_limit=40), tmp_path / "b", tiny_data)[0]
 

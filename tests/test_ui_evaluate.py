@@ -105,11 +105,14 @@ def test_new_weights_in_a_run_miss_the_cache(run_id):
     first, hit = evalcache.evaluate_target(target, "flip")
     assert not hit and first.tta == "flip"
     assert evalcache.evaluate_target(target, "flip")[1]
-    # A resumed run rewrites best.safetensors: new bytes, new key.
-    from safetensors.torch import load_file, save_file
+    # A resumed run rewrites best.safetensors (through Run.save_best, as the engine does): new
+    # bytes, new key.
+    from safetensors.torch import load_file
+
+    from cifar_demo.runs import Run
 
     state = {k: (v + 0.1 if v.is_floating_point() else v) for k, v in load_file(str(target.path)).items()}
-    save_file(state, str(target.path))
+    Run(target.path.parent).save_best(weights.model_from_state(state, target.model, target.class_names), {})
     changed = evalcache.from_run(run_id, jobs.manager().runs_dir)
     assert changed.sha256 != target.sha256
     assert evalcache.evaluate_target(changed, "flip")[1] is False
@@ -254,7 +257,7 @@ def test_a_click_on_an_image_compares_the_run_with_every_shipped_model(run_id, m
 
     source = data.resolve_source(download=False)
     ship_fresh_weights(source.label, source.fingerprint)
-    predict.load_model.cache_clear()
+    weights.clear_cache()
     try:
         state = evaluate_tab.evaluate_with_drilldown(f"run:{run_id}", "none")[7]
         # The same held result as if the shipped weights had been evaluated (only the target differs).
@@ -274,4 +277,4 @@ def test_a_click_on_an_image_compares_the_run_with_every_shipped_model(run_id, m
         assert len(CARD.findall(page)) == 1 and page.count("(evaluated)") == 1
         assert evaluate_tab.image_clicked(state, shown, _select(len(shown))) == ""     # stale click
     finally:
-        predict.load_model.cache_clear()
+        weights.clear_cache()

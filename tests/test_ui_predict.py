@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_demo import data, zoo
+from cifar_demo import data, weights, zoo
 from cifar_demo.analysis import predict
 from cifar_demo.common import CLASSES
 from cifar_demo.data import pictures
@@ -25,9 +25,9 @@ def weights_folder(tmp_path_factory):
 def zoo_weights(weights_folder, monkeypatch):
     monkeypatch.setenv("CIFAR_DEMO_WEIGHTS", str(weights_folder))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    predict.load_model.cache_clear()
+    weights.clear_cache()
     yield weights_folder
-    predict.load_model.cache_clear()
+    weights.clear_cache()
 
 
 def sample() -> str:
@@ -129,7 +129,7 @@ def _calibrate_for_the_test_weights(folder):
     split = data.Split(images.to(torch.uint8), labels)
     source = data.DataSource(kind="imagefolder", path="synthetic", fingerprint="synthetic", label="synthetic")
     ds = data.CifarData(train=split, val=split, test=split, classes=CLASSES, source=source)
-    loaded = {n: predict.load_model(n) for n in WITH_WEIGHTS}
+    loaded = {n: (weights.load(n).model, weights.load(n).card) for n in WITH_WEIGHTS}
     F.calibrate(loaded, ds).save(folder / F.DIR_NAME)
     F._CACHED.clear()
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_demo import augment, data
+from cifar_demo import augment, data, weights
 from cifar_demo.analysis import predict
 from cifar_demo.augment import CORRUPTIONS
 from cifar_demo.data import pictures
@@ -35,9 +35,9 @@ def env(weights_folder, export, tmp_path, monkeypatch):
     # Tiny batches gain nothing from a second thread, and lose much to it on a busy shared CPU.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    predict.load_model.cache_clear()
+    weights.clear_cache()
     yield
-    predict.load_model.cache_clear()
+    weights.clear_cache()
     torch.set_num_threads(threads)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from torch import nn
 
+from ..runs import Run
 from .. import data as data_mod
 from .. import fsio, weights, zoo
 from . import evaluate
@@ -55,6 +56,10 @@ class Target:
     def label(self) -> str:
         return f"{self.model} (shipped weights)" if self.kind == "weights" else f"run {self.name}"
 
+    @property
+    def ref(self) -> weights.ModelRef:
+        return weights.ModelRef.shipped(self.name) if self.kind == "weights" else weights.ModelRef.run(self.path.parent)
+
 
 def shipped(name: str) -> Target:
     """Shipped weights by model name; the hash comes from the model card (loading verifies it)."""
@@ -65,8 +70,6 @@ def shipped(name: str) -> Target:
 
 def from_run(run_id: str, runs_dir=None) -> Target:
     """A run's best weights. Hashed here: a resumed run rewrites the file."""
-    from ..train import Run
-
     run = Run.find(run_id, runs_dir)
     cfg = run.config()
     if not run.has_best():
@@ -76,13 +79,8 @@ def from_run(run_id: str, runs_dir=None) -> Target:
 
 
 def load_model(target: Target) -> nn.Module:
-    """The target's model with its weights, on the CPU, in eval mode."""
-    if target.kind == "weights":
-        return weights.load_weights(target.name)[0]
-    from ..train import TrainConfig, model_from_weights_file
-
-    cfg = TrainConfig(model=target.model, model_kwargs=dict(target.model_kwargs or {}))
-    return model_from_weights_file(cfg, target.path, classes=target.class_names).eval()
+    """The target's model with its weights, on the CPU, in eval mode (shared: weights.load's cache)."""
+    return weights.load(target.ref).model
 
 
 # ----------------------------------------------------------------------------- the cache

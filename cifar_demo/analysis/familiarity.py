@@ -294,14 +294,13 @@ class Verdict:
 def assess(image32: np.ndarray, calibration: Calibration | None = None,
            loaded: dict[str, nn.Module] | None = None) -> Verdict:
     """How CIFAR-like one 32x32 HxWx3 uint8 image is to the calibrated models."""
-    from .. import zoo
-    from . import predict
+    from .. import weights, zoo
 
     cal = calibration or shipped_calibration()
     x = pictures.to_tensor(image32)
     feats = {}
     for name in cal.models:
-        model = loaded[name] if loaded else predict.load_model(name)[0]
+        model = loaded[name] if loaded else weights.load(name).model
         spec = zoo.get_spec(name)
         feats[name] = features_and_logits(model, x, spec.mean, spec.std)[0]
     per_model = {m: float(st.percentile(st.score(feats[m]))[0]) for m, st in cal.models.items()}

@@ -21,7 +21,8 @@ from torch import nn
 from ..augment import upscale_nearest
 from ..common import CIFAR_MEAN, CIFAR_STD, normalize
 from ..data.pictures import to_tensor
-from .predict import Prediction, load_model, predict_many, predict_one
+from .. import weights
+from .predict import Prediction, predict_many, predict_one
 
 MIN_SIDE = 4          # a map smaller than 4x4 cannot tell the quadrants of a 32x32 image apart
 COLORMAP = "jet"      # the colour scale of the Grad-CAM paper and of most tutorials
@@ -138,7 +139,8 @@ def explain_predictions(image32: np.ndarray, predictions: list[Prediction]) -> l
     for p in predictions:
         if p.error is not None:
             continue
-        model, card = load_model(p.model)
+        loaded = weights.load(p.model)
+        model, card = loaded.model, loaded.card
         # The card names the architecture of a pair exported under another name (airnet-leaves).
         spec = zoo.get_spec(getattr(card, "zoo_name", p.model))
         out.append(explain(model, image32, p.model, mean=spec.mean, std=spec.std, probs=p.probs))

@@ -5,27 +5,15 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 import torch
 
-from ..common import CLASSES, IMAGE_SIZE, normalize
+from .. import weights
+from ..common import CLASSES, normalize
 from ..data.pictures import to_tensor
 
 # ------------------------------------------------------------------------ models with weights
-
-
-@lru_cache(maxsize=None)
-def load_model(name: str):
-    """(model in eval mode on CPU, its card), cached per process. Raises weights.WeightsError."""
-    from .. import weights
-
-    model, card = weights.load_weights(name, device="cpu")
-    model.eval()
-    with torch.inference_mode():  # warm-up: the first pass allocates and picks kernels
-        model(torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE))
-    return model, card
 
 
 @dataclass
@@ -94,7 +82,7 @@ def predict_many(image32: np.ndarray, names: list[str] | None = None) -> list[Pr
     """Every named model (default: the whole zoo) on one image, each with its card's classes;
     models without weights say so. A name may be any weights/ pair (e.g. an export of other
     classes, "airnet-leaves")."""
-    from .. import weights, zoo
+    from .. import zoo
 
     names = names or zoo.names()
     have = set(weights.available())
@@ -104,7 +92,8 @@ def predict_many(image32: np.ndarray, names: list[str] | None = None) -> list[Pr
             out.append(Prediction(name, error="no weights shipped yet"))
             continue
         try:
-            model, card = load_model(name)
+            loaded = weights.load(name)  # verified, cached by the file's sha256
+            model, card = loaded.model, loaded.card
         except Exception as exc:  # a tampered or wrong file: shown, never faked
             out.append(Prediction(name, error=str(exc)))
             continue

@@ -110,12 +110,8 @@ def store_entry(key: str, target: Target, entry: str, accuracy: list[float | Non
 # ----------------------------------------------------------------------------- computing
 
 def load_model(target: Target) -> nn.Module:
-    """Shipped weights through predict's per-process cache (the app's tabs share the models)."""
-    if target.kind == "weights":
-        from . import predict
-
-        return predict.load_model(target.name)[0]
-    return evalcache.load_model(target)
+    """The target's model from weights.load (the app's tabs share its cache)."""
+    return weights.load(target.ref).model
 
 
 def accuracy(model: nn.Module, target: Target, images: Tensor, labels: Tensor) -> float:

@@ -21,19 +21,17 @@ def _model_from_args(args):
     if len(chosen) != 1:
         raise CliError("give exactly one of --model NAME, --weights FILE or --run RUN_ID")
     if args.run:
-        from ..train import Run
-
-        run = Run.find(args.run, args.runs_dir)
-        cfg = run.config()
-        return run.load_best(cfg), cfg.model, None, cfg.to_dict(), cfg.model, run.classes()
-    if args.weights:   # a user's file: a run's download (.zip) or a pair, checked as predict does
-        try:
-            model, card = weights.load_weights_file(args.weights)
-        except weights.WeightsError as e:
-            raise CliError(str(e)) from None
+        ref = weights.ModelRef.run(args.run, args.runs_dir)
+    elif args.weights:   # a user's file: a run's download (.zip) or a pair, checked as predict does
+        ref = weights.ModelRef.file(args.weights)
     else:
-        model, card = weights.load_weights(args.model)
-    return model, card.model, card, card.train_config, card.zoo_name, card.class_names
+        ref = weights.ModelRef.shipped(args.model)
+    try:
+        m = weights.load(ref)
+    except weights.WeightsError as e:
+        raise CliError(str(e)) from None
+    name = m.card.model if m.card else args.run
+    return m.model, name, m.card, m.config, m.architecture, m.classes
 
 
 def _scored_split(data_arg, start: int = 0, limit: int = 0, step: int = 1, classes=None, val: tuple | None = None):

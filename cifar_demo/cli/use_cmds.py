@@ -79,33 +79,29 @@ def _load_weights_files(paths: list[str]) -> list[tuple[str, object, str, tuple[
 
     The label is the file's name (its path where two names collide), so several downloads of
     the same model can be compared side by side."""
-    import torch
 
     from .. import weights
-    from ..common import IMAGE_SIZE
 
     names = [Path(p).name for p in paths]
     out = []
     for path, name in zip(paths, names):
         try:
-            model, card = weights.load_weights_file(path)
+            loaded = weights.load(weights.ModelRef.file(path))  # verified, warmed up, cached
         except weights.WeightsError as exc:
             raise CliError(str(exc)) from None
-        with torch.inference_mode():  # warm-up, as predict.load_model: the first pass allocates
-            model(torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE))
+        model, card = loaded.model, loaded.card
         out.append((name if names.count(name) == 1 else path, model, card.zoo_name, card.class_names))
     return out
 
 
 def _load_runs(run_ids: list[str], runs_dir=None) -> list[tuple[str, object, str, tuple[str, ...]]]:
     """[("run <id>", model, zoo architecture, classes)] of each --run: its best weights and classes."""
-    from ..train import Run
+    from .. import weights
 
     out = []
     for run_id in run_ids:
-        run = Run.find(run_id, runs_dir)
-        cfg = run.config()
-        out.append((f"run {run.id}", run.load_best(cfg).eval(), cfg.model, run.classes()))
+        loaded = weights.load(weights.ModelRef.run(run_id, runs_dir))
+        out.append((loaded.label, loaded.model, loaded.architecture, loaded.classes))
     return out
 
 
@@ -137,11 +133,11 @@ def cmd_export(args) -> int:
 
 def cmd_familiarity(args) -> int:
     from .. import data, weights
-    from ..analysis import familiarity, predict
+    from ..analysis import familiarity
 
     if args.calibrate:
         names = weights.available()
-        loaded = {n: predict.load_model(n) for n in names}
+        loaded = {n: (lm.model, lm.card) for n, lm in ((n, weights.load(n)) for n in names)}
         # The reference images must be ones no model trained on: the validation split of the
         # cards' own (val_size, seed).
         splits = {(c.train_config.get("val_size"), c.train_config.get("seed")) for _, c in loaded.values()}

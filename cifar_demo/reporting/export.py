@@ -70,9 +70,8 @@ def training_stages(run: Run, cfg, summary: dict, classes) -> tuple[int, float, 
             "hardware": summary.get("hardware"), "train_config": cfg.to_dict()}
     if not cfg.init_from:
         return this["epochs"], this["train_seconds"], None
-    from ..train import init_card
 
-    src = init_card(cfg.init_from)
+    src = weights.card_of(cfg.init_from)
     if tuple(src.class_names) != tuple(classes):
         return this["epochs"], this["train_seconds"], None
     before = [dict(s) for s in src.extra.get("stages") or [{
@@ -152,7 +151,8 @@ def export_run(run_id: str | Path, *, runs_dir=None, out_dir=None, dtype: str = 
             return state
         return {k: (v.half().to(v.dtype) if v.is_floating_point() else v) for k, v in state.items()}
 
-    model = run.load_best(cfg, as_stored)
+    state = weights.read_run_state(run)  # verified against the digest the run recorded
+    model = weights.model_from_state(as_stored(state), cfg.model, classes, cfg.model_kwargs, f"run {run.id}")
 
     source = data_mod.resolve_source(data or cfg.data, download=False)
     if tuple(source.classes) != classes:
@@ -163,7 +163,7 @@ def export_run(run_id: str | Path, *, runs_dir=None, out_dir=None, dtype: str = 
     kw = dict(mean=spec.mean, std=spec.std, device=device, num_classes=len(classes))
     plain = evaluate.evaluate(model, test, **kw)
     if dtype == "float16":
-        full = run.load_best(cfg)
+        full = weights.model_from_state(state, cfg.model, classes, cfg.model_kwargs, f"run {run.id}")
         check_fp16(evaluate.evaluate(full, test, **kw).accuracy, plain.accuracy)
     tta = evaluate.evaluate(model, test, tta=TTA, **kw)
     slice_check = test_slice(len(test))

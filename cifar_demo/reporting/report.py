@@ -118,8 +118,7 @@ PREVIOUS_STAGE = "PREVIOUS_STAGE"
 
 
 def _is_weights_file(source) -> bool:
-    from ..train.transfer import _is_file
-    return isinstance(source, str) and _is_file(source)
+    return isinstance(source, str) and weights.is_file_ref(source)
 
 
 def distill_command(card: weights.ModelCard) -> str | None:

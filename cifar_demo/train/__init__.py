@@ -13,7 +13,6 @@
     transfer starting from trained weights (init_from): a new head, BatchNorm statistics
     distill  a teacher's probabilities on the training images (distill-targets), blended into targets
     state    RunState and the RNG states, in the checkpoint's format
-    runs     Run: the run directory's layout (config, metrics, checkpoint, best weights, summary)
     sinks    where events go: metrics.jsonl, a tqdm bar, any callable
     dist     DDP helpers and the device-side step metrics
 
@@ -44,7 +43,7 @@ from .optimizers import SAM, Lookahead
 from .parts import LOG_EVERY, Parts, build_parts, log_every_for
 from .precision import autocast_dtype, grad_scaler
 from .presets import EXTRA_PRESETS, make_config, presets
-from .runs import (
+from ..runs import (
                       BEST_FILE,
                       CHECKPOINT_FILE,
                       CONFIG_FILE,
@@ -53,7 +52,6 @@ from .runs import (
                       Run,
                       list_runs,
                       load_run,
-                      model_from_weights_file,
                       new_run_id,
                       read_metrics,
                       run_dir_of,
@@ -66,7 +64,6 @@ from .step import l1_penalty, optimizer_step, training_loss
 from .transfer import (
                       check_init_from,
                       head_keys,
-                      init_card,
                       load_init,
                       recompute_bn_stats,
                       set_train_mode,
@@ -77,7 +74,7 @@ __all__ = [
     "JsonlSink", "LOG_EVERY", "Lookahead", "METRICS_FILE", "MIXES", "OPTIMIZERS", "PRECISIONS", "Parts",
     "RECIPE_KEYS", "RUN_FIELDS", "Run", "RunState", "SAM", "SCHEDULES", "SUMMARY_FILE", "Sink", "StepMeter",
     "TTA_MODES", "TqdmSink", "TrainConfig", "Trainer", "autocast_dtype", "build_optimizer", "build_parts",
-    "build_scheduler", "check_init_from", "format_epoch", "grad_scaler", "head_keys", "init_card", "l1_penalty", "load_init", "list_runs", "load_run", "log_every_for",
-    "lr_factor", "make_config", "model_from_weights_file", "new_run_id", "optimizer_step", "param_groups",
+    "build_scheduler", "check_init_from", "format_epoch", "grad_scaler", "head_keys", "l1_penalty", "load_init", "list_runs", "load_run", "log_every_for",
+    "lr_factor", "make_config", "new_run_id", "optimizer_step", "param_groups",
     "presets", "read_metrics", "recompute_bn_stats", "set_train_mode", "run_dir_of", "runs_root", "seed_everything", "state_digest", "training_loss", "validate",
 ]

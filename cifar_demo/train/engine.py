@@ -23,13 +23,13 @@ from torch import nn
 
 from ..hardware import hardware_info, keep_freed_memory
 from ..recipe import TrainConfig
-from ..weights import load_checkpoint, save_checkpoint
+from ..runs import Run, new_run_id, runs_root
+from ..weights import load_checkpoint, model_from_state, read_run_state, save_checkpoint
 from . import dist
 from .checks import validate
 from .distill import blend
 from .optimizers import Lookahead
 from .parts import Parts, build_parts, shrink
-from .runs import Run, new_run_id, runs_root
 from .sinks import JsonlSink, Sink, TqdmSink
 from .state import RunState, rng_state, set_rng_state
 from .step import optimizer_step, training_loss
@@ -317,7 +317,9 @@ class Trainer:
         return summary
 
     def load_best(self, device="cpu") -> nn.Module:
-        return Run(self.run_dir).load_best(self.cfg).to(device)
+        # Not weights.load: its models are shared and cached, and this one is the run's own.
+        run = Run(self.run_dir)
+        return model_from_state(read_run_state(run), self.cfg.model, run.classes(), self.cfg.model_kwargs).to(device)
 
     # -- events --------------------------------------------------------------------------
 

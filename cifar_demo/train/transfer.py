@@ -1,6 +1,5 @@
 """Starting a run from trained weights (TrainConfig.init_from): fine-tuning with a new head.
 
-    init_card(source)          the card of the weights a run starts from (architecture, classes)
     check_init_from(cfg)       ValueError unless those weights are cfg.model's architecture
     load_init(cfg, model, classes)
                                copy the verified weights into a freshly built model: every tensor,
@@ -18,11 +17,12 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from .. import weights, zoo
+from ..common import normalize
 from ..recipe import TrainConfig
 
 # How many training images re-estimate the BatchNorm statistics ("recompute"): as many as the
@@ -30,40 +30,13 @@ from ..recipe import TrainConfig
 BN_RECOMPUTE_IMAGES = 5000
 
 
-def _is_file(source: str) -> bool:
-    p = Path(source)
-    return p.suffix.lower() in (".zip", ".safetensors", ".json") or len(p.parts) > 1
-
-
-def init_card(source: str):
-    """The model card of `source` (a shipped name, looked up like load_weights does, or a file).
-
-    Read only to check the architecture and classes before a run starts; load_init verifies the
-    weights themselves (sha256, architecture) when it loads them."""
-    from .. import weights
-    from ..weights import store
-
-    if not _is_file(source):
-        card_path, _ = store._locate(source, None)
-        return weights.ModelCard.load(card_path)
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"init_from: no such weights file {path}")
-    if path.suffix.lower() == ".zip":
-        with weights.unpacked_weights_zip(path) as (card_path, _):
-            return weights.ModelCard.load(card_path)
-    return weights.ModelCard.load(path.with_suffix(".json"))
-
-
 def check_init_from(cfg: TrainConfig) -> None:
     """ValueError unless cfg.init_from's weights are of cfg.model's architecture."""
-    from ..weights import WeightsError
-
     if not cfg.init_from:
         return
     try:
-        card = init_card(cfg.init_from)
-    except WeightsError as e:
+        card = weights.card_of(cfg.init_from)
+    except weights.WeightsError as e:
         raise ValueError(f"init_from {cfg.init_from!r}: {e}") from None
     if card.zoo_name != cfg.model:
         raise ValueError(f"init_from {cfg.init_from!r} holds {card.zoo_name} weights, but the run's model is "
@@ -76,19 +49,8 @@ def check_init_from(cfg: TrainConfig) -> None:
                          f"for {want}: the architectures differ")
 
 
-def _load_source(source: str):
-    """(model, card) of the init weights, verified like any weights the project loads."""
-    from .. import weights
-
-    if _is_file(source):
-        return weights.load_weights_file(source)
-    return weights.load_weights(source)
-
-
 @lru_cache(maxsize=None)
 def _head_keys(model: str, kwargs_json: str) -> frozenset[str]:
-    from .. import zoo
-
     kwargs = json.loads(kwargs_json)
     # The head is what depends on the number of classes: build the model for two counts and
     # take the tensors whose shapes differ. This finds it in every zoo family, whatever its name
@@ -112,8 +74,9 @@ def load_init(cfg: TrainConfig, model: nn.Module, classes) -> set[str]:
     same order: a head for other classes (even as many of them) means nothing for these.
     """
     check_init_from(cfg)
-    src, card = _load_source(cfg.init_from)
-    source = src.state_dict()
+    # From the shared cache: only read here (state_dict), the copy goes into `model`.
+    src = weights.load(cfg.init_from)
+    card, source = src.card, src.model.state_dict()
     target = model.state_dict()
     head = head_keys(cfg.model, cfg.model_kwargs)
     same_classes = tuple(card.class_names) == tuple(classes)
@@ -137,8 +100,6 @@ def recompute_bn_stats(model: nn.Module, images: torch.Tensor, mean, std, *, see
     """Re-estimate every BatchNorm's running mean and variance on (up to BN_RECOMPUTE_IMAGES of)
     `images` (uint8 NCHW): the exact average over them (momentum None), as
     torch.optim.swa_utils.update_bn does, with the model's weights as they are."""
-    from ..common import normalize
-
     bns = _batchnorms(model)
     if not bns:
         return

@@ -15,7 +15,7 @@ from typing import Callable
 
 from matplotlib.figure import Figure
 
-from .. import data, jobs, train
+from .. import data, jobs, train, weights
 from ..analysis import evalcache
 
 
@@ -208,10 +208,6 @@ def browser_secret() -> str:
 
 # ----------------------------------------------------------------------------- a finished run of the page's owner
 
-_RUN_MODELS: dict[tuple[str, str], object] = {}
-_RUN_LOCK = threading.Lock()
-
-
 def run_target(run_id: str | None, token=None) -> evalcache.Target:
     """A finished run of the page's owner, by its id: only a run of the owner's folder is ever
     read. ValueError (no token yet, not a run id) or FileNotFoundError (no best weights)."""
@@ -224,11 +220,6 @@ def run_target(run_id: str | None, token=None) -> evalcache.Target:
 
 
 def run_model(target: evalcache.Target):
-    """A run's model (Evaluate's comparison, Predict's "your run"), loaded once per weights file
-    (by hash: a resumed run rewrites it); one kept, as a visitor looks at one run at a time."""
-    key = (str(target.path), target.sha256)
-    with _RUN_LOCK:
-        if key not in _RUN_MODELS:
-            _RUN_MODELS.clear()
-            _RUN_MODELS[key] = evalcache.load_model(target)
-        return _RUN_MODELS[key]
+    """A run's model (Evaluate's comparison, Predict's "your run"): weights.load's, verified and
+    cached by the weights file's hash (a resumed run rewrites it)."""
+    return weights.load(target.ref).model

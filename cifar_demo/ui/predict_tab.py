@@ -217,7 +217,7 @@ def results_table(preds: list[predict.Prediction], vote: dict[str, float]) -> st
         params = f"{spec.params / 1e6:.2f} M"
         name = f"<b>{html.escape(p.model)}</b><div class='sub'>{html.escape(spec.source)}</div>"
         if p.error is None:
-            _, card = predict.load_model(p.model)
+            card = weights.load(p.model).card
             bars = "".join(_bar(c, pr, i == 0) for i, (c, pr) in enumerate(p.top(TOP_K)))
             rows.append(f"<tr><td>{name}</td><td><div class='bars'>{bars}</div></td>"
                         f"<td class='num'>{_accuracy_cell(card)}</td><td class='num'>{params}</td>"

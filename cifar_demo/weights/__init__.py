@@ -11,6 +11,8 @@
                    load_weights_file(): a user's .zip or .safetensors, checked the same way
     hub.py         the Hugging Face Hub: fallback for weights missing locally, push_files
     checkpoint.py  training checkpoints (torch.save atomically, torch.load(weights_only=True))
+    loader.py      THE way to get a trained model: ModelRef (a shipped name, a user's file, a
+                   run) -> load() -> LoadedModel (model, card, classes), verified, cached by sha256
 
 Loading hashes the weights file and compares with the card before parsing any tensor,
 then refuses a file whose keys or shapes do not fit the architecture. Nothing shipped is
@@ -38,6 +40,7 @@ from .card import (
 from .checkpoint import load_checkpoint, save_checkpoint
 from .hub import DEFAULT_HUB_REPO, PushResult, hub_repo, push_files
 from .integrity import load_weights_file, verify
+from .loader import LoadedModel, ModelRef, build, card_of, clear_cache, is_file_ref, load, model_from_state, read_run_state
 from .store import (
                     available,
                     card_for,
@@ -49,6 +52,8 @@ from .store import (
 )
 
 __all__ = [
+    "LoadedModel", "ModelRef", "build", "card_of", "clear_cache", "is_file_ref", "load", "model_from_state",
+    "read_run_state",
     "CARD_SCHEMA_VERSION", "DEFAULT_HUB_REPO", "STORAGE_DTYPES", "ModelCard", "WeightsError",
     "PushResult", "available", "card_for", "check_name", "hardware_info", "hub_repo", "load_checkpoint", "load_weights",
     "load_weights_file", "push_files", "save_checkpoint", "save_weights", "slice_indices",

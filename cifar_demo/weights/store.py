@@ -156,7 +156,7 @@ def load_weights(
     name_or_path: a zoo name (looked up in `directory`, default weights_dir(), then the Hub)
     or a path to either file of a pair. Returns (model on `device`, in eval mode; its card).
     """
-    card_path, weights_path = _locate(name_or_path, directory)
+    card_path, weights_path = locate(name_or_path, directory)
     card = ModelCard.load(card_path)
     # Hash the very bytes we then parse: nothing is read as tensors before the check passes.
     data = weights_path.read_bytes()
@@ -214,7 +214,7 @@ def architecture_problems(expected: dict[str, torch.Tensor], found: dict[str, An
     return problems
 
 
-def _locate(name_or_path: str | os.PathLike, directory: str | os.PathLike | None) -> tuple[Path, Path]:
+def locate(name_or_path: str | os.PathLike, directory: str | os.PathLike | None) -> tuple[Path, Path]:
     """(card_path, weights_path) for a path, or for a name: local folder, else the Hub."""
     p = Path(name_or_path)
     if p.suffix in (".safetensors", ".json") or len(p.parts) > 1:

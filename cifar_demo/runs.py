@@ -7,6 +7,7 @@ A run lives in ``runs/<run-id>/``:
     checkpoint.pt    last checkpoint (model, optimizer, scheduler, EMA, RNG, position),
                      written atomically every epoch and on stop; tensors only
     best.safetensors best weights by validation accuracy (the EMA weights when EMA is on)
+    best.sha256      its sha256, so weights.load reads it back verified (older runs lack it)
     summary.json     final status, best epoch, validation and test accuracy, the classes
 
 The class names a run's weights mean are on record from its first event (metrics.jsonl's
@@ -24,17 +25,19 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from torch import nn
+import torch
+from safetensors.torch import save_file
 
-from ..fsio import atomic_write, atomic_write_text
-from ..recipe import TrainConfig
+from .common import CLASSES
+from .fsio import atomic_write_text, fsync, publish, sha256_file, temp_beside
+from .recipe import TrainConfig
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
 BEST_FILE = "best.safetensors"
+BEST_DIGEST_FILE = "best.sha256"
 SUMMARY_FILE = "summary.json"
 
 
@@ -75,6 +78,10 @@ class Run:
     @property
     def best_path(self) -> Path:
         return self.dir / BEST_FILE
+
+    @property
+    def best_digest_path(self) -> Path:
+        return self.dir / BEST_DIGEST_FILE
 
     @property
     def summary_path(self) -> Path:
@@ -150,8 +157,6 @@ class Run:
     def classes(self) -> tuple[str, ...]:
         """The class names the run's weights predict, in label order: from summary.json, else the
         first start event; a run that records none (an older release's) means CIFAR-10's."""
-        from ..common import CLASSES
-
         for record in (self.summary(), self.start_event()):
             if record and record.get("classes"):
                 return tuple(record["classes"])
@@ -164,42 +169,34 @@ class Run:
                 return record["dataset_description"]
         return None
 
-    def load_best(self, cfg: TrainConfig | None = None, transform=None) -> nn.Module:
-        """The run's model with its best weights, on the CPU, built for the run's classes (see
-        model_from_weights_file)."""
-        return model_from_weights_file(cfg or self.config(), self.best_path, transform, classes=self.classes())
-
     # -- writing -------------------------------------------------------------------------
 
     def write_summary(self, summary: dict) -> None:
         atomic_write_text(self.summary_path, json.dumps(summary, indent=2))
 
-    def save_best(self, model: nn.Module, metadata: dict[str, str]) -> None:
-        from safetensors.torch import save_file
-
+    def save_best(self, model: torch.nn.Module, metadata: dict[str, str]) -> None:
+        """Write best.safetensors and record its sha256 in best.sha256, so it is read back verified
+        (weights.load). A kill at any point leaves a pair that verifies: the digest file first lists
+        the new digest beside the old one, then the weights are renamed into place, then the old
+        digest goes."""
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-        atomic_write(self.best_path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+        old = self.best_digests() if self.has_best() else []
+        with temp_beside(self.best_path) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
+            fsync(tmp)
+            digest = sha256_file(tmp)
+            atomic_write_text(self.best_digest_path, "\n".join([digest, *old[:1]]) + "\n")
+            publish(tmp, self.best_path)
+        atomic_write_text(self.best_digest_path, digest + "\n")
 
-
-def model_from_weights_file(cfg: TrainConfig, path: str | Path,
-                            transform: Callable[[dict], dict] | None = None, *, classes=None) -> nn.Module:
-    """The config's model with the (safetensors) state in `path`, on the CPU, with a head for
-    `classes` (default: CIFAR-10's ten).
-
-    `transform` may rewrite the state dict first (export rounds it through fp16).
-    """
-    from safetensors.torch import load_file
-
-    from .. import zoo
-    from ..common import NUM_CLASSES
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"run {path.parent.name} has no best weights yet ({path})")
-    state = load_file(str(path))
-    model = zoo.create(cfg.model, num_classes=len(classes) if classes else NUM_CLASSES, **cfg.model_kwargs)
-    model.load_state_dict(transform(state) if transform else state)
-    return model
+    def best_digests(self) -> list[str] | None:
+        """The sha256 digests best.safetensors may have (None: a run of an older release, which
+        recorded none)."""
+        try:
+            text = self.best_digest_path.read_text(encoding="ascii")
+        except FileNotFoundError:
+            return None
+        return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def run_dir_of(run_id: str | Path, runs_dir=None) -> Path:
