@@ -1,5 +1,6 @@
-"""The README's zoo section: one table renderer, the README kept in step with the registry and
-the cards, provenance for every model, and the one latency measurement behind every figure."""
+"""The zoo's generated Markdown: one table renderer, the README's short table and docs/zoo.md's
+full table and provenance kept in step with the registry and the cards, provenance for every
+model, and the one latency measurement behind every figure."""
 
 from __future__ import annotations
 
@@ -16,11 +17,18 @@ from cifar_demo.reporting import report, tables
 
 REPO = Path(__file__).resolve().parents[1]
 REGENERATE = "python -m cifar_demo zoo --markdown README.md"
+REGENERATE_DOCS = "python -m cifar_demo zoo --markdown docs/zoo.md"
 
 
-def _between_markers(text: str) -> str:
-    assert text.count(report.START) == 1 and text.count(report.END) == 1
-    return text.split(report.START, 1)[1].split(report.END, 1)[0].strip("\n")
+def _between_markers(text: str, start: str = report.START, end: str = report.END) -> str:
+    assert text.count(start) == 1 and text.count(end) == 1
+    return text.split(start, 1)[1].split(end, 1)[0].strip("\n")
+
+
+def _rows(table: str) -> dict[str, list[str]]:
+    """A generated table's rows by model name, each as its stripped cells."""
+    return {line.split(" | ")[0][3:-1]: [c.strip() for c in line.strip("|").split(" | ")]
+            for line in table.splitlines() if line.startswith("| `")}
 
 
 # ---------------------------------------------------------------------------- the renderer
@@ -38,27 +46,56 @@ def test_render_aligns_text_and_escapes_markdown():
         tables.render(head, rows, fmt="html")
 
 
-# ---------------------------------------------------------------------------- the README
+# ---------------------------------------------------------------------------- README and docs/zoo.md
 
 
 def test_readme_zoo_table_is_what_zoo_markdown_generates(monkeypatch):
     monkeypatch.delenv("CIFAR_DEMO_WEIGHTS", raising=False)  # the shipped cards, as the CLI reads them
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert _between_markers(readme) == report.zoo_markdown(), f"README's zoo table is stale: run `{REGENERATE}`"
+    assert report.DETAILS_START not in readme        # the provenance lives in docs/zoo.md only
 
 
-def test_zoo_markdown_has_a_row_per_model_from_the_registry_and_its_card(monkeypatch):
+def test_docs_zoo_block_is_what_zoo_details_markdown_generates(monkeypatch):
     monkeypatch.delenv("CIFAR_DEMO_WEIGHTS", raising=False)
-    lines = report.zoo_markdown().splitlines()
-    rows = {line.split(" | ")[0][3:-1]: line.strip("|").split(" | ") for line in lines if line.startswith("| `")}
+    docs = (REPO / "docs" / "zoo.md").read_text(encoding="utf-8")
+    block = _between_markers(docs, report.DETAILS_START, report.DETAILS_END)
+    assert block == report.zoo_details_markdown(), f"docs/zoo.md's zoo block is stale: run `{REGENERATE_DOCS}`"
+    assert report.START not in docs                   # one home for the short table: the README
+
+
+def test_readme_zoo_table_has_a_row_per_model_from_the_registry_and_its_card(monkeypatch):
+    monkeypatch.delenv("CIFAR_DEMO_WEIGHTS", raising=False)
+    rows = _rows(_between_markers((REPO / "README.md").read_text(encoding="utf-8")))
+    assert list(rows) == zoo.names()
+    shipped = set(weights.available())
+    latency = report.read_latency() or {"latency_ms": {}}
+    for s in zoo.specs():
+        cells = rows[s.name]
+        assert cells[1:3] == [s.source, f"{s.params:,}"]
+        if s.name in shipped:
+            card = weights.card_for(s.name)
+            assert cells[3:5] == [f"{100 * card.test_accuracy:.2f}%", f"{100 * card.test_accuracy_tta:.2f}%"]
+        else:
+            assert cells[3:5] == ["no weights yet", "-"]
+        ms = latency["latency_ms"].get(s.name)
+        assert cells[5] == ("-" if ms is None else f"{ms:.1f} ms")
+
+
+def test_docs_zoo_table_has_a_row_per_model_from_the_registry_and_its_card(monkeypatch):
+    monkeypatch.delenv("CIFAR_DEMO_WEIGHTS", raising=False)
+    docs = (REPO / "docs" / "zoo.md").read_text(encoding="utf-8")
+    rows = _rows(_between_markers(docs, report.DETAILS_START, report.DETAILS_END))
     assert list(rows) == zoo.names()
     shipped = set(weights.available())
     for s in zoo.specs():
-        cells = [c.strip() for c in rows[s.name]]
+        cells = rows[s.name]
         assert cells[2:5] == [f"{s.params:,}", f"{s.macs / 1e6:,.1f}M",
                               "-" if s.reported_accuracy is None else f"{s.reported_accuracy:.2f}%"]
         if s.name in shipped:
-            assert cells[5] == f"{100 * weights.card_for(s.name).test_accuracy:.2f}%"
+            card = weights.card_for(s.name)
+            assert cells[5] == f"{100 * card.test_accuracy:.2f}%"
+            assert cells[7:9] == [str(card.epochs), f"{card.train_seconds / 60:.0f} min"]
         else:
             assert cells[5] == "no weights yet"
         assert cells[-1].endswith("(the source's)" if s.recipe_source == "source" else "(ours)")
@@ -222,6 +259,24 @@ def test_write_table_replaces_only_between_the_markers(tmp_path):
     other = tmp_path / "table.md"
     assert report.write_table(other, "| t |") is False and other.read_text() == "| t |\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "table.md"]  # no temp files
+
+
+def test_write_blocks_fills_each_block_the_file_has(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "BLOCKS", {"zoo-table": (report.START, report.END, lambda: "| short |"),
+                                           "zoo-details": (report.DETAILS_START, report.DETAILS_END,
+                                                           lambda: "| long |")})
+    readme, docs, both = tmp_path / "README.md", tmp_path / "zoo.md", tmp_path / "both.md"
+    readme.write_text(f"a\n{report.START}\nold\n{report.END}\nb\n")
+    docs.write_text(f"c\n{report.DETAILS_START}\nold\n{report.DETAILS_END}\nd\n")
+    both.write_text(readme.read_text() + docs.read_text())
+    assert report.write_blocks(readme) == ["zoo-table"] and _between_markers(readme.read_text()) == "| short |"
+    assert report.write_blocks(docs) == ["zoo-details"]
+    assert docs.read_text() == f"c\n{report.DETAILS_START}\n| long |\n{report.DETAILS_END}\nd\n"
+    assert report.write_blocks(both) == ["zoo-table", "zoo-details"] and "old" not in both.read_text()
+
+
+def test_latency_file_is_the_repositorys_docs_latency_json():
+    assert report.LATENCY_FILE == REPO / "docs" / "latency.json" and report.read_latency() is not None
 
 
 # ---------------------------------------------------------------------------- latency

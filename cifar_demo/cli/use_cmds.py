@@ -27,14 +27,14 @@ def cmd_zoo(args) -> int:
     if args.json:
         print(json.dumps(zoo.specs_as_dicts(), indent=2))
     elif args.markdown:
-        from ..reporting.report import write_table, zoo_markdown
+        from ..reporting.report import write_blocks, zoo_markdown
 
-        text = zoo_markdown()
         if args.markdown == "-":
-            print(text)
-        else:
-            inside = write_table(args.markdown, text)
-            print(f"wrote the zoo table {'into the markers of' if inside else 'to'} {args.markdown}")
+            print(zoo_markdown())
+        else:   # README.md has the short table's markers, docs/zoo.md the details' (report.BLOCKS)
+            filled = write_blocks(args.markdown)
+            print(f"wrote {', '.join(filled)} into the markers of {args.markdown}" if filled
+                  else f"wrote the zoo table to {args.markdown}")
     else:
         print(zoo.format_table(specs, fmt="text"))
     return 0

@@ -1,5 +1,11 @@
-"""The README's zoo section: the registry, the shipped model cards and the measured CPU latency
-(docs/latency.json) in one table, then where each model and its weights come from."""
+"""The zoo's generated Markdown: the registry, the shipped model cards and the measured CPU
+latency (docs/latency.json). Two blocks, each between its own markers:
+
+- `zoo-table` (README.md): a short table, one row per model (source, params, accuracy, latency);
+- `zoo-details` (docs/zoo.md): the full table, where each model comes from and the commands that
+  made each shipped weights file.
+
+`python -m cifar_demo zoo --markdown FILE` fills whichever of the two FILE has (write_blocks)."""
 
 from __future__ import annotations
 
@@ -19,8 +25,10 @@ from ..zoo.registry import spec_cells
 from . import tables
 
 START, END = "<!-- zoo-table:start -->", "<!-- zoo-table:end -->"
-# Measured CPU latencies for the README's table (written by `python -m cifar_demo zoo --latency`).
-LATENCY_FILE = Path(__file__).resolve().parents[1] / "docs" / "latency.json"
+DETAILS_START, DETAILS_END = "<!-- zoo-details:start -->", "<!-- zoo-details:end -->"
+# Measured CPU latencies for the zoo tables (written by `python -m cifar_demo zoo --latency`):
+# the repository's docs/, two levels above this file's package.
+LATENCY_FILE = Path(__file__).resolve().parents[2] / "docs" / "latency.json"
 LATENCY_COMMAND = "python -m cifar_demo zoo --latency"
 
 
@@ -58,9 +66,33 @@ def latency_note(record: dict) -> str:
             f"{record['date']}.")
 
 
+def _latency_line(latency: dict | None) -> str:
+    return latency_note(latency) if latency else f"CPU latency: not measured yet (`{LATENCY_COMMAND}`)."
+
+
 def zoo_markdown(latency_path: str | Path = LATENCY_FILE) -> str:
-    """The README's zoo table: registry figures, the measured CPU latency, and, where weights
-    ship, their card's results."""
+    """The README's short zoo table: per model its source, size, the shipped weights' test
+    accuracy (plain and with TTA, from the card) and the measured CPU latency."""
+    have = set(weights.available())
+    latency = read_latency(latency_path)
+    lat_ms = (latency or {}).get("latency_ms", {})
+    head = ["model", "source project", "params", "accuracy here", "with TTA", "CPU latency"]
+    rows = []
+    for s in zoo.specs():
+        card = weights.card_for(s.name) if s.name in have else None
+        rows.append([
+            f"`{s.name}`", s.source, spec_cells(s)["params"],
+            _pct(card.test_accuracy) if card else "no weights yet",
+            _pct(card.test_accuracy_tta) if card else "-",
+            f"{lat_ms[s.name]:.1f} ms" if s.name in lat_ms else "-",
+        ])
+    lines = [tables.render(head, rows, right={2, 3, 4, 5}, fmt="markdown"), "", _latency_line(latency)]
+    return "\n".join(lines)
+
+
+def zoo_details_markdown(latency_path: str | Path = LATENCY_FILE) -> str:
+    """docs/zoo.md's block: the full table (registry figures, the card's results, epochs and
+    training time, the measured CPU latency, the default recipe), then the provenance."""
     have = set(weights.available())
     latency = read_latency(latency_path)
     lat_ms = (latency or {}).get("latency_ms", {})
@@ -81,7 +113,7 @@ def zoo_markdown(latency_path: str | Path = LATENCY_FILE) -> str:
             cells["recipe"],
         ])
     lines = [tables.render(head, rows, right={2, 3, 4, 5, 6, 7, 8, 9}, fmt="markdown")]
-    lines += ["", latency_note(latency) if latency else f"CPU latency: not measured yet (`{LATENCY_COMMAND}`)."]
+    lines += ["", _latency_line(latency)]
     lines += ["", provenance_markdown()]
     return "\n".join(lines)
 
@@ -142,7 +174,7 @@ def _teach_command(meta: dict, cfg: dict, out: str = TEACHERS_FILE) -> str | Non
 
 
 def provenance_markdown() -> str:
-    """The README's provenance: for every model its source project (cited as the project gives
+    """docs/zoo.md's provenance: for every model its source project (cited as the project gives
     it) and whose its default recipe is; for each shipped model the commands that made its
     weights, and where and how long."""
     lines = ["Where each model comes from, and whose its default recipe (`--preset NAME`) is:", ""]
@@ -191,14 +223,32 @@ def _how_made(card: weights.ModelCard) -> str:
             f"{card.date[:10]}.")
 
 
-def write_table(path: str | Path, table: str) -> bool:
-    """Put `table` between the zoo-table markers of a Markdown file (True), or, if the file has
-    no markers, write the table as the whole file (False)."""
+def write_table(path: str | Path, table: str, start: str = START, end: str = END) -> bool:
+    """Put `table` between the `start`/`end` markers of a Markdown file (True), or, if the file
+    has no such markers, write the table as the whole file (False)."""
     path = Path(path)
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    if START in text and END in text:
-        pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-        fsio.atomic_write_text(path, pattern.sub(lambda _: f"{START}\n{table}\n{END}", text, count=1))
+    if start in text and end in text:
+        pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+        fsio.atomic_write_text(path, pattern.sub(lambda _: f"{start}\n{table}\n{end}", text, count=1))
         return True
     fsio.atomic_write_text(path, table + "\n")
     return False
+
+
+# Each generated block: its markers and what fills them (README.md has the first, docs/zoo.md the second).
+BLOCKS = {"zoo-table": (START, END, zoo_markdown), "zoo-details": (DETAILS_START, DETAILS_END, zoo_details_markdown)}
+
+
+def write_blocks(path: str | Path) -> list[str]:
+    """Fill every generated block whose markers `path` has; the names filled, in order. A file
+    with neither pair of markers gets the README's short table as its whole text ([])."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    found = [name for name, (start, end, _) in BLOCKS.items() if start in text and end in text]
+    for name in found:
+        start, end, make = BLOCKS[name]
+        write_table(path, make(), start, end)
+    if not found:
+        write_table(path, zoo_markdown())
+    return found
