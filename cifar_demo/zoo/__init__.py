@@ -14,6 +14,7 @@ from __future__ import annotations
 # Import order = table order.
 from . import airnet, custom_cnn, keras_cnn, optimized200k, quiz_dnn, resnet, simple_cnn  # noqa: E402,F401
 from .analysis import count_macs, count_params, last_feature_map, receptive_field
+from .hooks import InitFromData, OwnGroup, OwnsParamGroups
 from .registry import (
                        RECIPE_KEYS,
                        ModelSpec,
@@ -32,7 +33,7 @@ from .registry import (
 )
 
 __all__ = [
-    "ModelSpec", "RECIPE_KEYS", "check_recipe", "count_macs", "count_params", "create",
-    "format_table", "get_spec", "last_feature_map", "names", "receptive_field", "recipe",
-    "recipe_summary", "register", "register_model", "specs", "specs_as_dicts", "unregister",
+    "InitFromData", "ModelSpec", "OwnGroup", "OwnsParamGroups", "RECIPE_KEYS", "check_recipe", "count_macs",
+    "count_params", "create", "format_table", "get_spec", "last_feature_map", "names", "receptive_field",
+    "recipe", "recipe_summary", "register", "register_model", "specs", "specs_as_dicts", "unregister",
 ]
