@@ -85,8 +85,9 @@ class TrainConfig:
     step_gamma: float = 0.1
     final_lr_frac: float = 0.0         # "linear"/"cosine": lr at the end as a fraction of lr
     bn_bias_lr_mult: float = 1.0       # BatchNorm biases learn this much faster (wd divided by it)
-    whiten_bias_epochs: int = 0        # >0: the "whiten." layer's bias stops learning after N epochs
-    whiten_bias_lr_mult: float = 1.0   # the "whiten." layer's bias learns this much faster (wd divided by it)
+    # airnet's whitening bias, read by its own_param_groups hook (zoo.hooks); other models ignore them:
+    whiten_bias_epochs: int = 0        # >0: the whitening bias stops learning after N epochs
+    whiten_bias_lr_mult: float = 1.0   # the whitening bias learns this much faster (wd divided by it)
     backbone_lr_mult: float = 1.0      # with init_from: the copied (pretrained) tensors learn at lr x this
     bn_stats: str = "batch"            # batch | frozen | recompute (BN_STATS): BatchNorm's statistics in training
     # augmentation

@@ -15,6 +15,7 @@ from cifar_demo import train as engine
 from cifar_demo import zoo
 from cifar_demo.train import TrainConfig, make_config
 from cifar_demo.train.optimizers import Muon, newton_schulz, newton_schulz_dtype
+from cifar_demo.zoo.airnet import AirNet
 
 from .test_train import StopAfter, cfg, run, tiny_data  # noqa: F401  (tiny_data: the module's fixture)
 
@@ -90,6 +91,9 @@ class TinyNet(nn.Module):
         self.conv = nn.Conv2d(6, 8, 3, bias=False)
         self.norm = nn.BatchNorm2d(8)
         self.head = nn.Linear(8, 10)
+
+    # airnet's hook (zoo.hooks): its whitening bias is a group of its own when the config says so.
+    own_param_groups = AirNet.own_param_groups
 
     def forward(self, x):
         x = torch.relu(self.norm(self.conv(torch.relu(self.whiten(x)))))

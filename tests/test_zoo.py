@@ -21,7 +21,7 @@ from cifar_demo.zoo.airnet import get_patches, init_whitening
 NAMES = zoo.names()
 ZOO_DIR = Path(zoo.__file__).parent
 # Modules of cifar_demo/zoo/ that hold no model family.
-NOT_FAMILIES = {"__init__", "registry", "analysis", "sources"}
+NOT_FAMILIES = {"__init__", "registry", "analysis", "sources", "hooks"}
 
 # name -> (target, relative tolerance): 0 = the source's exact count.
 PARAMS = {

@@ -9,18 +9,23 @@ import torch
 from torch import nn
 
 from ..recipe import TrainConfig
+from ..zoo.hooks import OwnGroup, OwnsParamGroups
 from .optimizers import SAM, Muon
 
 
 def param_groups(cfg: TrainConfig, model: nn.Module, pretrained: Collection[str] = ()) -> list[dict]:
     """Trainable parameters in groups: "main", "bn_bias" (lr x bn_bias_lr_mult, weight decay
-    / mult, so their decay per step is unchanged), "whiten_bias" (lr x whiten_bias_lr_mult, can
-    stop learning early) and, for optimizer "muon", "muon": every trainable conv filter (4-D)
-    at muon_lr with muon_momentum and no weight decay (its renormalisation fixes the scale);
-    every other parameter stays in the SGD groups by the rules above.
+    / mult, so their decay per step is unchanged), the model's own groups (zoo.hooks: a model
+    that is OwnsParamGroups names them, e.g. airnet's "whiten_bias") and, for optimizer "muon",
+    "muon": every trainable conv filter (4-D) at muon_lr with muon_momentum and no weight decay
+    (its renormalisation fixes the scale); every other parameter stays in the SGD groups by the
+    rules above. A parameter in one of the model's groups follows that group's rules only.
 
     airbench trains BatchNorm biases 64x faster: with the scales frozen they are the only
     per-channel knobs, and a larger step lets them track the fast-moving features.
+
+    A model's group learns at lr x its lr_mult (weight decay / lr_mult, as "bn_bias") and, when
+    it stops after some epochs, carries "stop_after_epochs" for the schedule (train.schedule).
 
     `pretrained`: names of the parameters copied from cfg.init_from. With backbone_lr_mult != 1
     each group splits into a "pretrained." twin at lr x backbone_lr_mult (a fine-tune's backbone;
@@ -30,25 +35,29 @@ def param_groups(cfg: TrainConfig, model: nn.Module, pretrained: Collection[str]
     """
     bn_bias = {id(m.bias) for m in model.modules()
                if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None}
+    own = own_groups(cfg, model)
+    owner = {id(p): g.name for g in own for p in g.params}
     split = cfg.backbone_lr_mult != 1.0
     pretrained = set(pretrained) if split else set()
     muon = cfg.optimizer == "muon"
-    own_whiten_bias = cfg.whiten_bias_epochs or cfg.whiten_bias_lr_mult != 1.0
-    groups: dict[str, list] = {f"{pre}{kind}": [] for pre in ("", "pretrained.")
-                               for kind in ("main", "bn_bias", "whiten_bias", "muon")}
+    # The order of the groups (a checkpoint's optimizer state follows it): main, bn_bias, the
+    # model's own, muon; then their pretrained twins in that order.
+    kinds = ("main", "bn_bias", *(g.name for g in own), "muon")
+    groups: dict[str, list] = {f"{pre}{kind}": [] for pre in ("", "pretrained.") for kind in kinds}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if muon and p.dim() == 4:
+        if id(p) in owner:
+            kind = owner[id(p)]
+        elif muon and p.dim() == 4:
             kind = "muon"
-        elif own_whiten_bias and name.startswith("whiten.") and name.endswith("bias"):
-            kind = "whiten_bias"
         elif id(p) in bn_bias and cfg.bn_bias_lr_mult != 1.0:
             kind = "bn_bias"
         else:
             kind = "main"
         groups[("pretrained." if name in pretrained else "") + kind].append(p)
-    mult = {"main": 1.0, "bn_bias": cfg.bn_bias_lr_mult, "whiten_bias": cfg.whiten_bias_lr_mult}
+    mult = {"main": 1.0, "bn_bias": cfg.bn_bias_lr_mult} | {g.name: g.lr_mult for g in own}
+    stop = {g.name: g.stop_after_epochs for g in own if g.stop_after_epochs}
     out = []
     for n, ps in groups.items():
         if not ps:
@@ -60,9 +69,33 @@ def param_groups(cfg: TrainConfig, model: nn.Module, pretrained: Collection[str]
                         "momentum": cfg.muon_momentum, "use_muon": True})
             continue
         group = {"params": ps, "name": n, "lr": cfg.lr * mult[kind] * backbone,
-                 "weight_decay": cfg.weight_decay / mult[kind]}
-        out.append(group | ({"use_muon": False} if muon else {}))
+                 "weight_decay": cfg.weight_decay / mult[kind]} | ({"use_muon": False} if muon else {})
+        out.append(group | ({"stop_after_epochs": stop[kind]} if kind in stop else {}))
     return out
+
+
+def own_groups(cfg: TrainConfig, model: nn.Module) -> list[OwnGroup]:
+    """The model's own parameter groups (zoo.hooks.OwnsParamGroups), checked: distinct names,
+    each parameter the model's and in one group at most. [] for a model without the hook."""
+    if not isinstance(model, OwnsParamGroups):
+        return []
+    own = list(model.own_param_groups(cfg))
+    mine = {id(p) for p in model.parameters()}
+    seen: set[int] = set()
+    names: set[str] = set()
+    for g in own:
+        if not isinstance(g, OwnGroup):
+            raise TypeError(f"{type(model).__name__}.own_param_groups must return OwnGroups, not {type(g).__name__}")
+        if g.name in names:
+            raise ValueError(f"{type(model).__name__}.own_param_groups: two groups are called {g.name!r}")
+        names.add(g.name)
+        for p in g.params:
+            if id(p) not in mine:
+                raise ValueError(f"group {g.name!r} holds a parameter that is not {type(model).__name__}'s")
+            if id(p) in seen:
+                raise ValueError(f"group {g.name!r} holds a parameter another group holds too")
+            seen.add(id(p))
+    return own
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module, pretrained: Collection[str] = ()):

@@ -205,7 +205,6 @@ def build_model(cfg: TrainConfig, train, device: torch.device, classes=None) -> 
     classes = tuple(classes or CLASSES)
     torch.manual_seed(cfg.seed)
     model = zoo.create(cfg.model, num_classes=len(classes), **cfg.model_kwargs)
-    prepare = getattr(model, "init_from_data", None)
     copied: set[str] = set()
     if cfg.init_from:
         # The whitening is NOT re-learnt from the new images: it is copied with the rest. The
@@ -214,10 +213,10 @@ def build_model(cfg: TrainConfig, train, device: torch.device, classes=None) -> 
         # which would scramble that layer's input. Whitening is a fixed, generic decorrelation
         # of 2x2 patches; CIFAR-10's is a good one for any photo shrunk to 32x32.
         copied = load_init(cfg, model, classes)
-    elif prepare is not None:
+    elif isinstance(model, zoo.InitFromData):  # the model's hook (zoo.hooks)
         # A seeded random 5,000 (split files may be sorted by class).
         pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))[:5000]
-        prepare(train.images[pick])
+        model.init_from_data(train.images[pick])
     model = model.to(device)
     if channels_last(cfg, device):
         model = model.to(memory_format=torch.channels_last)

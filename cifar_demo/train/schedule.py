@@ -36,11 +36,13 @@ def build_scheduler(cfg: TrainConfig, optimizer, total_steps: int, steps_per_epo
             pct_start=cfg.warmup_epochs / cfg.epochs if cfg.warmup_epochs else 0.25,
             cycle_momentum=cfg.optimizer in ("sgd", "sam"),
         )
-    stop_at = cfg.whiten_bias_epochs * steps_per_epoch
 
-    def factor(group_name: str):
-        if group_name.removeprefix("pretrained.") == "whiten_bias" and stop_at:
+    def factor(group: dict):
+        # A group that stops learning (a model's own, e.g. airnet's whitening bias: zoo.hooks)
+        # has lr 0 from its stop epoch on.
+        stop_at = group.get("stop_after_epochs", 0) * steps_per_epoch
+        if stop_at:
             return lambda s: lr_factor(cfg, s, total_steps, steps_per_epoch) if s < stop_at else 0.0
         return lambda s: lr_factor(cfg, s, total_steps, steps_per_epoch)
 
-    return torch.optim.lr_scheduler.LambdaLR(base, [factor(g.get("name", "main")) for g in base.param_groups])
+    return torch.optim.lr_scheduler.LambdaLR(base, [factor(g) for g in base.param_groups])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 # Import order = table order.
 from .analysis import count_macs, count_params, last_feature_map, receptive_field
+from .hooks import InitFromData, OwnGroup, OwnsParamGroups
 from .registry import (
                        RECIPE_KEYS,
                        ModelSpec,
@@ -36,7 +37,7 @@ from . import quiz_dnn, simple_cnn, keras_cnn, custom_cnn, resnet, optimized200k
 # isort: on
 
 __all__ = [
-    "ModelSpec", "RECIPE_KEYS", "check_recipe", "count_macs", "count_params", "create",
-    "format_table", "get_spec", "last_feature_map", "names", "receptive_field", "recipe",
-    "recipe_summary", "register", "register_model", "specs", "specs_as_dicts", "unregister",
+    "InitFromData", "ModelSpec", "OwnGroup", "OwnsParamGroups", "RECIPE_KEYS", "check_recipe", "count_macs",
+    "count_params", "create", "format_table", "get_spec", "last_feature_map", "names", "receptive_field",
+    "recipe", "recipe_summary", "register", "register_model", "specs", "specs_as_dicts", "unregister",
 ]

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..common import normalize
+from .hooks import OwnGroup
 from .registry import recipe, register_model
 
 WIDTHS = (64, 256, 256)
@@ -62,7 +63,7 @@ class AirNet(nn.Module):
     def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = WIDTHS):
         super().__init__()
         # Frozen weights (set by init_whitening); the bias stays trainable and starts at 0.
-        # airbench trains that bias for the first 3 epochs only: the engine's business.
+        # airbench trains that bias for the first 3 epochs only: own_param_groups tells the engine.
         self.whiten = nn.Conv2d(3, WHITEN_WIDTH, WHITEN_KERNEL, padding=0, bias=True)
         self.whiten.weight.requires_grad = False
         nn.init.zeros_(self.whiten.bias)
@@ -74,6 +75,16 @@ class AirNet(nn.Module):
     def init_from_data(self, images: torch.Tensor) -> None:
         """The training engine's hook: whiten from uint8 NCHW training images."""
         init_whitening(self, normalize(images))
+
+    def own_param_groups(self, cfg) -> list[OwnGroup]:
+        """The training engine's hook (zoo.hooks.OwnsParamGroups): the whitening bias is group
+        "whiten_bias", at lr x cfg.whiten_bias_lr_mult (weight decay / that), learning for the
+        first cfg.whiten_bias_epochs epochs only (0: throughout). With neither set it follows
+        the generic rules (it is then in "main")."""
+        if not (cfg.whiten_bias_epochs or cfg.whiten_bias_lr_mult != 1.0):
+            return []
+        return [OwnGroup("whiten_bias", [self.whiten.bias], lr_mult=cfg.whiten_bias_lr_mult,
+                         stop_after_epochs=cfg.whiten_bias_epochs)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.gelu(self.whiten(x))
