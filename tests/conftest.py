@@ -22,11 +22,6 @@ TEST_CACHE = Path(os.environ.get("CIFAR_DEMO_TEST_CACHE", REPO / ".cache" / "tes
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
-def pytest_configure(config):
-    # `python -m pytest -q -m "not slow"` is the quick loop; the README's command runs everything.
-    config.addinivalue_line("markers", "slow: starts subprocesses, a browser, an app server or DDP ranks")
-
-
 @pytest.fixture(scope="session")
 def jpeg_export() -> Path:
     """Path to ../shared/data/cifar10-jpeg, or skip the test with the reason."""
