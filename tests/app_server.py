@@ -55,7 +55,7 @@ def free_port() -> int:
 
 def make_dataset(root: Path, per_class: dict[str, int] = PER_CLASS) -> tuple[Path, str]:
     """A small ImageFolder dataset in `root`: the first images of each class of the JPEG export
-    (per_class[split] of each) when it exists, else the synthetic one of test_train."""
+    (per_class[split] of each) when it exists, else the synthetic one of tests/helpers.py."""
     if (JPEG_EXPORT / "train").is_dir() and (JPEG_EXPORT / "test").is_dir():
         for split, n in per_class.items():
             for cls in CLASSES:
@@ -64,7 +64,7 @@ def make_dataset(root: Path, per_class: dict[str, int] = PER_CLASS) -> tuple[Pat
                 for path in sorted((JPEG_EXPORT / split / cls).iterdir())[:n]:
                     shutil.copy(path, out / path.name)
         return root, "CIFAR-10 (JPEG export) slice"
-    from .test_train import write_imagefolder
+    from .helpers import write_imagefolder
 
     return write_imagefolder(root, n_train=240, n_test=60), "synthetic"
 

@@ -16,7 +16,7 @@ from cifar_demo import zoo
 from cifar_demo.train import TrainConfig, make_config
 from cifar_demo.train.optimizers import Muon, newton_schulz, newton_schulz_dtype
 
-from .test_train import StopAfter, cfg, run, tiny_data  # noqa: F401  (tiny_data: the module's fixture)
+from .helpers import StopAfter, cfg, run
 
 BAND = (0.5, 1.5)  # where the quintic iteration leaves the singular values (airbench94_muon: ~0.5-1.5)
 

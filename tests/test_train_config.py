@@ -17,8 +17,7 @@ from cifar_demo.data import Split
 from cifar_demo.train import TrainConfig, make_config, validate
 from cifar_demo.train.parts import make_loader
 
-from .test_train import MODEL, cfg, synthetic_arrays, to_split
-from .test_train_optim import lr_trace
+from .helpers import MODEL, cfg, lr_trace, synthetic_arrays, to_split
 
 # ------------------------------------------------------------------------ config
 
