@@ -64,3 +64,12 @@ def clean_env(tmp_path, monkeypatch):
     work.mkdir()
     monkeypatch.chdir(work)
 
+
+@pytest.fixture(scope="session", autouse=True)
+def screenshot_dir(tmp_path_factory) -> Path:
+    """Where the browser tests' screenshots go: a temporary folder, or docs/screenshots/ with
+    CIFAR_DEMO_UPDATE_SCREENSHOTS=1 (tests/browser.py). Tests never rewrite tracked files otherwise."""
+    from . import browser
+
+    browser.SHOTS = browser.DOCS_SHOTS if browser.update_screenshots() else tmp_path_factory.mktemp("screenshots")
+    return browser.SHOTS

@@ -3,7 +3,8 @@
 One app server for the session (tests/app_server.py, shared with test_api_client.py) and one
 browser page for the module; the steps run in order (predict, a 1-epoch training run, its
 evaluation, /predict during a training run, an augmentation slider, the model zoo, a bad
-upload) and save a screenshot of each tab to docs/screenshots/.
+upload) and save a screenshot of each tab (to a temporary folder; to docs/screenshots/ with
+CIFAR_DEMO_UPDATE_SCREENSHOTS=1, see tests/browser.py).
 """
 
 from __future__ import annotations
@@ -20,14 +21,10 @@ from PIL import Image
 from cifar_demo import weights, zoo
 from cifar_demo.common import CLASSES
 
-from .browser import browser_page, needs_chromium
-from .conftest import REPO
+from .browser import SAMPLE, browser_page, needs_chromium, open_tab, shot, visible
 
 if TYPE_CHECKING:  # imported for real by pytest_plugins below (so that pytest registers it)
     from .app_server import AppServer
-
-SHOTS = REPO / "docs" / "screenshots"
-SAMPLE = REPO / "cifar_demo" / "assets" / "sample" / "cat" / "0000.png"
 
 pytest_plugins = ["tests.app_server"]
 
@@ -43,25 +40,6 @@ def server(app_server) -> AppServer:
 def page(server):
     with browser_page(server.url) as page:
         yield page
-
-
-def shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.wait_for_timeout(500)  # let plots and images finish painting
-    path = SHOTS / f"{name}.png"
-    before = path.stat().st_mtime_ns if path.exists() else None
-    page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_mtime_ns != before, f"{path} was not rewritten"
-    with Image.open(path) as im:  # the whole page at the 1400 px viewport, not a crop
-        assert im.format == "PNG" and im.width == 1400 and im.height >= 1000, (name, im.size)
-
-
-def open_tab(page, name: str) -> None:
-    page.get_by_role("tab", name=name, exact=True).click()
-
-
-def visible(page, text) -> object:
-    return page.get_by_text(text).filter(visible=True).first
 
 
 VISIBLE_SOURCES = ("[...document.querySelectorAll('img')].filter(e => e.offsetParent !== null)"
