@@ -29,7 +29,9 @@ from cifar_demo.common import CLASSES
 
 from .conftest import JPEG_EXPORT, REPO
 
-START_TIMEOUT = 60   # seconds; the app should answer within 20 s on 2 cores (issue 4)
+# Seconds: a bound for a stuck app, not a figure (bench/app_latency.py times the start; issue 4
+# asks for under 20 s on 2 cores).
+START_TIMEOUT = 120
 PER_CLASS = {"train": 100, "test": 20}   # 1,000 + 200 real images: seconds of training
 
 

@@ -10,7 +10,6 @@ CIFAR_DEMO_UPDATE_SCREENSHOTS=1, see tests/browser.py).
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,10 +54,6 @@ def wait_until_pictures_change(page, before: list[str]) -> None:
     """Block until the pictures on screen differ from `before` (a new preview was drawn)."""
     page.wait_for_function(f"(before) => JSON.stringify({VISIBLE_SOURCES}) !== JSON.stringify(before)",
                            arg=before)
-
-
-def test_app_starts_quickly(server):
-    assert server.startup_seconds < 60, server.log()  # issue 4 asks < 20 s; CI machines vary
 
 
 def test_predict_shows_every_model_with_weights(page):
@@ -129,8 +124,9 @@ def test_evaluate_the_finished_run(page):
     shot(page, "evaluate")
 
 
-def test_api_predict_answers_within_3_s_while_the_app_trains(page, server):
-    """gradio_client against /predict, while a training run of the app uses both cores."""
+def test_api_predict_answers_while_the_app_trains(page, server):
+    """gradio_client against /predict, while a training run of the app uses both cores (how fast:
+    bench/app_latency.py, which also times the app's start)."""
     from gradio_client import Client, handle_file
 
     open_tab(page, "Train")
@@ -138,12 +134,8 @@ def test_api_predict_answers_within_3_s_while_the_app_trains(page, server):
     page.get_by_role("button", name="Start", exact=True).click()
     visible(page, re.compile(r"step \d+/\d+")).wait_for(timeout=120_000)  # it is training now
     client = Client(server.url, verbose=False)
-    times, out = [], None
     try:
-        for _ in range(3):
-            t0 = time.perf_counter()
-            out = client.predict(handle_file(str(SAMPLE)), False, api_name="/predict")
-            times.append(time.perf_counter() - t0)
+        out = client.predict(handle_file(str(SAMPLE)), False, api_name="/predict")
     finally:
         page.get_by_role("button", name="Stop", exact=True).click()
         visible(page, re.compile(r"stopped")).wait_for(timeout=120_000)
@@ -151,7 +143,6 @@ def test_api_predict_answers_within_3_s_while_the_app_trains(page, server):
     assert set(probs) == set(weights.available())
     for model, p in probs.items():
         assert sum(p.values()) == pytest.approx(1.0, abs=1e-4) and set(p) == set(CLASSES), model
-    assert sorted(times)[1] < 3.0, times  # the median of 3 whole-zoo predictions
 
 
 def test_augmentation_slider_changes_the_previews(page):
