@@ -2,8 +2,9 @@
 
 A visitor's browser runs on the visitor's machine; on the server an open Train tab is only the
 HTTP traffic of its timer (every 2 s, or once a logged step while a run's steps are slower: the
-tick returns the timer's new interval, which the page, and each tab here, then follows). This replays that traffic with Gradio's own protocol, the
-way the page's JavaScript does it (seen in Chromium's requests, see bench/load.py):
+tick returns the timer's new interval, which the page, and each tab here, then follows). This
+replays that traffic with Gradio's own protocol, the way the page's JavaScript does it (seen in
+Chromium's requests, see bench/load.py):
 
   POST /gradio_api/queue/join   {"data": [overlay, chosen run, null (the tab's gr.State), token],
                                  "fn_index": <the timer's event>, "trigger_id": <the timer>,

@@ -9,7 +9,8 @@ build_optimizer for each preset) with random gradients: their cost does not depe
 values. Muon's step adds the Newton-Schulz iterations (muon_ns_steps of them, in the dtype
 the optimizer picks: bf16 where the CPU computes it natively) and the renormalisation of each
 filter bank. The forward and backward pass is train_step.py's step (the engine's default: bf16
-autocast, channels_last) at the preset's batch, less the SGD step timed here. Medians of --steps calls after two warm-up calls.
+autocast, channels_last) at the preset's batch, less the SGD step timed here. Medians of --steps
+calls after two warm-up calls.
 """
 
 from __future__ import annotations

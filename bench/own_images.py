@@ -97,7 +97,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cifar-demo-own-") as tmp:
         archive = build_dataset(args.data, classes, names, args.per_class, Path(tmp))
         print(f"dataset: {', '.join(f'{c} -> {n}' for c, n in zip(classes, names))}; {args.per_class} train "
-              f"pictures a class from {args.data}/train, all their test pictures; {archive.stat().st_size / 1e6:.1f} MB zip")
+              f"pictures a class from {args.data}/train, all their test pictures; "
+              f"{archive.stat().st_size / 1e6:.1f} MB zip")
         rows = {"fine-tuned from airnet": [], "from scratch": []}
         for seed in seeds:
             for label, scratch in (("fine-tuned from airnet", False), ("from scratch", True)):
@@ -108,9 +109,9 @@ def main() -> None:
     base = statistics.mean(r["seconds"] for r in rows["from scratch"])
     print("\nsummary (mean over seeds; time as a ratio to the from-scratch run of this invocation)")
     for label, rs in rows.items():
+        seconds = statistics.mean(r["seconds"] for r in rs)
         print(f"  {label:24s} val {100 * statistics.mean(r['val'] for r in rs):5.1f}%  test "
-              f"{100 * statistics.mean(r['test'] for r in rs):5.1f}%  {statistics.mean(r['seconds'] for r in rs):5.1f} s "
-              f"= {statistics.mean(r['seconds'] for r in rs) / base:.2f}x")
+              f"{100 * statistics.mean(r['test'] for r in rs):5.1f}%  {seconds:5.1f} s = {seconds / base:.2f}x")
 
 
 if __name__ == "__main__":

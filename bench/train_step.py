@@ -69,8 +69,8 @@ def main() -> None:
     hw = hardware.hardware_info()
     threads = torch.get_num_threads()
     b = args.batch
-    print(f"model {args.model}; {hw['cpu']}, {hw['cores']} cores, torch {torch.__version__}, device {device}, {threads} threads, "
-          f"{time.strftime('%Y-%m-%d', time.gmtime())}; {hardware.allocator_line(kept)}")
+    print(f"model {args.model}; {hw['cpu']}, {hw['cores']} cores, torch {torch.__version__}, device {device}, "
+          f"{threads} threads, {time.strftime('%Y-%m-%d', time.gmtime())}; {hardware.allocator_line(kept)}")
     print(hardware.matmul_peaks_line(), flush=True)
     variants = [
         (f"default: bf16, channels_last, batch {b}", dict(batch=b, bf16=True, channels_last=True)),

@@ -29,7 +29,9 @@ from cifar_demo.common import CLASSES
 
 from .conftest import JPEG_EXPORT, REPO
 
-START_TIMEOUT = 60   # seconds; the app should answer within 20 s on 2 cores (issue 4)
+# Seconds: a bound for a stuck app, not a figure (bench/app_latency.py times the start; issue 4
+# asks for under 20 s on 2 cores).
+START_TIMEOUT = 120
 PER_CLASS = {"train": 100, "test": 20}   # 1,000 + 200 real images: seconds of training
 
 
@@ -55,7 +57,7 @@ def free_port() -> int:
 
 def make_dataset(root: Path, per_class: dict[str, int] = PER_CLASS) -> tuple[Path, str]:
     """A small ImageFolder dataset in `root`: the first images of each class of the JPEG export
-    (per_class[split] of each) when it exists, else the synthetic one of test_train."""
+    (per_class[split] of each) when it exists, else the synthetic one of tests/helpers.py."""
     if (JPEG_EXPORT / "train").is_dir() and (JPEG_EXPORT / "test").is_dir():
         for split, n in per_class.items():
             for cls in CLASSES:
@@ -64,7 +66,7 @@ def make_dataset(root: Path, per_class: dict[str, int] = PER_CLASS) -> tuple[Pat
                 for path in sorted((JPEG_EXPORT / split / cls).iterdir())[:n]:
                     shutil.copy(path, out / path.name)
         return root, "CIFAR-10 (JPEG export) slice"
-    from .test_train import write_imagefolder
+    from .helpers import write_imagefolder
 
     return write_imagefolder(root, n_train=240, n_test=60), "synthetic"
 

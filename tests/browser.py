@@ -1,13 +1,26 @@
 """Opening the app in headless Chromium, the one way every browser test does it: Debian's
 chromium (`apt-get install chromium`; never `playwright install`), a 1400x1000 window, 60 s
-per step."""
+per step; and the helpers the browser tests share (tabs, visible text, screenshots).
+
+Screenshots go to a temporary folder (pytest's, kept for the last few sessions:
+<basetemp>/screenshots0/) and leave the repository alone. To refresh the README's pictures,
+write them to docs/screenshots/ instead:
+
+    CIFAR_DEMO_UPDATE_SCREENSHOTS=1 python -m pytest -q tests/test_e2e_app.py
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS_SHOTS = REPO / "docs" / "screenshots"
+SAMPLE = REPO / "cifar_demo" / "assets" / "sample" / "cat" / "0000.png"   # the picture the tests upload
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -47,3 +60,33 @@ def browser_page(url: str, ready: str | None = "#predict-input"):
     """One visitor's page on the app for the block."""
     with chromium() as browser:
         yield visit(browser, url, ready)
+
+
+def update_screenshots() -> bool:
+    """CIFAR_DEMO_UPDATE_SCREENSHOTS=1: the browser tests write docs/screenshots/ (else a temp folder)."""
+    return os.environ.get("CIFAR_DEMO_UPDATE_SCREENSHOTS", "") == "1"
+
+
+SHOTS: Path | None = None   # set for the session by conftest.py's screenshot_dir fixture
+
+
+def shot(page, name: str) -> None:
+    """A full-page screenshot `name`.png in SHOTS (docs/screenshots/ or the session's temp folder)."""
+    shots = SHOTS if SHOTS is not None else DOCS_SHOTS if update_screenshots() else None
+    assert shots is not None, "no screenshot folder: conftest.py's screenshot_dir fixture did not run"
+    shots.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(500)  # let plots and images finish painting
+    path = shots / f"{name}.png"
+    before = path.stat().st_mtime_ns if path.exists() else None
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_mtime_ns != before, f"{path} was not rewritten"
+    with Image.open(path) as im:  # the whole page at the 1400 px viewport, not a crop
+        assert im.format == "PNG" and im.width == 1400 and im.height >= 1000, (name, im.size)
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name, exact=True).click()
+
+
+def visible(page, text) -> object:
+    return page.get_by_text(text).filter(visible=True).first

@@ -5,8 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+
+from cifar_demo.common import CLASSES
+from cifar_demo.data import CifarData, DataSource
+
+from .helpers import synthetic_arrays, to_split
 
 REPO = Path(__file__).resolve().parents[1]
 # The JPEG export of CIFAR-10 that sits beside the repository on the project's machines.
@@ -22,11 +28,6 @@ TEST_CACHE = Path(os.environ.get("CIFAR_DEMO_TEST_CACHE", REPO / ".cache" / "tes
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
-def pytest_configure(config):
-    # `python -m pytest -q -m "not slow"` is the quick loop; the README's command runs everything.
-    config.addinivalue_line("markers", "slow: starts subprocesses, a browser, an app server or DDP ranks")
-
-
 @pytest.fixture(scope="session")
 def jpeg_export() -> Path:
     """Path to ../shared/data/cifar10-jpeg, or skip the test with the reason."""
@@ -39,3 +40,36 @@ def jpeg_export() -> Path:
 def _isolated_cache(monkeypatch):
     """Keep every test's dataset cache out of the user's home directory (see TEST_CACHE)."""
     monkeypatch.setenv("CIFAR_DEMO_CACHE", str(TEST_CACHE))
+
+
+@pytest.fixture(scope="module")
+def tiny_data() -> CifarData:
+    """400 train / 100 val / 100 test synthetic images, as data.load_cifar10 would return."""
+    x, y = synthetic_arrays(50, seed=1)
+    xt, yt = synthetic_arrays(10, seed=2)
+    val_idx = np.concatenate([np.where(y == c)[0][:10] for c in range(10)])
+    train_idx = np.setdiff1d(np.arange(len(y)), val_idx)
+    source = DataSource(kind="imagefolder", path="synthetic", fingerprint="synthetic", label="synthetic")
+    return CifarData(train=to_split(x[train_idx], y[train_idx]), val=to_split(x[val_idx], y[val_idx]),
+                     test=to_split(xt, yt), classes=CLASSES, source=source)
+
+
+@pytest.fixture
+def clean_env(tmp_path, monkeypatch):
+    """Its own cache, its own working directory (./data) and no CIFAR_DEMO_DATA, for the data
+    tests (tests/synthetic_data.py): their modules use it on every test (pytestmark)."""
+    monkeypatch.setenv("CIFAR_DEMO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("CIFAR_DEMO_DATA", raising=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def screenshot_dir(tmp_path_factory) -> Path:
+    """Where the browser tests' screenshots go: a temporary folder, or docs/screenshots/ with
+    CIFAR_DEMO_UPDATE_SCREENSHOTS=1 (tests/browser.py). Tests never rewrite tracked files otherwise."""
+    from . import browser
+
+    browser.SHOTS = browser.DOCS_SHOTS if browser.update_screenshots() else tmp_path_factory.mktemp("screenshots")
+    return browser.SHOTS

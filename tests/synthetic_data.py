@@ -16,22 +16,11 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torchvision
 from PIL import Image
 
 from cifar_demo import data as D
 from cifar_demo.common import CLASSES
-
-
-@pytest.fixture(autouse=True)
-def clean_env(tmp_path, monkeypatch):
-    """Each test gets its own cache, its own working directory (./data) and no CIFAR_DEMO_DATA."""
-    monkeypatch.setenv("CIFAR_DEMO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("CIFAR_DEMO_DATA", raising=False)
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
 
 
 def pixels(label: int, i: int, split: str) -> np.ndarray:
@@ -74,7 +63,10 @@ def make_official(root: Path, per_class: int = 2) -> Path:
 def trust_fake_md5s(monkeypatch, root: Path) -> None:
     """Point torchvision's CIFAR-10 md5 table at the fake files of `root`."""
     cls = torchvision.datasets.CIFAR10
-    md5 = lambda name: hashlib.md5((root / D.OFFICIAL_DIR / name).read_bytes()).hexdigest()
+
+    def md5(name: str) -> str:
+        return hashlib.md5((root / D.OFFICIAL_DIR / name).read_bytes()).hexdigest()
+
     monkeypatch.setattr(cls, "train_list", [[n, md5(n)] for n, _ in cls.train_list])
     monkeypatch.setattr(cls, "test_list", [[n, md5(n)] for n, _ in cls.test_list])
     monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": md5(cls.meta["filename"])})
@@ -90,8 +82,6 @@ def forbid_download(monkeypatch) -> None:
 def snapshot(root: Path) -> dict:
     return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else b"")
             for p in sorted(root.rglob("*"))}
-
-
 
 
 def save_random_weights(folder, names, seed: int = 0):

@@ -120,7 +120,8 @@ def test_train_export_evaluate_predict_on_a_jpeg_slice(tmp_path, jpeg_export):
     sc = card["slice_check"]
     sample = REPO / "cifar_demo" / "assets" / "sample" / "cat" / "0000.png"
     checked, plotted, predicted = cli_side_by_side(
-        ["evaluate", "--model", "simple_cnn", "--json", "--start", sc["start"], "--step", sc["step"], "--limit", sc["n"]],
+        ["evaluate", "--model", "simple_cnn", "--json", "--start", sc["start"], "--step", sc["step"],
+         "--limit", sc["n"]],
         ["evaluate", "--model", "simple_cnn", "--limit", "200", "--plots", tmp_path / "plots"],
         ["predict", sample, "--json"], env=env)
     proc = checked
@@ -192,7 +193,7 @@ def downloaded(tmp_path, monkeypatch):
 
     from cifar_demo import weights
 
-    from .test_weights import CARD_FIELDS
+    from .helpers import CARD_FIELDS
 
     monkeypatch.setenv("CIFAR_DEMO_WEIGHTS", str(tmp_path / "shipped"))
     torch.manual_seed(0)
@@ -222,7 +223,7 @@ def test_predict_with_a_weights_file_uses_it_and_only_it(downloaded, capsys):
 
 
 def test_predict_with_a_tampered_or_lone_weights_file_is_one_clear_error(downloaded, tmp_path, capsys):
-    from .test_weights import flip_last_byte
+    from .helpers import flip_last_byte
 
     _, zip_path, pair = downloaded
     sample = REPO / "cifar_demo" / "assets" / "sample" / "cat" / "0000.png"
@@ -243,8 +244,7 @@ def test_evaluate_scores_a_download_on_test_or_val_and_refuses_a_tampered_one(do
     from cifar_demo import zoo as zoo_mod
     from cifar_demo.analysis import evaluate
 
-    from .test_train import write_imagefolder
-    from .test_weights import flip_last_byte
+    from .helpers import flip_last_byte, write_imagefolder
 
     model, zip_path, pair = downloaded
     folder = write_imagefolder(tmp_path / "data", n_train=10, n_test=20)
@@ -275,7 +275,7 @@ def test_evaluate_with_tta_for_unsure_images_says_how_many_got_the_views(downloa
     from cifar_demo import zoo as zoo_mod
     from cifar_demo.analysis import evaluate
 
-    from .test_train import write_imagefolder
+    from .helpers import write_imagefolder
 
     model, zip_path, _ = downloaded
     folder = write_imagefolder(tmp_path / "data", n_train=10, n_test=20)

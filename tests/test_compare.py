@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import statistics
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +14,7 @@ from cifar_demo.analysis import compare
 from cifar_demo.analysis.compare import Budget, Recipe
 from cifar_demo.train import JsonlSink, Run, TrainConfig
 
-from .test_train import MODEL, write_imagefolder
+from .helpers import MODEL, FakeChild, write_imagefolder
 
 A = Recipe("A", "standard", "off", 0.0)
 B = Recipe("B", "none", "cutmix", 0.1)
@@ -191,37 +190,6 @@ def test_the_band_plot_draws_a_band_only_where_there_is_a_spread(tmp_path):
 
 
 # ----------------------------------------------------------------------------- the runner, fast
-
-class FakeChild:
-    """The training child, in the real run layout: writes its run (one epoch per recipe's
-    accuracy) when told to finish, or a stopped run on SIGTERM."""
-
-    pids = iter(range(30_000_000, 40_000_000))
-
-    def __init__(self, cmd):
-        self.cmd, self.pid, self.code = cmd, next(self.pids), None
-        arg = lambda flag: cmd[cmd.index(flag) + 1]
-        self.run_id, self.folder = arg("--run-id"), arg("--runs-dir")
-        self.cfg = TrainConfig.from_json(open(arg("--config")).read())
-
-    def finish(self, status="finished"):
-        acc = 0.4 + (0.1 if self.cfg.augment == "none" else 0.0) + 0.01 * self.cfg.seed
-        run = Run.create(Path(self.folder) / self.run_id, self.cfg)
-        sink = JsonlSink(run.metrics_path)
-        sink({"kind": "epoch", "epoch": 1, "val_acc": acc, "val_loss": 1.0})
-        sink.close()
-        run.write_summary({"run_id": self.run_id, "status": status, "best_val_acc": acc})
-        self.code = 0
-
-    def poll(self):
-        return self.code
-
-    def wait(self, timeout=None):
-        return self.code
-
-    def send_signal(self, sig):
-        self.finish("stopped")
-
 
 @pytest.fixture
 def queue(tmp_path):

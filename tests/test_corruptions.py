@@ -300,7 +300,9 @@ def test_pixelate_leaves_blocks_of_the_shrunk_size():
 # ----------------------------------------------------------------------------- seeds
 
 def test_generator_for_depends_on_name_severity_and_seed():
-    draw = lambda *a: torch.rand(4, generator=C.generator_for(*a))
+    def draw(*a):
+        return torch.rand(4, generator=C.generator_for(*a))
+
     assert torch.equal(draw("fog", 3, 0), draw("fog", 3, 0))
     for other in (("fog", 4, 0), ("fog", 3, 1), ("motion_blur", 3, 0)):
         assert not torch.equal(draw("fog", 3, 0), draw(*other))
@@ -308,7 +310,8 @@ def test_generator_for_depends_on_name_severity_and_seed():
 
 @pytest.mark.slow
 def test_generator_for_is_the_same_in_another_process():
-    code = "from cifar_demo.augment import generator_for as g; import torch; print(torch.rand(3, generator=g('fog', 3)).tolist())"
+    code = ("from cifar_demo.augment import generator_for as g; import torch; "
+            "print(torch.rand(3, generator=g('fog', 3)).tolist())")
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": seed, "PATH": ""}).stdout for seed in ("1", "2")}
     assert outs == {f"{torch.rand(3, generator=C.generator_for('fog', 3)).tolist()}\n"}

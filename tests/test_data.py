@@ -17,15 +17,10 @@ from PIL import Image
 from cifar_demo import data as D
 from cifar_demo.common import CLASSES
 
-# clean_env: autouse, each test gets its own cache and working directory
-from .synthetic_data import (  # noqa: F401
-    clean_env,
-    forbid_download,
-    make_imagefolder,
-    make_official,
-    pixels,
-    trust_fake_md5s,
-)
+from .synthetic_data import forbid_download, make_imagefolder, make_official, pixels, trust_fake_md5s
+
+# Each test gets its own cache and working directory (conftest.py's clean_env).
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 # --- sources and their order -----------------------------------------------------------
 

@@ -14,8 +14,10 @@ from PIL import Image
 from cifar_demo import data as D
 from cifar_demo.common import CLASSES
 
-# clean_env: autouse, each test gets its own cache and working directory
-from .synthetic_data import clean_env, make_imagefolder, pixels, snapshot  # noqa: F401
+from .synthetic_data import make_imagefolder, pixels, snapshot
+
+# Each test gets its own cache and working directory (conftest.py's clean_env).
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 # --- decoding cache --------------------------------------------------------------------
 

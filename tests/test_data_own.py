@@ -21,9 +21,10 @@ from cifar_demo.common import CLASSES
 from cifar_demo.data.pictures import load_image, to_32x32
 
 from .own_images import NAMES, make_own_folder, zip_folder
+from .synthetic_data import snapshot
 
-# clean_env: autouse, each test gets its own cache and working directory
-from .synthetic_data import clean_env, snapshot  # noqa: F401
+# Each test gets its own cache and working directory (conftest.py's clean_env).
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 THREE = NAMES[:3]                      # leaf, coin, shell: sorted, coin, leaf, shell
 SORTED = tuple(sorted(THREE))

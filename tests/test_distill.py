@@ -16,7 +16,7 @@ from cifar_demo.data import CifarData, DataSource, Split
 from cifar_demo.reporting import export
 from cifar_demo.train import Trainer, distill, validate
 
-from .test_train import MODEL, cfg, run, tiny_data, write_imagefolder  # noqa: F401 (tiny_data: a fixture)
+from .helpers import MODEL, cfg, run, write_imagefolder
 
 
 def shifted(labels: torch.Tensor) -> torch.Tensor:

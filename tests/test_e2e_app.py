@@ -3,13 +3,13 @@
 One app server for the session (tests/app_server.py, shared with test_api_client.py) and one
 browser page for the module; the steps run in order (predict, a 1-epoch training run, its
 evaluation, /predict during a training run, an augmentation slider, the model zoo, a bad
-upload) and save a screenshot of each tab to docs/screenshots/.
+upload) and save a screenshot of each tab (to a temporary folder; to docs/screenshots/ with
+CIFAR_DEMO_UPDATE_SCREENSHOTS=1, see tests/browser.py).
 """
 
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,14 +20,10 @@ from PIL import Image
 from cifar_demo import weights, zoo
 from cifar_demo.common import CLASSES
 
-from .browser import browser_page, needs_chromium
-from .conftest import REPO
+from .browser import SAMPLE, browser_page, needs_chromium, open_tab, shot, visible
 
 if TYPE_CHECKING:  # imported for real by pytest_plugins below (so that pytest registers it)
     from .app_server import AppServer
-
-SHOTS = REPO / "docs" / "screenshots"
-SAMPLE = REPO / "cifar_demo" / "assets" / "sample" / "cat" / "0000.png"
 
 pytest_plugins = ["tests.app_server"]
 
@@ -45,25 +41,6 @@ def page(server):
         yield page
 
 
-def shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.wait_for_timeout(500)  # let plots and images finish painting
-    path = SHOTS / f"{name}.png"
-    before = path.stat().st_mtime_ns if path.exists() else None
-    page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_mtime_ns != before, f"{path} was not rewritten"
-    with Image.open(path) as im:  # the whole page at the 1400 px viewport, not a crop
-        assert im.format == "PNG" and im.width == 1400 and im.height >= 1000, (name, im.size)
-
-
-def open_tab(page, name: str) -> None:
-    page.get_by_role("tab", name=name, exact=True).click()
-
-
-def visible(page, text) -> object:
-    return page.get_by_text(text).filter(visible=True).first
-
-
 VISIBLE_SOURCES = ("[...document.querySelectorAll('img')].filter(e => e.offsetParent !== null)"
                    ".map(e => e.src).sort()")
 
@@ -77,10 +54,6 @@ def wait_until_pictures_change(page, before: list[str]) -> None:
     """Block until the pictures on screen differ from `before` (a new preview was drawn)."""
     page.wait_for_function(f"(before) => JSON.stringify({VISIBLE_SOURCES}) !== JSON.stringify(before)",
                            arg=before)
-
-
-def test_app_starts_quickly(server):
-    assert server.startup_seconds < 60, server.log()  # issue 4 asks < 20 s; CI machines vary
 
 
 def test_predict_shows_every_model_with_weights(page):
@@ -151,8 +124,9 @@ def test_evaluate_the_finished_run(page):
     shot(page, "evaluate")
 
 
-def test_api_predict_answers_within_3_s_while_the_app_trains(page, server):
-    """gradio_client against /predict, while a training run of the app uses both cores."""
+def test_api_predict_answers_while_the_app_trains(page, server):
+    """gradio_client against /predict, while a training run of the app uses both cores (how fast:
+    bench/app_latency.py, which also times the app's start)."""
     from gradio_client import Client, handle_file
 
     open_tab(page, "Train")
@@ -160,12 +134,8 @@ def test_api_predict_answers_within_3_s_while_the_app_trains(page, server):
     page.get_by_role("button", name="Start", exact=True).click()
     visible(page, re.compile(r"step \d+/\d+")).wait_for(timeout=120_000)  # it is training now
     client = Client(server.url, verbose=False)
-    times, out = [], None
     try:
-        for _ in range(3):
-            t0 = time.perf_counter()
-            out = client.predict(handle_file(str(SAMPLE)), False, api_name="/predict")
-            times.append(time.perf_counter() - t0)
+        out = client.predict(handle_file(str(SAMPLE)), False, api_name="/predict")
     finally:
         page.get_by_role("button", name="Stop", exact=True).click()
         visible(page, re.compile(r"stopped")).wait_for(timeout=120_000)
@@ -173,7 +143,6 @@ def test_api_predict_answers_within_3_s_while_the_app_trains(page, server):
     assert set(probs) == set(weights.available())
     for model, p in probs.items():
         assert sum(p.values()) == pytest.approx(1.0, abs=1e-4) and set(p) == set(CLASSES), model
-    assert sorted(times)[1] < 3.0, times  # the median of 3 whole-zoo predictions
 
 
 def test_augmentation_slider_changes_the_previews(page):

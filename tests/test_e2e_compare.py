@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .browser import browser_page, needs_chromium
-from .test_e2e_app import open_tab, shot, visible
+from .browser import browser_page, needs_chromium, open_tab, shot, visible
 
 if TYPE_CHECKING:  # imported for real by pytest_plugins below
     from .app_server import AppServer

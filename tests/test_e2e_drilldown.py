@@ -15,8 +15,7 @@ import pytest
 from cifar_demo import weights
 from cifar_demo.common import CLASSES
 
-from .browser import browser_page, needs_chromium
-from .test_e2e_app import open_tab, shot, visible
+from .browser import browser_page, needs_chromium, open_tab, shot, visible
 
 pytest_plugins = ["tests.app_server"]
 

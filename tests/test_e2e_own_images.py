@@ -13,9 +13,8 @@ import pytest
 
 from cifar_demo import weights
 
-from .browser import browser_page, needs_chromium
+from .browser import browser_page, needs_chromium, open_tab, shot, visible
 from .own_images import make_own_folder, picture, zip_folder
-from .test_e2e_app import open_tab, shot, visible
 
 pytest_plugins = ["tests.app_server"]
 

@@ -22,9 +22,8 @@ import pytest
 from cifar_demo import jobs
 
 from .app_server import start_app, stop_app
-from .browser import chromium, needs_chromium, visit
+from .browser import SAMPLE, chromium, needs_chromium, open_tab, shot, visible, visit
 from .conftest import REPO
-from .test_e2e_app import SAMPLE, open_tab, shot, visible
 
 pytestmark = [pytest.mark.slow,
               needs_chromium]

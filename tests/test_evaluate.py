@@ -167,7 +167,8 @@ def test_evaluate_runs_convolutions_channels_last_and_gives_the_weights_back():
     before, ptr = weight.detach().clone(), weight.data_ptr()
     seen = []
     model[0].register_forward_hook(lambda m, args, out: seen.append(
-        (args[0].is_contiguous(memory_format=torch.channels_last), m.weight.is_contiguous(memory_format=torch.channels_last))))
+        (args[0].is_contiguous(memory_format=torch.channels_last),
+         m.weight.is_contiguous(memory_format=torch.channels_last))))
     split = indexed_split(6)
     r = evaluate(model, split, device="cpu", keep_probs=True)
     assert seen == [(True, True)]

@@ -13,8 +13,7 @@ from cifar_demo import weights, zoo
 from cifar_demo.reporting import export
 from cifar_demo.train import Run, Trainer
 
-from .test_train import cfg, write_imagefolder
-from .test_weights import CARD_FIELDS
+from .helpers import CARD_FIELDS, Tiny, cfg, flip_last_byte, save_tiny, write_imagefolder
 
 # The zoo model cheapest to score (8 M MACs): export scores the test split three times.
 MODEL = "optimized200k"
@@ -116,9 +115,7 @@ def test_unfinished_runs_and_unsafe_names_are_refused_and_leave_no_zip(finished_
 
 
 # ---------------------------------------------------------------------------- reading a download back
-# Small hand-made modules (test_weights.Tiny) stand in for the zoo: `create` builds them.
-
-from .test_weights import Tiny, flip_last_byte, save_tiny  # noqa: E402
+# Small hand-made modules (tests/helpers.py's Tiny) stand in for the zoo: `create` builds them.
 
 
 def tiny_zip(tmp_path, **kw):

@@ -7,7 +7,7 @@ import pytest
 from cifar_demo import jobs
 from cifar_demo.train import TrainConfig
 
-from .test_train import MODEL, write_imagefolder
+from .helpers import MODEL, write_imagefolder
 
 
 @pytest.fixture()

@@ -11,7 +11,7 @@ from cifar_demo.recipe import LOW_RES_MODES
 from cifar_demo.train import validate
 from cifar_demo.train.parts import downscale, random_crop
 
-from .test_train import cfg, run, tiny_data  # noqa: F401 (tiny_data: a fixture)
+from .helpers import cfg, run
 
 
 def test_downscale_averages_pixels_and_keeps_the_memory_format():
@@ -33,7 +33,7 @@ def test_random_crop_cuts_a_window_at_full_scale_anywhere_in_each_image():
     assert crops.shape == (64, 3, 24, 24) and crops.is_contiguous(memory_format=torch.channels_last)
     offsets = set()
     for image, crop in zip(x, crops):
-        found = [(t, l) for t in range(9) for l in range(9) if torch.equal(crop, image[:, t:t + 24, l:l + 24])]
+        found = [(t, le) for t in range(9) for le in range(9) if torch.equal(crop, image[:, t:t + 24, le:le + 24])]
         assert len(found) == 1, "each crop is exactly one window of its own image, pixels unchanged"
         offsets.add(found[0])
     assert len(offsets) > 20, "each image draws its own window"
@@ -44,7 +44,8 @@ def test_airnet_pools_over_the_whole_last_map():
     # 32x32 leaves a 3x3 map, as airbench's MaxPool2d(3) expects; smaller images leave less.
     model = zoo.create("airnet").eval()
     with torch.no_grad():
-        feats = model.group3(model.group2(model.group1(torch.nn.functional.gelu(model.whiten(torch.randn(2, 3, 32, 32))))))
+        whitened = torch.nn.functional.gelu(model.whiten(torch.randn(2, 3, 32, 32)))
+        feats = model.group3(model.group2(model.group1(whitened)))
         assert feats.shape[-2:] == (3, 3)
         assert torch.equal(feats.amax((2, 3)), torch.nn.functional.max_pool2d(feats, 3).flatten(1))
         for size in (16, 24, 28):

@@ -17,7 +17,7 @@ from cifar_demo.train import TrainConfig, make_config
 from cifar_demo.train.optimizers import Muon, newton_schulz, newton_schulz_dtype
 from cifar_demo.zoo.airnet import AirNet
 
-from .test_train import StopAfter, cfg, run, tiny_data  # noqa: F401  (tiny_data: the module's fixture)
+from .helpers import StopAfter, cfg, run
 
 BAND = (0.5, 1.5)  # where the quintic iteration leaves the singular values (airbench94_muon: ~0.5-1.5)
 

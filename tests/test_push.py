@@ -14,7 +14,7 @@ from cifar_demo.__main__ import main
 from cifar_demo.reporting import export
 from cifar_demo.weights import hub
 
-from .test_weights import Tiny, save_tiny
+from .helpers import Tiny, save_tiny
 
 TOKEN = "hf_SecretTokenValue1234567890"
 

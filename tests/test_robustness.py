@@ -213,7 +213,8 @@ def fake_result():
 def test_table_by_severity_for_one_corruption():
     text = robustness.format_table(fake_result(), corruption="fog")
     lines = text.splitlines()
-    assert lines[0] == "Accuracy (%) under fog, by severity, on 1,000 class-balanced test images of CIFAR-10 (JPEG export)"
+    assert lines[0] == ("Accuracy (%) under fog, by severity, on 1,000 class-balanced test images of "
+                        "CIFAR-10 (JPEG export)")
     assert lines[1].split() == ["severity", "a", "b"]
     assert lines[3].split() == ["0", "(clean)", "90.0", "50.0"] and lines[-1].split() == ["5", "40.0", "5.0"]
     assert len(lines) == 3 + 6
@@ -222,7 +223,7 @@ def test_table_by_severity_for_one_corruption():
 def test_table_by_corruption_at_one_severity_with_clean_and_mean_rows():
     lines = robustness.format_table(fake_result(), severity=2).splitlines()
     assert "severity 2 of 5" in lines[0]
-    assert [l.split() for l in lines[3:]] == [["clean", "90.0", "50.0"], ["fog", "70.0", "30.0"],
+    assert [row.split() for row in lines[3:]] == [["clean", "90.0", "50.0"], ["fog", "70.0", "30.0"],
                                               ["jpeg", "86.0", "-"], ["mean", "78.0", "-"]]
     md = robustness.format_table(fake_result(), severity=2, fmt="markdown").splitlines()
     assert md[1] == "| corruption | a | b |" and md[2] == "|---|---:|---:|"
@@ -235,8 +236,8 @@ def test_table_by_corruption_at_one_severity_with_clean_and_mean_rows():
 def test_the_severity_plot_draws_one_line_per_model_with_values():
     fig = plots.accuracy_vs_severity(robustness.curves(fake_result(), "jpeg"), title="JPEG")
     ax = fig.axes[0]
-    lines = [l for l in ax.get_lines() if l.get_label() in ("a", "b")]
-    assert [l.get_label() for l in lines] == ["a", "b"]
+    lines = [line for line in ax.get_lines() if line.get_label() in ("a", "b")]
+    assert [line.get_label() for line in lines] == ["a", "b"]
     assert list(lines[1].get_xdata()) == [0]   # b's missing severities are skipped, not drawn as 0
     assert ax.get_title() == "JPEG" and ax.get_ylim() == (0, 1)
     empty = plots.accuracy_vs_severity({"a": [None] * 6})

@@ -8,88 +8,22 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 from torch import nn
 
 from cifar_demo import weights
 from cifar_demo import train as engine
-from cifar_demo.common import CLASSES
-from cifar_demo.data import CifarData, DataSource, Split
 from cifar_demo.train import TrainConfig, validate
 from cifar_demo.train import engine as engine_module
 
-REPO = Path(__file__).resolve().parents[1]
-MODEL = "quiz_dnn"  # small, learns the synthetic classes in a few steps
-
-
-def synthetic_arrays(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Learnable 32x32 images: each class has its own colour and stripe direction, plus noise."""
-    rng = np.random.default_rng(seed)
-    images, labels = [], []
-    yy, xx = np.mgrid[0:32, 0:32]
-    for c in range(10):
-        base = np.zeros((32, 32, 3), np.float32)
-        base[..., c % 3] = 140 + 10 * c
-        stripes = np.sin((xx * math.cos(c) + yy * math.sin(c)) * 0.8) * 60
-        for _ in range(n_per_class):
-            img = base + stripes[..., None] + rng.normal(0, 25, (32, 32, 3))
-            images.append(np.clip(img, 0, 255).astype(np.uint8))
-            labels.append(c)
-    return np.stack(images), np.array(labels, dtype=np.int64)
-
-
-def to_split(x: np.ndarray, y: np.ndarray) -> Split:
-    return Split(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y))
-
-
-@pytest.fixture(scope="module")
-def tiny_data() -> CifarData:
-    """400 train / 100 val / 100 test synthetic images, as data.load_cifar10 would return."""
-    x, y = synthetic_arrays(50, seed=1)
-    xt, yt = synthetic_arrays(10, seed=2)
-    val_idx = np.concatenate([np.where(y == c)[0][:10] for c in range(10)])
-    train_idx = np.setdiff1d(np.arange(len(y)), val_idx)
-    source = DataSource(kind="imagefolder", path="synthetic", fingerprint="synthetic", label="synthetic")
-    return CifarData(train=to_split(x[train_idx], y[train_idx]), val=to_split(x[val_idx], y[val_idx]),
-                     test=to_split(xt, yt), classes=CLASSES, source=source)
-
-
-def write_imagefolder(root: Path, n_train: int = 24, n_test: int = 4) -> Path:
-    """A tiny dataset on disk in the ImageFolder layout (for subprocess runs)."""
-    for split, n, seed in (("train", n_train, 3), ("test", n_test, 4)):
-        x, y = synthetic_arrays(n, seed)
-        for i, (img, label) in enumerate(zip(x, y)):
-            d = root / split / CLASSES[label]
-            d.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(img).save(d / f"{i:05d}.png")
-    return root
-
-
-def cfg(**kw) -> TrainConfig:
-    # fp32: bf16 autocast is emulated (several times slower) on CPUs without native bf16; the
-    # bf16 path has its own test (test_batch_mixes_feed_soft_targets).
-    base = dict(model=MODEL, epochs=1, batch_size=40, lr=0.05, optimizer="sgd", schedule="constant",
-                augment="standard", precision="fp32", channels_last=True, device="cpu", seed=0,
-                weight_decay=5e-4)
-    base.update(kw)
-    return TrainConfig(**base)
-
-
-def run(config: TrainConfig, tmp_path: Path, data, **kw) -> tuple[dict, Path]:
-    trainer = engine.Trainer(config, runs_dir=tmp_path / "runs", data=data, **kw)
-    return trainer.run(), trainer.run_dir
-
+from .helpers import MODEL, REPO, StopAfter, cfg, run, subprocess_env, write_imagefolder
 
 # ------------------------------------------------------------------------ the loop
 
@@ -173,20 +107,6 @@ def test_batch_mixes_feed_soft_targets(tmp_path, tiny_data, monkeypatch):
     assert summary["precision"] == "torch.bfloat16"  # the CPU's autocast dtype runs through the engine
 
 
-class StopAfter:
-    """A stop flag that turns itself on after `steps` checks (the engine checks before each step)."""
-
-    def __init__(self, steps: int):
-        self.left = steps
-
-    def is_set(self) -> bool:
-        self.left -= 1
-        return self.left < 0
-
-    def set(self) -> None:
-        self.left = -1
-
-
 @pytest.mark.slow   # three trainings per case
 @pytest.mark.parametrize("extra", [{"mixes": {"cutmix": 0.5}, "ema": 0.9},
                                    {"lookahead_every": 2, "augment": "translate2_altflip"},
@@ -219,20 +139,13 @@ def _cli(*args, env=None, **kw):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-def _env(tmp_path):
-    # A crashing subprocess prints its Python stack (faulthandler also catches SIGABRT from C++).
-    env = dict(os.environ, CIFAR_DEMO_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1")
-    env.pop("CIFAR_DEMO_DATA", None)
-    return env
-
-
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
     data = write_imagefolder(tmp_path / "data", n_train=24)  # 240 train images
     flags = ["train", "--model", MODEL, "--data", str(data), "--val-size", "40", "--epochs", "3",
              "--batch-size", "10", "--lr", "0.02", "--schedule", "cosine", "--precision", "fp32",
              "--device", "cpu", "--augment", "standard", "--seed", "3"]
-    env = _env(tmp_path)
+    env = subprocess_env(tmp_path)
     # The uninterrupted run and the one to kill side by side (one thread each, on two cores).
     done = _cli(*flags, "--runs-dir", str(tmp_path / "full"), env=env)
     victim = _cli(*flags, "--runs-dir", str(tmp_path / "killed"), env=env)
@@ -268,7 +181,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
 def test_ddp_two_cpu_ranks_hold_identical_weights(tmp_path):
     data = write_imagefolder(tmp_path / "data", n_train=8)
     runs = tmp_path / "runs"
-    env = _env(tmp_path)
+    env = subprocess_env(tmp_path)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
            "--standalone", "-m", "cifar_demo", "train", "--model", MODEL, "--data", str(data),
            "--val-size", "20", "--epochs", "2", "--batch-size", "10", "--precision", "fp32",

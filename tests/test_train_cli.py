@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from cifar_demo import train as engine
 
-from .test_train import REPO, _env, write_imagefolder
+from .helpers import REPO, subprocess_env, write_imagefolder
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def _train(tmp_path, folder, *flags) -> engine.Run:
            "--grad-clip", "1", "--data", str(folder), "--val-size", "20", "--train-limit", "60",
            "--batch-size", "20", "--epochs", "1", "--precision", "fp32", "--device", "cpu",
            "--runs-dir", str(runs), *flags]
-    proc = subprocess.run(cmd, cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=REPO, env=subprocess_env(tmp_path), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "finished after 1 epoch(s)" in proc.stdout and "test accuracy" in proc.stdout
     (run_dir,) = runs.iterdir()

@@ -18,7 +18,7 @@ from cifar_demo import train as engine
 from cifar_demo.train import dist as dist_module
 from cifar_demo.train import parts as parts_module
 
-from .test_train import cfg, run, tiny_data  # noqa: F401  (tiny_data: the module's fixture)
+from .helpers import cfg, run
 
 
 class RecordingScaler:

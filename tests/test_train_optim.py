@@ -14,7 +14,7 @@ from cifar_demo import train as engine
 from cifar_demo.train import TrainConfig, lr_factor, make_config
 from cifar_demo.train.precision import cpu_has_bf16
 
-from .test_train import cfg
+from .helpers import cfg, lr_trace
 
 # ------------------------------------------------------------------------ schedules
 
@@ -31,18 +31,6 @@ def test_schedules_give_the_expected_lr_at_chosen_steps():
     assert cos[4] == pytest.approx(0.5 * (1 + math.cos(math.pi * 89 / 90)))
     lin = f(schedule="linear", warmup_epochs=1, final_lr_frac=0.1)
     assert lin[3] == pytest.approx(1 - 0.9 * 40 / 90) and lin[4] == pytest.approx(1 - 0.9 * 89 / 90)
-
-
-def lr_trace(c: TrainConfig, model: nn.Module, total_steps: int, steps_per_epoch: int) -> list[dict[str, float]]:
-    """Each parameter group's lr before each of `total_steps` steps of the config's schedule."""
-    opt = engine.build_optimizer(c, model)
-    sched = engine.build_scheduler(c, opt, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
-    out = []
-    for _ in range(total_steps):
-        out.append({g.get("name", "main"): g["lr"] for g in opt.param_groups})
-        opt.step()
-        sched.step()
-    return out
 
 
 def test_onecycle_rises_then_falls():
@@ -175,7 +163,8 @@ def test_bn_biases_learn_faster_and_the_whitening_bias_stops_learning():
             schedule="constant", epochs=4)
     opt = engine.build_optimizer(c, model)
     groups = {g["name"]: g for g in opt.param_groups}
-    assert groups["bn_bias"]["lr"] == pytest.approx(32.0) and groups["bn_bias"]["weight_decay"] == pytest.approx(1e-3 / 64)
+    assert groups["bn_bias"]["lr"] == pytest.approx(32.0)
+    assert groups["bn_bias"]["weight_decay"] == pytest.approx(1e-3 / 64)
     assert [p is model.whiten.bias for p in groups["whiten_bias"]["params"]] == [True]
     assert all(p.requires_grad for p in groups["main"]["params"])  # frozen BN scales are left out
     lrs = lr_trace(c, model, 40, 10)

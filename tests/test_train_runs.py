@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from cifar_demo import weights
 from cifar_demo import train as engine
 
-from .test_train import REPO, StopAfter, cfg, run, tiny_data  # noqa: F401  (tiny_data: the module's fixture)
+from .helpers import REPO, StopAfter, cfg, run
 
 OLD_ENGINE = "64eccb1"  # the last commit with the one-file engine (cifar_demo/train.py)
 # The checkpoint's keys and its "state" keys as the one-file engine wrote them.

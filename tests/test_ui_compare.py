@@ -13,8 +13,7 @@ from cifar_demo.train import TrainConfig
 from cifar_demo.ui import compare_tab
 from cifar_demo.ui.common import owner_of
 
-from .test_compare import FakeChild
-from .test_train import MODEL, write_imagefolder
+from .helpers import MODEL, FakeChild, write_imagefolder
 
 # model, seeds, epochs, train images, validation images, then recipe A and B (augment, mix, smoothing)
 FORM = dict(model=MODEL, seeds=1, epochs=1, train_limit=200, val_size=50,

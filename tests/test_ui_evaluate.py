@@ -17,7 +17,7 @@ from cifar_demo.analysis import evalcache, evaluate
 from cifar_demo.common import CLASSES
 from cifar_demo.ui import evaluate_tab
 
-from .test_train import MODEL, write_imagefolder
+from .helpers import MODEL, write_imagefolder
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from cifar_demo import data, jobs, train
 from cifar_demo.ui import augment_tab, evaluate_tab, own_data, predict_tab, train_tab
 from cifar_demo.ui.common import owner_of
 
+from .helpers import MODEL
 from .own_images import make_own_folder, picture, zip_folder
-from .test_train import MODEL
 
 CLASSES3 = ("coin", "leaf", "shell")   # tests/own_images.py's first three names, as sorted folders
 
@@ -131,7 +131,8 @@ def test_start_trains_on_the_upload_and_every_tab_uses_its_class_names(app_env, 
     gallery = augment_tab.show_source("own:trinkets.zip")
     captions = [item["caption"] for item in gallery.value]
     assert {c.split()[0] for c in captions} == set(CLASSES3)
-    image, view, caption = augment_tab.choose_from_source("own:trinkets.zip", gr.SelectData(None, {"index": 0, "value": None}))
+    first = gr.SelectData(None, {"index": 0, "value": None})
+    image, view, caption = augment_tab.choose_from_source("own:trinkets.zip", first)
     assert image.shape == (32, 32, 3) and captions[0].split()[0] in caption
 
 

@@ -50,7 +50,7 @@ class FakeProgress:
 
 
 def model_lines(fig):
-    return [l for l in fig.axes[0].get_lines() if l.get_label() in WITH_WEIGHTS]
+    return [line for line in fig.axes[0].get_lines() if line.get_label() in WITH_WEIGHTS]
 
 
 # ----------------------------------------------------------------------------- the picture
@@ -69,8 +69,9 @@ def test_the_picture_is_shown_clean_and_corrupted_with_every_models_answer():
     expected = augment.corrupt(pictures.to_tensor(image), "gaussian_noise", 4)[0].permute(1, 2, 0).numpy()
     assert np.array_equal(damaged[::8, ::8], expected)
     assert [r[0] for r in rows] == sorted(WITH_WEIGHTS)
-    for (model, before, after, changed), p_clean, p_damaged in zip(
-            rows, predict.predict_many(image, sorted(WITH_WEIGHTS)), predict.predict_many(expected, sorted(WITH_WEIGHTS))):
+    clean = predict.predict_many(image, sorted(WITH_WEIGHTS))
+    damaged_preds = predict.predict_many(expected, sorted(WITH_WEIGHTS))
+    for (model, before, after, changed), p_clean, p_damaged in zip(rows, clean, damaged_preds):
         top_clean, top_damaged = p_clean.top(1)[0], p_damaged.top(1)[0]
         assert before == f"{top_clean[0]} {top_clean[1]:.0%}" and after == f"{top_damaged[0]} {top_damaged[1]:.0%}"
         assert changed == ("yes" if top_clean[0] != top_damaged[0] else "")
@@ -117,15 +118,15 @@ def test_compute_shows_progress_then_the_curves_and_the_cache_serves_them_again(
     total = len(WITH_WEIGHTS) * 6   # clean + five severities each
     assert progress.calls == [(i, total) for i in range(1, total + 1)]
     lines = model_lines(fig)
-    assert [l.get_label() for l in lines] == sorted(WITH_WEIGHTS)
-    assert all(list(l.get_xdata()) == [0, 1, 2, 3, 4, 5] for l in lines)
+    assert [line.get_label() for line in lines] == sorted(WITH_WEIGHTS)
+    assert all(list(line.get_xdata()) == [0, 1, 2, 3, 4, 5] for line in lines)
     assert "Computed in" in status and "20 test images" in status
     # The severity marker sits where the slider is.
-    assert any(list(l.get_xdata()) == [3, 3] for l in fig.axes[0].get_lines())
+    assert any(list(line.get_xdata()) == [3, 3] for line in fig.axes[0].get_lines())
 
     again, status = tab.cached_curves("pixelate", 1)
     assert status.startswith("All 2 models") and "From the cache" in status
-    assert [list(l.get_ydata()) for l in model_lines(again)] == [list(l.get_ydata()) for l in lines]
+    assert [list(ln.get_ydata()) for ln in model_lines(again)] == [list(ln.get_ydata()) for ln in lines]
     # Another corruption shares the clean point but not the rest.
     _, status = tab.cached_curves("fog", 1)
     assert "2 of 2 models" in status

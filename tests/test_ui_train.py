@@ -9,7 +9,7 @@ import pytest
 from cifar_demo import data, jobs, train, weights
 from cifar_demo.ui import evaluate_tab, train_tab
 
-from .test_train import MODEL, write_imagefolder
+from .helpers import MODEL, write_imagefolder
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,8 @@ def test_form_round_trips_a_preset_and_the_preset_follows_the_model(monkeypatch)
     demo = {**train.presets()["airnet"], "epochs": 2}
     monkeypatch.setitem(train.EXTRA_PRESETS, "demo", demo)
     preset, *values = train_tab.on_model("airnet")
-    assert preset.value == "demo" and [v for _, v in preset.choices] == ["airnet", "demo", "airbench94", "fast", "muon", "muon_lowres", "muon6", "finetune"]
+    assert preset.value == "demo" and [v for _, v in preset.choices] == [
+        "airnet", "demo", "airbench94", "fast", "muon", "muon_lowres", "muon6", "finetune"]
     assert dict(zip(train_tab.FIELDS, values))["epochs"] == 2
     assert "demo" not in train_tab.preset_choices(MODEL)
 
@@ -78,7 +79,9 @@ def steps(*elapsed):
 
 
 def test_the_timer_follows_the_runs_step_cadence():
-    snap = lambda status, events: jobs.Snapshot("r", status, events, None)
+    def snap(status, events):
+        return jobs.Snapshot("r", status, events, None)
+
     assert train_tab.tick_interval(snap("idle", [])) == train_tab.TICK_SECONDS
     assert train_tab.tick_interval(snap("running", steps(6.0))) == train_tab.TICK_SECONDS   # one step: no gap yet
     # A step every ~6 s: a tick each step (the median gap, so one slow epoch-end step does not count).

@@ -66,7 +66,9 @@ def test_cells_name_the_test_set_where_cards_differ_and_show_tta(one_model_with_
 def test_scatter_plots_show_our_models_and_the_sources_figures():
     ours, theirs = zoo_tab.accuracy_plots()
     assert isinstance(ours, Figure) and isinstance(theirs, Figure)
-    points = lambda fig: sum(len(c.get_offsets()) for c in fig.axes[0].collections)
+    def points(fig):
+        return sum(len(c.get_offsets()) for c in fig.axes[0].collections)
+
     assert points(ours) == 1                                              # optimized200k only
     assert points(theirs) == sum(s.reported_accuracy is not None for s in zoo.specs())
     assert "JPEG export" in ours.axes[0].get_title()

@@ -1,6 +1,6 @@
 """Weights and model cards: round trips, integrity, architecture checks, checkpoints, Hub fallback.
 
-Small hand-made modules stand in for the zoo, so these tests do not depend on it.
+Small hand-made modules (tests/helpers.py's Tiny) stand in for the zoo, so these tests do not depend on it.
 """
 
 from __future__ import annotations
@@ -17,47 +17,9 @@ from torch import nn
 import cifar_demo
 from cifar_demo import fsio, hardware
 from cifar_demo import weights as W
-from cifar_demo.common import CLASSES
 from cifar_demo.weights import store
 
-
-class Tiny(nn.Module):
-    """Conv + BatchNorm + a frozen head: parameters, buffers and a requires_grad=False tensor."""
-
-    def __init__(self, width: int = 4, extra: bool = False):
-        super().__init__()
-        self.conv = nn.Conv2d(3, width, 3, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(width)
-        self.head = nn.Linear(width, 10)
-        self.head.weight.requires_grad_(False)  # frozen: must still be saved
-        if extra:
-            self.extra = nn.Linear(2, 2)
-
-    def forward(self, x):
-        return self.head(torch.relu(self.bn(self.conv(x))).mean((2, 3)))
-
-
-def trained_tiny(seed: int = 0, **kw) -> Tiny:
-    """A Tiny whose BatchNorm statistics are not the defaults, so buffers are really tested."""
-    torch.manual_seed(seed)
-    m = Tiny(**kw)
-    m.train()
-    with torch.no_grad():
-        m(torch.randn(8, 3, 8, 8) * 3 + 1)
-    return m.eval()
-
-
-CARD_FIELDS = dict(
-    dataset="CIFAR-10 (JPEG export)",
-    dataset_fingerprint="c217601eebcfee757a51b381539a30bc3b0a89cac54850a81d992750b4fa8352",
-    test_accuracy=0.9012,
-    test_accuracy_tta=0.9105,
-    per_class_accuracy={c: 0.9 for c in CLASSES},
-    train_config={"model": "tiny", "epochs": 3, "lr": 0.1, "batch_size": 512},
-    epochs=3,
-    train_seconds=12.5,
-    slice_check={"start": 0, "n": 1000, "accuracy": 0.9},
-)
+from .helpers import Tiny, flip_last_byte, save_tiny, trained_tiny
 
 ALL_CARD_KEYS = {
     "schema_version", "model", "params", "dataset", "dataset_fingerprint", "test_accuracy",
@@ -65,17 +27,6 @@ ALL_CARD_KEYS = {
     "hardware", "torch_version", "project_version", "date", "dtype", "sha256", "slice_check",
     "test_digest",
 }
-
-
-def save_tiny(directory: Path, name: str = "tiny", model: nn.Module | None = None, **kw):
-    model = model if model is not None else trained_tiny()
-    return model, *W.save_weights(model, directory, name, **{**CARD_FIELDS, **kw})
-
-
-def flip_last_byte(path: Path) -> None:
-    data = bytearray(path.read_bytes())
-    data[-1] ^= 0xFF  # inside the last tensor's data: the header still parses
-    path.write_bytes(bytes(data))
 
 
 # ---------------------------------------------------------------------------- round trips
@@ -220,7 +171,8 @@ def test_wrong_architecture_is_refused_naming_problem_and_keys(tmp_path, other, 
 def test_error_lists_only_the_first_few_keys(tmp_path):
     big = nn.Sequential(*[nn.Linear(2, 2) for _ in range(6)])
     write_pair_for(big, tmp_path)
-    with pytest.raises(W.WeightsError, match=r"unexpected keys \(12\): 0\.bias, 0\.weight, 1\.bias, 1\.weight, 2\.bias \(\+7 more\)"):
+    unexpected = r"unexpected keys \(12\): 0\.bias, 0\.weight, 1\.bias, 1\.weight, 2\.bias \(\+7 more\)"
+    with pytest.raises(W.WeightsError, match=unexpected):
         W.load_weights("tiny", directory=tmp_path, model=Tiny())
 
 
