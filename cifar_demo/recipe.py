@@ -110,7 +110,8 @@ class TrainConfig:
     tta: str = "none"                  # test-time augmentation of the final test score (also reported)
     tta_confidence: float = 0.0        # >0: TTA views only for test images whose plain top probability is below it
     # execution
-    precision: str = "auto"            # auto (bf16 on a CPU with native bf16, else fp32; bf16/fp16 on CUDA) | fp32 | bf16 | fp16
+    # auto (bf16 on a CPU with native bf16, else fp32; bf16/fp16 on CUDA) | fp32 | bf16 | fp16
+    precision: str = "auto"
     channels_last: bool = True
     device: str = "auto"
     num_workers: int = 2               # DataLoader workers for per-image (albumentations) presets
@@ -190,7 +191,8 @@ class TrainConfig:
 
 # The fields that say which model and data a run uses and where it runs; every other field
 # is a training setting, which a zoo recipe may set (RECIPE_KEYS follows TrainConfig).
-RUN_FIELDS = ("model", "preset", "model_kwargs", "init_from", "distill", "data", "val_size", "train_limit", "test_limit",
+RUN_FIELDS = ("model", "preset", "model_kwargs", "init_from", "distill", "data", "val_size", "train_limit",
+              "test_limit",
               "precision", "channels_last", "device", "num_workers", "seed")
 RECIPE_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in RUN_FIELDS)
 # Fields whose value is a name from a list: the CLI offers them as choices.

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cifar_demo import data, weights, zoo
-from cifar_demo.analysis import evaluate, predict, robustness
+from cifar_demo.analysis import evaluate, robustness
 from cifar_demo.augment import corrupt
 from cifar_demo.reporting import plots
 from tests.synthetic_data import make_imagefolder, save_random_weights

@@ -18,8 +18,8 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from cifar_demo import weights
 from cifar_demo import train as engine
+from cifar_demo import weights
 from cifar_demo.train import TrainConfig, validate
 from cifar_demo.train import engine as engine_module
 

@@ -15,8 +15,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cifar_demo import weights
 from cifar_demo import train as engine
+from cifar_demo import weights
 
 from .helpers import REPO, StopAfter, cfg, run
 

@@ -253,7 +253,6 @@ def test_before_any_evaluation_the_drilldown_says_what_to_do():
 
 
 def test_a_click_on_an_image_compares_the_run_with_every_shipped_model(run_id, monkeypatch):
-    from cifar_demo.analysis import predict
 
     source = data.resolve_source(download=False)
     ship_fresh_weights(source.label, source.fingerprint)

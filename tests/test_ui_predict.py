@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from cifar_demo import data, weights, zoo
-from cifar_demo.analysis import predict
 from cifar_demo.common import CLASSES
 from cifar_demo.data import pictures
 from cifar_demo.ui import predict_tab

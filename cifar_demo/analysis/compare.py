@@ -373,7 +373,8 @@ def verdict(a: RecipeSummary, b: RecipeSummary) -> tuple[float | None, float | N
         return None, None, None, "No verdict yet: each recipe needs at least one finished run."
     diff = b.final_mean - a.final_mean
     head = (f"B - A = {100 * diff:+.2f} points of validation accuracy "
-            f"(A {100 * a.final_mean:.2f}% over {len(a.final)} seed(s), B {100 * b.final_mean:.2f}% over {len(b.final)}).")
+            f"(A {100 * a.final_mean:.2f}% over {len(a.final)} seed(s), "
+            f"B {100 * b.final_mean:.2f}% over {len(b.final)}).")
     if a.final_std is None or b.final_std is None:
         short = [s.key for s in (a, b) if s.final_std is None]
         who = f"Recipe {short[0]} has" if len(short) == 1 else "Recipes A and B have"

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from torch import nn
 
-from ..runs import Run
 from .. import data as data_mod
 from .. import fsio, weights, zoo
+from ..runs import Run
 from . import evaluate
 from .evaluate import EvalResult
 

@@ -296,7 +296,8 @@ def evaluate(model: nn.Module, split, *, batch_size: int = 500, device: str | to
                 x = normalize(images[i:i + batch_size].to(device, non_blocking=True), mean, std)
                 if nhwc:
                     x = x.contiguous(memory_format=torch.channels_last)
-                mixed, plain, n_views = _log_probs(model, x, tta, autocast=precision == "bf16", confidence=tta_confidence)
+                mixed, plain, n_views = _log_probs(model, x, tta, autocast=precision == "bf16",
+                                                   confidence=tta_confidence)
                 out.append(mixed.cpu())
                 if tta != "none":   # without TTA the plain view is the result itself
                     plain_out.append(plain.cpu())

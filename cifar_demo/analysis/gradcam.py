@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from matplotlib import colormaps
 from torch import nn
 
+from .. import weights
 from ..augment import upscale_nearest
 from ..common import CIFAR_MEAN, CIFAR_STD, normalize
 from ..data.pictures import to_tensor
-from .. import weights
 from .predict import Prediction, predict_many, predict_one
 
 MIN_SIDE = 4          # a map smaller than 4x4 cannot tell the quadrants of a 32x32 image apart

@@ -23,7 +23,7 @@ __all__ = ["CliError", "build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     from ..train import TTA_MODES
 
-    parser = argparse.ArgumentParser(prog="python -m cifar_demo",
+    parser = argparse.ArgumentParser(prog="cifar-demo",
                                      description="Train, evaluate and use CIFAR-10 classifiers.")
     sub = parser.add_subparsers(dest="command", required=True)
 

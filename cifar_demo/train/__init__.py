@@ -35,14 +35,6 @@ from ..recipe import (
                       TTA_MODES,
                       TrainConfig,
 )
-from .checks import validate
-from .dist import StepMeter, state_digest
-from .engine import Trainer
-from .optim import build_optimizer, param_groups
-from .optimizers import SAM, Lookahead
-from .parts import LOG_EVERY, Parts, build_parts, log_every_for
-from .precision import autocast_dtype, grad_scaler
-from .presets import EXTRA_PRESETS, make_config, presets
 from ..runs import (
                       BEST_FILE,
                       CHECKPOINT_FILE,
@@ -57,6 +49,14 @@ from ..runs import (
                       run_dir_of,
                       runs_root,
 )
+from .checks import validate
+from .dist import StepMeter, state_digest
+from .engine import Trainer
+from .optim import build_optimizer, param_groups
+from .optimizers import SAM, Lookahead
+from .parts import LOG_EVERY, Parts, build_parts, log_every_for
+from .precision import autocast_dtype, grad_scaler
+from .presets import EXTRA_PRESETS, make_config, presets
 from .schedule import build_scheduler, lr_factor
 from .sinks import JsonlSink, Sink, TqdmSink, format_epoch
 from .state import CHECKPOINT_KEYS, RunState, seed_everything
@@ -70,11 +70,13 @@ from .transfer import (
 )
 
 __all__ = [
-    "AUGMENTATIONS", "BEST_FILE", "BN_STATS", "CHECKPOINT_FILE", "CHECKPOINT_KEYS", "CHOICES", "CONFIG_FILE", "EXTRA_PRESETS",
-    "JsonlSink", "LOG_EVERY", "Lookahead", "METRICS_FILE", "MIXES", "OPTIMIZERS", "PRECISIONS", "Parts",
-    "RECIPE_KEYS", "RUN_FIELDS", "Run", "RunState", "SAM", "SCHEDULES", "SUMMARY_FILE", "Sink", "StepMeter",
-    "TTA_MODES", "TqdmSink", "TrainConfig", "Trainer", "autocast_dtype", "build_optimizer", "build_parts",
-    "build_scheduler", "check_init_from", "format_epoch", "grad_scaler", "head_keys", "l1_penalty", "load_init", "list_runs", "load_run", "log_every_for",
-    "lr_factor", "make_config", "new_run_id", "optimizer_step", "param_groups",
-    "presets", "read_metrics", "recompute_bn_stats", "set_train_mode", "run_dir_of", "runs_root", "seed_everything", "state_digest", "training_loss", "validate",
+    "AUGMENTATIONS", "BEST_FILE", "BN_STATS", "CHECKPOINT_FILE", "CHECKPOINT_KEYS", "CHOICES", "CONFIG_FILE",
+    "EXTRA_PRESETS", "JsonlSink", "LOG_EVERY", "Lookahead", "METRICS_FILE", "MIXES", "OPTIMIZERS",
+    "PRECISIONS", "Parts", "RECIPE_KEYS", "RUN_FIELDS", "Run", "RunState", "SAM", "SCHEDULES", "SUMMARY_FILE",
+    "Sink", "StepMeter", "TTA_MODES", "TqdmSink", "TrainConfig", "Trainer", "autocast_dtype",
+    "build_optimizer", "build_parts", "build_scheduler", "check_init_from", "format_epoch", "grad_scaler",
+    "head_keys", "l1_penalty", "list_runs", "load_init", "load_run", "log_every_for", "lr_factor",
+    "make_config", "new_run_id", "optimizer_step", "param_groups", "presets", "read_metrics",
+    "recompute_bn_stats", "run_dir_of", "runs_root", "seed_everything", "set_train_mode", "state_digest",
+    "training_loss", "validate",
 ]

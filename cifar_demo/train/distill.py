@@ -106,7 +106,8 @@ def validation_accuracy(names: list[str], data, *, tta: str = "flip", precision:
 
 def make_targets(names: list[str], data, seed: int, *, tta: str = "flip", precision: str = "auto", device=None,
                  progress: bool = False, log=print) -> Targets:
-    """The teachers' mean probabilities on data.train (`data` loaded with validation seed `seed`), with each teacher's and the mean's
+    """The teachers' mean probabilities on data.train (`data` loaded with validation seed `seed`),
+    with each teacher's and the mean's
     validation accuracy in the metadata (choose the teachers on those, never on test)."""
     from .. import weights
     from ..data import split_digest

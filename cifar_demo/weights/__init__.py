@@ -40,7 +40,17 @@ from .card import (
 from .checkpoint import load_checkpoint, save_checkpoint
 from .hub import DEFAULT_HUB_REPO, PushResult, hub_repo, push_files
 from .integrity import load_weights_file, verify
-from .loader import LoadedModel, ModelRef, build, card_of, clear_cache, is_file_ref, load, model_from_state, read_run_state
+from .loader import (
+                    LoadedModel,
+                    ModelRef,
+                    build,
+                    card_of,
+                    clear_cache,
+                    is_file_ref,
+                    load,
+                    model_from_state,
+                    read_run_state,
+)
 from .store import (
                     available,
                     card_for,

@@ -117,7 +117,8 @@ def resolve_token(token: str | None = None) -> str:
 
 def readme_text(card: ModelCard, repo: str) -> str:
     """A short page for the Hub repo: what the files are, how well they scored, how to use them."""
-    tta = "" if card.test_accuracy_tta is None else f" ({100 * card.test_accuracy_tta:.2f}% with test-time augmentation)"
+    tta = ("" if card.test_accuracy_tta is None
+           else f" ({100 * card.test_accuracy_tta:.2f}% with test-time augmentation)")
     # A CIFAR-10 model keeps the page it has always had; a model of other classes names them.
     cifar = card.class_names == CLASSES
     on = "CIFAR-10" if cifar else f"{len(card.class_names)} classes ({', '.join(card.class_names)})"

@@ -125,7 +125,8 @@ def resnet18(num_classes: int = 10, dropout: float = 0.0) -> ResNet:
     name="resnet26", source="<5M-parameter ResNet study", reported_accuracy=90.29,
     project=RESNET_STUDY_PROJECT, recipe_source="source", recipe_note=FIVE_M_NOTE,
     params=4_197_770, macs=440_518_528,
-    description="Narrow ResNet-26: BasicBlocks [2,3,4,3], widths 64/112/144/192 (our reconstruction, 0.02% off the source's count).",
+    description="Narrow ResNet-26: BasicBlocks [2,3,4,3], widths 64/112/144/192 (our reconstruction, 0.02% off "
+                "the source's count).",
     recipe=_five_m_recipe(100),
 )
 def resnet26(num_classes: int = 10, dropout: float = 0.0) -> ResNet:
