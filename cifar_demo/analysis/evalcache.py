@@ -25,6 +25,7 @@ from torch import nn
 
 from .. import data as data_mod
 from .. import fsio, weights, zoo
+from ..common import CLASSES
 from ..runs import Run
 from . import evaluate
 from .evaluate import EvalResult
@@ -48,8 +49,6 @@ class Target:
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        from ..common import CLASSES
-
         return tuple(self.classes) if self.classes else CLASSES
 
     @property

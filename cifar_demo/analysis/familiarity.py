@@ -36,10 +36,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .. import fsio
+from .. import fsio, weights, zoo
 from ..common import normalize
-from ..data import pictures
+from ..data import pictures, split_digest
 from ..hardware import hardware_info
+from ..weights import weights_dir
+from ..zoo import last_feature_map
 
 METHOD = "mahalanobis-percentile-fisher"
 FALSE_ALARM_TARGET = 0.05          # on validation images, by construction of the threshold
@@ -63,7 +65,6 @@ _LAYERS: "weakref.WeakKeyDictionary[nn.Module, nn.Module]" = weakref.WeakKeyDict
 def feature_layer(model: nn.Module) -> nn.Module:
     """The module whose output is the model's last spatial feature map (found once per model:
     finding it costs a forward pass)."""
-    from ..zoo import last_feature_map
 
     if model not in _LAYERS:
         _LAYERS[model] = dict(model.named_modules())[last_feature_map(model)]
@@ -184,8 +185,6 @@ def images_digest(data, seed: int, test_step: int) -> str:
     of all three splits, the method and its settings. Equal digests = identical inputs."""
     import hashlib
 
-    from ..data import split_digest
-
     h = hashlib.sha256(f"{METHOD} fit={FIT_IMAGES} shrink={SHRINK} seed={seed} test_step={test_step}".encode())
     for split in (data.train, data.val, data.test):
         h.update(split_digest(split).encode())
@@ -207,8 +206,6 @@ def calibrate(loaded: dict[str, tuple[nn.Module, Any]], data, *, seed: int = 0, 
     taken from it, exactly what fitting again would give (the fit is deterministic in `seed`).
     The threshold and the rates are always recomputed over all the models.
     """
-    from .. import zoo
-
     if len(data.val) < 200:
         raise ValueError("calibration needs a validation split (val_size >= 200)")
     t0 = time.perf_counter()
@@ -260,8 +257,6 @@ def _reusable(previous: Calibration | None, name: str, sha256: str, digest: str)
 
 
 def calibration_dir() -> Path:
-    from ..weights import weights_dir
-
     return weights_dir() / DIR_NAME
 
 
@@ -270,8 +265,6 @@ _CACHED: dict[str, Calibration] = {}
 
 def shipped_calibration() -> Calibration:
     """The shipped calibration, checked against the shipped cards' sha256 (cached per process)."""
-    from .. import weights
-
     folder = calibration_dir()
     if str(folder) not in _CACHED:
         shas = {n: weights.card_for(n).sha256 for n in weights.available()}
@@ -294,8 +287,6 @@ class Verdict:
 def assess(image32: np.ndarray, calibration: Calibration | None = None,
            loaded: dict[str, nn.Module] | None = None) -> Verdict:
     """How CIFAR-like one 32x32 HxWx3 uint8 image is to the calibrated models."""
-    from .. import weights, zoo
-
     cal = calibration or shipped_calibration()
     x = pictures.to_tensor(image32)
     feats = {}

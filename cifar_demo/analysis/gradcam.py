@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from matplotlib import colormaps
 from torch import nn
 
-from .. import weights
+from .. import weights, zoo
 from ..augment import upscale_nearest
 from ..common import CIFAR_MEAN, CIFAR_STD, normalize
 from ..data.pictures import to_tensor
@@ -133,7 +133,6 @@ def explain(model: nn.Module, image32: np.ndarray, name: str, *, mean=CIFAR_MEAN
 def explain_predictions(image32: np.ndarray, predictions: list[Prediction]) -> list[Explanation]:
     """An Explanation per prediction that has probabilities (predict.predict_many's, same order),
     reusing them; models without weights or whose weights failed to load are left out."""
-    from .. import zoo
 
     out = []
     for p in predictions:
@@ -149,7 +148,5 @@ def explain_predictions(image32: np.ndarray, predictions: list[Prediction]) -> l
 
 def explain_shipped(image32: np.ndarray, names: list[str] | None = None) -> list[Explanation]:
     """Every shipped model (default: all of weights/, in zoo order) on one image, side by side."""
-    from .. import weights, zoo
-
     names = names if names is not None else [n for n in zoo.names() if n in set(weights.available())]
     return explain_predictions(image32, predict_many(image32, names))

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .. import weights
+from .. import data, weights, zoo
 from ..common import CLASSES, normalize
 from ..data.pictures import to_tensor
 
@@ -59,8 +59,6 @@ def measure_latency(names: list[str] | None = None, runs: int = 10,
     (the Predict tab's) is touched. Returns how it was measured beside the figures:
     {"batch": 1, "precision": "fp32", "runs", "warmup", "threads", "latency_ms": {name: ms}}.
     """
-    from .. import data, zoo
-
     image32 = data.load_sample().images[0].permute(1, 2, 0).numpy()
     ms = {}
     for name in names or zoo.names():
@@ -82,7 +80,6 @@ def predict_many(image32: np.ndarray, names: list[str] | None = None) -> list[Pr
     """Every named model (default: the whole zoo) on one image, each with its card's classes;
     models without weights say so. A name may be any weights/ pair (e.g. an export of other
     classes, "airnet-leaves")."""
-    from .. import zoo
 
     names = names or zoo.names()
     have = set(weights.available())

@@ -21,7 +21,7 @@ __all__ = ["CliError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..train import TTA_MODES
+    from ..train import TTA_MODES  # lazy: the CLI parses its flags without importing torch
 
     parser = argparse.ArgumentParser(prog="cifar-demo",
                                      description="Train, evaluate and use CIFAR-10 classifiers.")
@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..hardware import keep_freed_memory
+    from ..hardware import keep_freed_memory  # lazy: the CLI parses its flags without importing torch
 
     keep_freed_memory()   # the commands move batches of tensors: reuse their memory (hardware.py says why)
     try:
@@ -164,9 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # library errors whose messages are written for the user
-        from ..analysis.familiarity import FamiliarityError
-        from ..data import DataSourceError
-        from ..weights import WeightsError
+        from ..analysis.familiarity import FamiliarityError  # lazy: the CLI parses its flags without importing torch
+        from ..data import DataSourceError  # lazy: the CLI parses its flags without importing torch
+        from ..weights import WeightsError  # lazy: the CLI parses its flags without importing torch
 
         if isinstance(exc, (DataSourceError, WeightsError, FamiliarityError)):
             print(f"error: {exc}", file=sys.stderr)

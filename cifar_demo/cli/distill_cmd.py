@@ -7,8 +7,8 @@ from .errors import CliError
 
 
 def cmd_distill_targets(args) -> int:
-    from .. import data, weights
-    from ..train import distill
+    from .. import data, weights  # lazy: the CLI parses its flags without importing torch
+    from ..train import distill  # lazy: the CLI parses its flags without importing torch
 
     names = [n.strip() for n in args.teachers.split(",") if n.strip()]
     missing = sorted(set(names) - set(weights.available()))

@@ -15,7 +15,7 @@ PER_IMAGE_KEYS = ("labels", "predictions", "confidences", "probabilities", "misc
 def _model_from_args(args):
     """(model, name, card or None, config dict or None, zoo architecture, classes) from
     --model / --weights / --run. The classes are the run's or the card's."""
-    from .. import weights
+    from .. import weights  # lazy: the CLI parses its flags without importing torch
 
     chosen = [x for x in (args.model, args.weights, args.run) if x]
     if len(chosen) != 1:
@@ -39,7 +39,7 @@ def _scored_split(data_arg, start: int = 0, limit: int = 0, step: int = 1, class
     validation split a run with that size and seed held out of train, sliced by
     start/limit/step; CliError if its classes are not `classes` (the model's): a model scored
     on another class list would be scored on nonsense."""
-    from .. import data
+    from .. import data  # lazy: the CLI parses its flags without importing torch
 
     source = data.resolve_source(data_arg)
     if classes is not None and tuple(source.classes) != tuple(classes):
@@ -63,8 +63,8 @@ def _scored_split(data_arg, start: int = 0, limit: int = 0, step: int = 1, class
 
 
 def cmd_evaluate(args) -> int:
-    from .. import zoo
-    from ..analysis import evaluate
+    from .. import zoo  # lazy: the CLI parses its flags without importing torch
+    from ..analysis import evaluate  # lazy: the CLI parses its flags without importing torch
 
     model, name, card, config, arch, classes = _model_from_args(args)
     data_arg = args.data or (config or {}).get("data")
@@ -116,7 +116,7 @@ def _print_metrics(name, res, card, classes, split: str = "test") -> None:
 
 
 def _write_plots(res, test, out: Path, classes) -> None:
-    from ..reporting import plots
+    from ..reporting import plots  # lazy: the CLI parses its flags without importing torch
 
     out.mkdir(parents=True, exist_ok=True)
     wrong = res.misclassified[:32]

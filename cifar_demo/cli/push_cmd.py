@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def cmd_push(args) -> int:
-    from ..reporting.export import push_run
+    from ..reporting.export import push_run  # lazy: the CLI parses its flags without importing torch
 
     result = push_run(args.run_id, args.repo, runs_dir=args.runs_dir, private=args.private, dtype=args.dtype,
                       data=args.data, readme=not args.no_readme)

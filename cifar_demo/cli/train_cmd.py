@@ -30,7 +30,7 @@ FLAG_HELP = {
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (defaults None, so only given flags override a preset);
     fields that take a name from the engine's vocabulary offer those names as choices."""
-    from ..train import CHOICES, TrainConfig
+    from ..train import CHOICES, TrainConfig  # lazy: the CLI parses its flags without importing torch
 
     group = p.add_argument_group("training configuration (override the preset)")
     for f in dataclasses.fields(TrainConfig):
@@ -67,13 +67,13 @@ def _json_dict(text: str) -> dict:
 
 
 def cmd_train(args) -> int:
-    from .. import train as engine
+    from .. import train as engine  # lazy: the CLI parses its flags without importing torch
 
     if args.list_presets:
         for name, preset in sorted(engine.presets().items()):
             print(f"{name:16s} {json.dumps(preset)}")
         return 0
-    from ..train import TrainConfig, validate
+    from ..train import TrainConfig, validate  # lazy: the CLI parses its flags without importing torch
 
     if args.resume:
         trainer = engine.Trainer.resuming(args.resume, runs_dir=args.runs_dir, console=True,

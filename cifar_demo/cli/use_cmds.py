@@ -12,11 +12,15 @@ from .errors import CliError
 
 
 def cmd_zoo(args) -> int:
-    from .. import zoo
+    from .. import zoo  # lazy: the CLI parses its flags without importing torch
 
     specs = zoo.specs()
     if args.latency is not None:
-        from ..reporting.report import LATENCY_FILE, latency_note, measure_latency
+        from ..reporting.report import (  # lazy: the CLI parses its flags without importing torch
+            LATENCY_FILE,
+            latency_note,
+            measure_latency,
+        )
 
         path = args.latency or LATENCY_FILE
         record = measure_latency(path)
@@ -27,7 +31,10 @@ def cmd_zoo(args) -> int:
     if args.json:
         print(json.dumps(zoo.specs_as_dicts(), indent=2))
     elif args.markdown:
-        from ..reporting.report import write_blocks, zoo_markdown
+        from ..reporting.report import (  # lazy: the CLI parses its flags without importing torch
+            write_blocks,
+            zoo_markdown,
+        )
 
         if args.markdown == "-":
             print(zoo_markdown())
@@ -44,8 +51,8 @@ def cmd_zoo(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from ..analysis import predict
-    from ..data import pictures
+    from ..analysis import predict  # lazy: the CLI parses its flags without importing torch
+    from ..data import pictures  # lazy: the CLI parses its flags without importing torch
 
     files = _load_weights_files(args.weights or []) + _load_runs(getattr(args, "run", None) or [], args.runs_dir)
     results = {}
@@ -80,7 +87,7 @@ def _load_weights_files(paths: list[str]) -> list[tuple[str, object, str, tuple[
     The label is the file's name (its path where two names collide), so several downloads of
     the same model can be compared side by side."""
 
-    from .. import weights
+    from .. import weights  # lazy: the CLI parses its flags without importing torch
 
     names = [Path(p).name for p in paths]
     out = []
@@ -96,7 +103,7 @@ def _load_weights_files(paths: list[str]) -> list[tuple[str, object, str, tuple[
 
 def _load_runs(run_ids: list[str], runs_dir=None) -> list[tuple[str, object, str, tuple[str, ...]]]:
     """[("run <id>", model, zoo architecture, classes)] of each --run: its best weights and classes."""
-    from .. import weights
+    from .. import weights  # lazy: the CLI parses its flags without importing torch
 
     out = []
     for run_id in run_ids:
@@ -106,8 +113,8 @@ def _load_runs(run_ids: list[str], runs_dir=None) -> list[tuple[str, object, str
 
 
 def _predict_file(label: str, model, arch: str, classes, image32):
-    from .. import zoo
-    from ..analysis import predict
+    from .. import zoo  # lazy: the CLI parses its flags without importing torch
+    from ..analysis import predict  # lazy: the CLI parses its flags without importing torch
 
     spec = zoo.get_spec(arch)
     probs, ms = predict.predict_one(model, image32, spec.mean, spec.std, classes)
@@ -118,7 +125,7 @@ def _predict_file(label: str, model, arch: str, classes, image32):
 
 
 def cmd_export(args) -> int:
-    from ..reporting.export import export_run
+    from ..reporting.export import export_run  # lazy: the CLI parses its flags without importing torch
 
     weights_path, card_path, card = export_run(args.run_id, runs_dir=args.runs_dir, out_dir=args.out,
                                                dtype=args.dtype, data=args.data, name=args.name)
@@ -132,8 +139,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_familiarity(args) -> int:
-    from .. import data, weights
-    from ..analysis import familiarity
+    from .. import data, weights  # lazy: the CLI parses its flags without importing torch
+    from ..analysis import familiarity  # lazy: the CLI parses its flags without importing torch
 
     if args.calibrate:
         names = weights.available()
@@ -161,7 +168,7 @@ def cmd_familiarity(args) -> int:
               f"validation and {c['false_alarm_test']:.1%} of {c['test_images']} test images "
               f"({c['dataset']}); {c['seconds']:.0f} s{kept}; wrote {folder}")
         return 0
-    from ..data import pictures
+    from ..data import pictures  # lazy: the CLI parses its flags without importing torch
 
     if not args.images:
         raise CliError("give image files to score, or --calibrate")
@@ -181,7 +188,7 @@ def cmd_familiarity(args) -> int:
 
 
 def cmd_robustness(args) -> int:
-    from ..analysis import robustness
+    from ..analysis import robustness  # lazy: the CLI parses its flags without importing torch
 
     def progress(done: int, total: int) -> None:
         if not args.json:

@@ -9,7 +9,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..train import TrainConfig
+from .. import data
+from ..train import TrainConfig, make_config
 
 NICENESS = 10          # training yields the CPU to the app's request handlers
 LOCAL = "local"        # the owner of everything in local mode
@@ -44,7 +45,6 @@ class Bounds:
     def images(cfg: TrainConfig) -> int:
         """Images the run will train on: epochs x (its subset, or its dataset's training split)."""
         per_epoch = max(CIFAR_TRAIN_IMAGES - cfg.val_size, 0)
-        from .. import data
 
         # Told by folder names (data.layout_of), not by scanning a CIFAR-10 export on every submit.
         if cfg.data and data.layout_of(cfg.data) == "own":
@@ -69,7 +69,6 @@ class Bounds:
 def public_bounds() -> Bounds:
     """4 epochs of the `demo` preset (180,000 images, a few minutes on 2 cores) and 20 minutes.
     (demo itself trains 3 epochs since it uses Muon; the budget stays what it was.)"""
-    from ..train import make_config
 
     return Bounds(max_images=Bounds.images(make_config("demo", epochs=4)), max_seconds=20 * 60)
 

@@ -31,6 +31,8 @@ from .. import weights, zoo
 from ..analysis import evaluate
 from ..common import CLASSES
 from ..train import Run
+from ..train.distill import DistillError, read_meta
+from ..weights import hub
 
 SLICE_N = 1000
 # fp16 storage halves a file; it is kept only where it moves test accuracy by at most this much
@@ -102,7 +104,6 @@ def distillation_record(cfg) -> dict:
     """A distilled run's teachers (names, sha256, validation accuracies) and the pass that made
     their targets, from the targets file's header (train.distill), or its path alone if the
     file is gone."""
-    from ..train.distill import DistillError, read_meta
 
     try:
         return {k: v for k, v in read_meta(cfg.distill).items() if k != "format"}
@@ -216,8 +217,6 @@ def push_run(run_id: str | Path, repo: str, *, token: str | None = None, runs_di
     The repo id and the token are checked before the (slow) export, so a mistake costs nothing.
     folder: a sub-folder of the repo (see weights.push_files).
     """
-    from ..weights import hub
-
     hub.check_repo_id(repo)
     token = hub.resolve_token(token)
     with tempfile.TemporaryDirectory(prefix="cifar-demo-push-") as tmp:

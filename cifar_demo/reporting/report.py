@@ -20,6 +20,7 @@ import torch
 from .. import fsio, weights, zoo
 from ..analysis import predict
 from ..hardware import hardware_info
+from ..train import make_config
 from ..zoo.registry import provenance_markdown as model_provenance
 from ..zoo.registry import spec_cells
 from . import tables
@@ -121,7 +122,6 @@ def zoo_details_markdown(latency_path: str | Path = LATENCY_FILE) -> str:
 def train_command(config: dict, teachers_file: str | None = None) -> str:
     """The CLI command that reproduces a card's training config: its preset plus the flags
     that differ from it (a distilled run's targets file named `teachers_file`)."""
-    from ..train import make_config
 
     preset = config.get("preset") or config["model"]
     base = make_config(preset).to_dict()

@@ -30,6 +30,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .. import weights, zoo
+from ..analysis import evaluate
+from ..common import pick_device
+from ..data import Split, split_digest
+from ..hardware import hardware_info
+from .precision import autocast_dtype
+
 FORMAT = "cifar-demo distillation targets v1"
 
 
@@ -52,7 +59,6 @@ def check_teacher(name: str, data, seed: int) -> None:
     """DistillError unless shipped model `name` predicts the data's classes, was trained on the
     same dataset, and held out the data's validation split (`len(data.val)` images drawn with
     `seed`), so that its probabilities carry nothing of the validation images."""
-    from .. import weights
 
     card = weights.card_for(name)
     classes = tuple(card.classes or data.classes)
@@ -71,11 +77,6 @@ def check_teacher(name: str, data, seed: int) -> None:
 def teacher_probs(names: list[str], split, *, tta: str = "flip", precision: str = "auto",
                   device=None, progress: bool = False) -> tuple[Tensor, list[Tensor]]:
     """(mean of the teachers' probabilities, each teacher's) on `split`, N x C float32."""
-    from .. import weights, zoo
-    from ..analysis import evaluate
-    from ..common import pick_device
-    from .precision import autocast_dtype
-
     device = pick_device(device)
     bf16 = autocast_dtype(precision, device) == torch.bfloat16
     each = []
@@ -109,9 +110,6 @@ def make_targets(names: list[str], data, seed: int, *, tta: str = "flip", precis
     """The teachers' mean probabilities on data.train (`data` loaded with validation seed `seed`),
     with each teacher's and the mean's
     validation accuracy in the metadata (choose the teachers on those, never on test)."""
-    from .. import weights
-    from ..data import split_digest
-    from ..hardware import hardware_info
 
     if not names:
         raise DistillError("name at least one shipped model as teacher")
@@ -172,8 +170,6 @@ def load(path: str | Path, train) -> Targets:
     for exactly these images (digest), are one distribution per image, and are finite."""
     from safetensors.torch import load_file
 
-    from ..data import split_digest
-
     meta = read_meta(path)
     try:
         probs = load_file(str(path))["probs"]
@@ -193,8 +189,6 @@ def load(path: str | Path, train) -> Targets:
 
 def attach(train, path: str | Path):
     """`train` carrying the teacher's probabilities (data.Split.soft) from the file at `path`."""
-    from ..data import Split
-
     targets = load(path, train)
     return Split(train.images, train.labels, targets.probs.to(train.images.device))
 

@@ -21,6 +21,7 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
+from ..analysis import evaluate as eval_mod
 from ..hardware import hardware_info, keep_freed_memory
 from ..recipe import TrainConfig
 from ..runs import Run, new_run_id, runs_root
@@ -239,7 +240,6 @@ class Trainer:
     def evaluate(self, parts: Parts, state: RunState) -> bool:
         """End of an epoch: validate, keep the best, checkpoint, emit the epoch record, call the
         hooks. True when early stopping says the run is over."""
-        from ..analysis import evaluate as eval_mod
 
         cfg = self.cfg
         dist.broadcast_buffers(parts.raw_model)
@@ -286,8 +286,6 @@ class Trainer:
 
     def finish(self, parts: Parts, state: RunState, status: str) -> dict:
         """Score the best weights on the test set (not after a stop), write summary.json, emit "end"."""
-        from ..analysis import evaluate as eval_mod
-
         cfg = self.cfg
         summary = {"run_id": self.run_id, "status": status, "model": cfg.model, "epochs_run": state.epoch,
                    "steps": state.step, "best_epoch": state.best_epoch,

@@ -15,10 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import zoo
-from ..common import pick_device
+from .. import augment, zoo
+from .. import data as data_mod
+from ..augment.ops import random_window
+from ..common import CLASSES, pick_device
 from ..recipe import TrainConfig
 from .dist import StepMeter
+from .distill import attach
 from .optim import build_optimizer
 from .optimizers import Lookahead
 from .precision import autocast_dtype, grad_scaler
@@ -77,7 +80,6 @@ def build_parts(cfg: TrainConfig, data=None, *, rank: int = 0, world_size: int =
                 log_every: int | None = None) -> Parts:
     """The parts of a session. `data`: a loaded data.CifarData, else data.load_dataset(cfg.data):
     CIFAR-10 or a dataset of your own images; the model's head is sized by its classes."""
-    from .. import augment
 
     device = pick_device(cfg.device)
     if world_size > 1 and device.type == "cuda":
@@ -130,7 +132,6 @@ def downscale(images: torch.Tensor, size: int) -> torch.Tensor:
 def random_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     """A random size x size window of each image (TrainConfig.low_res_mode "crop"): the pixels
     keep their scale, so objects are as large as at full size, with less around them."""
-    from ..augment.ops import random_window
 
     window = random_window(images, (size, size))
     channels_last = images.is_contiguous(memory_format=torch.channels_last)
@@ -159,14 +160,10 @@ def check_low_res(model: nn.Module, size: int, full: int, device: torch.device) 
 
 def load_data(cfg: TrainConfig, data=None):
     """(dataset, train split after train_limit, validation split, test split after test_limit)."""
-    from .. import data as data_mod
-
     if data is None:
         data = data_mod.load_dataset(cfg.data, val_size=cfg.val_size, seed=cfg.seed)
     train = data.train
     if cfg.distill:
-        from .distill import attach
-
         train = attach(train, cfg.distill)  # checks the file was made for these images
     if cfg.train_limit:
         train = data_mod.stratified_subset(train, cfg.train_limit, seed=cfg.seed)
@@ -178,9 +175,6 @@ def load_data(cfg: TrainConfig, data=None):
 
 def make_loader(cfg: TrainConfig, train, device: torch.device, rank: int = 0, world_size: int = 1):
     """Device presets batch on the device (TensorLoader); per-image ones run in DataLoader workers."""
-    from .. import augment
-    from .. import data as data_mod
-
     spec = zoo.get_spec(cfg.model)
     if augment.preset_kind(cfg.augment) == "device":
         return data_mod.TensorLoader(train, cfg.batch_size, shuffle=True, drop_last=True,
@@ -200,7 +194,6 @@ def build_model(cfg: TrainConfig, train, device: torch.device, classes=None) -> 
     """(cfg.model for `classes` (default: CIFAR-10's ten), the names of the parameters copied from
     cfg.init_from). Initialised from cfg.init_from's weights, else at random and, for models that
     learn from the data before training (airnet's patch whitening), from `train`."""
-    from ..common import CLASSES
 
     classes = tuple(classes or CLASSES)
     torch.manual_seed(cfg.seed)

@@ -27,7 +27,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 import cifar_demo
-from cifar_demo import fsio
+from cifar_demo import fsio, zoo
 from cifar_demo.common import NUM_CLASSES, pick_device
 from cifar_demo.hardware import hardware_info
 
@@ -184,7 +184,6 @@ def load_weights(
 
 def create_model(name: str, **kwargs) -> nn.Module:
     # Imported here: the zoo imports every model family, and card-only callers need none.
-    from cifar_demo import zoo
 
     return zoo.create(name, **kwargs)
 
