@@ -39,3 +39,13 @@ def jpeg_export() -> Path:
 def _isolated_cache(monkeypatch):
     """Keep every test's dataset cache out of the user's home directory (see TEST_CACHE)."""
     monkeypatch.setenv("CIFAR_DEMO_CACHE", str(TEST_CACHE))
+
+
+@pytest.fixture()
+def ctx(tmp_path):
+    """The app context a tab is built with: a local app whose runs live in a temp folder, with
+    no dispatcher thread (a test module that trains overrides it)."""
+    from cifar_demo import jobs
+    from cifar_demo.ui.context import AppContext
+
+    return AppContext.of(jobs.JobManager(tmp_path / "ctx-runs", dispatch=False))
