@@ -19,11 +19,14 @@ def main(argv: list[str] | None = None) -> None:
                              "queue, no writes to weights/ (also CIFAR_DEMO_PUBLIC=1)")
     args = parser.parse_args(argv)
     if args.public:
-        os.environ["CIFAR_DEMO_PUBLIC"] = "1"   # read by cifar_demo.jobs.public_mode()
+        # The tabs get the mode from the context below; the training runs the app starts (child
+        # processes) and the data layer's default caps read it from the environment.
+        os.environ["CIFAR_DEMO_PUBLIC"] = "1"
 
-    from cifar_demo.ui import build_app, launch
+    from cifar_demo.ui import AppContext, build_app, launch
 
-    launch(build_app(), host=args.host, port=args.port, share=args.share)
+    ctx = AppContext.from_env(public=True if args.public else None)
+    launch(build_app(ctx), ctx, host=args.host, port=args.port, share=args.share)
 
 
 if __name__ == "__main__":

@@ -73,3 +73,13 @@ def screenshot_dir(tmp_path_factory) -> Path:
 
     browser.SHOTS = browser.DOCS_SHOTS if browser.update_screenshots() else tmp_path_factory.mktemp("screenshots")
     return browser.SHOTS
+
+
+@pytest.fixture()
+def ctx(tmp_path):
+    """The app context a tab is built with: a local app whose runs live in a temp folder, with
+    no dispatcher thread (a test module that trains overrides it)."""
+    from cifar_demo import jobs
+    from cifar_demo.ui.context import AppContext
+
+    return AppContext.of(jobs.JobManager(tmp_path / "ctx-runs", dispatch=False))

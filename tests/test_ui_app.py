@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from cifar_demo import jobs, ui
+from cifar_demo import data, jobs, ui
 
 
 @pytest.fixture(scope="module")
-def app():
-    return ui.build_app()
+def app(tmp_path_factory):
+    return ui.build_app(ui.AppContext.of(jobs.JobManager(tmp_path_factory.mktemp("runs"), dispatch=False)))
 
 
 def _events(app, name):
@@ -33,15 +33,18 @@ def test_ticks_and_page_loads_are_never_stuck_behind_heavy_events(app):
 
 
 def test_every_limited_group_is_bounded(app):
-    limited = {f.concurrency_id for f in app.fns.values() if f.concurrency_limit is not None}
+    # (Events that skip the queue, as gr.Examples' loading does, have no lane to be in.)
+    limited = {f.concurrency_id for f in app.fns.values() if f.queue and f.concurrency_limit is not None}
     assert limited <= set(ui.GROUPS) and all(ui.GROUPS[g] >= 1 for g in limited)
 
 
-def test_the_page_says_which_mode_it_is_in(monkeypatch, tmp_path):
-    monkeypatch.setattr(jobs, "_MANAGER", jobs.JobManager(tmp_path / "runs", dispatch=False))
-    assert "Local mode" in ui.common.mode_html()
-    monkeypatch.setattr(jobs, "_MANAGER", jobs.JobManager(tmp_path / "runs", public=True, dispatch=False))
-    text = ui.common.mode_html()
+def context(tmp_path, public=False) -> ui.AppContext:
+    return ui.AppContext.of(jobs.JobManager(tmp_path / "runs", public=public, dispatch=False))
+
+
+def test_the_page_says_which_mode_it_is_in(tmp_path):
+    assert "Local mode" in ui.common.mode_html(context(tmp_path))
+    text = ui.common.mode_html(context(tmp_path, public=True))
     assert "Public mode" in text and "180,000 training images" in text and "deleted" in text
 
 
@@ -58,12 +61,24 @@ def test_public_mode_is_on_for_a_space_or_when_asked(monkeypatch):
     assert jobs.public_mode()
 
 
-def test_a_visitor_token_is_kept_and_its_owner_is_a_hash(monkeypatch, tmp_path):
-    monkeypatch.setattr(jobs, "_MANAGER", jobs.JobManager(tmp_path / "runs", public=True, dispatch=False))
+def test_the_context_is_made_from_the_flag_or_the_environment(monkeypatch, tmp_path):
+    for var in ("SPACE_ID", "CIFAR_DEMO_PUBLIC", "HF_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    assert not ui.AppContext.from_env(runs_dir=tmp_path).public
+    ctx = ui.AppContext.from_env(public=True, runs_dir=tmp_path)   # app.py --public
+    assert ctx.public and ctx.manager.public and ctx.hub_repo is None
+    assert ctx.data_limits is data.PUBLIC_LIMITS
+    monkeypatch.setenv("SPACE_ID", "teacher/cifar-demo")
+    assert ui.AppContext.from_env(runs_dir=tmp_path).public
+    with pytest.raises(ValueError, match="the job manager is local"):
+        ui.AppContext(jobs.JobManager(tmp_path, dispatch=False), public=True)
+
+
+def test_a_visitor_token_is_kept_and_its_owner_is_a_hash(tmp_path):
+    ctx = context(tmp_path, public=True)
     token = ui.common.new_token(None)
     assert len(token) >= 32 and ui.common.new_token(token) == token and ui.common.new_token("short") != "short"
-    owner = ui.common.owner_of(token)
-    assert owner.isalnum() and token not in owner and ui.common.owner_of(None) is None
-    assert ui.common.owner_of(ui.common.new_token(None)) != owner
-    monkeypatch.setattr(jobs, "_MANAGER", jobs.JobManager(tmp_path / "runs", dispatch=False))
-    assert ui.common.owner_of(None) == jobs.LOCAL
+    owner = ui.common.owner_of(ctx, token)
+    assert owner.isalnum() and token not in owner and ui.common.owner_of(ctx, None) is None
+    assert ui.common.owner_of(ctx, ui.common.new_token(None)) != owner
+    assert ui.common.owner_of(context(tmp_path), None) == jobs.LOCAL

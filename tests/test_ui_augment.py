@@ -208,10 +208,10 @@ def test_random_toggle_greys_out_the_ignored_sliders():
 # ----------------------------------------------------------------------------- building
 
 
-def test_build_loads_nothing():
+def test_build_loads_nothing(ctx):
     tab._sample.cache_clear()
     with gr.Blocks() as demo:
-        tab.build()
+        tab.build(ctx)
     assert tab._sample.cache_info().currsize == 0  # images are decoded on page load, not at build
     labels = {getattr(b, "label", None) for b in demo.blocks.values()}
     assert "Images to mix (MixUp and CutMix use the first two)" in labels

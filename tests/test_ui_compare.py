@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from cifar_demo import jobs
 from cifar_demo.analysis import compare
 from cifar_demo.train import TrainConfig
-from cifar_demo.ui import compare_tab
+from cifar_demo.ui import AppContext, compare_tab
 from cifar_demo.ui.common import owner_of
 
 from .helpers import MODEL, FakeChild, write_imagefolder
@@ -47,7 +47,6 @@ def app_env(tmp_path, tiny_folder, monkeypatch):
 
     monkeypatch.setenv("CIFAR_DEMO_DATA", str(tiny_folder))
     manager = jobs.JobManager(tmp_path / "runs", spawn=spawn, dispatch=False)
-    monkeypatch.setattr(jobs, "_MANAGER", manager)
     yield manager, children
     if compare.stop_active():
         runner = compare.active()
@@ -58,110 +57,116 @@ def app_env(tmp_path, tiny_folder, monkeypatch):
             runner.join(0.05)
 
 
-def test_bad_recipes_and_budgets_are_refused_and_nothing_starts(app_env):
+@pytest.fixture()
+def ctx(app_env):
+    return AppContext.of(app_env[0])
+
+
+def test_bad_recipes_and_budgets_are_refused_and_nothing_starts(app_env, ctx):
     manager, children = app_env
     with pytest.raises(gr.Error, match="recipe B .*augment must be one of"):
-        compare_tab.start(*form(aug_b="sharpen"))
+        compare_tab.start(ctx, *form(aug_b="sharpen"))
     with pytest.raises(gr.Error, match="seeds must be"):
-        compare_tab.start(*form(seeds=4))
+        compare_tab.start(ctx, *form(seeds=4))
     with pytest.raises(gr.Error, match="validation"):
-        compare_tab.start(*form(val_size=0))
+        compare_tab.start(ctx, *form(val_size=0))
     with pytest.raises(gr.Error, match="smaller than one batch"):
-        compare_tab.start(*form(train_limit=10))
+        compare_tab.start(ctx, *form(train_limit=10))
     assert children == [] and compare.latest_study(manager.runs_dir) is None
-    assert "No study yet" in compare_tab.tick()[0]
+    assert "No study yet" in compare_tab.tick(ctx)[0]
 
 
-def test_no_dataset_refuses_a_study(app_env, tmp_path, monkeypatch):
+def test_no_dataset_refuses_a_study(app_env, tmp_path, monkeypatch, ctx):
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv("CIFAR_DEMO_DATA", str(empty))
     with pytest.raises(gr.Error, match="No CIFAR-10 data"):
-        compare_tab.start(*form())
+        compare_tab.start(ctx, *form())
     assert app_env[1] == []
 
 
-def test_start_watch_the_status_and_the_band_plot_then_the_verdict(app_env, tiny_folder):
+def test_start_watch_the_status_and_the_band_plot_then_the_verdict(app_env, tiny_folder, ctx):
     manager, children = app_env
-    message = compare_tab.start(*form())
+    message = compare_tab.start(ctx, *form())
     assert message.startswith("Started study") and "2 runs" in message
     assert jobs.wait_for(lambda: len(saved_run_ids(manager)) == 1, timeout=10)
-    status, figure, table, seen = compare_tab.tick()
+    status, figure, table, seen = compare_tab.tick(ctx)
     assert "run 1 of 2: recipe A, seed 0, starting" in status and isinstance(figure, Figure)
     assert "No verdict yet" in table
     assert children[0].cfg.data == str(tiny_folder) and children[0].cfg.augment == "standard"
     with pytest.raises(gr.Error, match="already going"):
-        compare_tab.start(*form())
+        compare_tab.start(ctx, *form())
 
     children[0].finish()
     manager.poll()
     assert jobs.wait_for(lambda: len(saved_run_ids(manager)) == 2, timeout=10)
-    status, *_ = compare_tab.tick(seen)
+    status, *_ = compare_tab.tick(ctx, seen)
     assert "run 2 of 2: recipe B, seed 0" in status
     assert children[1].cfg.augment == "none" and children[1].cfg.mixes == {"cutmix": compare.MIX_PROB}
     children[1].finish()
     manager.poll()
     assert jobs.wait_for(lambda: compare.active() is None, timeout=10)
-    status, figure, table, seen = compare_tab.tick(seen)
+    status, figure, table, seen = compare_tab.tick(ctx, seen)
     assert "finished (2 of 2 runs done)" in status and isinstance(figure, Figure)
     # FakeChild: A 40%, B 50%; one seed each, so no spread to judge the +10 points by.
     assert "| 40.00% |" in table and "| 50.00% |" in table and "+10.00 points" in table
     assert "no spread to compare" in table and "std A + std B" in table
-    again = compare_tab.tick(seen)    # nothing new: the figure and table are left as they are
+    again = compare_tab.tick(ctx, seen)    # nothing new: the figure and table are left as they are
     assert again[1] == gr.skip() and again[2] == gr.skip()
 
 
-def test_stop_cancels_the_rest_and_says_so(app_env):
+def test_stop_cancels_the_rest_and_says_so(app_env, ctx):
     manager, children = app_env
-    compare_tab.start(*form(seeds=2))
+    compare_tab.start(ctx, *form(seeds=2))
     assert jobs.wait_for(lambda: len(saved_run_ids(manager)) == 1, timeout=10)
-    assert "Stopping" in compare_tab.stop()
+    assert "Stopping" in compare_tab.stop(ctx)
     assert jobs.wait_for(lambda: children[0].code is not None, timeout=10)   # SIGTERM reached the run
     manager.poll()
     assert jobs.wait_for(lambda: compare.active() is None, timeout=10)
-    status = compare_tab.tick()[0]
+    status = compare_tab.tick(ctx)[0]
     assert "stopped (0 of 4 runs done): stopped by request" in status
-    assert compare_tab.stop() == "No study is going."
+    assert compare_tab.stop(ctx) == "No study is going."
 
 
-def test_a_run_of_the_train_tab_holds_the_study_and_the_page_says_so(app_env):
+def test_a_run_of_the_train_tab_holds_the_study_and_the_page_says_so(app_env, ctx):
     manager, children = app_env
     other = manager.submit(TrainConfig(model=MODEL, epochs=1), jobs.LOCAL)
-    assert "A training run of the Train tab is going" in compare_tab.tick()[0]
-    assert "queue behind it" in compare_tab.start(*form())
+    assert "A training run of the Train tab is going" in compare_tab.tick(ctx)[0]
+    assert "queue behind it" in compare_tab.start(ctx, *form())
     assert jobs.wait_for(lambda: compare.latest_study(manager.runs_dir).status == "waiting", timeout=10)
-    status = compare_tab.tick()[0]
+    status = compare_tab.tick(ctx)[0]
     assert other in status and "waiting (0 of 2 runs done)" in status and "cmp-wait" in status
     children[0].finish()
     manager.poll()
     assert jobs.wait_for(lambda: len(saved_run_ids(manager)) == 1, timeout=10)
-    assert "run 1 of 2: recipe A" in compare_tab.tick()[0] and "cmp-wait" not in compare_tab.tick()[0]
+    assert "run 1 of 2: recipe A" in compare_tab.tick(ctx)[0] and "cmp-wait" not in compare_tab.tick(ctx)[0]
 
 
-def test_a_reopened_page_after_a_restart_shows_the_study_as_interrupted(app_env):
+def test_a_reopened_page_after_a_restart_shows_the_study_as_interrupted(app_env, ctx):
     manager, _ = app_env
     study = compare.new_study(MODEL, compare_tab.DEFAULT_A, compare_tab.DEFAULT_B, 2, manager=manager)
     study.status = "running"
     study.save()
-    status, figure, table, _ = compare_tab.tick()
+    status, figure, table, _ = compare_tab.tick(ctx)
     assert "interrupted (0 of 4 runs done)" in status and isinstance(figure, Figure)
 
 
 def test_in_public_mode_a_study_belongs_to_its_visitor(app_env, monkeypatch):
     manager, children = app_env
     monkeypatch.setattr(manager, "public", True)
+    ctx = AppContext.of(manager)
     alice, bob = "a" * 40, "b" * 40
     with pytest.raises(gr.Error, match="no visitor token"):
-        compare_tab.start(*form())
-    compare_tab.start(*form(), alice)
-    owner = owner_of(alice)
+        compare_tab.start(ctx, *form())
+    compare_tab.start(ctx, *form(), alice)
+    owner = owner_of(ctx, alice)
     assert jobs.wait_for(lambda: len(children) == 1, timeout=10)
     assert manager.snapshot(children[0].run_id).owner == owner
     study = compare.latest_study(manager.runs_dir_for(owner))
     assert study.path.parent == manager.runs_dir / "visitors" / owner / ".studies"
-    assert study.id in compare_tab.tick(None, alice)[0]
-    assert "No study yet" in compare_tab.tick(None, bob)[0] and compare_tab.stop(bob) == "No study is going."
-    assert "Stopping" in compare_tab.stop(alice)
+    assert study.id in compare_tab.tick(ctx, None, alice)[0]
+    assert "No study yet" in compare_tab.tick(ctx, None, bob)[0] and compare_tab.stop(ctx, bob) == "No study is going."
+    assert "Stopping" in compare_tab.stop(ctx, alice)
     assert jobs.wait_for(lambda: children[0].code is not None, timeout=10)   # SIGTERM reached the run
     manager.poll()
     assert jobs.wait_for(lambda: compare.active(owner) is None, timeout=10)

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from cifar_demo import data, jobs, train, weights, zoo
 from cifar_demo.analysis import evalcache, evaluate
 from cifar_demo.common import CLASSES
-from cifar_demo.ui import evaluate_tab
+from cifar_demo.ui import AppContext, evaluate_tab
 
 from .helpers import MODEL, write_imagefolder
 
@@ -32,8 +32,13 @@ def app_env(tmp_path, tiny_folder, monkeypatch):
     monkeypatch.setenv("CIFAR_DEMO_WEIGHTS", str(tmp_path / "weights"))
     # Each test its own cache: identical tiny runs have identical weights, hence identical keys.
     monkeypatch.setenv("CIFAR_DEMO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(jobs, "_MANAGER", None)
     return tmp_path
+
+
+@pytest.fixture()
+def ctx(app_env):
+    """The app's context around a job manager that sees app_env's runs folder."""
+    return AppContext.of(jobs.JobManager(dispatch=False))
 
 
 @pytest.fixture(scope="module")
@@ -66,17 +71,17 @@ def _fail(*args, **kwargs):
     raise AssertionError("evaluate.evaluate ran: the cache missed")
 
 
-def test_a_run_is_scored_then_served_from_the_cache(run_id, monkeypatch):
+def test_a_run_is_scored_then_served_from_the_cache(run_id, monkeypatch, ctx):
     choice = f"run:{run_id}"
-    assert choice in [v for _, v in evaluate_tab.model_choices()]
+    assert choice in [v for _, v in evaluate_tab.model_choices(ctx)]
     summary_md, cm_counts, cm_norm, per_class, table, gallery, reliability = \
-        evaluate_tab.run_evaluation(choice, "none")
+        evaluate_tab.run_evaluation(ctx, choice, "none")
     assert "Scored in" in summary_md and "30 test images" in summary_md
     assert all(isinstance(f, Figure) for f in (cm_counts, cm_norm, per_class, reliability))
     assert [row[0] for row in table][-1] == "macro average" and len(table) == 11
     assert sum(row[1] for row in table[:-1]) == 30
     # Without TTA the engine's own test score (best weights, same images) is reproduced.
-    summary = json.loads((jobs.manager().runs_dir / run_id / "summary.json").read_text())
+    summary = json.loads((ctx.manager.runs_dir / run_id / "summary.json").read_text())
     assert f"test accuracy {100 * summary['test_acc']:.2f}%" in summary_md
     assert 0 < len(gallery) <= evaluate_tab.GALLERY_SIZE
     image, caption = gallery[0]
@@ -84,15 +89,15 @@ def test_a_run_is_scored_then_served_from_the_cache(run_id, monkeypatch):
 
     real_evaluate = evaluate.evaluate
     monkeypatch.setattr(evaluate, "evaluate", _fail)
-    again = evaluate_tab.run_evaluation(choice, "none")
+    again = evaluate_tab.run_evaluation(ctx, choice, "none")
     assert "Loaded from the evaluation cache" in again[0]
     assert again[4] == table and [c for _, c in again[5]] == [c for _, c in gallery]
     # The TTA mode is part of the key: another mode misses.
     with pytest.raises(AssertionError, match="cache missed"):
-        evaluate_tab.run_evaluation(choice, "flip")
+        evaluate_tab.run_evaluation(ctx, choice, "flip")
     # With TTA the summary also gives the score without it, from the same pass: the plain one.
     monkeypatch.setattr(evaluate, "evaluate", real_evaluate)
-    target = evalcache.from_run(run_id, jobs.manager().runs_dir)
+    target = evalcache.from_run(run_id, ctx.manager.runs_dir)
     res, _ = evalcache.evaluate_target(target, "flip")
     assert res.plain["accuracy"] == pytest.approx(summary["test_acc"])
     res.accuracy, res.plain["accuracy"] = 0.625, 0.5     # two scores the summary must not mix up
@@ -100,8 +105,8 @@ def test_a_run_is_scored_then_served_from_the_cache(run_id, monkeypatch):
     assert "test accuracy 62.50%" in md and "TTA `flip` (without it 50.00%, from the same pass)" in md
 
 
-def test_new_weights_in_a_run_miss_the_cache(run_id):
-    target = evalcache.from_run(run_id, jobs.manager().runs_dir)
+def test_new_weights_in_a_run_miss_the_cache(run_id, ctx):
+    target = evalcache.from_run(run_id, ctx.manager.runs_dir)
     first, hit = evalcache.evaluate_target(target, "flip")
     assert not hit and first.tta == "flip"
     assert evalcache.evaluate_target(target, "flip")[1]
@@ -113,16 +118,16 @@ def test_new_weights_in_a_run_miss_the_cache(run_id):
 
     state = {k: (v + 0.1 if v.is_floating_point() else v) for k, v in load_file(str(target.path)).items()}
     Run(target.path.parent).save_best(weights.model_from_state(state, target.model, target.class_names), {})
-    changed = evalcache.from_run(run_id, jobs.manager().runs_dir)
+    changed = evalcache.from_run(run_id, ctx.manager.runs_dir)
     assert changed.sha256 != target.sha256
     assert evalcache.evaluate_target(changed, "flip")[1] is False
 
 
-def test_shipped_weights(app_env):
+def test_shipped_weights(app_env, ctx):
     source = data.resolve_source(download=False)
     ship_fresh_weights(source.label, source.fingerprint)
-    assert evaluate_tab.model_choices() == [(f"{MODEL} (shipped weights, card: 10.00%)", f"weights:{MODEL}")]
-    summary_md, *_ = evaluate_tab.run_evaluation(f"weights:{MODEL}", "flip_translate")
+    assert evaluate_tab.model_choices(ctx) == [(f"{MODEL} (shipped weights, card: 10.00%)", f"weights:{MODEL}")]
+    summary_md, *_ = evaluate_tab.run_evaluation(ctx, f"weights:{MODEL}", "flip_translate")
     assert "(shipped weights)" in summary_md and "Model card: 10.00%" in summary_md
     # The card's hash is the key: the file itself is verified (by load_weights) only on a miss.
     key = evalcache.cache_key(evalcache.shipped(MODEL), "flip_translate", source.fingerprint)
@@ -130,8 +135,8 @@ def test_shipped_weights(app_env):
     assert (evalcache.cache_dir() / f"{key}.json").is_file()
 
 
-def test_cache_entries_are_atomic_and_a_corrupt_one_is_recomputed(run_id):
-    target = evalcache.from_run(run_id, jobs.manager().runs_dir)
+def test_cache_entries_are_atomic_and_a_corrupt_one_is_recomputed(run_id, ctx):
+    target = evalcache.from_run(run_id, ctx.manager.runs_dir)
     result, _ = evalcache.evaluate_target(target, "none")
     source = data.resolve_source(download=False)
     path = evalcache.cache_dir() / f"{evalcache.cache_key(target, 'none', source.fingerprint)}.json"
@@ -143,7 +148,7 @@ def test_cache_entries_are_atomic_and_a_corrupt_one_is_recomputed(run_id):
     assert not hit and again == result
 
 
-def test_no_dataset_says_how_to_provide_one(run_id, tmp_path, monkeypatch):
+def test_no_dataset_says_how_to_provide_one(run_id, tmp_path, monkeypatch, ctx):
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv("CIFAR_DEMO_DATA", str(empty))
@@ -151,9 +156,9 @@ def test_no_dataset_says_how_to_provide_one(run_id, tmp_path, monkeypatch):
     # The run names its own data folder; shipped weights use the usual search, which fails here.
     ship_fresh_weights()
     with pytest.raises(gr.Error, match="holds neither CIFAR-10 layout"):
-        evaluate_tab.run_evaluation(f"weights:{MODEL}", "none")
+        evaluate_tab.run_evaluation(ctx, f"weights:{MODEL}", "none")
     with pytest.raises(gr.Error, match="Pick shipped weights or a finished run"):
-        evaluate_tab.run_evaluation(None, "none")
+        evaluate_tab.run_evaluation(ctx, None, "none")
 
 
 # ----------------------------------------------------------------------------- the drill-down
@@ -165,10 +170,10 @@ def _select(index) -> gr.SelectData:
     return gr.SelectData(None, {"index": index, "value": None})
 
 
-def test_evaluate_opens_the_drilldown_on_the_most_frequent_confusion(run_id):
-    out = evaluate_tab.evaluate_with_drilldown(f"run:{run_id}", "none")
+def test_evaluate_opens_the_drilldown_on_the_most_frequent_confusion(run_id, ctx):
+    out = evaluate_tab.evaluate_with_drilldown(ctx, f"run:{run_id}", "none")
     assert len(out) == 16
-    plain = evaluate_tab.run_evaluation(f"run:{run_id}", "none")  # now from the cache
+    plain = evaluate_tab.run_evaluation(ctx, f"run:{run_id}", "none")  # now from the cache
     assert out[4] == plain[4] and [c for _, c in out[5]] == [c for _, c in plain[5]]
     state, heat, true_cls, pred_cls, page_no, heading, gallery, shown, compare = out[7:]
     res = state["result"]
@@ -207,8 +212,8 @@ def test_heatmap_colours_the_diagonal_and_the_mistakes_on_their_own_scales():
     assert "rgba(22, 163, 74, 1.00)" in styles[0][1] and styles[0][2] == ""
 
 
-def test_a_click_on_a_cell_shows_its_images_and_the_dropdowns_follow(run_id, monkeypatch):
-    state = evaluate_tab.evaluate_with_drilldown(f"run:{run_id}", "none")[7]
+def test_a_click_on_a_cell_shows_its_images_and_the_dropdowns_follow(run_id, monkeypatch, ctx):
+    state = evaluate_tab.evaluate_with_drilldown(ctx, f"run:{run_id}", "none")[7]
     res = state["result"]
     # From here on nothing may score again: the clicks read the held result.
     monkeypatch.setattr(evaluate, "evaluate", _fail)
@@ -228,8 +233,8 @@ def test_a_click_on_a_cell_shows_its_images_and_the_dropdowns_follow(run_id, mon
     assert evaluate_tab.show_cell(state, "deer", "deer")[1].startswith("**deer it gets right**")
 
 
-def test_paging_through_a_cell(run_id, monkeypatch):
-    state = evaluate_tab.evaluate_with_drilldown(f"run:{run_id}", "none")[7]
+def test_paging_through_a_cell(run_id, monkeypatch, ctx):
+    state = evaluate_tab.evaluate_with_drilldown(ctx, f"run:{run_id}", "none")[7]
     res = state["result"]
     t = max(range(10), key=lambda c: res.confusion[c][c])
     cell = evaluate.cell_indices(res, t, t)
@@ -252,13 +257,13 @@ def test_before_any_evaluation_the_drilldown_says_what_to_do():
     assert evaluate_tab.image_clicked(None, [], _select(0)) == ""
 
 
-def test_a_click_on_an_image_compares_the_run_with_every_shipped_model(run_id, monkeypatch):
+def test_a_click_on_an_image_compares_the_run_with_every_shipped_model(run_id, monkeypatch, ctx):
 
     source = data.resolve_source(download=False)
     ship_fresh_weights(source.label, source.fingerprint)
     weights.clear_cache()
     try:
-        state = evaluate_tab.evaluate_with_drilldown(f"run:{run_id}", "none")[7]
+        state = evaluate_tab.evaluate_with_drilldown(ctx, f"run:{run_id}", "none")[7]
         # The same held result as if the shipped weights had been evaluated (only the target differs).
         mine = {**state, "target": evalcache.shipped(MODEL)}
         res = state["result"]

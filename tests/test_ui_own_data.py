@@ -11,7 +11,7 @@ import gradio as gr
 import pytest
 
 from cifar_demo import data, jobs, train
-from cifar_demo.ui import augment_tab, evaluate_tab, own_data, predict_tab, train_tab
+from cifar_demo.ui import AppContext, augment_tab, evaluate_tab, own_data, predict_tab, train_tab
 from cifar_demo.ui.common import owner_of
 
 from .helpers import MODEL
@@ -33,9 +33,14 @@ def app_env(tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAR_DEMO_RUNS", str(tmp_path / "runs"))
     monkeypatch.delenv("CIFAR_DEMO_PUBLIC", raising=False)
     monkeypatch.delenv("SPACE_ID", raising=False)
-    monkeypatch.setattr(jobs, "_MANAGER", None)
     yield tmp_path
-    manager = jobs.manager()
+
+
+@pytest.fixture()
+def ctx(app_env):
+    """The app's context around a fresh (local) job manager that sees app_env's folders."""
+    manager = jobs.JobManager()
+    yield AppContext.of(manager)
     if manager.stop():
         manager.wait(timeout=120)
 
@@ -47,8 +52,8 @@ def upload_copy(zip_path, tmp_path, name="trinkets.zip"):
     return str(shutil.copyfile(zip_path, dest))
 
 
-def test_an_upload_is_kept_described_and_offered_and_the_preset_turns_to_finetune(app_env, trinkets):
-    dropdown, text, preset, *values = train_tab.on_upload("airnet", "demo", upload_copy(trinkets, app_env))
+def test_an_upload_is_kept_described_and_offered_and_the_preset_turns_to_finetune(app_env, trinkets, ctx):
+    dropdown, text, preset, *values = train_tab.on_upload(ctx, "airnet", "demo", upload_copy(trinkets, app_env))
     kept = app_env / "runs" / own_data.DATASETS / "trinkets.zip"
     assert kept.read_bytes() == trinkets.read_bytes()
     assert dropdown.value == "own:trinkets.zip" and ("trinkets (your images)", "own:trinkets.zip") in dropdown.choices
@@ -57,17 +62,17 @@ def test_an_upload_is_kept_described_and_offered_and_the_preset_turns_to_finetun
     assert preset.value == "finetune" and dict(zip(train_tab.FIELDS, values))["epochs"] == \
         train.make_config("finetune").epochs
     # The same zip again is the same dataset, not a second copy; back to CIFAR-10, back to the default preset.
-    train_tab.on_upload("airnet", "finetune", upload_copy(trinkets, app_env))
-    assert [p.name for p in own_data.dataset_files(jobs.LOCAL)] == ["trinkets.zip"]
-    text, preset, *_ = train_tab.on_dataset("airnet", "finetune", own_data.CIFAR)
+    train_tab.on_upload(ctx, "airnet", "finetune", upload_copy(trinkets, app_env))
+    assert [p.name for p in own_data.dataset_files(ctx, jobs.LOCAL)] == ["trinkets.zip"]
+    text, preset, *_ = train_tab.on_dataset(ctx, "airnet", "finetune", own_data.CIFAR)
     assert text == "" and preset.value == "demo"
 
 
-def test_a_few_pictures_get_a_batch_size_they_fill(app_env, tmp_path):
+def test_a_few_pictures_get_a_batch_size_they_fill(app_env, tmp_path, ctx):
     few = zip_folder(make_own_folder(tmp_path / "few", per_class=7, test_per_class=2), tmp_path / "few.zip")
-    _, text, preset, *values = train_tab.on_upload("airnet", "demo", upload_copy(few, app_env, "few.zip"))
+    _, text, preset, *values = train_tab.on_upload(ctx, "airnet", "demo", upload_copy(few, app_env, "few.zip"))
     form = dict(zip(train_tab.FIELDS, values))
-    n_train = len(own_data.load("own:few.zip", None, val_size=train.make_config("finetune").val_size).train)
+    n_train = len(own_data.load(ctx, "own:few.zip", None, val_size=train.make_config("finetune").val_size).train)
     assert n_train < train.make_config("finetune").batch_size == 32
     assert form["batch_size"] == train_tab.fitting_batch(32, n_train) == 8   # 21 pictures less the val split
     assert f"Batch size set to 8: the {n_train} training pictures" in text
@@ -76,40 +81,40 @@ def test_a_few_pictures_get_a_batch_size_they_fill(app_env, tmp_path):
     assert [train_tab.fitting_batch(32, n) for n in (40, 32, 31, 16, 3, 1)] == [32, 32, 8, 8, 1, 1]
 
 
-def test_a_late_refresh_keeps_the_dataset_the_page_shows(app_env, trinkets):
-    train_tab.on_upload("airnet", "demo", upload_copy(trinkets, app_env))
+def test_a_late_refresh_keeps_the_dataset_the_page_shows(app_env, trinkets, ctx):
+    train_tab.on_upload(ctx, "airnet", "demo", upload_copy(trinkets, app_env))
     # The page-load refresh was sent with CIFAR-10 and may answer after the upload: choices only.
-    late = own_data.refresh(own_data.CIFAR)
+    late = own_data.refresh(ctx, own_data.CIFAR)
     assert "value" not in late.constructor_args and ("trinkets (your images)", "own:trinkets.zip") in late.choices
-    assert own_data.refresh("own:gone.zip").value == own_data.CIFAR   # a dataset that is gone
+    assert own_data.refresh(ctx, "own:gone.zip").value == own_data.CIFAR   # a dataset that is gone
 
 
-def test_a_refused_zip_says_why_and_is_not_kept(app_env, tmp_path):
+def test_a_refused_zip_says_why_and_is_not_kept(app_env, tmp_path, ctx):
     one = make_own_folder(tmp_path / "one", classes=("leaf",), per_class=6)
     with pytest.raises(gr.Error, match="2 to 100 classes"):
-        own_data.on_upload(upload_copy(zip_folder(one, tmp_path / "one.zip"), app_env, "one.zip"))
+        own_data.on_upload(ctx, upload_copy(zip_folder(one, tmp_path / "one.zip"), app_env, "one.zip"))
     (tmp_path / "notes.txt").write_text("not a zip")
     with pytest.raises(gr.Error, match="not a .zip"):
-        own_data.on_upload(str(tmp_path / "notes.txt"))
-    assert own_data.dataset_files(jobs.LOCAL) == []
+        own_data.on_upload(ctx, str(tmp_path / "notes.txt"))
+    assert own_data.dataset_files(ctx, jobs.LOCAL) == []
     with pytest.raises(ValueError, match="not a dataset of yours"):
-        own_data.path_of("own:../../etc/passwd.zip")
+        own_data.path_of(ctx, "own:../../etc/passwd.zip")
 
 
-def test_start_trains_on_the_upload_and_every_tab_uses_its_class_names(app_env, trinkets):
-    own_data.add_upload(upload_copy(trinkets, app_env))
+def test_start_trains_on_the_upload_and_every_tab_uses_its_class_names(app_env, trinkets, ctx):
+    own_data.add_upload(ctx, upload_copy(trinkets, app_env))
     form = dict(zip(train_tab.FIELDS, train_tab.on_preset(MODEL, MODEL)))
     form.update(epochs=1, batch_size=12, augment="standard", precision="fp32", val_size=5000, train_limit=0)
-    message = train_tab.start(MODEL, MODEL, *[form[f] for f in train_tab.FIELDS], "own:trinkets.zip")
+    message = train_tab.start(ctx, MODEL, MODEL, *[form[f] for f in train_tab.FIELDS], "own:trinkets.zip")
     assert "on trinkets (own images)" in message
-    manager = jobs.manager()
+    manager = ctx.manager
     assert manager.wait(timeout=300) == 0, manager.snapshot().log_tail
     run = train.list_runs(manager.runs_dir)[0]
     assert run["summary"]["status"] == "finished" and run["summary"]["classes"] == list(CLASSES3)
     run_id = run["run_id"]
 
     # Evaluate: its test images, its classes in the tables, the dropdowns and the drill-down.
-    out = evaluate_tab.evaluate_with_drilldown(f"run:{run_id}", "none")
+    out = evaluate_tab.evaluate_with_drilldown(ctx, f"run:{run_id}", "none")
     summary, table, true_cls = out[0], out[4], out[9]
     assert "12 test images of trinkets (own images)" in summary
     assert [row[0] for row in table[:-1]] == list(CLASSES3)
@@ -120,31 +125,32 @@ def test_start_trains_on_the_upload_and_every_tab_uses_its_class_names(app_env, 
     assert "airplane" not in compare and any(c in compare for c in CLASSES3)   # no CIFAR-10 models beside it
 
     # Predict: the run answers with its own classes, beside the zoo.
-    assert (f"run {run_id} (coin, leaf, shell)", run_id) in predict_tab.run_choices()
+    assert (f"run {run_id} (coin, leaf, shell)", run_id) in predict_tab.run_choices(ctx)
     photo = app_env / "photo.png"
     picture(1, 5).save(photo)
-    probs, line = predict_tab.predict_run(str(photo), run_id)
+    probs, line = predict_tab.predict_run(ctx, str(photo), run_id)
     assert set(probs) == set(CLASSES3) and sum(probs.values()) == pytest.approx(1) and "coin, leaf, shell" in line
-    assert predict_tab.predict_run(str(photo), predict_tab.NO_RUN) == (None, "")
+    assert predict_tab.predict_run(ctx, str(photo), predict_tab.NO_RUN) == (None, "")
 
     # Augmentations: a few of each class, and a click picks one.
-    gallery = augment_tab.show_source("own:trinkets.zip")
+    gallery = augment_tab.show_source(ctx, "own:trinkets.zip")
     captions = [item["caption"] for item in gallery.value]
     assert {c.split()[0] for c in captions} == set(CLASSES3)
     first = gr.SelectData(None, {"index": 0, "value": None})
-    image, view, caption = augment_tab.choose_from_source("own:trinkets.zip", first)
+    image, view, caption = augment_tab.choose_from_source(ctx, "own:trinkets.zip", first)
     assert image.shape == (32, 32, 3) and captions[0].split()[0] in caption
 
 
 def test_in_public_mode_a_visitors_uploads_are_its_own(app_env, trinkets, monkeypatch):
-    monkeypatch.setenv("CIFAR_DEMO_PUBLIC", "1")
-    monkeypatch.setattr(jobs, "_MANAGER", None)
+    monkeypatch.setenv("CIFAR_DEMO_PUBLIC", "1")   # the data layer's default caps follow the mode too
+    ctx = AppContext.of(jobs.JobManager(public=True, dispatch=False))
+    assert ctx.data_limits == data.PUBLIC_LIMITS
     alice, bob = "a" * 43, "b" * 43
-    own_data.add_upload(upload_copy(trinkets, app_env), alice)
-    folder = jobs.manager().runs_dir_for(owner_of(alice)) / own_data.DATASETS
+    own_data.add_upload(ctx, upload_copy(trinkets, app_env), alice)
+    folder = ctx.manager.runs_dir_for(owner_of(ctx, alice)) / own_data.DATASETS
     assert (folder / "trinkets.zip").is_file()
-    assert [v for _, v in own_data.choices(alice)] == [own_data.CIFAR, "own:trinkets.zip"]
-    assert [v for _, v in own_data.choices(bob)] == [own_data.CIFAR]
+    assert [v for _, v in own_data.choices(ctx, alice)] == [own_data.CIFAR, "own:trinkets.zip"]
+    assert [v for _, v in own_data.choices(ctx, bob)] == [own_data.CIFAR]
     with pytest.raises(ValueError, match="is gone"):
-        own_data.path_of("own:trinkets.zip", bob)
+        own_data.path_of(ctx, "own:trinkets.zip", bob)
     assert data.default_limits() == data.PUBLIC_LIMITS

@@ -104,9 +104,9 @@ def test_gradio_upload_records_are_read_raw(tmp_path):
         predict_tab.predict_image({"path": None, "url": "data:image/png;base64,bm90IGFuIGltYWdl"}, False)
 
 
-def test_build_exposes_the_predict_endpoint():
+def test_build_exposes_the_predict_endpoint(ctx):
     with gr.Blocks() as demo:
-        predict_tab.build()
+        predict_tab.build(ctx)
     api = {fn.api_name: fn for fn in demo.fns.values()}
     assert api["predict"].fn is predict_tab.predict_image and not api["predict"].preprocess
     assert [type(c).__name__ for c in api["predict"].outputs] == ["Image", "Label", "HTML", "Gallery", "JSON"]

@@ -157,9 +157,9 @@ def test_without_a_test_set_the_tab_says_so(monkeypatch, tmp_path):
         tab.compute_curves("fog", 3, progress=FakeProgress())
 
 
-def test_the_tab_builds_with_its_controls():
+def test_the_tab_builds_with_its_controls(ctx):
     with gr.Blocks() as demo:
-        tab.build()
+        tab.build(ctx)
     dropdowns = [b for b in demo.blocks.values() if isinstance(b, gr.Dropdown)]
     sliders = [b for b in demo.blocks.values() if isinstance(b, gr.Slider)]
     assert [v for _, v in dropdowns[0].choices] == list(CORRUPTIONS)

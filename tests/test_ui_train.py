@@ -7,7 +7,7 @@ import gradio as gr
 import pytest
 
 from cifar_demo import data, jobs, train, weights
-from cifar_demo.ui import evaluate_tab, train_tab
+from cifar_demo.ui import AppContext, evaluate_tab, train_tab
 
 from .helpers import MODEL, write_imagefolder
 
@@ -23,9 +23,14 @@ def app_env(tmp_path, tiny_folder, monkeypatch):
     monkeypatch.setenv("CIFAR_DEMO_DATA", str(tiny_folder))
     monkeypatch.setenv("CIFAR_DEMO_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("CIFAR_DEMO_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.setattr(jobs, "_MANAGER", None)
     yield tmp_path
-    manager = jobs.manager()
+
+
+@pytest.fixture()
+def ctx(app_env):
+    """The app's context around a fresh job manager that sees app_env's folders."""
+    manager = jobs.JobManager()
+    yield AppContext.of(manager)
     if manager.stop():
         manager.wait(timeout=120)
 
@@ -62,12 +67,12 @@ def test_form_round_trips_a_preset_and_the_preset_follows_the_model(monkeypatch)
     assert "demo" not in train_tab.preset_choices(MODEL)
 
 
-def test_bad_forms_are_refused_with_a_message(app_env):
+def test_bad_forms_are_refused_with_a_message(app_env, ctx):
     with pytest.raises(gr.Error, match="sum to <= 1"):
-        train_tab.start(MODEL, MODEL, *form(mixup=0.6, cutmix=0.6))
+        train_tab.start(ctx, MODEL, MODEL, *form(mixup=0.6, cutmix=0.6))
     with pytest.raises(gr.Error, match="smaller than one batch"):
-        train_tab.start(MODEL, MODEL, *form(train_limit=30))
-    assert jobs.manager().snapshot().status == "idle"
+        train_tab.start(ctx, MODEL, MODEL, *form(train_limit=30))
+    assert ctx.manager.snapshot().status == "idle"
 
 
 def steps(*elapsed):
@@ -103,33 +108,34 @@ def test_a_tick_sends_the_new_interval_and_nothing_else_when_only_that_changed(m
         def runs_dir_for(self, owner):
             return None
 
-    monkeypatch.setattr(jobs, "manager", lambda: Manager())
+    ctx = AppContext(Manager(), public=False)
     monkeypatch.setattr(train_tab, "refresh_runs", lambda *a: (gr.skip(), gr.skip()))
-    first = train_tab.tick(None, None, None)
+    first = train_tab.tick(ctx, None, None, None)
     assert first[-1] == 6.0 and first[3][-1] == 6.0 and is_png(first[0])
-    assert train_tab.tick(None, None, first[3]) == (gr.skip(),) * 9
+    assert train_tab.tick(ctx, None, None, first[3]) == (gr.skip(),) * 9
     # The run's steps slow down, with no new event since the tab's last drawing: only the interval
     # (and the tab's memory of it) is sent.
     seen = list(first[3])
     seen[-1] = 4.0
-    again = train_tab.tick(None, None, seen)
+    again = train_tab.tick(ctx, None, None, seen)
     assert again[-1] == 6.0 and again[3][-1] == 6.0
     assert [again[i] for i in (0, 1, 2, 4, 5, 6, 7)] == [gr.skip()] * 7
 
 
 @pytest.mark.slow   # a real training child
-def test_run_refuse_watch_finish_reattach_and_export(app_env, monkeypatch):
-    first = train_tab.start(MODEL, MODEL, *form())
-    run_id = jobs.manager().run_id
+def test_run_refuse_watch_finish_reattach_and_export(app_env, monkeypatch, ctx):
+    first = train_tab.start(ctx, MODEL, MODEL, *form())
+    run_id = ctx.manager.run_id
     assert run_id in first
     with pytest.raises(gr.Error, match="already going"):
-        train_tab.start(MODEL, MODEL, *form())
+        train_tab.start(ctx, MODEL, MODEL, *form())
 
-    figure, progress, log, seen, *_ = train_tab.tick()
+    figure, progress, log, seen, *_ = train_tab.tick(ctx)
     assert is_png(figure) and run_id in progress
-    assert jobs.manager().wait(timeout=120) == 0, jobs.manager().snapshot().log_tail
+    assert ctx.manager.wait(timeout=120) == 0, ctx.manager.snapshot().log_tail
 
-    figure, progress, log, seen, overlay, exportable, stop_btn, resume_btn, timer = train_tab.tick(None, None, seen)
+    figure, progress, log, seen, overlay, exportable, stop_btn, resume_btn, timer = train_tab.tick(
+        ctx, None, None, seen)
     assert is_png(figure) and "finished" in progress and "test accuracy" in progress
     assert stop_btn["visible"] is False and resume_btn["visible"] is False
     assert "epoch   1" in log and "end: finished" in log
@@ -137,43 +143,43 @@ def test_run_refuse_watch_finish_reattach_and_export(app_env, monkeypatch):
     # Nothing new: the figure is not redrawn; a reopened tab (no state) gets it again.
     assert seen[-1] == train_tab.TICK_SECONDS   # a finished run ticks every 2 s (sent when it was not)
     assert timer == gr.skip() or timer == train_tab.TICK_SECONDS
-    assert train_tab.tick(None, None, seen) == (gr.skip(),) * 9   # nothing at all is sent again
-    assert is_png(train_tab.tick()[0])
+    assert train_tab.tick(ctx, None, None, seen) == (gr.skip(),) * 9   # nothing at all is sent again
+    assert is_png(train_tab.tick(ctx)[0])
     # Past runs are overlaid (here on an idle manager: the past run is the only one drawn).
-    fig = train_tab.curves(jobs.Snapshot(None, "idle", [], None), [run_id])
+    fig = train_tab.curves(ctx, jobs.Snapshot(None, "idle", [], None), [run_id])
     assert [line.get_label() for line in fig.axes[0].get_lines()] == [f"{run_id} train", f"{run_id} val"]
 
-    assert f"run:{run_id}" in [v for _, v in evaluate_tab.model_choices()]
+    assert f"run:{run_id}" in [v for _, v in evaluate_tab.model_choices(ctx)]
 
-    message = train_tab.export_run(run_id, replace=False)
+    message = train_tab.export_run(ctx, run_id, replace=False)
     assert MODEL in message and weights.available() == [MODEL]
     with pytest.raises(gr.Error, match="already exists"):
-        train_tab.export_run(run_id, replace=False)
-    assert f"weights:{MODEL}" in [v for _, v in evaluate_tab.model_choices()]
+        train_tab.export_run(ctx, run_id, replace=False)
+    assert f"weights:{MODEL}" in [v for _, v in evaluate_tab.model_choices(ctx)]
 
 
 @pytest.mark.slow   # a real training child
-def test_stop_a_running_run(app_env):
-    assert train_tab.stop() == "No run of yours is going."
-    train_tab.start(MODEL, MODEL, *form(epochs=200))
-    assert jobs.wait_for(lambda: jobs.manager().snapshot().last("step") is not None, timeout=120), \
-        jobs.manager().snapshot().log_tail
-    progress = train_tab.tick()[1]
+def test_stop_a_running_run(app_env, ctx):
+    assert train_tab.stop(ctx) == "No run of yours is going."
+    train_tab.start(ctx, MODEL, MODEL, *form(epochs=200))
+    assert jobs.wait_for(lambda: ctx.manager.snapshot().last("step") is not None, timeout=120), \
+        ctx.manager.snapshot().log_tail
+    progress = train_tab.tick(ctx)[1]
     assert "images/s" in progress and "ETA" in progress and "step" in progress
-    assert "Stopping" in train_tab.stop()
-    assert jobs.manager().wait(timeout=120) == 0
-    assert jobs.manager().snapshot().status == "stopped"
-    after = train_tab.tick()
+    assert "Stopping" in train_tab.stop(ctx)
+    assert ctx.manager.wait(timeout=120) == 0
+    assert ctx.manager.snapshot().status == "stopped"
+    after = train_tab.tick(ctx)
     assert "stopped at step" in after[1] and after[7]["visible"] is True   # Resume is offered
-    assert "Resuming" in train_tab.resume()
+    assert "Resuming" in train_tab.resume(ctx)
     # The resumed child says so once it trains again (a stop before that would find no handler yet).
-    assert jobs.wait_for(lambda: sum(e["kind"] == "start" for e in jobs.manager().snapshot().events) == 2
-                         and jobs.manager().snapshot().events[-1]["kind"] == "step", timeout=120)
-    assert "Stopping" in train_tab.stop()
-    assert jobs.manager().wait(timeout=120) == 0
+    assert jobs.wait_for(lambda: sum(e["kind"] == "start" for e in ctx.manager.snapshot().events) == 2
+                         and ctx.manager.snapshot().events[-1]["kind"] == "step", timeout=120)
+    assert "Stopping" in train_tab.stop(ctx)
+    assert ctx.manager.wait(timeout=120) == 0
 
 
-def test_no_dataset_says_how_to_provide_one(app_env, tmp_path, monkeypatch):
+def test_no_dataset_says_how_to_provide_one(app_env, tmp_path, monkeypatch, ctx):
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv("CIFAR_DEMO_DATA", str(empty))
@@ -181,8 +187,8 @@ def test_no_dataset_says_how_to_provide_one(app_env, tmp_path, monkeypatch):
     assert "No CIFAR-10 data found" in status and "holds neither CIFAR-10 layout" in status
     assert "DIR/train/&lt;class&gt;/&lt;image&gt;" in status
     with pytest.raises(gr.Error, match="holds neither CIFAR-10 layout"):
-        train_tab.start(MODEL, MODEL, *form())
-    assert jobs.manager().snapshot().status == "idle"
+        train_tab.start(ctx, MODEL, MODEL, *form())
+    assert ctx.manager.snapshot().status == "idle"
 
     # Without any source and no download, the message lists every way to give the data.
     monkeypatch.delenv("CIFAR_DEMO_DATA")

@@ -102,9 +102,9 @@ def test_latency_is_measured_on_demand_and_shown(monkeypatch):
     assert zoo_tab.measure_latency.__defaults__ == (zoo_tab.LATENCY_RUNS,)
 
 
-def test_build_measures_nothing_and_refresh_gives_table_and_plots():
+def test_build_measures_nothing_and_refresh_gives_table_and_plots(ctx):
     with gr.Blocks():
-        zoo_tab.build()
+        zoo_tab.build(ctx)
     assert zoo_tab._latency == {}
     rows, scored, ours, theirs, note = zoo_tab.refresh()
     assert "JPEG export" in scored

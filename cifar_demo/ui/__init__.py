@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .. import jobs
 from . import (
     augment_tab,
     common,
@@ -17,6 +16,9 @@ from . import (
     train_tab,
     zoo_tab,
 )
+from .context import FREE, GROUPS, AppContext
+
+__all__ = ["GROUPS", "AppContext", "build_app", "launch"]
 
 TITLE = "cifar-demo: CIFAR-10 in the browser"
 # Uploads: pictures (pictures.MAX_BYTES, 10 MB, is checked by the Predict tab itself) and zips of
@@ -33,61 +35,40 @@ INTRO = (
 )
 
 
-def build_app() -> gr.Blocks:
+def build_app(ctx: AppContext | None = None) -> gr.Blocks:
+    """The app's Blocks; `ctx` (default: AppContext.from_env()) is handed to every tab."""
+    ctx = AppContext.from_env() if ctx is None else ctx
     gradio_fixes.apply()
     with gr.Blocks(title=TITLE) as app:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
-        gr.HTML(common.mode_html(), elem_id="mode-line")
+        gr.HTML(common.mode_html(ctx), elem_id="mode-line")
         # The visitor's token, kept by the browser across reloads (public mode: who owns which run).
-        visitor = gr.BrowserState(None, storage_key=common.VISITOR_KEY, secret=common.browser_secret())
+        visitor = gr.BrowserState(None, storage_key=common.VISITOR_KEY, secret=common.browser_secret(ctx))
         with gr.Tabs():
-            predict_tab.build(visitor)
-            train_tab.build(visitor)
-            compare_tab.build(visitor)
-            evaluate_tab.build(visitor)
-            augment_tab.build(visitor)
-            robustness_tab.build()
-            zoo_tab.build()
-        app.load(common.new_token, visitor, visitor, show_progress="hidden")
+            predict_tab.build(ctx, visitor)
+            train_tab.build(ctx, visitor)
+            compare_tab.build(ctx, visitor)
+            evaluate_tab.build(ctx, visitor)
+            augment_tab.build(ctx, visitor)
+            robustness_tab.build(ctx)
+            zoo_tab.build(ctx)
+        app.load(common.new_token, visitor, visitor, show_progress="hidden", **FREE)
     # The public API is /predict and /familiarity; the other events are the page's own wiring (ticks, refreshes,
     # start/stop): hide them from the API page and the client libraries.
     for fn in app.fns.values():
         if fn.api_name not in PUBLIC_API:
             fn.api_visibility = "private"
-        fn.concurrency_id, fn.concurrency_limit = concurrency(fn.fn)
+        # Every event states its lane where it is wired (ui.context): none is left to the queue's default.
+        # (Gradio's own gr.Examples loading does not queue: it needs none.)
+        assert fn.concurrency_limit != "default" or not fn.queue, f"{fn.api_name}: wired without a lane"
     return app
 
 
-# Which events may run side by side, for a class on one 2-core machine. Events that run every
-# model of the zoo take both cores each: two at a time, in one line, so thirty Predicts do not
-# thrash. Whole-test-set work (evaluations, exports, robustness curves) one at a time in its
-# own line, so it never holds up a Predict. Augmentation previews (numpy on a few 32x32
-# pictures) four at a time. Everything else (ticks, page loads, starting or stopping a run,
-# reading caches) only reads small files: no limit, so it is never stuck behind the above.
-MODEL_EVENTS = {"predict_image", "predict_run", "familiarity_check", "image_clicked", "show_picture", "measure", "measure_once"}
-HEAVY_EVENTS = {"run_evaluation", "evaluate_with_drilldown", "export_run", "download_weights", "push_weights",
-                "compute_curves", "compute_all", "download_data", "on_upload"}
-GROUPS = {"models": 2, "heavy": 1, "augment": 4}
-
-
-def concurrency(fn) -> tuple[str | None, int | None]:
-    """(concurrency id, limit) of an event handler; (None, None) = its own line, no limit."""
-    name = getattr(fn, "__name__", "") if fn is not None else ""
-    module = getattr(getattr(fn, "func", fn), "__module__", "") or ""
-    if name in MODEL_EVENTS:
-        group = "models"
-    elif name in HEAVY_EVENTS:
-        group = "heavy"
-    elif module.endswith("augment_tab"):
-        group = "augment"
-    else:
-        return None, None
-    return group, GROUPS[group]
-
-
-def launch(app: gr.Blocks, *, host: str = "127.0.0.1", port: int = 7860, share: bool = False, **kwargs):
-    # Limits per event are set by concurrency() in build_app; training runs in a separate
-    # low-priority process (jobs), so it never blocks the queue.
+def launch(app: gr.Blocks, ctx: AppContext, *, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
+           **kwargs):
+    # Limits per event are stated where each is wired (ui.context's lanes); training runs in a
+    # separate low-priority process (jobs), so it never blocks the queue.
     app.queue(default_concurrency_limit=1)
-    return app.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_FILE_SIZE["public" if jobs.manager().public else "local"],
+    return app.launch(server_name=host, server_port=port, share=share,
+                      max_file_size=MAX_FILE_SIZE["public" if ctx.public else "local"],
                       show_error=False, theme=gr.themes.Soft(), css=CSS, **kwargs)

@@ -19,6 +19,7 @@ from ..augment import Param
 from ..common import CLASSES
 from ..data import pictures
 from . import own_data
+from .context import AUGMENT, AppContext
 
 N_DRAWS = 8          # two rows of four: enough draws to see the spread of one transform
 SCALE = 8            # 32 px -> 256 px, larger than a gallery cell: the browser shrinks (sharp), never blurs it up
@@ -99,32 +100,34 @@ def _on_gallery_select(evt: gr.SelectData) -> tuple[np.ndarray, np.ndarray, str]
     return choose_sample(gallery_order()[evt.index])
 
 
-def refresh_sources(current: str | None = None, token=None) -> gr.Dropdown:
+def refresh_sources(ctx: AppContext, current: str | None = None, token=None) -> gr.Dropdown:
     """Where the gallery's pictures come from: the CIFAR-10 sample, or a dataset you uploaded (Train tab)."""
-    return own_data.refresh(current, token)
+    return own_data.refresh(ctx, current, token)
 
 
-def show_source(choice: str | None, token=None) -> gr.Gallery:
+def show_source(ctx: AppContext, choice: str | None, token=None) -> gr.Gallery:
     """The gallery for a source: the sample (default image marked), or a few of your images per class."""
     if not choice or choice == own_data.CIFAR:
         return _load_gallery()
     try:
-        images = own_data.preview_images(choice, token)
+        images = own_data.preview_images(ctx, choice, token)
     except (ValueError, data.DataSourceError) as e:
         raise gr.Error(str(e)) from None
     return gr.Gallery([(augment.upscale_nearest(im, THUMB_SCALE), cap) for im, cap in images],
                       selected_index=None, format="png", label="Your images (a few per class): click one")
 
 
-def choose_from_source(choice: str | None, evt: gr.SelectData, token=None) -> tuple[np.ndarray, np.ndarray, str]:
+def choose_from_source(ctx: AppContext, choice: str | None, evt: gr.SelectData,
+                       token=None) -> tuple[np.ndarray, np.ndarray, str]:
     """A click on the gallery: a sample image, or one of your images (centre-cropped to 32x32 when loaded)."""
     if not choice or choice == own_data.CIFAR:
         return _on_gallery_select(evt)
     try:
-        image, caption = own_data.preview_images(choice, token)[evt.index]
+        image, caption = own_data.preview_images(ctx, choice, token)[evt.index]
     except (ValueError, IndexError, data.DataSourceError) as e:
         raise gr.Error(str(e)) from None
-    return image, augment.upscale_nearest(image, MIX_SCALE), f"**{caption.rsplit(' ', 1)[0]}**: one of your images ({caption})"
+    text = f"**{caption.rsplit(' ', 1)[0]}**: one of your images ({caption})"
+    return image, augment.upscale_nearest(image, MIX_SCALE), text
 
 
 def _clear_selection() -> gr.Gallery:
@@ -288,17 +291,17 @@ def _transform_subtab(info: augment.TransformInfo, chosen: gr.State) -> None:
                     redraw = gr.Button("New random draws", variant="primary")
                     if sliders:
                         reset = gr.Button("Defaults")
-                        reset.click(functools.partial(default_values, info.name), outputs=sliders)
+                        reset.click(functools.partial(default_values, info.name), outputs=sliders, **AUGMENT)
             with gr.Column(scale=3):
                 draws = gr.Gallery(label=f"{N_DRAWS} random draws (32x32, shown {SCALE}x)", columns=4,
                                    rows=2, height="fit-content", format="png", allow_preview=True,
                                    object_fit="contain")
         seed = gr.State(0)
-        redraw.click(next_seed, inputs=seed, outputs=seed)
+        redraw.click(next_seed, inputs=seed, outputs=seed, **AUGMENT)
         name = gr.State(info.name)
         # No triggers: runs when the app loads and whenever the image, seed or a slider changes.
         gr.on(None, transform_preview, inputs=[chosen, name, seed, *sliders], outputs=draws,
-              trigger_mode="always_last", show_progress="hidden")
+              trigger_mode="always_last", show_progress="hidden", **AUGMENT)
 
 
 def _mix_subtab(method: str, picks: gr.Dropdown) -> None:
@@ -314,19 +317,21 @@ def _mix_subtab(method: str, picks: gr.Dropdown) -> None:
                              interactive=False, height=300, scale=1, min_width=260)
             chart = gr.Plot(label="Soft label", scale=1, min_width=300)
         seed, name = gr.State(0), gr.State(method)
-        redraw.click(next_seed, inputs=seed, outputs=seed)
-        random_draw.change(random_toggle, inputs=[random_draw, name], outputs=sliders)
+        redraw.click(next_seed, inputs=seed, outputs=seed, **AUGMENT)
+        random_draw.change(random_toggle, inputs=[random_draw, name], outputs=sliders, **AUGMENT)
         gr.on(None, mix_outputs, inputs=[picks, name, random_draw, seed, *sliders],
-              outputs=[mixed, chart], trigger_mode="always_last", show_progress="hidden")
+              outputs=[mixed, chart], trigger_mode="always_last", show_progress="hidden", **AUGMENT)
 
 
-def build(visitor: gr.BrowserState | None = None) -> None:
-    """The tab; `visitor` is the page's token (its uploaded datasets can be previewed)."""
+def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
+    """The tab; `visitor` is the page's token (its uploaded datasets can be previewed). Every
+    event here is a preview (numpy on a few 32x32 pictures): the "augment" lane."""
     token = [visitor] if visitor is not None else []
     with gr.Tab("Augmentations") as tab:
         gr.Markdown(INTRO)
         chosen = gr.State(None)  # the 32x32 image; None until one is picked (the default image)
-        source = gr.Dropdown(own_data.choices(), value=own_data.CIFAR, label="Pictures from", elem_id="augment-source",
+        source = gr.Dropdown(own_data.choices(ctx), value=own_data.CIFAR, label="Pictures from",
+                             elem_id="augment-source",
                              info="The CIFAR-10 sample, or a dataset of your own images uploaded in the Train tab.")
         # Full width: Gradio's gallery gives each column at least 100 px, so 10 need ~1100 px.
         gallery = gr.Gallery(label=SAMPLE_LABEL, columns=10, height="fit-content", format="png",
@@ -341,14 +346,17 @@ def build(visitor: gr.BrowserState | None = None) -> None:
                 upload = gr.UploadButton("Upload your own picture", file_types=["image"],
                                          type="filepath")
         # Filled when a page loads, not at build time: Gradio calls a callable `value` right away.
-        gr.on(None, _load_gallery, outputs=gallery, show_progress="hidden")
-        gr.on(None, _default_view, outputs=view, show_progress="hidden")
-        gallery.select(choose_from_source, inputs=[source, *token], outputs=[chosen, view, caption])
-        source.input(show_source, inputs=[source, *token], outputs=gallery, show_progress="hidden")
-        tab.select(refresh_sources, inputs=[source, *token], outputs=source, show_progress="hidden")
+        gr.on(None, _load_gallery, outputs=gallery, show_progress="hidden", **AUGMENT)
+        gr.on(None, _default_view, outputs=view, show_progress="hidden", **AUGMENT)
+        gallery.select(ctx.bind(choose_from_source), inputs=[source, *token], outputs=[chosen, view, caption],
+                       **AUGMENT)
+        source.input(ctx.bind(show_source), inputs=[source, *token], outputs=gallery, show_progress="hidden",
+                     **AUGMENT)
+        tab.select(ctx.bind(refresh_sources), inputs=[source, *token], outputs=source, show_progress="hidden",
+                   **AUGMENT)
         # Errors (a bad upload) show as a message; hidden progress keeps the old image on screen.
         upload.upload(choose_upload, inputs=upload, outputs=[chosen, view, caption],
-                      show_progress="hidden").success(_clear_selection, outputs=gallery)
+                      show_progress="hidden", **AUGMENT).success(_clear_selection, outputs=gallery, **AUGMENT)
 
         gr.Markdown("### One image, one transform")
         with gr.Tabs():
@@ -362,7 +370,7 @@ def build(visitor: gr.BrowserState | None = None) -> None:
             picked = gr.Gallery(label="In mixing order",
                                 columns=4, height="fit-content", format="png", allow_preview=False,
                                 object_fit="contain", scale=1)
-        gr.on(None, picked_thumbnails, inputs=picks, outputs=picked, show_progress="hidden")
+        gr.on(None, picked_thumbnails, inputs=picks, outputs=picked, show_progress="hidden", **AUGMENT)
         with gr.Tabs():
             for method in MIX_TITLES:
                 _mix_subtab(method, picks)

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from .. import data, jobs, train, weights
 from ..analysis import evalcache
+from .context import AppContext
 
 
 def data_status() -> str:
@@ -49,20 +50,20 @@ def new_token(token: str | None) -> str:
     return token if isinstance(token, str) and len(token) >= 32 else secrets.token_urlsafe(32)
 
 
-def owner_of(token: str | None) -> str | None:
+def owner_of(ctx: AppContext, token: str | None) -> str | None:
     """The job owner of a page: the one local user, or (public mode) a hash of the visitor's token,
     so the token itself never appears in folder names or logs. None: the page has no token yet."""
-    if not jobs.manager().public:
+    if not ctx.public:
         return jobs.LOCAL
     if not isinstance(token, str) or len(token) < 32:
         return None
     return hashlib.sha256(token.encode()).hexdigest()[:24]
 
 
-def mode_html() -> str:
+def mode_html(ctx: AppContext) -> str:
     """One line saying which mode the app runs in, and what that means for the visitor."""
-    m = jobs.manager()
-    if not m.public:
+    m = ctx.manager
+    if not ctx.public:
         return ('<div class="mode-line">Local mode: everything here is yours (runs in '
                 f"<code>{html.escape(str(m.runs_dir))}</code>, Export writes <code>weights/</code>).</div>")
     return ('<div class="mode-line"><b>Public mode</b>: this app is shared. Your training runs are yours alone '
@@ -151,7 +152,8 @@ def progress_html(snap: jobs.Snapshot) -> str:
         epoch = int(step["epoch"]) + 1 if step else 0
         note = f" ({html.escape(snap.note)})" if snap.note else ""
         return _bar(frac, f"{run} stopped at step {done}/{total} (epoch {epoch}){note}. Continue it with "
-                          f"<b>Resume</b> or <code>python -m cifar_demo train --resume {html.escape(snap.run_id)}</code>.",
+                          f"<b>Resume</b> or <code>python -m cifar_demo train --resume "
+                          f"{html.escape(snap.run_id)}</code>.",
                     "#a1a1aa")
     end = snap.last("end") or {}
     error = end.get("error") or "see the log below"
@@ -189,10 +191,10 @@ def view_html(view: jobs.View) -> str:
     return text
 
 
-def browser_secret() -> str:
+def browser_secret(ctx: AppContext) -> str:
     """The key gr.BrowserState encrypts the visitor token with in the browser. Kept in the runs
     folder, so it survives an app restart (a random key per start would orphan every visitor)."""
-    path = jobs.manager().runs_dir / ".jobs" / "browser-secret"
+    path = ctx.manager.runs_dir / ".jobs" / "browser-secret"
     try:
         return path.read_text().strip()
     except FileNotFoundError:
@@ -208,15 +210,15 @@ def browser_secret() -> str:
 
 # ----------------------------------------------------------------------------- a finished run of the page's owner
 
-def run_target(run_id: str | None, token=None) -> evalcache.Target:
+def run_target(ctx: AppContext, run_id: str | None, token=None) -> evalcache.Target:
     """A finished run of the page's owner, by its id: only a run of the owner's folder is ever
     read. ValueError (no token yet, not a run id) or FileNotFoundError (no best weights)."""
-    owner = owner_of(token)
+    owner = owner_of(ctx, token)
     if owner is None:
         raise ValueError("This page has no visitor token yet: reload it.")
     if not run_id or Path(run_id).name != run_id or run_id.startswith("."):
         raise ValueError(f"not a run id: {run_id!r}")
-    return evalcache.from_run(run_id, jobs.manager().runs_dir_for(owner))
+    return evalcache.from_run(run_id, ctx.runs_dir_for(owner))
 
 
 def run_model(target: evalcache.Target):

@@ -16,6 +16,7 @@ from .. import data, jobs, train, zoo
 from ..analysis import compare
 from ..reporting import plots_compare
 from .common import data_status, owner_of
+from .context import FREE, AppContext
 
 TICK_SECONDS = 2
 DEFAULT_MODEL = "simple_cnn"
@@ -42,25 +43,25 @@ figures dishonest. Rule: {compare.RULE}."""
 
 # ----------------------------------------------------------------------------- start / stop
 
-def _owner(token=None) -> str:
+def _owner(ctx: AppContext, token=None) -> str:
     """The study's owner in the job queue (ui.common.owner_of): the local user, or in public mode
     the visitor, whose studies and runs live in its own folder as its Train tab runs do."""
-    owner = owner_of(token)
+    owner = owner_of(ctx, token)
     if owner is None:
         raise gr.Error("This page has no visitor token yet: reload it.")
     return owner
 
 
-def start(model: str, seeds, epochs, train_limit, val_size, aug_a: str, mix_a: str, ls_a,
+def start(ctx: AppContext, model: str, seeds, epochs, train_limit, val_size, aug_a: str, mix_a: str, ls_a,
           aug_b: str, mix_b: str, ls_b, token=None) -> str:
     """Plan and start a study; refused (gr.Error) without data, with a bad recipe or budget,
     or while another study is going. Every config is validated before the first run starts."""
-    owner = _owner(token)
+    owner = _owner(ctx, token)
     try:
         src = data.resolve_source(download=False)
     except data.DataSourceError as e:
         raise gr.Error(f"No CIFAR-10 data, so no training. {e}") from None
-    manager = jobs.manager()
+    manager = ctx.manager
     try:
         budget = compare.Budget(epochs=int(epochs or 0), train_limit=int(train_limit or 0),
                                 val_size=int(val_size or 0))
@@ -79,8 +80,8 @@ def start(model: str, seeds, epochs, train_limit, val_size, aug_a: str, mix_a: s
     return text
 
 
-def stop(token=None) -> str:
-    if compare.stop_active(_owner(token)):
+def stop(ctx: AppContext, token=None) -> str:
+    if compare.stop_active(_owner(ctx, token)):
         return "Stopping: the current run stops at its next step and the rest of the study is cancelled."
     return "No study is going."
 
@@ -151,13 +152,13 @@ def _seen_key(study: compare.Study | None, summary: compare.Summary | None) -> l
     return [study.id, study.status, [e.get("outcome") for e in study.plan], points]
 
 
-def tick(last_seen=None, token=None):
+def tick(ctx: AppContext, last_seen=None, token=None):
     """Timer / page-load handler: (status HTML, band plot, summary Markdown, what was drawn).
 
     Reads the newest study from disk (so a reopened page or a restarted app shows it); the
     figure and the table are redrawn only when a run reached a new epoch or ended."""
-    manager = jobs.manager()
-    owner = owner_of(token)
+    manager = ctx.manager
+    owner = owner_of(ctx, token)
     study = compare.latest_study(manager.runs_dir_for(owner)) if owner is not None else None
     summary = compare.summarize(study) if study is not None else None
     seen = _seen_key(study, summary)
@@ -181,7 +182,7 @@ def _recipe_form(recipe: compare.Recipe, title: str):
     return [aug, mix, ls]
 
 
-def build(visitor: gr.BrowserState | None = None) -> None:
+def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
     """The tab; `visitor` is the page's token (ui.build_app makes it), None for a local-only page."""
     names = zoo.names()
     model0 = DEFAULT_MODEL if DEFAULT_MODEL in names else names[0]
@@ -211,13 +212,13 @@ def build(visitor: gr.BrowserState | None = None) -> None:
 
     token = [visitor] if visitor is not None else []
     # Ticks only read small files (the study, the runs' metrics): no concurrency limit.
-    watch = dict(fn=tick, inputs=[seen, *token], outputs=[status, plot, table, seen], show_progress="hidden",
-                 concurrency_limit=None)
-    start_btn.click(start, [model, seeds, epochs, train_limit, val_size, *form_a, *form_b, *token], message,
-                    show_progress="hidden").success(**watch)
-    stop_btn.click(stop, token, message).then(**watch)
+    watch = dict(fn=ctx.bind(tick), inputs=[seen, *token], outputs=[status, plot, table, seen],
+                 show_progress="hidden", **FREE)
+    start_btn.click(ctx.bind(start), [model, seeds, epochs, train_limit, val_size, *form_a, *form_b, *token],
+                    message, show_progress="hidden", **FREE).success(**watch)
+    stop_btn.click(ctx.bind(stop), token, message, **FREE).then(**watch)
     timer.tick(**watch)
     # Page load (triggers=None): which dataset the runs read, and the newest study (of the local
     # user; a visitor's shows at the first timer tick, which has its token).
-    gr.on(None, data_status, None, data_md)
-    gr.on(None, tick, None, watch["outputs"], show_progress="hidden")
+    gr.on(None, data_status, None, data_md, **FREE)
+    gr.on(None, ctx.bind(tick), None, watch["outputs"], show_progress="hidden", **FREE)

@@ -19,14 +19,15 @@ import time
 
 import gradio as gr
 import numpy as np
-import pandas as pd
 from PIL import Image
 
-from .. import augment, data, jobs, train, weights, zoo
+from .. import augment, data, train, weights, zoo
 from ..analysis import evalcache, evaluate, gradcam, predict
 from ..common import CLASSES
 from ..reporting import plots
 from .common import data_status, owner_of, run_model, run_target
+from .confusion import heatmap
+from .context import FREE, HEAVY, MODELS, AppContext
 
 GALLERY_SIZE = 32     # most confident mistakes shown
 GALLERY_SCALE = 6     # 32x32 -> 192x192, each pixel a crisp 6x6 block
@@ -34,7 +35,6 @@ TABLE_HEADERS = ["class", "test images", "precision (%)", "recall = accuracy (%)
 CELL_PAGE = 40       # drill-down images per page
 CELL_SCALE = 3       # 32x32 -> 96x96 thumbnails
 CAM_SCALE = 5        # 32x32 -> 160x160 Grad-CAM overlays in the comparison
-CORNER = "true ↓  predicted →"
 TTA_HELP = ("Test-time augmentation averages the predictions over several views of each image: "
             "none; flip (the image and its mirror); flip_translate (also shifted 1 pixel, 6 views).")
 
@@ -45,15 +45,15 @@ def _pct(v) -> str:
     return "n/a" if v is None else f"{100 * v:.2f}%"
 
 
-def _runs_dir(token=None):
+def _runs_dir(ctx: AppContext, token=None):
     """The page owner's runs (ui.common.owner_of): all of runs/ locally, a visitor's own in public mode."""
-    owner = owner_of(token)
+    owner = owner_of(ctx, token)
     if owner is None:
         raise ValueError("This page has no visitor token yet: reload it.")
-    return jobs.manager().runs_dir_for(owner)
+    return ctx.runs_dir_for(owner)
 
 
-def model_choices(token=None) -> list[tuple[str, str]]:
+def model_choices(ctx: AppContext, token=None) -> list[tuple[str, str]]:
     """Shipped weights ("weights:<model>") and the owner's runs with best weights ("run:<run id>")."""
     out = []
     for name in weights.available():
@@ -62,7 +62,7 @@ def model_choices(token=None) -> list[tuple[str, str]]:
         except weights.WeightsError:
             acc = ""
         out.append((f"{name} (shipped weights{acc})", f"weights:{name}"))
-    for r in (train.list_runs(_runs_dir(token)) if owner_of(token) else []):
+    for r in (train.list_runs(_runs_dir(ctx, token)) if owner_of(ctx, token) else []):
         s = r["summary"]
         if s is None or not r["has_best"]:
             continue  # still going, or died before its first epoch: no finished weights
@@ -70,18 +70,18 @@ def model_choices(token=None) -> list[tuple[str, str]]:
     return out
 
 
-def refresh_choices(current: str | None = None, token=None):
-    choices = model_choices(token)
+def refresh_choices(ctx: AppContext, current: str | None = None, token=None):
+    choices = model_choices(ctx, token)
     values = [v for _, v in choices]
     return gr.Dropdown(choices=choices, value=current if current in values else (values[0] if values else None))
 
 
-def target_of(choice: str, token=None) -> evalcache.Target:
+def target_of(ctx: AppContext, choice: str, token=None) -> evalcache.Target:
     kind, _, name = (choice or "").partition(":")
     if kind == "weights":
         return evalcache.shipped(name)
     if kind == "run":
-        return run_target(name, token)
+        return run_target(ctx, name, token)
     raise ValueError("Pick shipped weights or a finished run first.")
 
 
@@ -123,31 +123,6 @@ def summary_markdown(target: evalcache.Target, res: evaluate.EvalResult, source:
                      f"on {card.dataset}{note}.")
     lines.append("Loaded from the evaluation cache." if cached else f"Scored in {seconds:.1f} s (now cached).")
     return "\n\n".join(lines)
-
-
-def heatmap(confusion: list[list[int]], classes=CLASSES):
-    """The counts as a Styler (rows true class, columns predicted) coloured as a heat map: the
-    diagonal green and the mistakes orange, each on its own scale (the diagonal's hundreds would
-    otherwise wash out the mistakes' tens)."""
-    cm = np.asarray(confusion)
-    df = pd.DataFrame(cm, index=list(classes), columns=list(classes))
-    off = cm[~np.eye(len(cm), dtype=bool)]
-    top = {True: max(int(np.diag(cm).max()), 1), False: max(int(off.max()) if off.size else 0, 1)}
-
-    def colour(frame):
-        css = pd.DataFrame("", index=frame.index, columns=frame.columns)
-        for i in range(len(cm)):
-            for j in range(len(cm)):
-                v = cm[i, j]
-                if v == 0:
-                    continue
-                a = 0.12 + 0.88 * v / top[i == j]
-                rgb = "22, 163, 74" if i == j else "234, 88, 12"
-                ink = "#fff" if a > 0.55 else "inherit"
-                css.iloc[i, j] = f"background-color: rgba({rgb}, {a:.2f}); color: {ink}; cursor: pointer"
-        return css
-
-    return df.reset_index(names=CORNER).style.apply(colour, axis=None, subset=list(classes))
 
 
 _LOCK = threading.Lock()  # one comparison at a time: ten Grad-CAMs already fill both cores
@@ -192,7 +167,8 @@ def comparison(state: dict, index: int) -> str:
             for c, pr in e.top(3))
         note = "" if e.has_evidence else '<div class="sub">no evidence for its class</div>'
         cards.append(f'<div class="card{" own" if own else ""}"><b>{html.escape(e.model)}</b>'
-                     f'{" (evaluated)" if own else ""}<img src="{_data_url(gradcam.overlay(image32, e.cam, CAM_SCALE))}" '
+                     f'{" (evaluated)" if own else ""}'
+                     f'<img src="{_data_url(gradcam.overlay(image32, e.cam, CAM_SCALE))}" '
                      f'alt="Grad-CAM of {html.escape(e.model)}">{bars}{note}</div>')
     head = (f'<div class="head"><img src="{_data_url(augment.upscale_nearest(image32, CAM_SCALE))}" '
             f'alt="test image {index}"><div><b>Test image #{index}</b>: true class <b>{true_cls}</b>; '
@@ -218,10 +194,10 @@ _CSS = """
 
 # ----------------------------------------------------------------------------- the handlers
 
-def _score(choice: str, tta: str, token=None):
+def _score(ctx: AppContext, choice: str, tta: str, token=None):
     """(target, source, result, from the cache?, seconds): scored once, then from evalcache."""
     try:
-        target = target_of(choice, token)
+        target = target_of(ctx, choice, token)
         source = data.resolve_source(target.data, download=False)
         t0 = time.perf_counter()
         res, cached = evalcache.evaluate_target(target, tta, source, progress=True)
@@ -252,16 +228,18 @@ def _present(target, source, res, cached, seconds) -> tuple:
     )
 
 
-def run_evaluation(choice: str, tta: str = "none", token=None, progress=gr.Progress(track_tqdm=True)):
+def run_evaluation(ctx: AppContext, choice: str, tta: str = "none", token=None,
+                   progress=gr.Progress(track_tqdm=True)):
     """(summary, confusion counts, confusion normalised, per-class bars, table, gallery, reliability)."""
-    return _present(*_score(choice, tta, token))
+    return _present(*_score(ctx, choice, tta, token))
 
 
-def evaluate_with_drilldown(choice: str, tta: str = "none", token=None, progress=gr.Progress(track_tqdm=True)):
+def evaluate_with_drilldown(ctx: AppContext, choice: str, tta: str = "none", token=None,
+                            progress=gr.Progress(track_tqdm=True)):
     """run_evaluation's outputs, then the drill-down's: (state, heat map, true class, predicted
     class, page, heading, cell gallery, shown indices, comparison), opened on the most frequent
     confusion (or the first class's diagonal if there is none)."""
-    scored = _score(choice, tta, token)
+    scored = _score(ctx, choice, tta, token)
     target, source, res = scored[:3]
     state = {"target": target, "source": source, "result": res}
     i, j = evaluate.most_confused(res.confusion) or (0, 0)
@@ -331,7 +309,7 @@ def image_clicked(state: dict | None, shown: list[int], evt: gr.SelectData) -> s
     return comparison(state, shown[evt.index])
 # ----------------------------------------------------------------------------- layout
 
-def build(visitor: gr.BrowserState | None = None) -> None:
+def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
     with gr.Tab("Evaluate") as tab:
         gr.Markdown("Score a model on the test set (CIFAR-10's 10,000 images, or the test images of the dataset a "
                     "run of your own images trained on): where it is right, which classes it "
@@ -388,18 +366,20 @@ def build(visitor: gr.BrowserState | None = None) -> None:
     outputs = [summary, cm_counts, cm_norm, per_class, table, gallery, reliability]
     cell_out = [page_no, cell_md, cell_gallery, shown, compare]
     token = [visitor] if visitor is not None else []
-    go.click(evaluate_with_drilldown, [choice, tta, *token], outputs + [drill, heat, true_cls, pred_cls] + cell_out)
-    heat.select(cell_clicked, [drill, true_cls, pred_cls], [true_cls, pred_cls] + cell_out)
+    go.click(ctx.bind(evaluate_with_drilldown), [choice, tta, *token],
+             outputs + [drill, heat, true_cls, pred_cls] + cell_out, **HEAVY)
+    heat.select(cell_clicked, [drill, true_cls, pred_cls], [true_cls, pred_cls] + cell_out, **FREE)
     cell_in = [drill, true_cls, pred_cls]
-    true_cls.input(show_cell, cell_in, cell_out)
-    pred_cls.input(show_cell, cell_in, cell_out)
-    page_no.submit(show_cell, cell_in + [page_no], cell_out)
-    prev.click(previous_page, cell_in + [page_no], cell_out)
-    nxt.click(next_page, cell_in + [page_no], cell_out)
-    cell_gallery.select(image_clicked, [drill, shown], compare)
-    refresh.click(refresh_choices, [choice, *token], choice)
+    true_cls.input(show_cell, cell_in, cell_out, **FREE)
+    pred_cls.input(show_cell, cell_in, cell_out, **FREE)
+    page_no.submit(show_cell, cell_in + [page_no], cell_out, **FREE)
+    prev.click(previous_page, cell_in + [page_no], cell_out, **FREE)
+    nxt.click(next_page, cell_in + [page_no], cell_out, **FREE)
+    # Grad-CAM of every model of the zoo on the clicked image.
+    cell_gallery.select(image_clicked, [drill, shown], compare, **MODELS)
+    choices = ctx.bind(refresh_choices)
+    refresh.click(choices, [choice, *token], choice, **FREE)
     # The list follows the Train tab: opening this tab picks up runs that finished meanwhile.
-    tab.select(refresh_choices, [choice, *token], choice)
-    gr.on(None, data_status, None, data_md)
-    gr.on(None, refresh_choices, [choice, *token], choice)
-
+    tab.select(choices, [choice, *token], choice, **FREE)
+    gr.on(None, data_status, None, data_md, **FREE)
+    gr.on(None, choices, [choice, *token], choice, **FREE)

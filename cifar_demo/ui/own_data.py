@@ -19,8 +19,9 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from .. import data, jobs
+from .. import data
 from .common import owner_of
+from .context import AppContext
 
 CIFAR = "cifar10"                 # the dropdown's value for CIFAR-10
 OWN_PREFIX = "own:"               # "own:<file name>" for an uploaded dataset
@@ -29,15 +30,15 @@ MAX_DATASETS_PUBLIC = 3           # a visitor keeps at most this many uploads (t
 SHOW_SKIPPED = 8                  # skipped files listed by name; the rest are counted
 
 
-def _owner(token) -> str:
-    owner = owner_of(token)
+def _owner(ctx: AppContext, token) -> str:
+    owner = owner_of(ctx, token)
     if owner is None:
         raise gr.Error("This page has no visitor token yet: reload it.")
     return owner
 
 
-def datasets_dir(owner: str) -> Path:
-    return jobs.manager().runs_dir_for(owner) / DATASETS
+def datasets_dir(ctx: AppContext, owner: str) -> Path:
+    return ctx.runs_dir_for(owner) / DATASETS
 
 
 def _safe_stem(name: str) -> str:
@@ -46,35 +47,35 @@ def _safe_stem(name: str) -> str:
     return stem or "dataset"
 
 
-def dataset_files(owner: str) -> list[Path]:
-    folder = datasets_dir(owner)
+def dataset_files(ctx: AppContext, owner: str) -> list[Path]:
+    folder = datasets_dir(ctx, owner)
     return sorted(folder.glob("*.zip"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.is_dir() else []
 
 
-def choices(token=None) -> list[tuple[str, str]]:
+def choices(ctx: AppContext, token=None) -> list[tuple[str, str]]:
     """("CIFAR-10", CIFAR), then the owner's uploads, newest first, as ("<name> (your images)", "own:<file>")."""
-    owner = owner_of(token)
-    own = [(f"{p.stem} (your images)", OWN_PREFIX + p.name) for p in dataset_files(owner)] if owner else []
+    owner = owner_of(ctx, token)
+    own = [(f"{p.stem} (your images)", OWN_PREFIX + p.name) for p in dataset_files(ctx, owner)] if owner else []
     return [("CIFAR-10", CIFAR), *own]
 
 
-def path_of(choice: str | None, token=None) -> Path | None:
+def path_of(ctx: AppContext, choice: str | None, token=None) -> Path | None:
     """The zip of an "own:<file>" choice in the owner's folder, None for CIFAR-10; ValueError otherwise."""
     if not choice or choice == CIFAR:
         return None
     name = choice[len(OWN_PREFIX):] if choice.startswith(OWN_PREFIX) else ""
     if not name or Path(name).name != name or name.startswith(".") or not name.endswith(".zip"):
         raise ValueError(f"not a dataset of yours: {choice!r}")
-    path = datasets_dir(_owner(token)) / name
+    path = datasets_dir(ctx, _owner(ctx, token)) / name
     if not path.is_file():
         raise ValueError(f"your dataset {Path(name).stem} is gone (deleted with your runs?): upload it again")
     return path
 
 
-def load(choice: str | None, token=None, val_size: int = 0) -> data.CifarData:
+def load(ctx: AppContext, choice: str | None, token=None, val_size: int = 0) -> data.CifarData:
     """The chosen dataset, decoded (from the cache after the upload): CIFAR-10 or an own zip."""
-    path = path_of(choice, token)
-    return data.load_dataset(path if path is not None else None, val_size=val_size)
+    path = path_of(ctx, choice, token)
+    return data.load_dataset(path if path is not None else None, val_size=val_size, limits=ctx.data_limits)
 
 
 def describe(ds: data.CifarData) -> str:
@@ -93,11 +94,11 @@ def describe(ds: data.CifarData) -> str:
     return "\n\n".join(lines)
 
 
-def describe_choice(choice: str | None, token=None) -> str:
+def describe_choice(ctx: AppContext, choice: str | None, token=None) -> str:
     if not choice or choice == CIFAR:
         return ""
     try:
-        return describe(load(choice, token))
+        return describe(load(ctx, choice, token))
     except (ValueError, data.DataSourceError) as e:
         return f"**Cannot use this dataset**: {html.escape(str(e))}"
 
@@ -108,7 +109,7 @@ def upload_path(upload) -> Path | None:
     return Path(upload) if upload else None
 
 
-def add_upload(upload, token=None) -> tuple[Path, data.CifarData]:
+def add_upload(ctx: AppContext, upload, token=None) -> tuple[Path, data.CifarData]:
     """Keep an uploaded zip in the owner's folder once the data layer accepts it; (its path, the dataset).
     ValueError / DataSourceError with the message for the page; a refused zip is not kept."""
     src = upload_path(upload)
@@ -117,12 +118,12 @@ def add_upload(upload, token=None) -> tuple[Path, data.CifarData]:
     if src.suffix.lower() != ".zip":
         raise ValueError(f"{src.name} is not a .zip: zip a folder that holds one sub-folder per class "
                          "(or train/ and test/, each with one sub-folder per class).")
-    limits = data.default_limits()
+    limits = ctx.data_limits
     if src.stat().st_size > limits.max_bytes:
         raise ValueError(f"{src.name} is {src.stat().st_size / 2**20:.0f} MB; the limit is "
                          f"{limits.max_bytes / 2**20:.0f} MB {limits.note}".strip())
-    owner = _owner(token)
-    folder = datasets_dir(owner)
+    owner = _owner(ctx, token)
+    folder = datasets_dir(ctx, owner)
     folder.mkdir(parents=True, exist_ok=True)
     stem = _safe_stem(src.name)
     target = folder / f"{stem}.zip"
@@ -135,39 +136,39 @@ def add_upload(upload, token=None) -> tuple[Path, data.CifarData]:
         shutil.copyfile(src, tmp)
         tmp.replace(target)
     try:
-        ds = data.load_dataset(target, val_size=0)   # scans, checks the limits, decodes into the cache
+        ds = data.load_dataset(target, val_size=0, limits=limits)   # scans, checks the limits, decodes into the cache
     except Exception:
         if fresh:
             target.unlink(missing_ok=True)
         raise
-    if jobs.manager().public:
-        for old in dataset_files(owner)[MAX_DATASETS_PUBLIC:]:
+    if ctx.public:
+        for old in dataset_files(ctx, owner)[MAX_DATASETS_PUBLIC:]:
             old.unlink(missing_ok=True)
     return target, ds
 
 
-def on_upload(upload, token=None) -> tuple[str, str]:
+def on_upload(ctx: AppContext, upload, token=None) -> tuple[str, str]:
     """File uploaded: (the dataset's choice value, its description); gr.Error if it is refused."""
     try:
-        path, ds = add_upload(upload, token)
+        path, ds = add_upload(ctx, upload, token)
     except (ValueError, data.DataSourceError) as e:
         raise gr.Error(str(e), title="Cannot use this zip") from None
     return OWN_PREFIX + path.name, describe(ds)
 
 
-def refresh(current: str | None = None, token=None) -> gr.Dropdown:
+def refresh(ctx: AppContext, current: str | None = None, token=None) -> gr.Dropdown:
     """The owner's datasets as the dropdown's choices. Its value is sent only when `current` is
     gone: on page load this answer can arrive after an upload already picked the new zip (seen in
     a clean-clone CI run: Start then trained on CIFAR-10), and must not put CIFAR-10 back."""
-    options = choices(token)
+    options = choices(ctx, token)
     if current in {v for _, v in options}:
         return gr.Dropdown(choices=options)   # no value: the page keeps what it shows now
     return gr.Dropdown(choices=options, value=CIFAR)
 
 
-def preview_images(choice: str | None, token=None, n: int = 30) -> list[tuple[np.ndarray, str]]:
+def preview_images(ctx: AppContext, choice: str | None, token=None, n: int = 30) -> list[tuple[np.ndarray, str]]:
     """Up to n training images of the dataset, a few of each class, as (32x32x3, caption)."""
-    ds = load(choice, token)
+    ds = load(ctx, choice, token)
     train, classes = ds.train, ds.classes
     per = max(1, n // max(len(classes), 1))
     out = []

@@ -9,11 +9,12 @@ import gradio as gr
 import numpy as np
 from gradio_client import utils as client_utils
 
-from .. import augment, data, jobs, train, weights, zoo
+from .. import augment, data, train, weights, zoo
 from ..analysis import evalcache, familiarity, gradcam, predict
 from ..common import CLASSES
 from ..data import pictures
 from .common import owner_of, run_model, run_target
+from .context import FREE, MODELS, AppContext
 
 TOP_K = 3
 SCALE = 8  # the 32x32 input is shown 256x256, each pixel a sharp square
@@ -128,13 +129,13 @@ def _cams(image32: np.ndarray, preds: list[predict.Prediction]) -> list[tuple[np
 NO_RUN = ""
 
 
-def run_choices(token=None) -> list[tuple[str, str]]:
+def run_choices(ctx: AppContext, token=None) -> list[tuple[str, str]]:
     """("No run: the zoo only", ""), then the owner's finished runs, each with its classes."""
     out = [("None: the zoo's models only", NO_RUN)]
-    owner = owner_of(token)
+    owner = owner_of(ctx, token)
     if owner is None:
         return out
-    for r in train.list_runs(jobs.manager().runs_dir_for(owner)):
+    for r in train.list_runs(ctx.runs_dir_for(owner)):
         if r["summary"] is None or not r["has_best"]:
             continue
         classes = train.Run(r["dir"]).classes() or CLASSES
@@ -143,26 +144,26 @@ def run_choices(token=None) -> list[tuple[str, str]]:
     return out
 
 
-def refresh_runs(current: str | None = None, token=None) -> gr.Dropdown:
-    choices = run_choices(token)
+def refresh_runs(ctx: AppContext, current: str | None = None, token=None) -> gr.Dropdown:
+    choices = run_choices(ctx, token)
     values = {v for _, v in choices}
     return gr.Dropdown(choices=choices, value=current if current in values else NO_RUN)
 
 
-def _run_target(run_id: str, token=None) -> evalcache.Target:
+def _run_target(ctx: AppContext, run_id: str, token=None) -> evalcache.Target:
     try:
-        return run_target(run_id, token)
+        return run_target(ctx, run_id, token)
     except (FileNotFoundError, ValueError) as e:
         raise gr.Error(str(e)) from None
 
 
-def predict_run(path: str | dict | None, run_id: str | None, token=None):
+def predict_run(ctx: AppContext, path: str | dict | None, run_id: str | None, token=None):
     """The picture through a finished run of the page's owner, with the run's own class names:
     ({class: probability} or None, a line saying what answered)."""
     source = _upload(path)
     if not run_id or source is None:
         return None, ""
-    target = _run_target(run_id, token)
+    target = _run_target(ctx, run_id, token)
     try:
         image32 = pictures.to_32x32(pictures.load_image(source))
     except pictures.ImageError as exc:
@@ -258,7 +259,7 @@ def _examples() -> tuple[list[list[str]], list[str]]:
     return [[p] for p in first.values()], list(first)
 
 
-def build(visitor: gr.BrowserState | None = None) -> None:
+def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
     """The tab; `visitor` is the page's token (its runs are offered beside the zoo)."""
     token = [visitor] if visitor is not None else []
     with gr.Tab("Predict") as tab:
@@ -282,7 +283,7 @@ def build(visitor: gr.BrowserState | None = None) -> None:
         table = gr.HTML(_empty_table("Upload an image to see what the models make of it."),
                         css_template=_CSS, apply_default_css=False)
         with gr.Row(equal_height=True):
-            run_choice = gr.Dropdown(run_choices(), value=NO_RUN, scale=2, elem_id="predict-run",
+            run_choice = gr.Dropdown(run_choices(ctx), value=NO_RUN, scale=2, elem_id="predict-run",
                                      label="Also ask a model you trained (Train tab)",
                                      info="A finished run of yours, with its own classes (your own images too).")
             with gr.Column(scale=3):
@@ -303,15 +304,17 @@ def build(visitor: gr.BrowserState | None = None) -> None:
         # upload record (already checked to be in Gradio's upload cache) goes to load_image,
         # whose messages say what is wrong. (A gr.Image subclass would do too, but Gradio writes
         # a .pyi stub beside the module of every component subclass.)
-        image.change(predict_image, [image, show_cam], outputs, api_name="predict", preprocess=False)
-        image.change(familiarity_check, image, fam, api_name="familiarity", preprocess=False).then(
-            familiarity_notice, fam, notice, api_visibility="private", queue=False)
-        run_in = dict(fn=predict_run, inputs=[image, run_choice, *token], outputs=[run_label, run_md],
-                      preprocess=False, api_visibility="private")
+        # Every model of the zoo on the picture: the "models" lane.
+        image.change(predict_image, [image, show_cam], outputs, api_name="predict", preprocess=False, **MODELS)
+        image.change(familiarity_check, image, fam, api_name="familiarity", preprocess=False, **MODELS).then(
+            familiarity_notice, fam, notice, api_visibility="private", queue=False, **FREE)
+        run_in = dict(fn=ctx.bind(predict_run), inputs=[image, run_choice, *token], outputs=[run_label, run_md],
+                      preprocess=False, api_visibility="private", **MODELS)
         image.change(**run_in)
         run_choice.input(**run_in)
-        tab.select(refresh_runs, [run_choice, *token], run_choice)
-        gr.on(None, refresh_runs, [run_choice, *token], run_choice)
+        runs = ctx.bind(refresh_runs)
+        tab.select(runs, [run_choice, *token], run_choice, **FREE)
+        gr.on(None, runs, [run_choice, *token], run_choice, **FREE)
         show_cam.change(lambda on: (gr.update(visible=on), gr.update(visible=on)), show_cam,
-                        [cams, cam_note], api_visibility="private", queue=False).then(
-            predict_image, [image, show_cam], outputs, api_visibility="private", preprocess=False)
+                        [cams, cam_note], api_visibility="private", queue=False, **FREE).then(
+            predict_image, [image, show_cam], outputs, api_visibility="private", preprocess=False, **MODELS)

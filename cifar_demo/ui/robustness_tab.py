@@ -23,6 +23,7 @@ from ..common import CLASSES
 from ..data import pictures
 from ..reporting import plots
 from .common import data_status
+from .context import FREE, HEAVY, MODELS, AppContext
 
 DEFAULT_CORRUPTION = "gaussian_noise"
 DEFAULT_SEVERITY = robustness.DEFAULT_SEVERITY
@@ -95,7 +96,8 @@ def teaching(name: str) -> str:
     c = augment.get_corruption(name)
     strengths = ", ".join(str(p) for p in c.params)
     return (f"**What it teaches:** {c.teaches}  \n"
-            f"<small>{c.family.capitalize()}. Severities 1-5 are CIFAR-10-C's published strengths: {strengths}.</small>")
+            f"<small>{c.family.capitalize()}. Severities 1-5 are CIFAR-10-C's published strengths: "
+            f"{strengths}.</small>")
 
 
 def corrupted(image32: np.ndarray, name: str, severity: int) -> np.ndarray:
@@ -197,7 +199,8 @@ def _on_gallery_select(evt: gr.SelectData) -> np.ndarray:
     return sample_image(evt.index)
 
 
-def build() -> None:
+def build(ctx: AppContext) -> None:
+    """The tab; it keeps nothing per visitor, so reads nothing of `ctx`."""
     with gr.Tab("Robustness"):
         gr.Markdown(INTRO)
         with gr.Row(equal_height=True):
@@ -230,15 +233,17 @@ def build() -> None:
             go_all = gr.Button("Compute all corruptions")
         plot = gr.Plot(label="Accuracy vs. severity", show_label=False)
 
-    gr.on(None, sample_gallery, outputs=gallery, show_progress="hidden")
-    gr.on(None, data_status, outputs=data_md, show_progress="hidden")
-    gallery.select(_on_gallery_select, outputs=chosen)
-    upload.upload(choose_upload, inputs=upload, outputs=chosen, show_progress="hidden")
-    corruption.change(teaching, inputs=corruption, outputs=lesson, show_progress="hidden")
+    gr.on(None, sample_gallery, outputs=gallery, show_progress="hidden", **FREE)
+    gr.on(None, data_status, outputs=data_md, show_progress="hidden", **FREE)
+    gallery.select(_on_gallery_select, outputs=chosen, **FREE)
+    upload.upload(choose_upload, inputs=upload, outputs=chosen, show_progress="hidden", **FREE)
+    corruption.change(teaching, inputs=corruption, outputs=lesson, show_progress="hidden", **FREE)
     # No triggers: on page load, and whenever one of the inputs changes (picture, corruption, severity, size).
+    # Every model on the two pictures: the "models" lane; the curves' cache is only read.
     gr.on(None, show_picture, inputs=[chosen, corruption, severity], outputs=[clean_view, damaged_view, table],
-          trigger_mode="always_last", show_progress="hidden")
+          trigger_mode="always_last", show_progress="hidden", **MODELS)
     gr.on(None, cached_curves, inputs=[corruption, severity, size], outputs=[plot, status],
-          trigger_mode="always_last", show_progress="hidden")
-    go.click(compute_curves, inputs=[corruption, severity, size], outputs=[plot, status])
-    go_all.click(compute_all, inputs=[corruption, severity, size], outputs=[plot, status])
+          trigger_mode="always_last", show_progress="hidden", **FREE)
+    # Scoring test slices: heavy.
+    go.click(compute_curves, inputs=[corruption, severity, size], outputs=[plot, status], **HEAVY)
+    go_all.click(compute_all, inputs=[corruption, severity, size], outputs=[plot, status], **HEAVY)

@@ -7,14 +7,14 @@ the runs of its own folder (jobs.Manager.runs_dir_for).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import gradio as gr
 
-from .. import data, jobs, train, weights
+from .. import data, train, weights
 from ..reporting import export
 from .common import owner_of, pct
+from .context import AppContext
 
 
 def _run_label(r: dict) -> str:
@@ -24,44 +24,44 @@ def _run_label(r: dict) -> str:
     return f"{r['run_id']} ({s['status']}, val {pct(s.get('best_val_acc'))}, test {pct(s.get('test_acc'))})"
 
 
-def page_owner(token) -> str:
+def page_owner(ctx: AppContext, token) -> str:
     """The job owner of the page (ui.common.owner_of); gr.Error while it has no token yet."""
-    owner = owner_of(token)
+    owner = owner_of(ctx, token)
     if owner is None:
         raise gr.Error("This page has no visitor token yet: reload it.")
     return owner
 
 
-def _runs_dir(token=None) -> Path:
-    return jobs.manager().runs_dir_for(page_owner(token))
+def _runs_dir(ctx: AppContext, token=None) -> Path:
+    return ctx.runs_dir_for(page_owner(ctx, token))
 
 
-def run_choices(token=None) -> list[tuple[str, str]]:
+def run_choices(ctx: AppContext, token=None) -> list[tuple[str, str]]:
     """Every run directory of the owner, newest first, as (label, run id)."""
-    return [(_run_label(r), r["run_id"]) for r in train.list_runs(_runs_dir(token))]
+    return [(_run_label(r), r["run_id"]) for r in train.list_runs(_runs_dir(ctx, token))]
 
 
-def exportable_choices(token=None) -> list[tuple[str, str]]:
+def exportable_choices(ctx: AppContext, token=None) -> list[tuple[str, str]]:
     """The owner's runs with a result and best weights: what export can turn into a weights file."""
-    return [(_run_label(r), r["run_id"]) for r in train.list_runs(_runs_dir(token))
+    return [(_run_label(r), r["run_id"]) for r in train.list_runs(_runs_dir(ctx, token))
             if r["summary"] is not None and r["has_best"]]
 
 
-def refresh_runs(overlay: list[str] | None = None, chosen: str | None = None, token=None):
-    runs, done = run_choices(token), exportable_choices(token)
+def refresh_runs(ctx: AppContext, overlay: list[str] | None = None, chosen: str | None = None, token=None):
+    runs, done = run_choices(ctx, token), exportable_choices(ctx, token)
     keep = [r for r in overlay or [] if r in {v for _, v in runs}]
     pick = chosen if chosen in {v for _, v in done} else (done[0][1] if done else None)
     return gr.Dropdown(choices=runs, value=keep, multiselect=True), gr.Dropdown(choices=done, value=pick)
 
 
-def export_run(run_id: str | None, replace: bool) -> str:
+def export_run(ctx: AppContext, run_id: str | None, replace: bool) -> str:
     """Score the run's best weights on the test set and write weights/<model>.safetensors + card.
     Local mode only: in public mode nothing a visitor does writes the shared tree."""
-    if jobs.manager().public:
+    if ctx.public:
         raise gr.Error("Export to weights/ is not offered on a shared app; use Download weights.")
     if not run_id:
         raise gr.Error("Pick a finished run to export.")
-    runs_dir = jobs.manager().runs_dir
+    runs_dir = ctx.manager.runs_dir
     # The name export_run writes: the model's, or <model>-<dataset> for a run of your own classes.
     target = weights.weights_dir() / f"{export.export_name(run_id, runs_dir)}.safetensors"
     if target.exists() and not replace:
@@ -78,33 +78,29 @@ def export_run(run_id: str | None, replace: bool) -> str:
             f"(with TTA {tta}) on {card.dataset}.")
 
 
-def download_weights(run_id: str | None, token=None) -> dict:
+def download_weights(ctx: AppContext, run_id: str | None, token=None) -> dict:
     """The owner's finished run exported (scored, carded) into one .zip in a temporary folder:
     <model>.safetensors + <model>.json, which `python -m cifar_demo predict --weights FILE` reads."""
     if not run_id:
         raise gr.Error("Pick a finished run of yours first.")
     try:
-        path = export.export_download(run_id, runs_dir=_runs_dir(token))
+        path = export.export_download(run_id, runs_dir=_runs_dir(ctx, token))
     except (FileNotFoundError, data.DataSourceError, weights.WeightsError, ValueError) as e:
         raise gr.Error(str(e)) from None
     return gr.update(value=str(path), visible=True)
 
 
-def hub_target() -> str | None:
-    """The Hub repo this app may push visitors' weights to: set by the Space's owner (HF_TOKEN
-    as a Space secret and CIFAR_DEMO_HUB_REPO), never by a visitor."""
-    return weights.hub_repo() if os.environ.get("HF_TOKEN") else None
-
-
-def push_weights(run_id: str | None, token=None) -> str:
-    repo = hub_target()
+def push_weights(ctx: AppContext, run_id: str | None, token=None) -> str:
+    """Into the Hub repo this app may push visitors' weights to (ctx.hub_repo): set by the Space's
+    owner (HF_TOKEN as a Space secret and CIFAR_DEMO_HUB_REPO), never by a visitor."""
+    repo = ctx.hub_repo
     if repo is None:
         raise gr.Error("Pushing is not set up on this app (HF_TOKEN and CIFAR_DEMO_HUB_REPO).")
     if not run_id:
         raise gr.Error("Pick a finished run of yours first.")
     try:
         # Into visitors/<run id>/: a visitor never replaces the weights at the repo's root.
-        result = export.push_run(run_id, repo, runs_dir=_runs_dir(token), folder=f"visitors/{run_id}")
+        result = export.push_run(run_id, repo, runs_dir=_runs_dir(ctx, token), folder=f"visitors/{run_id}")
     except (FileNotFoundError, data.DataSourceError, weights.WeightsError, ValueError) as e:
         raise gr.Error(str(e)) from None
     return f"Pushed {', '.join(result.files)} to [{result.repo}]({result.url})."

@@ -1,6 +1,6 @@
 """Train tab: pick a model and a preset, edit the recipe, start one run, watch it learn.
 
-Runs go through the app's one queue (jobs.manager()): a run lives in a child process and its
+Runs go through the app's one queue (the context's job manager): a run lives in a child process and its
 run directory, not in this page, so closing the tab does not stop it and a reopened tab
 re-attaches by reading the run directory again (on page load, then on a timer: every 2 s, or
 once a logged step while a run's steps come slower than that; see tick_interval). Each page has
@@ -18,10 +18,10 @@ from .. import augment, data, jobs, train, zoo
 from ..reporting import plots
 from . import own_data
 from .common import cached_png, data_status, log_text, owner_of, view_html
+from .context import FREE, HEAVY, AppContext
 from .train_runs import (
     download_weights,
     export_run,
-    hub_target,
     page_owner,
     push_weights,
     refresh_runs,
@@ -97,12 +97,12 @@ def fitting_batch(batch: int, n_train: int) -> int:
     return 1 << max(0, (max(n_train // 2, 1)).bit_length() - 1)
 
 
-def on_dataset(model: str, preset: str | None, choice: str | None, token=None):
+def on_dataset(ctx: AppContext, model: str, preset: str | None, choice: str | None, token=None):
     """Dataset picked: its description; for own images the fine-tuning preset where the model has
     one (a few hundred pictures are learnt from a CIFAR-10 start, not from scratch), with a batch
     size their training split can fill (fitting_batch), and back to the model's default preset
     for CIFAR-10."""
-    text = own_data.describe_choice(choice, token)
+    text = own_data.describe_choice(ctx, choice, token)
     own = bool(choice) and choice != own_data.CIFAR
     pick = FINETUNE if own and FINETUNE in preset_choices(model) else (
         default_preset(model) if not own and preset == FINETUNE else preset)
@@ -110,7 +110,7 @@ def on_dataset(model: str, preset: str | None, choice: str | None, token=None):
     if own:
         cfg = train.make_config(pick or None, model=model)
         try:
-            n_train = len(own_data.load(choice, token, val_size=cfg.val_size).train)
+            n_train = len(own_data.load(ctx, choice, token, val_size=cfg.val_size).train)
         except (ValueError, data.DataSourceError):   # described as unusable above
             n_train = None
         batch = fitting_batch(cfg.batch_size, n_train) if n_train else cfg.batch_size
@@ -122,12 +122,13 @@ def on_dataset(model: str, preset: str | None, choice: str | None, token=None):
     return (text, preset_update, *values)
 
 
-def on_upload(model: str, preset: str | None, upload, token=None):
+def on_upload(ctx: AppContext, model: str, preset: str | None, upload, token=None):
     """A zip uploaded: the dataset dropdown with it chosen, then what on_dataset shows."""
     if own_data.upload_path(upload) is None:   # the file was cleared
         return (gr.skip(),) * (3 + len(FIELDS))
-    choice, _ = own_data.on_upload(upload, token)
-    return (gr.Dropdown(choices=own_data.choices(token), value=choice), *on_dataset(model, preset, choice, token))
+    choice, _ = own_data.on_upload(ctx, upload, token)
+    return (gr.Dropdown(choices=own_data.choices(ctx, token), value=choice),
+            *on_dataset(ctx, model, preset, choice, token))
 
 
 def config_from_form(model: str, preset: str | None, *values) -> train.TrainConfig:
@@ -147,17 +148,17 @@ def config_from_form(model: str, preset: str | None, *values) -> train.TrainConf
 # ----------------------------------------------------------------------------- start / stop
 
 
-def start(model: str, preset: str | None, *values) -> str:
+def start(ctx: AppContext, model: str, preset: str | None, *values) -> str:
     """Queue a run for this page's owner (values: the form, then the dataset choice and the visitor
     token, both optional: CIFAR-10 and the local user); refused (gr.Error) without data, with a bad
     form, past the public bounds, or while the owner already has a run queued or going. It starts
     at once when the cores are free."""
     extra, values = values[len(FIELDS):], values[:len(FIELDS)]
     choice, token = (list(extra) + [None, None])[:2]
-    owner = page_owner(token)
+    owner = page_owner(ctx, token)
     try:
-        own = own_data.path_of(choice, token)
-        src = data.resolve_source(own, download=False)
+        own = own_data.path_of(ctx, choice, token)
+        src = data.resolve_source(own, download=False, limits=ctx.data_limits)
     except ValueError as e:
         raise gr.Error(str(e)) from None
     except data.DataSourceError as e:
@@ -167,19 +168,19 @@ def start(model: str, preset: str | None, *values) -> str:
         # child process (other working directory) reads exactly this folder.
         cfg = config_from_form(model, preset, *values)
         cfg.data = str(src.path)
-        run_id = jobs.manager().submit(cfg, owner)
+        run_id = ctx.manager.submit(cfg, owner)
     except (ValueError, jobs.JobError) as e:
         raise gr.Error(str(e)) from None
     what = f"{cfg.epochs} epoch(s) of `{cfg.model}` on {src.label}"
-    position = jobs.manager().view(owner).position
+    position = ctx.manager.view(owner).position
     if position:
         return f"Queued run `{run_id}` ({what}): number {position} in the queue; it starts by itself."
     return f"Started run `{run_id}`: {what}."
 
 
-def stop(token=None) -> str:
-    manager = jobs.manager()
-    owner = page_owner(token)
+def stop(ctx: AppContext, token=None) -> str:
+    manager = ctx.manager
+    owner = page_owner(ctx, token)
     queued = manager.view(owner).position is not None
     if manager.stop(owner):
         return ("Taken out of the queue." if queued else
@@ -187,10 +188,10 @@ def stop(token=None) -> str:
     return "No run of yours is going."
 
 
-def resume(token=None) -> str:
+def resume(ctx: AppContext, token=None) -> str:
     """Continue the owner's latest run from its last checkpoint (through the queue)."""
-    manager = jobs.manager()
-    owner = page_owner(token)
+    manager = ctx.manager
+    owner = page_owner(ctx, token)
     view = manager.view(owner)
     if not (view.mine and view.snap.status == "stopped"):
         raise gr.Error("There is no stopped run of yours to resume.")
@@ -203,14 +204,14 @@ def resume(token=None) -> str:
 
 # ----------------------------------------------------------------------------- watching a run
 
-def curves(snap: jobs.Snapshot, overlay: list[str] | None, runs_dir=None):
+def curves(ctx: AppContext, snap: jobs.Snapshot, overlay: list[str] | None, runs_dir=None):
     """Training curves of the current run plus the chosen past runs (of `runs_dir`)."""
     runs = []
     if snap.run_id is not None:
         runs.append({"name": snap.run_id, "records": snap.events})
     for run_id in overlay or []:
         if run_id != snap.run_id:
-            runs.append({"name": run_id, "records": jobs.manager().snapshot(run_id, runs_dir).events})
+            runs.append({"name": run_id, "records": ctx.manager.snapshot(run_id, runs_dir).events})
     return plots.training_curves(runs)
 
 
@@ -233,7 +234,7 @@ def tick_interval(snap: jobs.Snapshot) -> float:
     return min(max(round(gap * 2) / 2, float(TICK_SECONDS)), float(MAX_TICK_SECONDS))
 
 
-def tick(overlay: list[str] | None = None, chosen: str | None = None, last_seen=None, token=None):
+def tick(ctx: AppContext, overlay: list[str] | None = None, chosen: str | None = None, last_seen=None, token=None):
     """Timer / page-load handler: (curves, progress HTML, log, what was drawn, run lists, Stop,
     Resume, the timer's interval).
 
@@ -241,10 +242,10 @@ def tick(overlay: list[str] | None = None, chosen: str | None = None, last_seen=
     idle tab costs nothing; the run lists are refreshed when the status changes (a run that
     just finished becomes exportable); the timer follows the run's step cadence (tick_interval).
     gr.skip() leaves an output as it is."""
-    owner = owner_of(token)
+    owner = owner_of(ctx, token)
     if owner is None:   # the page's token is not there yet: the next tick has it
         return (gr.skip(),) * 9
-    manager = jobs.manager()
+    manager = ctx.manager
     view = manager.view(owner)
     snap, runs_dir = view.snap, manager.runs_dir_for(owner)
     # What the page shows, as one JSON-able list: the picture depends on the first four entries,
@@ -263,9 +264,9 @@ def tick(overlay: list[str] | None = None, chosen: str | None = None, last_seen=
     # The overlay names runs of the owner's folder: only then is the folder part of the picture's key
     # (twenty visitors watching one run share one drawing).
     key = ("curves", *seen[:3], tuple(seen[3]), str(runs_dir) if overlay else None)
-    figure = gr.skip() if seen[:4] == before[:4] else cached_png(key, lambda: curves(snap, overlay, runs_dir))
+    figure = gr.skip() if seen[:4] == before[:4] else cached_png(key, lambda: curves(ctx, snap, overlay, runs_dir))
     status_changed = last_seen is None or [before[i] for i in (0, 2, 4, 5)] != [seen[i] for i in (0, 2, 4, 5)]
-    lists = refresh_runs(overlay, chosen, token) if status_changed else (gr.skip(), gr.skip())
+    lists = refresh_runs(ctx, overlay, chosen, token) if status_changed else (gr.skip(), gr.skip())
     return (figure, view_html(view), log_text(snap), seen, *lists,
             gr.update(visible=view.can_stop, value="Leave the queue" if view.position else "Stop"),
             gr.update(visible=view.mine and snap.status == "stopped"), timer)
@@ -273,9 +274,9 @@ def tick(overlay: list[str] | None = None, chosen: str | None = None, last_seen=
 
 # ----------------------------------------------------------------------------- layout
 
-def build(visitor: gr.BrowserState | None = None) -> None:
+def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
     """The tab; `visitor` is the page's token (ui.build_app makes it), None for a local-only page."""
-    public = jobs.manager().public
+    public = ctx.public
     names = zoo.names()
     model0 = "airnet" if "airnet" in names else names[0]
     preset0 = default_preset(model0)
@@ -288,7 +289,7 @@ def build(visitor: gr.BrowserState | None = None) -> None:
         data_md = gr.HTML()
         download_btn = gr.Button("Download CIFAR-10 (170 MB, official files)", visible=False, size="sm")
         with gr.Row(equal_height=True):
-            dataset = gr.Dropdown(own_data.choices(), value=own_data.CIFAR, scale=2,
+            dataset = gr.Dropdown(own_data.choices(ctx), value=own_data.CIFAR, scale=2,
                                   label="Dataset", elem_id="train-dataset",
                                   info="CIFAR-10, or your own images: upload a .zip of class folders.")
             upload = gr.File(label="Your images: a .zip with one folder per class (or train/ and test/)",
@@ -307,7 +308,7 @@ def build(visitor: gr.BrowserState | None = None) -> None:
                 stop_btn = gr.Button("Stop", variant="stop", visible=False, elem_id="train-stop")
                 resume_btn = gr.Button("Resume", visible=False, elem_id="train-resume")
         if public:
-            gr.Markdown(f"On this shared app each run is limited to {jobs.manager().bounds.describe()}; "
+            gr.Markdown(f"On this shared app each run is limited to {ctx.manager.bounds.describe()}; "
                         f"one run of yours at a time, at most {jobs.QUEUE_CAP} waiting.",
                         elem_classes="bounds-line")
         with gr.Accordion("Recipe: optimisation, augmentation, extras", open=True):
@@ -341,7 +342,8 @@ def build(visitor: gr.BrowserState | None = None) -> None:
         plot = gr.Image(label="Loss, accuracy and learning rate", show_label=False, type="filepath",
                         interactive=False, buttons=["download"], elem_id="train-curves")
         with gr.Row(equal_height=False):
-            log = gr.Textbox(label="Log: one line per epoch", lines=10, max_lines=10, interactive=False, autoscroll=True)
+            log = gr.Textbox(label="Log: one line per epoch", lines=10, max_lines=10, interactive=False,
+                             autoscroll=True)
             with gr.Column():
                 with gr.Row(equal_height=True):
                     overlay = gr.Dropdown([], value=[], multiselect=True, scale=3,
@@ -354,7 +356,7 @@ def build(visitor: gr.BrowserState | None = None) -> None:
                 with gr.Row(equal_height=True):
                     if public:  # nothing a visitor does writes the shared tree: a download instead
                         download_btn_w = gr.Button("Download weights", elem_id="train-download")
-                        push_btn = gr.Button("Push to the Hub", visible=hub_target() is not None)
+                        push_btn = gr.Button("Push to the Hub", visible=ctx.hub_repo is not None)
                     else:
                         replace = gr.Checkbox(False, label="Replace existing weights")
                         export_btn = gr.Button("Export to weights/")
@@ -367,32 +369,33 @@ def build(visitor: gr.BrowserState | None = None) -> None:
     form = [epochs, batch_size, optimizer, lr, schedule, weight_decay, label_smoothing, augment_preset,
             mixup, cutmix, ricap, ema, precision, train_limit, val_size]
     token = [visitor] if visitor is not None else []
-    model.input(on_model, model, [preset, *form])
-    preset.input(on_preset, [model, preset], form)
-    # Decoding an upload reads every image once: a heavy event (ui.HEAVY_EVENTS).
-    upload.upload(on_upload, [model, preset, upload, *token], [dataset, dataset_md, preset, *form])
-    dataset.input(on_dataset, [model, preset, dataset, *token], [dataset_md, preset, *form])
+    bind = ctx.bind
+    model.input(on_model, model, [preset, *form], **FREE)
+    preset.input(on_preset, [model, preset], form, **FREE)
+    # Decoding an upload reads every image once: heavy.
+    upload.upload(bind(on_upload), [model, preset, upload, *token], [dataset, dataset_md, preset, *form], **HEAVY)
+    dataset.input(bind(on_dataset), [model, preset, dataset, *token], [dataset_md, preset, *form], **FREE)
     # Ticks only read run directories (the picture comes from ui.common.cached_png): no limit.
-    watch = dict(fn=tick, inputs=[overlay, export_choice, seen, *token],
+    watch = dict(fn=bind(tick), inputs=[overlay, export_choice, seen, *token],
                  outputs=[plot, progress, log, seen, overlay, export_choice, stop_btn, resume_btn, timer],
-                 show_progress="hidden", concurrency_limit=None)
-    start_btn.click(start, [model, preset, *form, dataset, *token], message, show_progress="hidden").success(**watch)
-    stop_btn.click(stop, token, message).then(**watch)
-    resume_btn.click(resume, token, message).success(**watch)
+                 show_progress="hidden", **FREE)
+    start_btn.click(bind(start), [model, preset, *form, dataset, *token], message, show_progress="hidden",
+                    **FREE).success(**watch)
+    stop_btn.click(bind(stop), token, message, **FREE).then(**watch)
+    resume_btn.click(bind(resume), token, message, **FREE).success(**watch)
     timer.tick(**watch)
     overlay.input(**watch)
-    refresh.click(refresh_runs, [overlay, export_choice, *token], [overlay, export_choice]).then(**watch)
-    # Scoring the test set for a card: heavy, so it shares one slot with the Evaluate tab.
-    heavy = dict(concurrency_limit=1, concurrency_id="evaluate")
+    refresh.click(bind(refresh_runs), [overlay, export_choice, *token], [overlay, export_choice], **FREE).then(**watch)
+    # Scoring the test set for a card: heavy, one at a time with the Evaluate tab's scoring.
     if public:
-        download_btn_w.click(download_weights, [export_choice, *token], download_file, **heavy)
-        push_btn.click(push_weights, [export_choice, *token], export_md, **heavy)
+        download_btn_w.click(bind(download_weights), [export_choice, *token], download_file, **HEAVY)
+        push_btn.click(bind(push_weights), [export_choice, *token], export_md, **HEAVY)
     else:
-        export_btn.click(export_run, [export_choice, replace], export_md, **heavy)
+        export_btn.click(bind(export_run), [export_choice, replace], export_md, **HEAVY)
     # Page load (triggers=None and no inputs): say what the dataset is, and re-attach to the run.
-    gr.on(None, data_panel, None, [data_md, download_btn])
-    gr.on(None, own_data.refresh, [dataset, *token], dataset)
-    download_btn.click(download_data, None, [data_md, download_btn])
+    gr.on(None, data_panel, None, [data_md, download_btn], **FREE)
+    gr.on(None, bind(own_data.refresh), [dataset, *token], dataset, **FREE)
+    download_btn.click(download_data, None, [data_md, download_btn], **HEAVY)
     # On load the page's token is the one its browser kept (a first visit gets one from ui's
     # load event, and the next tick sees it).
     gr.on(None, **watch)

@@ -11,6 +11,7 @@ from .. import weights, zoo
 from ..analysis import predict
 from ..reporting import plots
 from ..zoo.registry import RECIPE_ORIGINS, provenance_markdown
+from .context import FREE, MODELS, AppContext
 
 # Timed runs per model (after predict's warm-up passes); the median is shown. Fewer than the
 # README's 50: a visitor waits for these.
@@ -178,7 +179,8 @@ def measure_once() -> tuple[list[list[str]], str]:
 # ------------------------------------------------------------------------------ layout
 
 
-def build() -> None:
+def build(ctx: AppContext) -> None:
+    """The tab; the zoo is the same for every visitor, so it reads nothing of `ctx`."""
     with gr.Tab("Model zoo") as tab:
         gr.Markdown(INTRO)
         table = gr.Dataframe(value=zoo_rows(), headers=COLUMNS, interactive=False, wrap=True,
@@ -194,6 +196,7 @@ def build() -> None:
         with gr.Accordion("Where each model comes from", open=True):
             gr.Markdown(origins_markdown())
 
-        tab.select(refresh, None, [table, scored, ours, theirs, note], api_visibility="private").then(
-            measure_once, None, [table, note], api_visibility="private")
-        button.click(measure, None, [table, note], api_visibility="private")
+        # Timing every model's forward passes: the "models" lane; the table and plots are only read.
+        tab.select(refresh, None, [table, scored, ours, theirs, note], api_visibility="private", **FREE).then(
+            measure_once, None, [table, note], api_visibility="private", **MODELS)
+        button.click(measure, None, [table, note], api_visibility="private", **MODELS)
