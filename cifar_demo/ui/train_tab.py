@@ -1,12 +1,11 @@
 """Train tab: pick a model and a preset, edit the recipe, start one run, watch it learn.
 
-Runs go through the app's one queue (the context's job manager): a run lives in a child process and its
-run directory, not in this page, so closing the tab does not stop it and a reopened tab
-re-attaches by reading the run directory again (on page load, then on a timer: every 2 s, or
-once a logged step while a run's steps come slower than that; see tick_interval). Each page has
-an owner (ui.common.owner_of: the local user, or in public mode the visitor's browser token):
-only the owner sees Stop and Resume for its run; others watch the run that is training. In
-public mode Export to weights/ is not offered; the owner downloads its weights instead (and
+Runs go through the app's one queue (the context's job manager): a run lives in a child process and its run
+directory, not in this page, so closing the tab does not stop it and a reopened tab re-attaches by reading the run
+directory again (on page load, then on a timer: every 2 s, or once a logged step while a run's steps come slower than
+that; see tick_interval). Each page has an owner (ui.common.owner_of: the local user, or in public mode the visitor's
+browser token): only the owner sees Stop and Resume for its run; others watch the run that is training. In public
+mode Export to weights/ is not offered; the owner downloads its weights instead (and
 pushes them to the Hub where the Space owner configured one): ui.train_runs.
 """
 
