@@ -62,8 +62,7 @@ def main() -> None:
         def whole():
             predict.predict_many(image, names)
             for n in missing:
-                spec = zoo.get_spec(n)
-                predict.predict_one(models[n], image, spec.mean, spec.std)
+                predict.predict_one(models[n], image)
     else:
         def whole():
             predict.predict_many(image, names)

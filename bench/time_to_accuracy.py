@@ -49,7 +49,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cifar_demo import data, hardware, train, zoo
+from cifar_demo import data, hardware, train
 from cifar_demo.analysis import evaluate
 
 MILESTONES = (0.80, 0.85, 0.90)
@@ -73,7 +73,6 @@ def one_run(preset: str, seed: int, data_dir: str | None, val_size: int | None, 
         if event.get("kind") == "epoch" and event.get("val_acc") is not None:
             mark(event["val_acc"])
 
-    spec = zoo.get_spec(cfg.model)
     # Evaluations in the run's own precision: bf16 where the engine trains in it, fp32 on a CPU
     # that would emulate bf16 (several times slower).
     amp = train.autocast_dtype(cfg.precision, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
@@ -89,7 +88,7 @@ def one_run(preset: str, seed: int, data_dir: str | None, val_size: int | None, 
 
         def follow_test(epoch: int, model) -> None:
             start = time.perf_counter()
-            acc = evaluate.evaluate(model, load_test(), mean=spec.mean, std=spec.std, precision=precision).accuracy
+            acc = evaluate.evaluate(model, load_test(), precision=precision).accuracy
             monitor_s[0] += time.perf_counter() - start
             mark(acc)
 
@@ -99,7 +98,7 @@ def one_run(preset: str, seed: int, data_dir: str | None, val_size: int | None, 
     tta_acc = summary.get("test_acc_tta")
     if tta_acc is None:  # the preset does not score with TTA itself: do it here, inside the clock
         model = trainer.load_best("cpu")
-        tta_acc = evaluate.evaluate(model, load_test(), tta="flip_translate", mean=spec.mean, std=spec.std,
+        tta_acc = evaluate.evaluate(model, load_test(), tta="flip_translate",
                                     precision="bf16" if summary["precision"] != "fp32" else "fp32").accuracy
     wall_s = time.perf_counter() - t0 - monitor_s[0]
     return {"preset": preset, "seed": seed, "test_acc": summary["test_acc"], "tta_acc": tta_acc,

@@ -29,10 +29,15 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """A picture batch as floats in [0, 1]: uint8 is divided by 255, floats pass as they are."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
+
+
 def normalize(x: torch.Tensor, mean=CIFAR_MEAN, std=CIFAR_STD) -> torch.Tensor:
-    """uint8 or [0,1] float NCHW batch -> normalised float NCHW batch."""
-    if x.dtype == torch.uint8:
-        x = x.float().div_(255.0)
+    """uint8 or [0,1] float NCHW batch -> normalised float NCHW batch. Every zoo model does this to
+    its input itself (zoo.registry.normalize_inputs): callers pass pictures."""
+    x = to_unit(x)
     m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     return (x - m) / s

@@ -40,8 +40,7 @@ def test_device_presets_do_what_the_table_says_through_the_tensor_loader(name):
     about half the images, none, or each image on alternate sides epoch after epoch."""
     n = 128
     images = torch.randint(1, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=_gen(1))  # 0 marks padding
-    loader = D.TensorLoader(D.Split(images, torch.arange(n) % 10), n, shuffle=False, augment=name,
-                            mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), seed=4)
+    loader = D.TensorLoader(D.Split(images, torch.arange(n) % 10), n, shuffle=False, augment=name, seed=4)
     preset = A.get_preset(name)
     flips = []
     for epoch in (0, 1):

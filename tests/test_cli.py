@@ -212,8 +212,7 @@ def test_predict_with_a_weights_file_uses_it_and_only_it(downloaded, capsys):
                  "--topk", "10"]) == 0
     out = json.loads(capsys.readouterr().out)[str(sample)]
     assert list(out) == ["mine.zip", "optimized200k.safetensors"]  # no shipped model was asked
-    spec = zoo.get_spec("optimized200k")
-    want, _ = predict.predict_one(model, pictures.to_32x32(pictures.load_image(sample)), spec.mean, spec.std)
+    want, _ = predict.predict_one(model, pictures.to_32x32(pictures.load_image(sample)))
     for answer in out.values():
         assert {c: p for c, p in answer["top"]} == pytest.approx(want, abs=1e-6)
     # With --model too, the shipped ones answer beside it (here: none are shipped, which is said).
@@ -241,7 +240,6 @@ def test_predict_with_a_tampered_or_lone_weights_file_is_one_clear_error(downloa
 
 def test_evaluate_scores_a_download_on_test_or_val_and_refuses_a_tampered_one(downloaded, tmp_path, capsys):
     from cifar_demo import data as D
-    from cifar_demo import zoo as zoo_mod
     from cifar_demo.analysis import evaluate
 
     from .helpers import flip_last_byte, write_imagefolder
@@ -250,15 +248,14 @@ def test_evaluate_scores_a_download_on_test_or_val_and_refuses_a_tampered_one(do
     folder = write_imagefolder(tmp_path / "data", n_train=10, n_test=20)
     assert main(["evaluate", "--weights", str(zip_path), "--data", str(folder), "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
-    spec = zoo_mod.get_spec("optimized200k")
-    want = evaluate.evaluate(model, D.load_split("test", D.resolve_source(folder)), mean=spec.mean, std=spec.std)
+    want = evaluate.evaluate(model, D.load_split("test", D.resolve_source(folder)))
     assert got["accuracy"] == pytest.approx(want.accuracy) and got["model"] == "optimized200k"
     # The validation split a run with this size and seed held out (the card's, unless given).
     assert main(["evaluate", "--weights", str(zip_path), "--data", str(folder), "--split", "val",
                  "--val-size", "10", "--seed", "3", "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
     val = D.load_dataset(folder, val_size=10, seed=3).val
-    want = evaluate.evaluate(model, val, mean=spec.mean, std=spec.std)
+    want = evaluate.evaluate(model, val)
     assert (got["split"], got["n"], got["val_size"], got["seed"]) == ("val", len(val), 10, 3)
     assert got["accuracy"] == pytest.approx(want.accuracy)
     assert main(["evaluate", "--weights", str(zip_path), "--data", str(folder), "--split", "val",
@@ -272,7 +269,6 @@ def test_evaluate_scores_a_download_on_test_or_val_and_refuses_a_tampered_one(do
 
 def test_evaluate_with_tta_for_unsure_images_says_how_many_got_the_views(downloaded, tmp_path, capsys):
     from cifar_demo import data as D
-    from cifar_demo import zoo as zoo_mod
     from cifar_demo.analysis import evaluate
 
     from .helpers import write_imagefolder
@@ -280,13 +276,12 @@ def test_evaluate_with_tta_for_unsure_images_says_how_many_got_the_views(downloa
     model, zip_path, _ = downloaded
     folder = write_imagefolder(tmp_path / "data", n_train=10, n_test=20)
     test = D.load_split("test", D.resolve_source(folder))
-    spec = zoo_mod.get_spec("optimized200k")
-    plain = evaluate.evaluate(model, test, mean=spec.mean, std=spec.std)
+    plain = evaluate.evaluate(model, test)
     bar = sorted(plain.confidences)[len(test) // 2]      # about half below it
     assert main(["evaluate", "--weights", str(zip_path), "--data", str(folder), "--tta", "flip_translate",
                  "--tta-confidence", str(bar), "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
-    want = evaluate.evaluate(model, test, mean=spec.mean, std=spec.std, tta="flip_translate", tta_confidence=bar)
+    want = evaluate.evaluate(model, test, tta="flip_translate", tta_confidence=bar)
     assert got["tta_images"] == sum(c < bar for c in plain.confidences) and 0 < got["tta_images"] < len(test)
     assert got["accuracy"] == pytest.approx(want.accuracy) and got["plain_accuracy"] == pytest.approx(plain.accuracy)
     assert main(["evaluate", "--weights", str(zip_path), "--data", str(folder), "--tta", "flip",

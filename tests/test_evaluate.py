@@ -21,7 +21,6 @@ from cifar_demo.analysis.evaluate import (
     reliability_bins,
     tta_views,
 )
-from cifar_demo.common import CIFAR_MEAN, CIFAR_STD, normalize
 
 # 12 images, 3 classes. Rows are the probabilities the "model" gives; argmax is the prediction.
 Y_TRUE = [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
@@ -56,7 +55,7 @@ class LookupModel(nn.Module):
 
     def forward(self, x):
         self.seen.append((self.training, torch.is_inference_mode_enabled(), torch.is_autocast_enabled("cpu")))
-        return self.table[x[:, 0, 0, 0].round().long()]
+        return self.table[(x[:, 0, 0, 0] * 255).round().long()]  # evaluate passes [0, 1] floats
 
 
 def indexed_split(n: int) -> SimpleNamespace:
@@ -64,8 +63,6 @@ def indexed_split(n: int) -> SimpleNamespace:
     return SimpleNamespace(images=images, labels=torch.tensor(Y_TRUE[:n]))
 
 
-# With mean 0 and std 1/255, "normalising" a uint8 image gives back its integer values.
-IDENTITY = dict(mean=(0.0, 0.0, 0.0), std=(1 / 255,) * 3)
 
 
 def check_hand_made(r: EvalResult, tol=1e-9):
@@ -135,7 +132,7 @@ def test_evaluate_hand_made_model_restores_mode():
     model = LookupModel(torch.tensor(PROBS).log())
     model.train()
     r = evaluate(model, indexed_split(12), batch_size=5, device="cpu", topk=(1, 2), num_classes=3,
-                 keep_probs=True, **IDENTITY)
+                 keep_probs=True)
     check_hand_made(r, tol=1e-6)
     torch.testing.assert_close(torch.tensor(r.probabilities), torch.tensor(PROBS), atol=1e-6, rtol=0)
     assert len(model.seen) == 3  # 12 images in batches of 5
@@ -147,7 +144,7 @@ def test_evaluate_accepts_pair_and_bf16():
     model = LookupModel(torch.tensor(PROBS).log())
     split = indexed_split(12)
     r = evaluate(model, (split.images, split.labels), device="cpu", precision="bf16", num_classes=3,
-                 topk=(1, 2), **IDENTITY)
+                 topk=(1, 2))
     assert model.seen and all(s[2] for s in model.seen)  # the forward ran under CPU autocast
     assert r.confusion == [[3, 1, 0], [1, 2, 1], [0, 0, 4]]
 
@@ -178,7 +175,7 @@ def test_evaluate_runs_convolutions_channels_last_and_gives_the_weights_back():
     assert torch.equal(weight.detach(), before)
     # and the scores are those of a contiguous forward
     with torch.no_grad():
-        x = normalize(split.images, CIFAR_MEAN, CIFAR_STD)
+        x = split.images.float() / 255  # evaluate passes pictures; a zoo model normalises them itself
         expected = model.eval()(x).softmax(1)
     assert seen == [(False, False)]
     torch.testing.assert_close(torch.tensor(r.probabilities), expected, atol=1e-5, rtol=0)
@@ -208,8 +205,7 @@ def test_tta_flip_averages_probabilities():
     plain = evaluate(model, (images, labels), device="cpu", keep_probs=True)
     flip = evaluate(model, (images, labels), device="cpu", tta="flip", keep_probs=True)
     with torch.no_grad():
-        x = (images.float() / 255 - torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)) \
-            / torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)
+        x = images.float() / 255  # what evaluate passes: pictures (a zoo model normalises them itself)
         p0, p1 = model(x).softmax(1), model(x.flip(3)).softmax(1)
         expected = (p0 + p1) / 2
     torch.testing.assert_close(torch.tensor(plain.probabilities), p0, atol=1e-5, rtol=0)
@@ -239,8 +235,8 @@ def test_tta_views_are_the_documented_six():
 def test_tta_flip_translate_matches_manual_views():
     model = Asymmetric()
     images, labels = random_split()
-    r = evaluate(model, (images, labels), device="cpu", tta="flip_translate", keep_probs=True, **IDENTITY)
-    x = images.float()
+    r = evaluate(model, (images, labels), device="cpu", tta="flip_translate", keep_probs=True)
+    x = images.float() / 255
     padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
     shifted = [padded[..., :32, :32], padded[..., 2:, 2:]]
     with torch.no_grad():
@@ -292,7 +288,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="tta"):
         evaluate(model, indexed_split(12), device="cpu", tta="rotate")
     with pytest.raises(ValueError, match="num_classes"):
-        evaluate(model, indexed_split(12), device="cpu", **IDENTITY)  # 3 outputs, 10 expected
+        evaluate(model, indexed_split(12), device="cpu")  # 3 outputs, 10 expected
     with pytest.raises(ValueError):
         metrics_from_predictions([0, 1], [0, 3], num_classes=3)
 

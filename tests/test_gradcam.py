@@ -12,7 +12,6 @@ from cifar_demo.analysis import gradcam, predict
 from cifar_demo.common import CLASSES
 
 torch.set_num_threads(2)
-RAW = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))  # the hand-built nets read [0, 1] pixels
 
 
 class RedDetector(nn.Module):
@@ -56,7 +55,7 @@ def quadrant_means(cam: np.ndarray) -> dict[str, float]:
 @pytest.mark.parametrize("inplace", [False, True])
 def test_map_peaks_in_the_quadrant_holding_the_evidence(inplace):
     model = RedDetector(inplace).eval()
-    cam = gradcam.gradcam(model, red_in_top_right(), **RAW)  # class_idx None: the top class
+    cam = gradcam.gradcam(model, red_in_top_right())  # class_idx None: the top class
     assert cam.shape == (32, 32) and cam.dtype == np.float32
     assert cam.min() >= 0 and cam.max() == pytest.approx(1.0)
     q = quadrant_means(cam)
@@ -68,14 +67,14 @@ def test_map_peaks_in_the_quadrant_holding_the_evidence(inplace):
 
 def test_class_without_evidence_gives_an_all_zero_map():
     # Class 2's logit does not depend on the image at all: no gradient, no evidence.
-    cam = gradcam.gradcam(RedDetector().eval(), red_in_top_right(), class_idx=2, **RAW)
+    cam = gradcam.gradcam(RedDetector().eval(), red_in_top_right(), class_idx=2)
     assert cam.shape == (32, 32) and not cam.any()
 
 
 def test_leaves_model_untouched_and_works_under_inference_mode():
     model = RedDetector().eval()
     with torch.inference_mode():
-        cam = gradcam.gradcam(model, red_in_top_right(), **RAW)
+        cam = gradcam.gradcam(model, red_in_top_right())
     assert cam.max() == pytest.approx(1.0)
     assert all(p.grad is None for p in model.parameters())
     assert not model._forward_hooks and not model.conv._forward_hooks  # hooks removed
@@ -119,14 +118,14 @@ def test_overlay_is_an_upscaled_rgb_image():
 
 def test_explain_gives_probabilities_and_the_cam_of_the_top_class():
     model, img = RedDetector().eval(), red_in_top_right()
-    e = gradcam.explain(model, img, "red", **RAW)
+    e = gradcam.explain(model, img, "red")
     assert e.model == "red" and set(e.probs) == set(CLASSES)
     assert sum(e.probs.values()) == pytest.approx(1.0, abs=1e-5)
     assert e.top(1)[0][0] == CLASSES[0] and len(e.top(3)) == 3
-    assert np.array_equal(e.cam, gradcam.gradcam(model, img, 0, **RAW)) and e.has_evidence
+    assert np.array_equal(e.cam, gradcam.gradcam(model, img, 0)) and e.has_evidence
     # Given probabilities are reused: here class 2 comes first, and it has no evidence.
     given = {c: (0.9 if c == CLASSES[2] else 0.1 / 9) for c in CLASSES}
-    e2 = gradcam.explain(model, img, "red", probs=given, **RAW)
+    e2 = gradcam.explain(model, img, "red", probs=given)
     assert e2.probs == given and e2.top(1)[0][0] == CLASSES[2]
     assert not e2.has_evidence and not e2.cam.any()
 
@@ -134,7 +133,6 @@ def test_explain_gives_probabilities_and_the_cam_of_the_top_class():
 def test_explain_predictions_skips_models_that_did_not_predict(monkeypatch):
     detector = RedDetector().eval()
     monkeypatch.setattr(gradcam.weights, "load", lambda name: SimpleNamespace(model=detector, card=None))
-    monkeypatch.setattr(zoo, "get_spec", lambda name: type("Spec", (), RAW)())
     first = {c: (0.5 if c == CLASSES[0] else 0.5 / 9) for c in CLASSES}
     second = {c: (0.5 if c == CLASSES[2] else 0.5 / 9) for c in CLASSES}
     preds = [predict.Prediction("a", first, 1.0), predict.Prediction("b", error="no weights shipped yet"),
@@ -161,8 +159,7 @@ def test_explain_shipped_covers_every_shipped_model_in_zoo_order(tmp_path, monke
         assert [e.model for e in out] == [n for n in zoo.names() if n in names]
         for e in out:
             model = weights.load(e.model).model
-            spec = zoo.get_spec(e.model)
-            probs, _ = predict.predict_one(model, img, spec.mean, spec.std)
+            probs, _ = predict.predict_one(model, img)
             assert e.probs == pytest.approx(probs, abs=1e-6)
             assert e.cam.shape == (32, 32) and 0 <= e.cam.min() and e.cam.max() <= 1
         assert [e.model for e in gradcam.explain_shipped(img, ["quiz_dnn"])] == ["quiz_dnn"]

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from cifar_demo import data, weights, zoo
+from cifar_demo import data, weights
 from cifar_demo.analysis import evaluate, robustness
 from cifar_demo.augment import corrupt
 from cifar_demo.reporting import plots
@@ -152,8 +152,7 @@ def test_severity_0_is_a_plain_evaluation_of_the_clean_slice(folder, split, tmp_
     res = run(split, tmp_path / "c")
     for name in MODELS:
         model, _ = weights.load_weights(name)
-        spec = zoo.get_spec(name)
-        plain = evaluate.evaluate(model, split, mean=spec.mean, std=spec.std).accuracy
+        plain = evaluate.evaluate(model, split).accuracy
         assert all(res["models"][name]["accuracy"][c][0] == plain for c in FEW)
 
 
@@ -174,8 +173,7 @@ def test_every_model_sees_the_same_seeded_corrupted_images(folder, split, tmp_pa
         assert torch.equal(a[s], corrupt(split.images, "gaussian_noise", s))
     # The accuracies are the ones of those images.
     model, _ = weights.load_weights("simple_cnn")
-    spec = zoo.get_spec("simple_cnn")
-    at3 = evaluate.evaluate(model, (a[3], split.labels), mean=spec.mean, std=spec.std).accuracy
+    at3 = evaluate.evaluate(model, (a[3], split.labels)).accuracy
     assert res["models"]["simple_cnn"]["accuracy"]["gaussian_noise"][3] == at3
 
 

@@ -111,6 +111,46 @@ def _old_engine(monkeypatch):
     return module
 
 
+def _as_the_old_engine_saw_the_package(m: pytest.MonkeyPatch, old) -> None:
+    """The package as the old engine knew it: zoo models that take normalised input (today they
+    normalise pictures themselves), loaders that normalise, cifar_demo.evaluate with mean/std.
+    Only the wiring differs: the arithmetic is the same, so its steps are today's steps."""
+    import types
+
+    import cifar_demo
+    from cifar_demo import data, zoo
+    from cifar_demo.analysis import evaluate
+    from cifar_demo.common import normalize
+    from cifar_demo.zoo.registry import _normalize_input
+
+    def create(name, **kw):  # the model without its input normalisation
+        model = zoo.create(name, **kw)
+        model._forward_pre_hooks.clear()
+        return model
+
+    class TensorLoader(data.TensorLoader):
+        def __init__(self, *args, mean, std, **kw):
+            super().__init__(*args, **kw)
+            self.norm = (mean, std)
+
+        def iter_from(self, epoch, start_batch=0):
+            for x, *rest in super().iter_from(epoch, start_batch):
+                yield (normalize(x, *self.norm), *rest)  # the cutout's mean colour -> 0, as it was
+
+    def old_evaluate(model, split, *, mean, std, **kw):
+        hook = model.register_forward_pre_hook(_normalize_input)  # its buffers are still there
+        try:
+            return evaluate.evaluate(model, split, **kw)
+        finally:
+            hook.remove()
+
+    m.setattr(old, "zoo", types.SimpleNamespace(**{k: getattr(zoo, k) for k in ("names", "specs", "get_spec")},
+                                                create=create))
+    m.setattr(cifar_demo, "data", types.SimpleNamespace(**{**vars(data), "TensorLoader": TensorLoader}))
+    m.setattr(cifar_demo, "evaluate", types.SimpleNamespace(evaluate=old_evaluate, TTA_MODES=evaluate.TTA_MODES),
+              raising=False)
+
+
 @pytest.mark.slow   # runs the old engine from git for a whole run
 def test_a_run_stopped_by_the_old_one_file_engine_resumes_exactly(tmp_path, tiny_data, uninterrupted, monkeypatch):
     old = _old_engine(monkeypatch)
@@ -131,7 +171,9 @@ def test_a_run_stopped_by_the_old_one_file_engine_resumes_exactly(tmp_path, tiny
          "tta_confidence": 0.0}
     trainer = old.Trainer(old.TrainConfig(**settings), runs_dir=tmp_path, data=tiny_data,
                           sinks=[stop_after_step_4], stop_event=stop)
-    assert trainer.run()["status"] == "stopped"
+    with monkeypatch.context() as m:
+        _as_the_old_engine_saw_the_package(m, old)
+        assert trainer.run()["status"] == "stopped"
     assert set(torch.load(trainer.run_dir / "checkpoint.pt", weights_only=True)) == OLD_CHECKPOINT_KEYS
     _assert_resumes_to(trainer.run_dir, uninterrupted, tiny_data)
 

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from cifar_demo import data, jobs, train, weights, zoo
 from cifar_demo.analysis import evalcache, evaluate
 from cifar_demo.common import CLASSES
-from cifar_demo.ui import AppContext, evaluate_tab
+from cifar_demo.ui import AppContext, confusion, evaluate_tab
 
 from .helpers import MODEL, write_imagefolder
 
@@ -193,7 +193,7 @@ def test_evaluate_opens_the_drilldown_on_the_most_frequent_confusion(run_id, ctx
 def plain_confusion(styler) -> list[list[int]]:
     """The counts back from the heat map as Gradio sends them (the first column names the rows)."""
     sent = gr.Dataframe(interactive=False).postprocess(styler)
-    assert sent.headers == [evaluate_tab.CORNER, *CLASSES] and [r[0] for r in sent.data] == list(CLASSES)
+    assert sent.headers == [confusion.CORNER, *CLASSES] and [r[0] for r in sent.data] == list(CLASSES)
     styles = sent.metadata["styling"]
     assert all("22, 163, 74" in styles[i][i + 1] for i in range(10) if sent.data[i][i + 1])   # green diagonal
     assert all("234, 88, 12" in styles[i][j + 1] for i in range(10) for j in range(10)
@@ -204,7 +204,7 @@ def plain_confusion(styler) -> list[list[int]]:
 def test_heatmap_colours_the_diagonal_and_the_mistakes_on_their_own_scales():
     cm = np.diag([900] * 10)
     cm[3, 5], cm[5, 3] = 40, 10
-    sent = gr.Dataframe(interactive=False).postprocess(evaluate_tab.heatmap(cm.tolist()))
+    sent = gr.Dataframe(interactive=False).postprocess(confusion.heatmap(cm.tolist()))
     assert [row[1:] for row in sent.data] == cm.tolist()
     styles = sent.metadata["styling"]
     assert "rgba(234, 88, 12, 1.00)" in styles[3][6]        # the largest mistake: full orange

@@ -24,7 +24,7 @@ from pathlib import Path
 from torch import nn
 
 from .. import data as data_mod
-from .. import fsio, weights, zoo
+from .. import fsio, weights
 from ..common import CLASSES
 from ..runs import Run
 from . import evaluate
@@ -134,9 +134,8 @@ def evaluate_target(target: Target, tta: str = "none", source: data_mod.DataSour
     if tuple(source.classes) != target.class_names:
         raise ValueError(f"{target.label} predicts {', '.join(target.class_names)}; {source.label} has the "
                          f"classes {', '.join(source.classes)}")
-    spec = zoo.get_spec(target.model)
     test = data_mod.load_split("test", source)
-    result = evaluate.evaluate(load_model(target), test, tta=tta, mean=spec.mean, std=spec.std,
+    result = evaluate.evaluate(load_model(target), test, tta=tta,
                                device=device, progress=progress, num_classes=len(target.class_names))
     store(key, result, cache)
     return result, False

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..common import CIFAR_MEAN, CIFAR_STD, NUM_CLASSES, normalize, pick_device
+from ..common import NUM_CLASSES, pick_device, to_unit
 from ..recipe import TTA_MODES  # the vocabulary's one list; this module makes the views
 
 PRECISIONS = ("fp32", "bf16")
@@ -251,10 +251,10 @@ def _unpack(split) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def evaluate(model: nn.Module, split, *, batch_size: int = 500, device: str | torch.device | None = None,
-             tta: str = "none", mean=CIFAR_MEAN, std=CIFAR_STD, precision: str = "fp32",
+             tta: str = "none", precision: str = "fp32",
              topk: Sequence[int] = (1, 5), num_classes: int = NUM_CLASSES, progress: bool = False,
              keep_probs: bool = False, tta_confidence: float = 0.0) -> EvalResult:
-    """Score `model` on `split` (uint8 NCHW images, or floats in [0, 1]; normalised here).
+    """Score `model` on `split` (uint8 NCHW images, or floats in [0, 1]: the model normalises them).
 
     tta_confidence > 0: the TTA views only for images whose plain top probability is below it
     (the others keep their plain score); 0 or 1: every image gets every view.
@@ -293,7 +293,7 @@ def evaluate(model: nn.Module, split, *, batch_size: int = 500, device: str | to
         out, plain_out, tta_images = [], [], 0
         with torch.inference_mode():
             for i in batches:
-                x = normalize(images[i:i + batch_size].to(device, non_blocking=True), mean, std)
+                x = to_unit(images[i:i + batch_size].to(device, non_blocking=True))
                 if nhwc:
                     x = x.contiguous(memory_format=torch.channels_last)
                 mixed, plain, n_views = _log_probs(model, x, tta, autocast=precision == "bf16",

@@ -36,8 +36,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .. import fsio, weights, zoo
-from ..common import normalize
+from .. import fsio, weights
 from ..data import pictures, split_digest
 from ..hardware import hardware_info
 from ..weights import weights_dir
@@ -72,13 +71,12 @@ def feature_layer(model: nn.Module) -> nn.Module:
 
 
 @torch.inference_mode()
-def features_and_logits(model: nn.Module, images: torch.Tensor, mean, std,
-                        batch: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+def features_and_logits(model: nn.Module, images: torch.Tensor, batch: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
     """(pooled last feature map N x D, logits N x C) of uint8 NCHW images, in one forward pass."""
     feats: list[torch.Tensor] = []
     hook = feature_layer(model).register_forward_hook(lambda m, i, o: feats.append(o.float().mean((2, 3))))
     try:
-        logits = [model(normalize(images[i:i + batch], mean, std)).float() for i in range(0, len(images), batch)]
+        logits = [model(images[i:i + batch]).float() for i in range(0, len(images), batch)]
     finally:
         hook.remove()
     return torch.cat(feats), torch.cat(logits)
@@ -225,12 +223,11 @@ def calibrate(loaded: dict[str, tuple[nn.Module, Any]], data, *, seed: int = 0, 
             continue
         if progress:
             progress(i, len(loaded), name)
-        spec = zoo.get_spec(name)
-        fit_f, _ = features_and_logits(model, data.train.images[fit_idx], spec.mean, spec.std)
+        fit_f, _ = features_and_logits(model, data.train.images[fit_idx])
         st = ModelStats.fit(fit_f, data.train.labels[fit_idx], len(data.classes))
-        st.reference = st.score(features_and_logits(model, ref_x, spec.mean, spec.std)[0]).sort().values
-        thr_pct[name] = st.percentile(st.score(features_and_logits(model, thr_x, spec.mean, spec.std)[0]))
-        test_pct[name] = st.percentile(st.score(features_and_logits(model, test_x, spec.mean, spec.std)[0]))
+        st.reference = st.score(features_and_logits(model, ref_x)[0]).sort().values
+        thr_pct[name] = st.percentile(st.score(features_and_logits(model, thr_x)[0]))
+        test_pct[name] = st.percentile(st.score(features_and_logits(model, test_x)[0]))
         models[name] = st
     val_comb, test_comb = combine(thr_pct.values()), combine(test_pct.values())
     threshold = float(torch.quantile(val_comb, FALSE_ALARM_TARGET))
@@ -292,8 +289,7 @@ def assess(image32: np.ndarray, calibration: Calibration | None = None,
     feats = {}
     for name in cal.models:
         model = loaded[name] if loaded else weights.load(name).model
-        spec = zoo.get_spec(name)
-        feats[name] = features_and_logits(model, x, spec.mean, spec.std)[0]
+        feats[name] = features_and_logits(model, x)[0]
     per_model = {m: float(st.percentile(st.score(feats[m]))[0]) for m, st in cal.models.items()}
     score = float(cal.scores(feats)[0])
     return Verdict(score < cal.threshold, score, cal.threshold,

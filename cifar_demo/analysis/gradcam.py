@@ -20,7 +20,7 @@ from torch import nn
 
 from .. import weights, zoo
 from ..augment import upscale_nearest
-from ..common import CIFAR_MEAN, CIFAR_STD, normalize
+from ..common import to_unit
 from ..data.pictures import to_tensor
 from .predict import Prediction, predict_many, predict_one
 
@@ -29,10 +29,10 @@ COLORMAP = "jet"      # the colour scale of the Grad-CAM paper and of most tutor
 
 
 def gradcam(model: nn.Module, image32: np.ndarray, class_idx: int | None = None, *,
-            mean=CIFAR_MEAN, std=CIFAR_STD, layer: nn.Module | None = None) -> np.ndarray:
+            layer: nn.Module | None = None) -> np.ndarray:
     """HxW float32 map in [0, 1] (H, W of the image) for class_idx (default: the top class).
 
-    model: an eval-mode classifier of normalised NCHW images; image32: HxWx3 uint8.
+    model: an eval-mode classifier of pictures (a zoo model normalises them); image32: HxWx3 uint8.
     layer: the module whose output is explained (default: see target_map). All zeros if the
     class has no positive evidence there. The hooks it adds act on the calling thread only.
     """
@@ -53,7 +53,7 @@ def gradcam(model: nn.Module, image32: np.ndarray, class_idx: int | None = None,
     try:
         # Callers may sit inside inference_mode or no_grad (enable_grad alone does not undo the former).
         with torch.inference_mode(False), torch.enable_grad():
-            x = normalize(to_tensor(image32), mean, std).requires_grad_(True)
+            x = to_unit(to_tensor(image32)).requires_grad_(True)
             logits = model(x)
             act = maps[-1][1] if layer is not None else target_map(maps)
             idx = int(logits[0].argmax()) if class_idx is None else int(class_idx)
@@ -119,14 +119,14 @@ class Explanation:
         return bool(self.cam.any())
 
 
-def explain(model: nn.Module, image32: np.ndarray, name: str, *, mean=CIFAR_MEAN, std=CIFAR_STD,
+def explain(model: nn.Module, image32: np.ndarray, name: str, *,
             probs: dict[str, float] | None = None) -> Explanation:
     """`model`'s probabilities on image32 (computed unless given) and the cam of its top class."""
     if probs is None:
-        probs, _ = predict_one(model, image32, mean, std)
+        probs, _ = predict_one(model, image32)
     top = max(probs, key=probs.get)
     # probs is keyed by the model's classes in label order (predict.predict_one), whatever they are.
-    cam = gradcam(model, image32, list(probs).index(top), mean=mean, std=std)
+    cam = gradcam(model, image32, list(probs).index(top))
     return Explanation(name, dict(probs), cam)
 
 
@@ -138,11 +138,7 @@ def explain_predictions(image32: np.ndarray, predictions: list[Prediction]) -> l
     for p in predictions:
         if p.error is not None:
             continue
-        loaded = weights.load(p.model)
-        model, card = loaded.model, loaded.card
-        # The card names the architecture of a pair exported under another name (airnet-leaves).
-        spec = zoo.get_spec(getattr(card, "zoo_name", p.model))
-        out.append(explain(model, image32, p.model, mean=spec.mean, std=spec.std, probs=p.probs))
+        out.append(explain(weights.load(p.model).model, image32, p.model, probs=p.probs))
     return out
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .. import data, weights, zoo
-from ..common import CLASSES, normalize
+from ..common import CLASSES, to_unit
 from ..data.pictures import to_tensor
 
 # ------------------------------------------------------------------------ models with weights
@@ -29,13 +29,11 @@ class Prediction:
 
 
 @torch.inference_mode()
-def predict_one(model, image32: np.ndarray, mean=None, std=None,
-                classes=None) -> tuple[dict[str, float], float]:
+def predict_one(model, image32: np.ndarray, classes=None) -> tuple[dict[str, float], float]:
     """Class probabilities of one 32x32 image (keyed by `classes`, default CIFAR-10's, in label
     order) and the forward-pass latency in ms."""
     classes = tuple(classes or CLASSES)
-    kw = {} if mean is None else {"mean": mean, "std": std}
-    x = normalize(to_tensor(image32), **kw)
+    x = to_unit(to_tensor(image32))  # a picture in [0, 1]: the model normalises it itself
     t0 = time.perf_counter()
     probs = model(x).float().softmax(1)[0]
     ms = (time.perf_counter() - t0) * 1000
@@ -62,9 +60,8 @@ def measure_latency(names: list[str] | None = None, runs: int = 10,
     image32 = data.load_sample().images[0].permute(1, 2, 0).numpy()
     ms = {}
     for name in names or zoo.names():
-        spec = zoo.get_spec(name)
         model = zoo.create(name).eval()
-        times = [predict_one(model, image32, spec.mean, spec.std)[1] for _ in range(warmup + runs)]
+        times = [predict_one(model, image32)[1] for _ in range(warmup + runs)]
         ms[name] = statistics.median(times[warmup:])
     return {"batch": 1, "precision": "fp32", "runs": runs, "warmup": warmup,
             "threads": torch.get_num_threads(), "latency_ms": ms}
@@ -94,8 +91,7 @@ def predict_many(image32: np.ndarray, names: list[str] | None = None) -> list[Pr
         except Exception as exc:  # a tampered or wrong file: shown, never faked
             out.append(Prediction(name, error=str(exc)))
             continue
-        spec = zoo.get_spec(card.zoo_name)
-        probs, ms = predict_one(model, image32, spec.mean, spec.std, card.class_names)
+        probs, ms = predict_one(model, image32, card.class_names)
         out.append(Prediction(name, probs, ms))
     return out
 

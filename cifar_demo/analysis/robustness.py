@@ -31,7 +31,7 @@ from typing import Callable, Iterable, Sequence
 from torch import Tensor, nn
 
 from .. import data as data_mod
-from .. import fsio, weights, zoo
+from .. import fsio, weights
 from ..augment.corruptions import (
     CORRUPTIONS,
     CORRUPTIONS_VERSION,
@@ -116,8 +116,7 @@ def load_model(target: Target) -> nn.Module:
 
 def accuracy(model: nn.Module, target: Target, images: Tensor, labels: Tensor) -> float:
     """Top-1 accuracy on uint8 images, scored exactly as a plain evaluation scores them."""
-    spec = zoo.get_spec(target.model)
-    return evaluate.evaluate(model, (images, labels), mean=spec.mean, std=spec.std).accuracy
+    return evaluate.evaluate(model, (images, labels)).accuracy
 
 
 def compute(targets: Sequence[Target], corruptions: Iterable[str] | None = None, *, split: data_mod.Split,

@@ -63,12 +63,12 @@ def batch_flip(x: Tensor, generator: torch.Generator | None = None, *, p: float 
     return flip_where(x, rand(x.shape[0], x.device, generator) < p)
 
 
-def batch_cutout(x: Tensor, size: int, generator: torch.Generator | None = None) -> Tensor:
-    """Zero one size x size square per image (DeVries & Taylor 2017).
+def batch_cutout(x: Tensor, size: int, generator: torch.Generator | None = None, fill=None) -> Tensor:
+    """Blank one size x size square per image (DeVries & Taylor 2017).
 
     The square's centre is uniform over the whole image, so squares near the border are
     clipped, as in the paper: the model also sees images with only part of a hole.
-    Zero is black on uint8 input and the mean colour on normalised input.
+    fill: one value per channel (e.g. the mean colour, which a model normalises to 0); None: 0.
     """
     if size <= 0:
         return x
@@ -80,4 +80,7 @@ def batch_cutout(x: Tensor, size: int, generator: torch.Generator | None = None)
     in_rows = (ys >= top[:, None]) & (ys < top[:, None] + size)     # N,H
     in_cols = (xs >= left[:, None]) & (xs < left[:, None] + size)   # N,W
     hole = in_rows[:, None, :, None] & in_cols[:, None, None, :]    # N,1,H,W
-    return x.masked_fill(hole, 0)
+    if fill is None:
+        return x.masked_fill(hole, 0)
+    colour = torch.as_tensor(fill, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return torch.where(hole, colour, x)

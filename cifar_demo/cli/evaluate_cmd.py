@@ -63,7 +63,6 @@ def _scored_split(data_arg, start: int = 0, limit: int = 0, step: int = 1, class
 
 
 def cmd_evaluate(args) -> int:
-    from .. import zoo  # lazy: the CLI parses its flags without importing torch
     from ..analysis import evaluate  # lazy: the CLI parses its flags without importing torch
 
     model, name, card, config, arch, classes = _model_from_args(args)
@@ -73,10 +72,9 @@ def cmd_evaluate(args) -> int:
         val = (args.val_size if args.val_size is not None else (config or {}).get("val_size", 5000),
                args.seed if args.seed is not None else (config or {}).get("seed", 0))
     test = _scored_split(data_arg, args.start, args.limit, args.step, classes, val)
-    spec = zoo.get_spec(arch)
     if not 0 <= args.tta_confidence <= 1:
         raise CliError(f"--tta-confidence must be in [0, 1], got {args.tta_confidence}")
-    res = evaluate.evaluate(model, test, tta=args.tta, mean=spec.mean, std=spec.std, tta_confidence=args.tta_confidence,
+    res = evaluate.evaluate(model, test, tta=args.tta, tta_confidence=args.tta_confidence,
                             device=args.device, progress=not args.json, num_classes=len(classes))
     metrics = {k: v for k, v in res.as_dict().items() if k not in PER_IMAGE_KEYS}
     metrics.update(model=name, split=args.split, start=args.start, step=args.step, tta=args.tta, classes=list(classes))

@@ -113,11 +113,9 @@ def _load_runs(run_ids: list[str], runs_dir=None) -> list[tuple[str, object, str
 
 
 def _predict_file(label: str, model, arch: str, classes, image32):
-    from .. import zoo  # lazy: the CLI parses its flags without importing torch
     from ..analysis import predict  # lazy: the CLI parses its flags without importing torch
 
-    spec = zoo.get_spec(arch)
-    probs, ms = predict.predict_one(model, image32, spec.mean, spec.std, classes)
+    probs, ms = predict.predict_one(model, image32, classes)
     return predict.Prediction(label, probs, ms)
 
 

@@ -9,7 +9,6 @@ probabilities (Split.soft, for distillation) gives (images, labels, probabilitie
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 from typing import Iterator
@@ -19,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .. import augment as aug
-from ..common import CIFAR_MEAN, CIFAR_STD, normalize
+from ..common import CIFAR_MEAN, to_unit
 from .dataset import Split
 
 
@@ -49,7 +48,7 @@ class TensorLoader:
 
     def __init__(self, split: Split, batch_size: int, shuffle: bool = True, drop_last: bool = False,
                  augment: str = "none", crop_pad: int | None = None, flip: bool | str | None = None,
-                 cutout: int | None = None, mean=CIFAR_MEAN, std=CIFAR_STD,
+                 cutout: int | None = None,
                  device: str | torch.device | None = None, seed: int = 0, channels_last: bool = False,
                  dtype: torch.dtype = torch.float32, rank: int = 0, world_size: int = 1):
         if augment not in aug.DEVICE_PRESETS:
@@ -67,7 +66,7 @@ class TensorLoader:
         self.labels = split.labels.to(self.device)
         self.soft = None if split.soft is None else split.soft.to(self.device)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
-        self.mean, self.std, self.dtype, self.channels_last = mean, std, dtype, channels_last
+        self.dtype, self.channels_last = dtype, channels_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
         # flip="alternate": one random bit per image for the whole run (same on every rank).
@@ -113,9 +112,10 @@ class TensorLoader:
                 x = aug.flip_where(x, self._flip_bits[idx] ^ bool(epoch % 2))
             elif self.flip:
                 x = aug.batch_flip(x, gen)
-            x = normalize(x, self.mean, self.std).to(self.dtype)
-            # ...cutout after normalising, so the hole is 0 = the mean colour (DeVries & Taylor).
-            x = aug.batch_cutout(x, self.cutout, gen)
+            x = to_unit(x).to(self.dtype)
+            # ...cutout in floats: the hole is the mean colour, which the model normalises to 0
+            # (DeVries & Taylor).
+            x = aug.batch_cutout(x, self.cutout, gen, fill=CIFAR_MEAN)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             # Crops and flips keep the picture's class, so the teacher's probabilities for the
@@ -161,9 +161,9 @@ class _PerImageDataset(torch.utils.data.Dataset):
         return (x, self.labels[i]) if self.soft is None else (x, self.labels[i], self.soft[i])
 
 
-def _collate(batch, mean, std) -> tuple[Tensor, ...]:
+def _collate(batch) -> tuple[Tensor, ...]:
     images, *rest = zip(*batch)   # rest: the labels, and the teacher's probabilities if any
-    return (normalize(torch.stack(images), mean, std).contiguous(), *(torch.stack(r) for r in rest))
+    return (to_unit(torch.stack(images)).contiguous(), *(torch.stack(r) for r in rest))
 
 
 class _ResumableSampler(torch.utils.data.DistributedSampler):
@@ -188,7 +188,7 @@ class PerImageLoader(torch.utils.data.DataLoader):
     """
 
     def __init__(self, split: Split, preset: str, batch_size: int, num_workers: int = 2,
-                 shuffle: bool = True, seed: int = 0, mean=CIFAR_MEAN, std=CIFAR_STD,
+                 shuffle: bool = True, seed: int = 0,
                  drop_last: bool = False, rank: int = 0, world_size: int = 1,
                  device: str | torch.device | None = None, pin_memory: bool | None = None):
         dataset = _PerImageDataset(split, preset)
@@ -201,7 +201,7 @@ class PerImageLoader(torch.utils.data.DataLoader):
             pin_memory = self.target is not None and self.target.type == "cuda"
         super().__init__(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                          drop_last=drop_last, pin_memory=pin_memory,
-                         collate_fn=functools.partial(_collate, mean=mean, std=std))
+                         collate_fn=_collate)
         self.seed = seed
         self.epoch = 0
 

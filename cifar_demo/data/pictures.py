@@ -114,5 +114,5 @@ def to_32x32(img: Image.Image) -> np.ndarray:
 
 
 def to_tensor(image32: np.ndarray) -> torch.Tensor:
-    """HxWx3 uint8 -> 1x3xHxW uint8 tensor (normalise with common.normalize or the model's spec)."""
+    """HxWx3 uint8 -> 1x3xHxW uint8 tensor (a zoo model takes it as it is)."""
     return torch.from_numpy(np.ascontiguousarray(image32)).permute(2, 0, 1).unsqueeze(0)

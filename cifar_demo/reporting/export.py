@@ -160,8 +160,7 @@ def export_run(run_id: str | Path, *, runs_dir=None, out_dir=None, dtype: str = 
         raise ValueError(f"run {run.id} predicts {', '.join(classes)}; {source.label} has the classes "
                          f"{', '.join(source.classes)}: score it on its own dataset")
     test = data_mod.load_split("test", source)
-    spec = zoo.get_spec(cfg.model)
-    kw = dict(mean=spec.mean, std=spec.std, device=device, num_classes=len(classes))
+    kw = dict(device=device, num_classes=len(classes))
     plain = evaluate.evaluate(model, test, **kw)
     if dtype == "float16":
         full = weights.model_from_state(state, cfg.model, classes, cfg.model_kwargs, f"run {run.id}")

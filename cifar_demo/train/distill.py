@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .. import weights, zoo
+from .. import weights
 from ..analysis import evaluate
 from ..common import pick_device
 from ..data import Split, split_digest
@@ -82,8 +82,7 @@ def teacher_probs(names: list[str], split, *, tta: str = "flip", precision: str 
     each = []
     for name in names:
         model, _card = weights.load_weights(name)
-        spec = zoo.get_spec(name)
-        res = evaluate.evaluate(model, split, tta=tta, mean=spec.mean, std=spec.std, device=device,
+        res = evaluate.evaluate(model, split, tta=tta, device=device,
                                 precision="bf16" if bf16 else "fp32", keep_probs=True, progress=progress)
         each.append(torch.tensor(res.probabilities, dtype=torch.float32))
     return torch.stack(each).mean(0), each

@@ -252,7 +252,7 @@ class Trainer:
         if len(parts.val):
             res = eval_mod.evaluate(parts.eval_model, parts.val, device=parts.device,
                                     precision=_eval_precision(parts.amp_dtype),
-                                    num_classes=len(parts.data.classes), **parts.norm)
+                                    num_classes=len(parts.data.classes))
             record["val_loss"], record["val_acc"] = res.loss, res.accuracy
             improved = res.accuracy > state.best_val_acc
         if improved:
@@ -301,7 +301,7 @@ class Trainer:
         if status != "stopped" and self.is_main:
             best = self.load_best(parts.device)
             kw = dict(device=parts.device, precision=_eval_precision(parts.amp_dtype),
-                      num_classes=len(parts.data.classes), **parts.norm)
+                      num_classes=len(parts.data.classes))
             # One pass: with TTA the plain view is the first view, scored on the way.
             res = eval_mod.evaluate(best, parts.test, tta=cfg.tta, tta_confidence=cfg.tta_confidence, **kw)
             plain = res.plain or {"accuracy": res.accuracy, "loss": res.loss}

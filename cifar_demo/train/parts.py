@@ -63,7 +63,6 @@ class Parts:
     log_every: int
     steps_per_epoch: int
     total_steps: int
-    norm: dict                      # mean/std of the model's input normalisation
     pretrained: frozenset = frozenset()  # parameter names copied from cfg.init_from (empty: none)
     started: float = 0.0            # perf_counter() when this session's training began
     elapsed_before: float = 0.0     # training time of the earlier sessions
@@ -88,7 +87,6 @@ def build_parts(cfg: TrainConfig, data=None, *, rank: int = 0, world_size: int =
     amp_dtype = autocast_dtype(cfg.precision, device)
     seed_everything(cfg.seed)
     data, train, val, test = load_data(cfg, data)
-    spec = zoo.get_spec(cfg.model)
     loader = make_loader(cfg, train, device, rank, world_size)
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
@@ -118,7 +116,7 @@ def build_parts(cfg: TrainConfig, data=None, *, rank: int = 0, world_size: int =
                  if cfg.mixes else None,
                  meter=StepMeter(device), log_every=log_every or log_every_for(device, world_size),
                  steps_per_epoch=steps_per_epoch, total_steps=total_steps,
-                 norm={"mean": spec.mean, "std": spec.std}, pretrained=pretrained)
+                 pretrained=pretrained)
 
 
 def downscale(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -175,14 +173,13 @@ def load_data(cfg: TrainConfig, data=None):
 
 def make_loader(cfg: TrainConfig, train, device: torch.device, rank: int = 0, world_size: int = 1):
     """Device presets batch on the device (TensorLoader); per-image ones run in DataLoader workers."""
-    spec = zoo.get_spec(cfg.model)
     if augment.preset_kind(cfg.augment) == "device":
         return data_mod.TensorLoader(train, cfg.batch_size, shuffle=True, drop_last=True,
                                      augment=cfg.augment, device=device, seed=cfg.seed,
-                                     mean=spec.mean, std=spec.std, channels_last=channels_last(cfg, device),
+                                     channels_last=channels_last(cfg, device),
                                      rank=rank, world_size=world_size)
     return data_mod.PerImageLoader(train, cfg.augment, cfg.batch_size, num_workers=cfg.num_workers,
-                                   seed=cfg.seed, drop_last=True, device=device, mean=spec.mean, std=spec.std,
+                                   seed=cfg.seed, drop_last=True, device=device,
                                    rank=rank, world_size=world_size)
 
 
@@ -214,6 +211,5 @@ def build_model(cfg: TrainConfig, train, device: torch.device, classes=None) -> 
     if channels_last(cfg, device):
         model = model.to(memory_format=torch.channels_last)
     if cfg.bn_stats == "recompute":
-        spec = zoo.get_spec(cfg.model)
-        recompute_bn_stats(model, train.images, spec.mean, spec.std, seed=cfg.seed)
+        recompute_bn_stats(model, train.images, seed=cfg.seed)
     return model, frozenset(copied)

@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from .. import weights, zoo
-from ..common import normalize
 from ..recipe import TrainConfig
 
 # How many training images re-estimate the BatchNorm statistics ("recompute"): as many as the
@@ -95,7 +94,7 @@ def _batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
 
 
 @torch.no_grad()
-def recompute_bn_stats(model: nn.Module, images: torch.Tensor, mean, std, *, seed: int = 0,
+def recompute_bn_stats(model: nn.Module, images: torch.Tensor, *, seed: int = 0,
                        batch_size: int = 250) -> None:
     """Re-estimate every BatchNorm's running mean and variance on (up to BN_RECOMPUTE_IMAGES of)
     `images` (uint8 NCHW): the exact average over them (momentum None), as
@@ -113,7 +112,7 @@ def recompute_bn_stats(model: nn.Module, images: torch.Tensor, mean, std, *, see
     model.train()
     try:
         for i in range(0, len(pick), batch_size):
-            model(normalize(images[pick[i:i + batch_size]].to(device), mean, std))
+            model(images[pick[i:i + batch_size]].to(device))
     finally:
         for m, momentum in saved:
             m.momentum = momentum

@@ -21,7 +21,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from .. import augment, data, train, weights, zoo
+from .. import augment, data, train, weights
 from ..analysis import evalcache, evaluate, gradcam, predict
 from ..common import CLASSES
 from ..reporting import plots
@@ -143,9 +143,8 @@ def explanations(state: dict, index: int) -> tuple[np.ndarray, list[tuple[gradca
         # The shipped models know CIFAR-10's classes: beside a run of other classes they have nothing to say.
         shipped = gradcam.explain_shipped(image32) if target.class_names == CLASSES else []
         if target.kind == "run":
-            spec = zoo.get_spec(target.model)
-            probs, _ = predict.predict_one(run_model(target), image32, spec.mean, spec.std, target.class_names)
-            own = gradcam.explain(run_model(target), image32, target.label, mean=spec.mean, std=spec.std,
+            probs, _ = predict.predict_one(run_model(target), image32, target.class_names)
+            own = gradcam.explain(run_model(target), image32, target.label,
                                   probs=probs)
             return image32, [(own, True)] + [(e, False) for e in shipped]
     mine = [(e, True) for e in shipped if e.model == target.name]

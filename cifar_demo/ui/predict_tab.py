@@ -168,9 +168,8 @@ def predict_run(ctx: AppContext, path: str | dict | None, run_id: str | None, to
         image32 = pictures.to_32x32(pictures.load_image(source))
     except pictures.ImageError as exc:
         raise gr.Error(str(exc), title="Cannot read this image") from None
-    spec = zoo.get_spec(target.model)
     with _LOCK:
-        probs, ms = predict.predict_one(run_model(target), image32, spec.mean, spec.std, target.class_names)
+        probs, ms = predict.predict_one(run_model(target), image32, target.class_names)
     classes = ", ".join(target.class_names)
     return probs, (f"**{html.escape(target.label)}** (`{target.model}`, {ms:.1f} ms), "
                    f"trained on its own classes: {html.escape(classes)}.")

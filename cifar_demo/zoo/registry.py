@@ -11,9 +11,10 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Union
 
+import torch
 from torch import nn
 
-from ..common import CIFAR_MEAN, CIFAR_STD
+from ..common import CIFAR_MEAN, CIFAR_STD, to_unit
 
 # A recipe is a partial TrainConfig: the keys it may set (RECIPE_KEYS: TrainConfig's training
 # settings) and the names its values may take are the engine's one vocabulary (recipe.py).
@@ -63,7 +64,27 @@ class ModelSpec:
         if isinstance(fn, str):
             module, _, attr = fn.partition(":")
             fn = getattr(importlib.import_module(module), attr)
-        return fn(**kwargs)
+        return normalize_inputs(fn(**kwargs), self.mean, self.std)
+
+
+def normalize_inputs(model: nn.Module, mean, std) -> nn.Module:
+    """Make `model` take pictures: uint8 or [0, 1] float NCHW batches, normalised by the model itself
+    with its training data's per-channel mean and std (non-persistent buffers, so the state_dict
+    and every weights file stay as they were). Callers then pass pictures, never statistics."""
+    if not hasattr(model, "input_mean"):
+        model.register_buffer("input_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1),
+                              persistent=False)
+        model.register_buffer("input_std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1),
+                              persistent=False)
+        model.register_forward_pre_hook(_normalize_input)
+    return model
+
+
+def _normalize_input(model: nn.Module, args: tuple) -> tuple:
+    # The same arithmetic as common.normalize, so scores are bit for bit those of normalising outside.
+    x = to_unit(args[0])
+    mean, std = model.input_mean.to(x.dtype), model.input_std.to(x.dtype)
+    return ((x - mean) / std, *args[1:])
 
 
 def recipe(*, epochs: int, batch_size: int, optimizer: str, lr: float, schedule: str,
