@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..common import NUM_CLASSES, pick_device, to_unit
 from ..recipe import TTA_MODES  # the vocabulary's one list; this module makes the views
@@ -288,7 +289,6 @@ def evaluate(model: nn.Module, split, *, batch_size: int = 500, device: str | to
     try:
         batches = range(0, len(images), batch_size)
         if progress:
-            from tqdm.auto import tqdm
             batches = tqdm(batches, desc=f"evaluate (tta={tta})", unit="batch")
         out, plain_out, tta_images = [], [], 0
         with torch.inference_mode():

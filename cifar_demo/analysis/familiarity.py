@@ -24,6 +24,7 @@ calibration made for other weights than the shipped ones (sha256 in its card) is
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import weakref
@@ -181,7 +182,6 @@ class Calibration:
 def images_digest(data, seed: int, test_step: int) -> str:
     """What a model's fitted part depends on besides its weights: the decoded images and labels
     of all three splits, the method and its settings. Equal digests = identical inputs."""
-    import hashlib
 
     h = hashlib.sha256(f"{METHOD} fit={FIT_IMAGES} shrink={SHRINK} seed={seed} test_step={test_step}".encode())
     for split in (data.train, data.val, data.test):

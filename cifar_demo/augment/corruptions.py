@@ -108,7 +108,7 @@ def _gaussian_blur(x: Tensor, sigma: float, g) -> Tensor:
     # The kernel reaches 4 sigma, as skimage.filters.gaussian's default truncate does.
     from torchvision.transforms.v2 import (
         functional as TF,  # here: importing torchvision costs ~2 s
-    )
+    )  # lazy: torchvision's transforms load only for the presets and views that use them
 
     k = 2 * int(4 * sigma + 0.5) + 1
     return TF.gaussian_blur(x, [k, k], [sigma, sigma])

@@ -24,8 +24,8 @@ SEED004 = get_preset("seed004").pipeline
 
 def albumentation(name: str, params: dict[str, float]) -> "albumentations.BasicTransform":
     """One albumentations transform from its TRANSFORMS parameters."""
-    import albumentations as alb
-    import cv2
+    import albumentations as alb  # lazy: albumentations and OpenCV load (about 1 s) only for a per-image preset
+    import cv2  # lazy: albumentations and OpenCV load (about 1 s) only for a per-image preset
 
     q = params
     if name == "flip":
@@ -53,7 +53,9 @@ def albumentation(name: str, params: dict[str, float]) -> "albumentations.BasicT
 
 def torchvision_transform(name: str, params: dict[str, float]) -> Callable:
     """One torchvision v2 transform (uint8 CHW tensor or PIL in and out) from its parameters."""
-    from torchvision.transforms import v2
+    from torchvision.transforms import (
+        v2,  # lazy: torchvision's transforms load only for the presets and views that use them
+    )
 
     if name == "crop":
         return v2.RandomCrop(IMAGE_SIZE, padding=int(params["pad"]))  # zero padding, as batch_crop
@@ -78,7 +80,7 @@ def build_albumentations(preset: str, **params: dict) -> "albumentations.Compose
     spec = get_preset(preset)
     if spec.kind != "albumentations":
         return None
-    import albumentations as alb
+    import albumentations as alb  # lazy: albumentations and OpenCV load (about 1 s) only for a per-image preset
 
     unknown = set(params) - set(spec.pipeline)
     if unknown:
@@ -99,6 +101,8 @@ def build_torchvision(preset: str) -> "Callable | None":
     spec = get_preset(preset)
     if spec.kind != "torchvision":
         return None
-    from torchvision.transforms import v2
+    from torchvision.transforms import (
+        v2,  # lazy: torchvision's transforms load only for the presets and views that use them
+    )
 
     return v2.Compose([torchvision_transform(name, TRANSFORMS[name].defaults()) for name in spec.pipeline])

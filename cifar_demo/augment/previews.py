@@ -47,7 +47,7 @@ def preview_transform(image: np.ndarray, transform_name: str, n: int = 8, seed: 
             return _to_images(batch_flip(batch, g, p=q["p"]))
         return _to_images(batch_cutout(batch, int(q["size"]), g))
     if kind == "albumentations":
-        import albumentations as alb
+        import albumentations as alb  # lazy: albumentations and OpenCV load (about 1 s) only for a per-image preset
 
         pipeline = alb.Compose([albumentation(transform_name, q)])
         reseed_albumentations(pipeline, seed)

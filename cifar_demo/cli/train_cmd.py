@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -112,7 +113,6 @@ def cmd_train(args) -> int:
 
 
 def _is_rank0() -> bool:
-    import os
 
     return int(os.environ.get("RANK", 0)) == 0
 

@@ -172,7 +172,7 @@ def _explicit_source(path: Path, origin: str, limits: DataLimits | None = None) 
 
 def _official_files() -> list[tuple[str, str]]:
     """(file name, md5) of the official python files, from torchvision (so they stay in sync)."""
-    import torchvision.datasets
+    import torchvision.datasets  # lazy: only a CIFAR-10 download needs torchvision.datasets
 
     cls = torchvision.datasets.CIFAR10
     return [tuple(x) for x in cls.train_list + cls.test_list] + [(cls.meta["filename"], cls.meta["md5"])]
@@ -275,7 +275,7 @@ def _decode_imagefolder(src: DataSource, split: str) -> tuple[np.ndarray, np.nda
 
 def _check_official(root: Path) -> None:
     """torchvision's md5 check, file by file, so that the error names the bad files."""
-    from torchvision.datasets.utils import check_integrity
+    from torchvision.datasets.utils import check_integrity  # lazy: only a CIFAR-10 download needs torchvision.datasets
 
     folder = root / OFFICIAL_DIR
     bad = [name for name, md5 in _official_files() if not check_integrity(str(folder / name), md5)]
@@ -286,7 +286,7 @@ def _check_official(root: Path) -> None:
 
 
 def _decode_official(src: DataSource, split: str) -> tuple[np.ndarray, np.ndarray]:
-    import torchvision.datasets
+    import torchvision.datasets  # lazy: only a CIFAR-10 download needs torchvision.datasets
 
     _check_official(src.path)
     ds = torchvision.datasets.CIFAR10(root=src.path, train=split == "train", download=False)

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 
@@ -21,20 +22,17 @@ def dist_env() -> tuple[int, int, int]:
 
 
 def initialized() -> bool:
-    import torch.distributed as dist
 
     return dist.is_available() and dist.is_initialized()
 
 
 def init_process_group() -> None:
-    import torch.distributed as dist
 
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
 
 
 def barrier() -> None:
-    import torch.distributed as dist
 
     if dist.get_backend() == "nccl":
         dist.barrier(device_ids=[torch.cuda.current_device()])
@@ -43,14 +41,12 @@ def barrier() -> None:
 
 
 def destroy_process_group() -> None:
-    import torch.distributed as dist
 
     dist.destroy_process_group()
 
 
 def broadcast_path(path: Path) -> Path:
     """Rank 0's path on every rank (every rank must use the same run directory)."""
-    import torch.distributed as dist
 
     name = [Path(path).as_posix()]
     dist.broadcast_object_list(name, src=0)
@@ -73,7 +69,6 @@ def broadcast_buffers(model: nn.Module) -> None:
     running statistics on its own shard; syncing at epoch ends makes every rank validate and
     save the same model.
     """
-    import torch.distributed as dist
 
     if initialized():
         for b in model.buffers():
@@ -81,7 +76,6 @@ def broadcast_buffers(model: nn.Module) -> None:
 
 
 def gather_digests(model: nn.Module) -> list[str]:
-    import torch.distributed as dist
 
     out: list = [None] * dist.get_world_size()
     dist.all_gather_object(out, state_digest(model))
@@ -115,7 +109,6 @@ class StepMeter:
         """(loss sum, correct, images) since the last take, over every rank; then zero."""
         values = torch.cat([self._sums, torch.tensor([float(self.seen)], dtype=self.dtype, device=self.device)])
         if initialized():
-            import torch.distributed as dist
 
             dist.all_reduce(values)
         loss_sum, correct, seen = values.tolist()

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from .. import weights
@@ -136,7 +138,6 @@ def make_targets(names: list[str], data, seed: int, *, tta: str = "flip", precis
 
 def save(targets: Targets, path: str | Path) -> Path:
     """safetensors: the N x C probabilities, the metadata as JSON in the header."""
-    from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +149,6 @@ def save(targets: Targets, path: str | Path) -> Path:
 
 def read_meta(path: str | Path) -> dict:
     """The file's metadata (the header only); DistillError if it is not a targets file."""
-    from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
@@ -167,7 +167,6 @@ def read_meta(path: str | Path) -> dict:
 def load(path: str | Path, train) -> Targets:
     """The targets at `path` for training split `train`: DistillError unless they were made
     for exactly these images (digest), are one distribution per image, and are finite."""
-    from safetensors.torch import load_file
 
     meta = read_meta(path)
     try:

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .. import augment, zoo
 from .. import data as data_mod
@@ -98,13 +100,11 @@ def build_parts(cfg: TrainConfig, data=None, *, rank: int = 0, world_size: int =
         check_low_res(raw_model, cfg.low_res, train.images.shape[-1], device)
     model = raw_model
     if world_size > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
 
         model = DDP(raw_model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = build_optimizer(cfg, raw_model, pretrained)
     ema = None
     if cfg.ema > 0:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         ema = AveragedModel(raw_model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
     return Parts(device=device, amp_dtype=amp_dtype, data=data, train=train, val=val, test=test,

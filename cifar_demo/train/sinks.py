@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Callable
 
+from tqdm.auto import tqdm
+
 Sink = Callable[[dict], None]
 
 
@@ -36,7 +38,6 @@ class TqdmSink:
         self.bar = None
 
     def __call__(self, event: dict) -> None:
-        from tqdm.auto import tqdm
 
         kind = event.get("kind")
         if kind == "start":

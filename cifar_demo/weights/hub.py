@@ -64,7 +64,7 @@ def from_hub(name: str, folder: Path, missing: list[str]) -> tuple[Path, Path]:
             f"(one that `python -m cifar_demo push RUN_ID --repo USER/NAME` filled).")
     errors = []
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import hf_hub_download  # lazy: only a Hub download needs it (a clear error if missing)
     except ImportError as e:
         errors.append(f"huggingface_hub is not installed ({e})")
     else:
@@ -105,7 +105,7 @@ def resolve_token(token: str | None = None) -> str:
     token = token or os.environ.get("HF_TOKEN", "").strip() or None
     if token is None:
         try:
-            from huggingface_hub import get_token
+            from huggingface_hub import get_token  # lazy: only a push needs it
         except ImportError as e:
             raise WeightsError(f"pushing needs huggingface_hub ({e})") from None
         token = get_token()
@@ -178,7 +178,7 @@ def push_files(weights_path: str | os.PathLike, card_path: str | os.PathLike, re
     card = ModelCard.load(card_path)
     token = resolve_token(token)
     try:
-        from huggingface_hub import HfApi
+        from huggingface_hub import HfApi  # lazy: only a push needs it
     except ImportError as e:
         raise WeightsError(f"pushing needs huggingface_hub ({e})") from None
     step = "connecting"
