@@ -192,6 +192,56 @@ def test_a_zip_bomb_is_refused_from_its_declared_sizes_before_decompressing(tmp_
         D.load_dataset(z, limits=D.DataLimits(max_bytes=5 * 2**20))
 
 
+def _flat_png(width: int, height: int) -> bytes:
+    """A one-colour PNG: a few KB however many pixels it declares (a pixel bomb)."""
+    import io
+
+    buf = io.BytesIO()
+    Image.new("1", (width, height)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _decodes(monkeypatch) -> list:
+    """Every source own.py hands to load_image (to see that a bomb never gets there)."""
+    from cifar_demo.data import own
+
+    seen, real = [], own.load_image
+    monkeypatch.setattr(own, "load_image", lambda source, **kw: (seen.append(source), real(source, **kw))[1])
+    return seen
+
+
+def test_a_pixel_bomb_in_a_zip_is_skipped_from_its_header_before_decoding(tmp_path, monkeypatch):
+    root = make_own_folder(tmp_path / "pets", THREE, per_class=6, test_per_class=2)
+    z = zip_folder(root, tmp_path / "pets.zip")
+    bomb = _flat_png(5000, 5000)                     # 25 MP, over the 16.8 MP cap per image
+    assert len(bomb) < 20_000
+    with zipfile.ZipFile(z, "a", zipfile.ZIP_DEFLATED) as f:
+        for i in range(3):
+            f.writestr(f"train/leaf/bomb_{i}.png", bomb)
+    decoded = _decodes(monkeypatch)
+    ds = D.load_dataset(z, val_size=0, limits=D.PUBLIC_LIMITS)
+    skipped = dict(ds.description()["skipped"])
+    for i in range(3):
+        assert skipped[f"train/leaf/bomb_{i}.png"].startswith(
+            "is 5000x5000 pixels; the limit per image is 16.8 megapixels")
+    assert len(decoded) == 3 * 6 + 3 * 2 and len(ds.train) == 18   # the others only, each once
+
+
+def test_a_zip_whose_images_declare_too_many_pixels_is_refused_before_decoding(tmp_path, monkeypatch):
+    z = tmp_path / "flat.zip"
+    flat = _flat_png(4000, 4000)                     # 16 MP each, under the per-image cap
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as f:
+        for cls in ("a", "b"):
+            for i in range(40):
+                f.writestr(f"{cls}/{i}.png", flat)
+    assert z.stat().st_size < 2**20                  # 1.3 GP in under 1 MB
+    decoded = _decodes(monkeypatch)
+    with pytest.raises(D.DataSourceError, match=r"add up to 1,280 megapixels; the limit is 1,000 megapixels "
+                                                r"\(in public mode"):
+        D.load_dataset(z, limits=D.PUBLIC_LIMITS)
+    assert decoded == []
+
+
 # --- skipped files ---------------------------------------------------------------------------
 
 

@@ -10,7 +10,10 @@ Why the same decoding as uploads, full size then LANCZOS (not PIL's faster JPEG 
 a photo given to the Predict tab then becomes exactly the tensor it would be in training.
 
 A file that cannot be read is skipped and listed (its path and why), never a crash; the
-limits are checked on the file list before decoding and on the readable images after.
+limits are checked on the file list before decoding and on the readable images after. Pixels
+too are counted before decoding, from each image's header (pixel bombs: a flat 6000x6000 PNG
+is under 1 KB zipped and takes a second to decode): an image over DataLimits.max_image_pixels
+is skipped and listed, and a dataset whose images declare more than max_pixels in all is refused.
 Nothing is ever written into the user's folder or zip.
 """
 
@@ -27,12 +30,12 @@ from ..common import IMAGE_SIZE
 from .cache import cache_path, read_cache, read_skipped, write_cache
 from .dataset import DataSource, DataSourceError
 from .own_scan import OwnFile, OwnScan, check_per_class, scan_own
-from .pictures import ImageError, load_image, to_32x32
+from .pictures import ImageError, declared_size, load_image, to_32x32
 from .rules import TEST_FRACTION, TEST_SEED, DataLimits, default_limits
 
 # Bump when the decoded arrays of own images would change for the same files (it is hashed
 # into every own fingerprint, so old caches are then simply not found).
-OWN_VERSION = 1
+OWN_VERSION = 2   # 2: images over the per-image pixel cap are skipped
 
 Arrays = tuple[np.ndarray, np.ndarray]
 
@@ -42,11 +45,14 @@ def is_own_path(path: Path) -> bool:
     return path.suffix.lower() == ".zip"
 
 
-def own_fingerprint(scan: OwnScan) -> str:
+def own_fingerprint(scan: OwnScan, limits: DataLimits | None = None) -> str:
     """sha256 of the decoding rules and of (path, size, mtime or CRC-32) of every file read or
-    skipped: changes with any edit, and with the test-split rule (it shapes the cached splits)."""
+    skipped: changes with any edit, with the test-split rule (it shapes the cached splits) and
+    with the per-image pixel cap (it decides which images are skipped)."""
+    image_pixels = (limits or default_limits()).max_image_pixels
     h = hashlib.sha256(f"cifar-demo own v{OWN_VERSION} {scan.layout} zip={scan.is_zip} "
-                       f"test={TEST_FRACTION} seed={TEST_SEED} size={IMAGE_SIZE}\n".encode())
+                       f"test={TEST_FRACTION} seed={TEST_SEED} size={IMAGE_SIZE} "
+                       f"pixels={image_pixels}\n".encode())
     for f in sorted(scan.every_file(), key=lambda f: f.rel):
         h.update(f"{f.rel}\t{f.size}\t{f.stamp}\n".encode())
     for rel, why in scan.skipped:
@@ -56,9 +62,10 @@ def own_fingerprint(scan: OwnScan) -> str:
 
 def resolve_own(path: Path, limits: DataLimits | None = None) -> DataSource:
     """The DataSource of a folder or zip of own images; DataSourceError if it breaks a limit."""
-    scan = scan_own(path, limits or default_limits())
+    limits = limits or default_limits()
+    scan = scan_own(path, limits)
     name = path.stem if scan.is_zip else path.name
-    return DataSource("own", path, own_fingerprint(scan), f"{name} (own images)",
+    return DataSource("own", path, own_fingerprint(scan, limits), f"{name} (own images)",
                       classes=scan.classes, name=name, layout=scan.layout)
 
 
@@ -79,7 +86,41 @@ def _reason(exc: Exception, name: str) -> str:
     return msg
 
 
-def _decode_files(scan: OwnScan, files: list[OwnFile]) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
+def _open(archive: zipfile.ZipFile | None, scan: OwnScan, f: OwnFile):
+    """A zip member (never more than its declared size: zipfile stops there) or the file, to read."""
+    return archive.open(f.member) if archive is not None else open(scan.path / f.rel, "rb")
+
+
+def check_pixels(scan: OwnScan, files: list[OwnFile], limits: DataLimits
+                 ) -> tuple[list[OwnFile], list[tuple[str, str]], int]:
+    """Before decoding: each image's size as its header declares it (PIL reads the header only).
+    (the files to decode, those skipped and why, their pixels in all). An image over
+    limits.max_image_pixels is skipped; one whose header PIL cannot read is left to _decode_files,
+    which says why it is unreadable. The caller checks the total against limits.max_pixels."""
+    keep, bad, total = [], [], 0
+    archive = zipfile.ZipFile(scan.path) if scan.is_zip else None
+    try:
+        for f in files:
+            try:
+                with _open(archive, scan, f) as fp:
+                    w, h = declared_size(fp)
+            except Exception:  # noqa: BLE001  (PIL's plugins raise more than OSError; decoding will say why)
+                keep.append(f)
+                continue
+            if w * h > limits.max_image_pixels:
+                bad.append((f.rel, f"is {w}x{h} pixels; the limit per image is {limits.max_image_pixels / 1e6:.1f} "
+                                   "megapixels (every picture ends as 32x32: shrink it first)"))
+                continue
+            keep.append(f)
+            total += w * h
+    finally:
+        if archive is not None:
+            archive.close()
+    return keep, bad, total
+
+
+def _decode_files(scan: OwnScan, files: list[OwnFile], max_pixels: int
+                  ) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
     """(images N,3,32,32 of the readable files, their labels, the unreadable ones and why)."""
     images = np.empty((len(files), 3, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     labels, bad = [], []
@@ -96,7 +137,7 @@ def _decode_files(scan: OwnScan, files: list[OwnFile]) -> tuple[np.ndarray, list
                         source = member.read(f.size + 1)
                 else:
                     source = scan.path / f.rel
-                image = to_32x32(load_image(source))
+                image = to_32x32(load_image(source, max_pixels=max_pixels))
             # Anything one file can raise (PIL's plugins raise more than OSError, zip members
             # can be encrypted or use an unknown method): that file is skipped, never the dataset.
             except Exception as e:  # noqa: BLE001
@@ -128,13 +169,25 @@ def decode_own(src: DataSource, limits: DataLimits | None = None
     """Both splits of an own source ({"train": (images, labels), "test": ...}) and every file
     skipped, sorted by path (no cache). The files are scanned again, under `limits`, and must
     be those the source was found with."""
-    scan = scan_own(src.path, limits or default_limits())
-    if own_fingerprint(scan) != src.fingerprint:
+    limits = limits or default_limits()
+    scan = scan_own(src.path, limits)
+    if own_fingerprint(scan, limits) != src.fingerprint:
         raise DataSourceError(f"{src.path} changed since it was found; load it again.")
     skipped = list(scan.skipped)
-    out = {}
+    todo, total = {}, 0
     for split, files in scan.files.items():
-        images, labels, bad = _decode_files(scan, files)
+        todo[split], bad, pixels = check_pixels(scan, files, limits)
+        skipped += bad
+        total += pixels
+    if total > limits.max_pixels:
+        where = src.path.name if scan.is_zip else str(src.path)
+        note = f" ({limits.note})" if limits.note else ""
+        raise DataSourceError(f"The images of {where} add up to {total / 1e6:,.0f} megapixels; the limit is "
+                              f"{limits.max_pixels / 1e6:,.0f} megapixels{note}. Give fewer or smaller images "
+                              "(every picture ends as 32x32).")
+    out = {}
+    for split, files in todo.items():
+        images, labels, bad = _decode_files(scan, files, limits.max_image_pixels)
         skipped += bad
         out[split] = (images, np.asarray(labels, np.int64))
     if "all" in out:

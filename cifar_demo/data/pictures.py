@@ -39,8 +39,27 @@ def _read_bytes(source) -> tuple[bytes, str]:
     return path.read_bytes(), path.name
 
 
-def load_image(source) -> Image.Image:
-    """A path, bytes, a PIL image or an HxWx{1,3,4} array -> an RGB PIL image (or ImageError)."""
+def declared_size(fp) -> tuple[int, int]:
+    """(width, height) as a picture's header declares them, without decoding a pixel: PIL's
+    Image.open reads the header only. `fp` is a path or a binary file object (a zip member).
+    ImageError if PIL cannot identify it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(fp) as img:
+                return img.size
+    except Image.DecompressionBombError:
+        raise ImageError("declares an enormous image (a decompression bomb?); refused") from None
+    except UnidentifiedImageError:
+        raise ImageError("is not an image PIL can read (PNG, JPEG, GIF, BMP, WebP, TIFF)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"could not be read ({exc}); it may be truncated or corrupt") from None
+
+
+def load_image(source, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """A path, bytes, a PIL image or an HxWx{1,3,4} array -> an RGB PIL image (or ImageError).
+    Bytes and pixels are checked before decoding: the file's size against MAX_BYTES, the
+    header's width x height against max_pixels."""
     if isinstance(source, Image.Image):
         return _to_rgb(source)
     if isinstance(source, np.ndarray):
@@ -58,9 +77,9 @@ def load_image(source) -> Image.Image:
             # PIL warns (not raises) between MAX_IMAGE_PIXELS and twice that; treat it as an error.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
-            if img.width * img.height > MAX_PIXELS:
+            if img.width * img.height > max_pixels:
                 raise ImageError(f"{name} is {img.width}x{img.height} pixels; the limit is "
-                                 f"{MAX_PIXELS / 1e6:.0f} megapixels")
+                                 f"{max_pixels / 1e6:.1f} megapixels")
             img.seek(0)  # animated GIF / APNG / WebP: the first frame
             img.load()
     except ImageError:

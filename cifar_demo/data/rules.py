@@ -41,20 +41,30 @@ class DataLimits:
     min_per_class: int = 5       # training images per class (a test image of each is held out too)
     max_files: int = 100_000     # files seen in the dataset, images or not (a scan stops at the cap)
     max_bytes: int = 10 * 2**30  # of the images read (declared sizes, for zips: before reading)
+    # Pixels, as each image's header declares them (read before decoding; see below):
+    max_image_pixels: int = 4096 * 4096   # per image: a larger one is skipped, and listed
+    max_pixels: int = 100_000_000_000     # all images together: over it, the dataset is refused
     note: str = ""               # appended to the caps' messages: where the caps come from
 
     def __post_init__(self):
         if not 2 <= self.min_classes <= self.max_classes:
             raise ValueError(f"need 2 <= min_classes <= max_classes, not {self.min_classes}, {self.max_classes}")
-        if self.min_per_class < 2 or self.max_files < 1 or self.max_bytes < 1:
+        if self.min_per_class < 2 or min(self.max_files, self.max_bytes, self.max_image_pixels, self.max_pixels) < 1:
             raise ValueError(f"min_per_class must be >= 2 and the caps positive: {self}")
 
+
+# Pixels cost decoding time, bytes do not: a flat 6000x6000 PNG is under 1 KB zipped and takes
+# over a second to decode. Every image ends as 32x32, so 4096x4096 (16.8 MP) per image is plenty:
+# it holds a 12 MP phone photo (4000x3000) and a 4K frame, and costs under a second on 2 cores
+# (full-size decoding, then LANCZOS: ~20-30 MP/s measured here; see own.py for why full size).
+# The same in both modes, so that what is skipped (and cached) does not depend on the mode.
+# The totals: 100 GP locally (about an hour), 1 GP in public mode (under a minute).
 
 # Local mode: big enough for any folder a person sorts by hand (100,000 photos decode in tens
 # of minutes on 2 cores and hold 300 MB as 32x32 tensors); the caps only stop a wrong folder.
 DEFAULT_LIMITS = DataLimits()
 # Public mode (a shared Space): an upload that decodes in about a minute on the shared 2 cores.
-PUBLIC_LIMITS = DataLimits(max_files=2_000, max_bytes=100 * 2**20,
+PUBLIC_LIMITS = DataLimits(max_files=2_000, max_bytes=100 * 2**20, max_pixels=1_000_000_000,
                            note="in public mode; run the app locally for larger datasets")
 
 
