@@ -83,3 +83,25 @@ def ctx(tmp_path):
     from cifar_demo.ui.context import AppContext
 
     return AppContext.of(jobs.JobManager(tmp_path / "ctx-runs", dispatch=False))
+
+
+@pytest.fixture()
+def uploaded(tmp_path, monkeypatch):
+    """Gradio's upload folder in tmp (GRADIO_TEMP_DIR: what data.uploads accepts), and a function
+    that puts a file there as an upload does: uploaded(src, name=None) -> its path there (a str).
+    The app's handlers read nothing else (any request may send any path)."""
+    import itertools
+    import shutil
+
+    root = tmp_path / "gradio-uploads"
+    root.mkdir()
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(root))
+    count = itertools.count()
+
+    def put(src, name: str | None = None) -> str:
+        dest = root / f"u{next(count)}" / (name or Path(src).name)   # Gradio: <folder>/<hash>/<name>
+        dest.parent.mkdir()
+        return str(shutil.copyfile(src, dest))
+
+    put.root = root
+    return put

@@ -63,26 +63,26 @@ def test_gallery_click_picks_the_image_under_the_cursor():
     assert np.array_equal(image, tab.sample_image("cat 2")) and "cat 2" in caption
 
 
-def test_upload_is_cropped_to_32x32(tmp_path):
+def test_upload_is_cropped_to_32x32(tmp_path, uploaded):
     rgb = np.zeros((300, 400, 3), np.uint8)
     rgb[:, 200:] = (250, 10, 10)  # right half red: the centre crop keeps both halves
     Image.fromarray(rgb).save(tmp_path / "photo.png")
-    image, view, caption = tab.choose_upload(str(tmp_path / "photo.png"))
+    image, view, caption = tab.choose_upload(uploaded(tmp_path / "photo.png"))
     assert image.shape == (32, 32, 3) and image.dtype == np.uint8
     assert view.shape == (32 * tab.MIX_SCALE, 32 * tab.MIX_SCALE, 3)
     assert image[16, 2].tolist() == [0, 0, 0] and image[16, 29, 0] > 200
     assert "your picture" in caption
 
 
-def test_bad_upload_gives_a_clear_message(tmp_path):
+def test_bad_upload_gives_a_clear_message(tmp_path, uploaded):
     bad = tmp_path / "notes.png"
     bad.write_text("this is not an image")
     with pytest.raises(gr.Error, match="notes.png is not an image"):
-        tab.choose_upload(str(bad))
+        tab.choose_upload(uploaded(bad))
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
     with pytest.raises(gr.Error, match="empty"):
-        tab.choose_upload(str(empty))
+        tab.choose_upload(uploaded(empty))
     with pytest.raises(gr.Error, match="upload a picture again"):
         tab.choose_upload(None)
 

@@ -31,6 +31,7 @@ def trinkets(tmp_path_factory):
 @pytest.fixture()
 def app_env(tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAR_DEMO_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio-upload"))   # what data.uploads accepts
     monkeypatch.delenv("CIFAR_DEMO_PUBLIC", raising=False)
     monkeypatch.delenv("SPACE_ID", raising=False)
     yield tmp_path
@@ -95,7 +96,12 @@ def test_a_refused_zip_says_why_and_is_not_kept(app_env, tmp_path, ctx):
         own_data.on_upload(ctx, upload_copy(zip_folder(one, tmp_path / "one.zip"), app_env, "one.zip"))
     (tmp_path / "notes.txt").write_text("not a zip")
     with pytest.raises(gr.Error, match="not a .zip"):
-        own_data.on_upload(ctx, str(tmp_path / "notes.txt"))
+        own_data.on_upload(ctx, upload_copy(tmp_path / "notes.txt", app_env, "notes.txt"))
+    # Any other path is not an upload of this page, whether it exists or not.
+    outside = str(zip_folder(one, tmp_path / "o.zip"))
+    for path in (str(tmp_path / "notes.txt"), str(tmp_path / "missing.zip"), {"path": outside}):
+        with pytest.raises(gr.Error, match="not a file uploaded to this page"):
+            own_data.on_upload(ctx, path)
     assert own_data.dataset_files(ctx, jobs.LOCAL) == []
     with pytest.raises(ValueError, match="not a dataset of yours"):
         own_data.path_of(ctx, "own:../../etc/passwd.zip")
@@ -126,7 +132,7 @@ def test_start_trains_on_the_upload_and_every_tab_uses_its_class_names(app_env, 
 
     # Predict: the run answers with its own classes, beside the zoo.
     assert (f"run {run_id} (coin, leaf, shell)", run_id) in predict_tab.run_choices(ctx)
-    photo = app_env / "photo.png"
+    photo = app_env / "gradio-upload" / "photo.png"
     picture(1, 5).save(photo)
     probs, line = predict_tab.predict_run(ctx, str(photo), run_id)
     assert set(probs) == set(CLASSES3) and sum(probs.values()) == pytest.approx(1) and "coin, leaf, shell" in line

@@ -29,14 +29,16 @@ def zoo_weights(weights_folder, monkeypatch):
     weights.clear_cache()
 
 
-def sample() -> str:
-    return str(data.sample_paths()[0][0])
+@pytest.fixture()
+def sample(uploaded) -> str:
+    """The first bundled sample image, uploaded (the handlers read nothing else)."""
+    return uploaded(data.sample_paths()[0][0])
 
 
-def test_predicts_with_the_models_that_have_weights_and_names_the_others():
-    seen, vote, table, cams, probs = predict_tab.predict_image(sample(), False)
+def test_predicts_with_the_models_that_have_weights_and_names_the_others(sample):
+    seen, vote, table, cams, probs = predict_tab.predict_image(sample, False)
     # The 32x32 input the models saw, each pixel an 8x8 block.
-    expected = pictures.to_32x32(pictures.load_image(sample()))
+    expected = pictures.to_32x32(pictures.load_image(sample))
     assert seen.shape == (256, 256, 3) and np.array_equal(seen[::8, ::8], expected)
     # JSON: the two models with weights, full distributions.
     assert set(probs) == set(WITH_WEIGHTS)
@@ -51,8 +53,8 @@ def test_predicts_with_the_models_that_have_weights_and_names_the_others():
     assert cams == []
 
 
-def test_grad_cam_toggle_adds_one_overlay_per_model_with_weights():
-    *_, cams, probs = predict_tab.predict_image(sample(), True)
+def test_grad_cam_toggle_adds_one_overlay_per_model_with_weights(sample):
+    *_, cams, probs = predict_tab.predict_image(sample, True)
     assert len(cams) == 2
     for (img, caption), name in zip(cams, WITH_WEIGHTS):
         assert img.shape == (256, 256, 3) and img.dtype == np.uint8
@@ -65,11 +67,11 @@ def test_grad_cam_toggle_adds_one_overlay_per_model_with_weights():
     (b"", "empty"),
     (b'<svg xmlns="http://www.w3.org/2000/svg"></svg>', "SVG"),
 ])
-def test_a_bad_upload_gives_a_clear_error(tmp_path, content, message):
+def test_a_bad_upload_gives_a_clear_error(tmp_path, uploaded, content, message):
     bad = tmp_path / "upload.png"
     bad.write_bytes(content)
     with pytest.raises(gr.Error, match=message):
-        predict_tab.predict_image(str(bad), False)
+        predict_tab.predict_image(uploaded(bad), False)
 
 
 def test_no_image_clears_the_outputs():
@@ -78,27 +80,27 @@ def test_no_image_clears_the_outputs():
     assert "Upload an image" in table
 
 
-def test_weights_that_fail_to_load_are_reported_not_faked(zoo_weights):
+def test_weights_that_fail_to_load_are_reported_not_faked(zoo_weights, sample):
     path = zoo_weights / "optimized200k.safetensors"
     good = path.read_bytes()
     path.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # one flipped bit: sha256 mismatch
     try:
-        _, _, table, _, probs = predict_tab.predict_image(sample(), False)
+        _, _, table, _, probs = predict_tab.predict_image(sample, False)
     finally:
         path.write_bytes(good)
     assert set(probs) == {"quiz_dnn"}
     assert "weights could not be loaded" in table and "sha256" in table
 
 
-def test_gradio_upload_records_are_read_raw(tmp_path):
+def test_gradio_upload_records_are_read_raw(tmp_path, uploaded, sample):
     # The events skip gr.Image's preprocessing: the handler gets Gradio's record of the upload.
-    record = {"path": sample(), "url": None, "orig_name": "cat.png", "meta": {"_type": "gradio.FileData"}}
+    record = {"path": sample, "url": None, "orig_name": "cat.png", "meta": {"_type": "gradio.FileData"}}
     *_, probs = predict_tab.predict_image(record, False)
     assert set(probs) == set(WITH_WEIGHTS)
     text = tmp_path / "notes.png"
     text.write_text("not an image")
     with pytest.raises(gr.Error, match="not an image"):
-        predict_tab.predict_image({"path": str(text), "orig_name": "notes.png"}, False)
+        predict_tab.predict_image({"path": uploaded(text), "orig_name": "notes.png"}, False)
     # A base64 data URL (from an API client) is decoded to bytes, then read like a file.
     with pytest.raises(gr.Error, match="not an image"):
         predict_tab.predict_image({"path": None, "url": "data:image/png;base64,bm90IGFuIGltYWdl"}, False)
@@ -133,15 +135,15 @@ def _calibrate_for_the_test_weights(folder):
     F._CACHED.clear()
 
 
-def test_familiarity_endpoint_scores_with_a_calibration_of_the_weights_in_use(zoo_weights):
+def test_familiarity_endpoint_scores_with_a_calibration_of_the_weights_in_use(zoo_weights, sample):
     from cifar_demo.analysis import familiarity as F
 
     F._CACHED.clear()
-    missing = predict_tab.familiarity_check(sample())
+    missing = predict_tab.familiarity_check(sample)
     assert missing["unfamiliar"] is None and "no familiarity calibration" in missing["error"]
     _calibrate_for_the_test_weights(zoo_weights)
     try:
-        result = predict_tab.familiarity_check(sample())
+        result = predict_tab.familiarity_check(sample)
         assert isinstance(result["unfamiliar"], bool) and set(result["per_model"]) == set(WITH_WEIGHTS)
         assert result["unfamiliar"] == (result["score"] < result["threshold"])
         assert result["classes"] == list(CLASSES) and 0 <= result["false_alarm_test"] <= 1

@@ -83,15 +83,15 @@ def test_severity_0_shows_the_clean_picture_and_changes_no_answer():
     assert all(r[1] == r[2] and r[3] == "" for r in rows)
 
 
-def test_an_uploaded_picture_is_shrunk_to_what_the_models_see(tmp_path):
-    path = str(data.sample_paths()[12][0])
+def test_an_uploaded_picture_is_shrunk_to_what_the_models_see(tmp_path, uploaded):
+    path = uploaded(data.sample_paths()[12][0])
     assert np.array_equal(tab.choose_upload(path), pictures.to_32x32(pictures.load_image(path)))
     clean, _, _ = tab.show_picture(tab.choose_upload(path), "jpeg", 5)
     assert np.array_equal(clean[::8, ::8], tab.choose_upload(path))
     bad = tmp_path / "x.png"
     bad.write_bytes(b"not a picture")
     with pytest.raises(gr.Error, match="not an image"):
-        tab.choose_upload(str(bad))
+        tab.choose_upload(uploaded(bad))
     with pytest.raises(gr.Error, match="No file"):
         tab.choose_upload(None)
 

@@ -17,7 +17,7 @@ from matplotlib.ticker import PercentFormatter
 from .. import augment, data
 from ..augment import Param
 from ..common import CLASSES
-from ..data import pictures
+from ..data import pictures, uploads
 from . import own_data
 from .context import AUGMENT, AppContext
 
@@ -90,7 +90,7 @@ def choose_upload(path: str | None) -> tuple[np.ndarray, np.ndarray, str]:
     if not path:
         raise gr.Error("No file arrived; please upload a picture again.")
     try:
-        image = pictures.to_32x32(pictures.load_image(path))
+        image = pictures.to_32x32(pictures.load_image(uploads.uploaded_path(path)))
     except pictures.ImageError as e:
         raise gr.Error(str(e)) from None
     return image, augment.upscale_nearest(image, MIX_SCALE), "**your picture**, centre-cropped and shrunk to 32x32"

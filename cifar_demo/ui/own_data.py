@@ -6,7 +6,8 @@ locally, runs/visitors/<owner>/ in public mode, so a visitor's datasets are dele
 runs) and decoded once by the data layer, which checks every limit (data.DataLimits: the small
 public caps in public mode) and caches the 32x32 tensors. A zip the data layer refuses is not
 kept. Nothing is written anywhere else, and a dataset is picked by its file name only: no path
-from the page ever reaches the file system.
+from the page ever reaches the file system, except an upload's, which must lie in Gradio's upload
+folder (data.uploads).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import gradio as gr
 import numpy as np
 
 from .. import data
+from ..data import uploads
 from .common import owner_of
 from .context import AppContext
 
@@ -112,9 +114,9 @@ def upload_path(upload) -> Path | None:
 def add_upload(ctx: AppContext, upload, token=None) -> tuple[Path, data.CifarData]:
     """Keep an uploaded zip in the owner's folder once the data layer accepts it; (its path, the dataset).
     ValueError / DataSourceError with the message for the page; a refused zip is not kept."""
-    src = upload_path(upload)
-    if src is None or not src.is_file():
+    if upload_path(upload) is None:
         raise ValueError("Upload a .zip of class folders first.")
+    src = uploads.uploaded_path(upload)   # only a file Gradio uploaded: any request may send any path
     if src.suffix.lower() != ".zip":
         raise ValueError(f"{src.name} is not a .zip: zip a folder that holds one sub-folder per class "
                          "(or train/ and test/, each with one sub-folder per class).")

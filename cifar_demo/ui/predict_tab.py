@@ -7,12 +7,11 @@ import threading
 
 import gradio as gr
 import numpy as np
-from gradio_client import utils as client_utils
 
 from .. import augment, data, train, weights, zoo
 from ..analysis import evalcache, familiarity, gradcam, predict
 from ..common import CLASSES
-from ..data import pictures
+from ..data import pictures, uploads
 from .common import owner_of, run_model, run_target
 from .context import FREE, MODELS, AppContext
 
@@ -43,19 +42,16 @@ CAM_HELP = ("**Grad-CAM** heat maps: red marks the parts of the 32x32 image that
 def predict_image(path: str | dict | None, show_cam: bool = False):
     """Classify one uploaded image with every zoo model.
 
-    path: a file path, or Gradio's raw upload record (see build: the event skips gr.Image's
-    preprocessing, so the file reaches pictures.load_image undecoded).
+    path: a file Gradio uploaded, or Gradio's raw upload record (see build: the event skips
+    gr.Image's preprocessing, so the file reaches pictures.load_image undecoded), or a base64
+    data URL; data.uploads checks it first (any other path is refused).
     Returns (32x32 input upscaled, ensemble {class: prob} or None, results table HTML,
     Grad-CAM gallery [(image, caption)], {model: {class: prob}} for the models with weights).
     Raises gr.Error with a message for the user if the upload is not a usable image.
     """
-    source = _upload(path)
-    if source is None:
+    image32 = _picture(path)
+    if image32 is None:
         return None, None, _empty_table("Upload an image to see what the models make of it."), [], {}
-    try:
-        image32 = pictures.to_32x32(pictures.load_image(source))
-    except pictures.ImageError as exc:
-        raise gr.Error(str(exc), title="Cannot read this image") from None
 
     with _LOCK:
         preds = predict.predict_many(image32, zoo.names())
@@ -73,13 +69,9 @@ def familiarity_check(path: str | dict | None) -> dict | None:
     "per_model": {model: percentile}, "classes": [...]}, or {"unfamiliar": None, "error": ...}
     where no calibration fits the shipped weights. None without an upload.
     """
-    source = _upload(path)
-    if source is None:
+    image32 = _picture(path)
+    if image32 is None:
         return None
-    try:
-        image32 = pictures.to_32x32(pictures.load_image(source))
-    except pictures.ImageError as exc:
-        raise gr.Error(str(exc), title="Cannot read this image") from None
     try:
         with _LOCK:
             verdict = familiarity.assess(image32)
@@ -103,14 +95,15 @@ def familiarity_notice(result: dict | None) -> str:
             "CIFAR-10 test pictures.</div></div>")
 
 
-def _upload(value: str | dict | None) -> str | bytes | None:
-    """What pictures.load_image reads: the path, or the bytes of a base64 data URL (API clients)."""
-    if isinstance(value, dict):
-        url = value.get("url") or ""
-        if url.startswith("data:"):
-            return client_utils.decode_base64_to_binary(url)[0]
-        value = value.get("path")
-    return value or None
+def _picture(value: str | dict | None) -> np.ndarray | None:
+    """The upload as the models see it (32x32), or None when nothing was sent. Only a file Gradio
+    uploaded, or a base64 data URL (API clients), is read (data.uploads: any request may send any
+    path); gr.Error with the message for the user otherwise."""
+    try:
+        source = uploads.picture_source(value)
+        return None if source is None else pictures.to_32x32(pictures.load_image(source))
+    except pictures.ImageError as exc:   # uploads.UploadError included
+        raise gr.Error(str(exc), title="Cannot read this image") from None
 
 
 def _cams(image32: np.ndarray, preds: list[predict.Prediction]) -> list[tuple[np.ndarray, str]]:
@@ -160,14 +153,12 @@ def _run_target(ctx: AppContext, run_id: str, token=None) -> evalcache.Target:
 def predict_run(ctx: AppContext, path: str | dict | None, run_id: str | None, token=None):
     """The picture through a finished run of the page's owner, with the run's own class names:
     ({class: probability} or None, a line saying what answered)."""
-    source = _upload(path)
-    if not run_id or source is None:
+    if not run_id or not path:
         return None, ""
     target = _run_target(ctx, run_id, token)
-    try:
-        image32 = pictures.to_32x32(pictures.load_image(source))
-    except pictures.ImageError as exc:
-        raise gr.Error(str(exc), title="Cannot read this image") from None
+    image32 = _picture(path)
+    if image32 is None:
+        return None, ""
     with _LOCK:
         probs, ms = predict.predict_one(run_model(target), image32, target.class_names)
     classes = ", ".join(target.class_names)
@@ -300,9 +291,11 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
         outputs = [seen, vote, table, cams, probs]
         # preprocess=False: gr.Image would open the upload with PIL before the handler runs, so a
         # non-image or a decompression bomb would end in Gradio's anonymous "Error". Raw, the
-        # upload record (already checked to be in Gradio's upload cache) goes to load_image,
-        # whose messages say what is wrong. (A gr.Image subclass would do too, but Gradio writes
-        # a .pyi stub beside the module of every component subclass.)
+        # upload record goes to load_image, whose messages say what is wrong. Gradio checks that
+        # a record is in its upload folder only when it carries FileData's "meta", and a request
+        # may leave it out: _picture checks every value itself (data.uploads). (A gr.Image
+        # subclass would do too, but Gradio writes a .pyi stub beside the module of every
+        # component subclass.)
         # Every model of the zoo on the picture: the "models" lane.
         image.change(predict_image, [image, show_cam], outputs, api_name="predict", preprocess=False, **MODELS)
         image.change(familiarity_check, image, fam, api_name="familiarity", preprocess=False, **MODELS).then(

@@ -20,7 +20,7 @@ from .. import augment, data, weights
 from ..analysis import predict, robustness
 from ..augment import CORRUPTIONS, MAX_SEVERITY
 from ..common import CLASSES
-from ..data import pictures
+from ..data import pictures, uploads
 from ..reporting import plots
 from .common import data_status
 from .context import FREE, HEAVY, MODELS, AppContext
@@ -87,7 +87,7 @@ def choose_upload(path: str | None) -> np.ndarray:
     if not path:
         raise gr.Error("No file arrived; please upload a picture again.")
     try:
-        return pictures.to_32x32(pictures.load_image(path))
+        return pictures.to_32x32(pictures.load_image(uploads.uploaded_path(path)))
     except pictures.ImageError as e:
         raise gr.Error(str(e)) from None
 
