@@ -86,9 +86,10 @@ def wait_until_up(url: str, proc: subprocess.Popen, timeout: float) -> bool:
     return False
 
 
-def start_app(tmp: Path, timeout: float = START_TIMEOUT, args: tuple[str, ...] = ()) -> AppServer:
+def start_app(tmp: Path, timeout: float = START_TIMEOUT, args: tuple[str, ...] = (),
+              env: dict[str, str] | None = None) -> AppServer:
     """Launch `python app.py [args]` on a free port with its folders in `tmp` (made on the first
-    start, reused by a restart); wait for HTTP 200."""
+    start, reused by a restart), `env` added to its environment; wait for HTTP 200."""
     if (tmp / "data" / "train").is_dir():
         data_dir, kind = tmp / "data", "reused"
     else:
@@ -96,7 +97,7 @@ def start_app(tmp: Path, timeout: float = START_TIMEOUT, args: tuple[str, ...] =
     runs, log_path = tmp / "runs", tmp / "app.log"
     env = dict(os.environ, CIFAR_DEMO_RUNS=str(runs), CIFAR_DEMO_CACHE=str(tmp / "cache"),
                CIFAR_DEMO_DATA=str(data_dir), GRADIO_ANALYTICS_ENABLED="False",
-               HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+               HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **(env or {}))
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     t0 = time.monotonic()
