@@ -235,3 +235,18 @@ def test_a_restarted_manager_reattaches_a_live_child_and_marks_a_dead_one(tmp_pa
         assert again.snapshot(live_id).status != "running"
     finally:
         child.kill()
+
+
+def test_crafted_run_ids_reach_no_other_folder(env):
+    make, children, clock = env
+    m = make()
+    bob = submit(m, "bob", clock)
+    children[0].code = 0
+    m.poll()
+    Run.create(m.runs_dir_for("bob") / bob, cfg())
+    for crafted in (f"../bob/{bob}", str(m.runs_dir_for("bob") / bob)):
+        with pytest.raises(jobs.JobError, match="not a run id"):
+            m.resume(crafted, "alice")
+        assert m.snapshot(crafted, m.runs_dir_for("alice")).events == []
+    with pytest.raises(jobs.JobError, match=f"no run {bob} here"):
+        m.resume(bob, "alice")

@@ -101,7 +101,10 @@ class JobManager:
     def resume(self, run_id: str, owner: str = LOCAL) -> str:
         """Queue the continuation of a stopped run of `owner` (from its last checkpoint)."""
         folder = self.runs_dir_for(owner)
-        run = Run.find(run_id, folder)
+        try:
+            run = Run.by_id(run_id, folder)   # only a run of the owner's folder, by a plain id
+        except (ValueError, FileNotFoundError) as e:
+            raise JobError(str(e)) from None
         with self._lock:
             if self._active(owner) is not None:
                 raise JobError(f"a training run is already going ({self._active(owner).run_id})")
@@ -265,7 +268,10 @@ class JobManager:
             return self._job_snapshot(job)
         if run_id is None:
             return Snapshot(None, "idle", [], None)
-        run = Run(Path(runs_dir or self.runs_dir) / run_id)
+        try:
+            run = Run.by_id(run_id, runs_dir or self.runs_dir)
+        except (ValueError, FileNotFoundError):   # not a run id, or no such run: nothing to read
+            return Snapshot(run_id, "idle", [], None)
         events, summary = run.metrics(), run.summary()
         return Snapshot(run_id, status_of(events, summary), events, summary, log_tail(run.dir))
 
