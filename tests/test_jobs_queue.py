@@ -8,6 +8,7 @@ restart from the records in runs/.jobs/.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -250,3 +251,19 @@ def test_crafted_run_ids_reach_no_other_folder(env):
         assert m.snapshot(crafted, m.runs_dir_for("alice")).events == []
     with pytest.raises(jobs.JobError, match=f"no run {bob} here"):
         m.resume(bob, "alice")
+
+
+def test_a_training_child_gets_an_allowlisted_environment_without_secrets(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws_secret")
+    monkeypatch.setenv("SOME_NEW_SETTING", "x")
+    monkeypatch.setenv("CIFAR_DEMO_PUBLIC", "1")
+    monkeypatch.setenv("CIFAR_DEMO_HUB_TOKEN", "sneaky")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    log = tmp_path / "child.log"
+    script = "import json, os; print(json.dumps(dict(os.environ)))"
+    jobs.records.spawn([sys.executable, "-c", script], log).wait(timeout=60)
+    seen = json.loads(log.read_text().strip().splitlines()[-1])
+    assert not {"HF_TOKEN", "AWS_SECRET_ACCESS_KEY", "SOME_NEW_SETTING", "CIFAR_DEMO_HUB_TOKEN"} & seen.keys()
+    assert seen["CIFAR_DEMO_PUBLIC"] == "1" and seen["OMP_NUM_THREADS"] == "2"
+    assert seen["PATH"] == os.environ["PATH"] and seen["PYTHONUNBUFFERED"] == "1"

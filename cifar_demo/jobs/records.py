@@ -153,9 +153,34 @@ def pid_alive(pid: int, marker: str | None = None) -> bool:
         return True   # no /proc (macOS): trust the pid
 
 
+# What a training child sees of the app's environment: an allowlist, so a secret of the Space's
+# (HF_TOKEN, the Hub repo's credentials, anything added later) never reaches the process that
+# runs a visitor's config. Names, then prefixes; a name that looks like a secret is dropped even
+# when it matches a prefix.
+CHILD_ENV_NAMES = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP",
+    "PYTHONPATH", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE", "PYTHONWARNINGS", "VIRTUAL_ENV",
+    "LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH", "XDG_CACHE_HOME", "SPACE_ID",
+    "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT",
+})
+CHILD_ENV_PREFIXES = ("CIFAR_DEMO_", "LC_", "OMP_", "MKL_", "KMP_", "OPENBLAS_", "TORCH_", "PYTORCH_",
+                      "CUDA_", "NVIDIA_", "CUBLAS_", "CUDNN_", "NCCL_")
+_SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "_KEY", "AUTH")
+
+
+def child_env(environ: dict | None = None) -> dict[str, str]:
+    """The environment a training child starts with: only the allowed names of `environ`
+    (os.environ by default), plus unbuffered output and a calm progress bar."""
+    environ = os.environ if environ is None else environ
+    env = {k: v for k, v in environ.items()
+           if (k in CHILD_ENV_NAMES or k.startswith(CHILD_ENV_PREFIXES))
+           and not any(word in k.upper() for word in _SECRET_WORDS)}
+    return {**env, "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "5"}
+
+
 def spawn(cmd: list[str], log_path: Path):
     with open(log_path, "ab") as log:
-        env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_MININTERVAL="5")
+        env = child_env()
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 cwd=Path(__file__).resolve().parents[2],   # the repository: python -m cifar_demo
                                 preexec_fn=(lambda: os.nice(NICENESS)) if hasattr(os, "nice") else None)
