@@ -66,7 +66,8 @@ def env(tmp_path):
 
 
 def cfg(**kw):
-    kw = {"model": "simple_cnn", "epochs": 1, "train_limit": 1000, "val_size": 100, "batch_size": 50, **kw}
+    kw = {"model": "simple_cnn", "epochs": 1, "train_limit": 1000, "val_size": 100, "test_limit": 100, "batch_size": 50,
+          **kw}
     return TrainConfig(**kw)
 
 
@@ -206,7 +207,7 @@ def test_queue_estimate_uses_the_running_runs_eta_and_the_measured_speed(env):
     run.metrics_path.write_text('{"kind": "step", "step": 5, "epoch": 0, "images_per_s": 100.0, "eta_s": 30.0}\n')
     m.snapshot()                                  # the manager reads the speed from the running run
     assert m.view("bob").eta_s == pytest.approx(30.0)
-    assert m.view("carol").eta_s == pytest.approx(30.0 + 2000 / 100.0 + 15)
+    assert m.view("carol").eta_s == pytest.approx(30.0 + jobs.Bounds.images(cfg(train_limit=2000)) / 100.0 + 15)
 
 
 @pytest.mark.slow
@@ -267,3 +268,23 @@ def test_a_training_child_gets_an_allowlisted_environment_without_secrets(tmp_pa
     assert not {"HF_TOKEN", "AWS_SECRET_ACCESS_KEY", "SOME_NEW_SETTING", "CIFAR_DEMO_HUB_TOKEN"} & seen.keys()
     assert seen["CIFAR_DEMO_PUBLIC"] == "1" and seen["OMP_NUM_THREADS"] == "2"
     assert seen["PATH"] == os.environ["PATH"] and seen["PYTHONUNBUFFERED"] == "1"
+
+
+def test_public_bounds_count_validation_and_test_images_and_cap_the_batch(env):
+    make, children, clock = env
+    m = make()
+    # 1,000 training + 100 validation images per epoch, and the test images once.
+    assert jobs.Bounds.images(cfg(epochs=3)) == 3 * 1100 + 100
+    assert jobs.Bounds.images(cfg(epochs=3, test_limit=0)) == 3 * 1100 + 10_000
+    assert jobs.Bounds.images(cfg(epochs=2, train_limit=0, val_size=45_000, test_limit=500)) == 2 * 50_000 + 500
+    # A validation split as big as the training set trains nothing and counted 0 images: refused.
+    for val_size in (50_000, 1_000_000):
+        with pytest.raises((jobs.JobError, ValueError), match="leaves no training images"):
+            m.submit(cfg(epochs=1_000_000, train_limit=0, val_size=val_size), "alice")
+    with pytest.raises(jobs.JobError, match="leaves no training images"):
+        jobs.Bounds.images(cfg(val_size=50_000))
+    bounds = jobs.Bounds(max_images=10**9, max_seconds=600)
+    with pytest.raises(jobs.JobError, match="batch size 45,000 is over"):
+        bounds.check(cfg(batch_size=45_000, train_limit=45_000))
+    bounds.check(cfg(batch_size=2000, train_limit=2000))
+    assert children == []

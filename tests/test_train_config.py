@@ -155,3 +155,10 @@ def test_the_cli_offers_every_name_and_refuses_others(capsys):
         with pytest.raises(SystemExit):
             parser.parse_args(["train", flag, "no-such-name"])
         assert "invalid choice" in capsys.readouterr().err
+
+
+def test_validate_refuses_a_val_size_that_leaves_no_cifar_training_images():
+    for val_size in (50_000, 1_000_000):
+        with pytest.raises(ValueError, match="leaves no training images"):
+            validate(TrainConfig(model=MODEL, val_size=val_size))
+    validate(TrainConfig(model=MODEL, val_size=49_000))

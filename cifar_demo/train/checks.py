@@ -8,8 +8,8 @@ the job manager, not minutes into the run.
 
 from __future__ import annotations
 
-from .. import zoo
-from ..common import pick_device
+from .. import data, zoo
+from ..common import CIFAR_TRAIN_IMAGES, pick_device
 from ..recipe import TrainConfig
 from .distill import read_meta
 from .precision import autocast_dtype
@@ -21,9 +21,20 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.model not in zoo.names():
         raise ValueError(f"unknown model {cfg.model!r}; choose one of: {', '.join(zoo.names())}")
     cfg.check_values()
+    check_val_size(cfg)
     autocast_dtype(cfg.precision, pick_device(cfg.device))  # e.g. fp16 on a CPU is refused
     if cfg.init_from:
         check_init_from(cfg)  # the weights exist and are this model's architecture
     if cfg.distill:
         read_meta(cfg.distill)  # the file exists and is a targets file (its images: at setup)
     return cfg
+
+
+def check_val_size(cfg: TrainConfig) -> None:
+    """val_size must leave training images. CIFAR-10's training split has 50,000 (the data layer
+    refuses more when it loads; this says so before a run is queued); own images cap val_size
+    at a share of their training images (data.rules.VAL_RULE), so any value leaves some."""
+    if cfg.val_size < CIFAR_TRAIN_IMAGES or (cfg.data and data.layout_of(cfg.data) == "own"):
+        return
+    raise ValueError(f"val_size {cfg.val_size:,} leaves no training images: CIFAR-10's training split has "
+                     f"{CIFAR_TRAIN_IMAGES:,}; hold out fewer (e.g. 5,000)")
