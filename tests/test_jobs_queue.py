@@ -288,3 +288,74 @@ def test_public_bounds_count_validation_and_test_images_and_cap_the_batch(env):
         bounds.check(cfg(batch_size=45_000, train_limit=45_000))
     bounds.check(cfg(batch_size=2000, train_limit=2000))
     assert children == []
+
+
+class Stubborn(FakeChild):
+    """A child that ignores SIGTERM (a step that never ends); only SIGKILL ends it."""
+
+    def send_signal(self, sig):
+        self.signals.append(sig)
+        if sig == signal.SIGKILL:
+            self.code = -9
+
+
+def test_a_child_that_ignores_a_stop_or_the_time_limit_is_killed_after_the_grace_period(tmp_path):
+    children, clock = [], Clock()
+
+    def spawn(cmd, log_path):
+        children.append(Stubborn(cmd))
+        return children[-1]
+
+    m = jobs.JobManager(tmp_path / "runs", public=True, bounds=jobs.Bounds(10_000, 600), spawn=spawn,
+                        clock=clock, dispatch=False)
+    assert m.kill_grace_s == jobs.records.KILL_GRACE_S
+    submit(m, "alice", clock)
+    assert m.stop("alice") and children[0].signals == [signal.SIGTERM]
+    clock.now += m.kill_grace_s - 1
+    m.poll()
+    assert children[0].signals == [signal.SIGTERM] and m.snapshot().status == "stopping"
+    clock.now += 2
+    m.poll()
+    assert children[0].signals == [signal.SIGTERM, signal.SIGKILL]
+    m.poll()
+    assert m.snapshot().status == "stopped" and "killed" in m.snapshot().note
+    # The time limit: SIGTERM at 600 s, SIGKILL 30 s later.
+    submit(m, "bob", clock)
+    clock.now += 601
+    m.poll()
+    clock.now += m.kill_grace_s + 1
+    m.poll()
+    assert children[1].signals == [signal.SIGTERM, signal.SIGKILL]
+    # Locally a stop only asks, as before.
+    local = jobs.JobManager(tmp_path / "local", spawn=spawn, clock=clock, dispatch=False)
+    local.submit(cfg())
+    local.stop()
+    clock.now += 3600
+    local.poll()
+    assert children[2].signals == [signal.SIGTERM]
+
+
+def test_resume_goes_on_with_the_time_the_run_has_used(env):
+    make, children, clock = env
+    m = make()                                     # a 600 s limit
+    a = submit(m, "alice", clock)
+    run = Run.create(m.runs_dir_for("alice") / a, cfg())
+    clock.now += 400
+    assert m.stop("alice")
+    m.poll()
+    assert m.resume(a, "alice") == a and len(children) == 2
+    clock.now += 199
+    m.poll()
+    assert children[1].signals == []
+    clock.now += 2                                 # 400 + 201 s over the two sessions
+    m.poll()
+    assert children[1].signals == [signal.SIGTERM]
+    m.poll()
+    with pytest.raises(jobs.JobError, match="has used its 10 minutes"):
+        m.resume(a, "alice")
+    # Without the manager's records (an older app), the training time the run recorded counts.
+    fresh = make()
+    fresh._jobs.clear()
+    run.metrics_path.write_text('{"kind": "step", "step": 9, "elapsed_s": 650.0}\n')
+    with pytest.raises(jobs.JobError, match="has used its 10 minutes"):
+        fresh.resume(a, "alice")

@@ -18,6 +18,7 @@ LOCAL = "local"        # the owner of everything in local mode
 QUEUE_CAP = 5          # queued starts (not counting the running one); a class of 30 sees a clear "full"
 RETENTION_S = 6 * 3600  # a visitor's finished runs are kept this long after its last run ended
 POLL_S = 0.5           # how often the dispatcher looks at the running child
+KILL_GRACE_S = 30.0    # public mode: a child still alive this long after SIGTERM is killed (SIGKILL)
 ACTIVE = ("queued", "starting", "running", "stopping")
 
 
@@ -141,6 +142,8 @@ class Job:
     started: float | None = None
     ended: float | None = None
     stopping: bool = False
+    signalled: float | None = None   # when SIGTERM was sent (a stop, or the time limit)
+    used_s: float = 0.0        # wall-clock seconds of the run's earlier sessions (a resumed run's)
     code: int | None = None    # the child's exit code (None: still going, or unknown after a restart)
     note: str = ""
 
