@@ -11,6 +11,8 @@ CLASSES: tuple[str, ...] = (
 )
 NUM_CLASSES = len(CLASSES)
 IMAGE_SIZE = 32
+CIFAR_TRAIN_IMAGES = 50_000   # the official training split (val_size is held out of it)
+CIFAR_TEST_IMAGES = 10_000
 
 # Per-channel mean and std of the 50,000 official training images (values in [0, 1]).
 CIFAR_MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,23 @@ SUMMARY_FILE = "summary.json"
 
 def runs_root(root: str | Path | None = None) -> Path:
     return Path(root or os.environ.get("CIFAR_DEMO_RUNS", "runs"))
+
+
+RUN_ID_MAX = 128
+_RUN_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
+
+def check_run_id(run_id) -> str:
+    """`run_id` as a plain run name (letters, digits, '.', '_', '-'; not starting with '.'; at
+    most RUN_ID_MAX characters), else ValueError. Says what is wrong with the name, never whether
+    a run of that name exists: a page's value may be anything a raw HTTP request sends."""
+    if not isinstance(run_id, str) or not run_id:
+        raise ValueError("not a run id: a run id is a non-empty name")
+    if len(run_id) > RUN_ID_MAX:
+        raise ValueError(f"not a run id: longer than {RUN_ID_MAX} characters")
+    if not _RUN_ID.fullmatch(run_id):
+        raise ValueError("not a run id: only letters, digits, '.', '_' and '-', not starting with '.'")
+    return run_id
 
 
 def new_run_id(model: str) -> str:
@@ -98,6 +116,19 @@ class Run:
         run = cls(d)
         if not run.config_path.exists():
             raise FileNotFoundError(f"no run at {d} (expected {run.config_path})")
+        return run
+
+    @classmethod
+    def by_id(cls, run_id, runs_dir) -> "Run":
+        """The run named `run_id` in the folder `runs_dir`, and nowhere else: for ids that come
+        from a page or a request (the job manager, the app's tabs). ValueError for a name that is
+        not a run id (check_run_id); FileNotFoundError "no run <id> here" otherwise, the same
+        whether the folder, the run or its config is missing. The CLI, whose user may name a
+        directory, uses `find`."""
+        check_run_id(run_id)
+        run = cls(runs_root(runs_dir) / run_id)
+        if not run.config_path.is_file():
+            raise FileNotFoundError(f"no run {run_id} here")
         return run
 
     @classmethod

@@ -8,6 +8,7 @@ restart from the records in runs/.jobs/.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -65,7 +66,8 @@ def env(tmp_path):
 
 
 def cfg(**kw):
-    kw = {"model": "simple_cnn", "epochs": 1, "train_limit": 1000, "val_size": 100, "batch_size": 50, **kw}
+    kw = {"model": "simple_cnn", "epochs": 1, "train_limit": 1000, "val_size": 100, "test_limit": 100, "batch_size": 50,
+          **kw}
     return TrainConfig(**kw)
 
 
@@ -205,7 +207,7 @@ def test_queue_estimate_uses_the_running_runs_eta_and_the_measured_speed(env):
     run.metrics_path.write_text('{"kind": "step", "step": 5, "epoch": 0, "images_per_s": 100.0, "eta_s": 30.0}\n')
     m.snapshot()                                  # the manager reads the speed from the running run
     assert m.view("bob").eta_s == pytest.approx(30.0)
-    assert m.view("carol").eta_s == pytest.approx(30.0 + 2000 / 100.0 + 15)
+    assert m.view("carol").eta_s == pytest.approx(30.0 + jobs.Bounds.images(cfg(train_limit=2000)) / 100.0 + 15)
 
 
 @pytest.mark.slow
@@ -235,3 +237,125 @@ def test_a_restarted_manager_reattaches_a_live_child_and_marks_a_dead_one(tmp_pa
         assert again.snapshot(live_id).status != "running"
     finally:
         child.kill()
+
+
+def test_crafted_run_ids_reach_no_other_folder(env):
+    make, children, clock = env
+    m = make()
+    bob = submit(m, "bob", clock)
+    children[0].code = 0
+    m.poll()
+    Run.create(m.runs_dir_for("bob") / bob, cfg())
+    for crafted in (f"../bob/{bob}", str(m.runs_dir_for("bob") / bob)):
+        with pytest.raises(jobs.JobError, match="not a run id"):
+            m.resume(crafted, "alice")
+        assert m.snapshot(crafted, m.runs_dir_for("alice")).events == []
+    with pytest.raises(jobs.JobError, match=f"no run {bob} here"):
+        m.resume(bob, "alice")
+
+
+def test_a_training_child_gets_an_allowlisted_environment_without_secrets(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws_secret")
+    monkeypatch.setenv("SOME_NEW_SETTING", "x")
+    monkeypatch.setenv("CIFAR_DEMO_PUBLIC", "1")
+    monkeypatch.setenv("CIFAR_DEMO_HUB_TOKEN", "sneaky")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    log = tmp_path / "child.log"
+    script = "import json, os; print(json.dumps(dict(os.environ)))"
+    jobs.records.spawn([sys.executable, "-c", script], log).wait(timeout=60)
+    seen = json.loads(log.read_text().strip().splitlines()[-1])
+    assert not {"HF_TOKEN", "AWS_SECRET_ACCESS_KEY", "SOME_NEW_SETTING", "CIFAR_DEMO_HUB_TOKEN"} & seen.keys()
+    assert seen["CIFAR_DEMO_PUBLIC"] == "1" and seen["OMP_NUM_THREADS"] == "2"
+    assert seen["PATH"] == os.environ["PATH"] and seen["PYTHONUNBUFFERED"] == "1"
+
+
+def test_public_bounds_count_validation_and_test_images_and_cap_the_batch(env):
+    make, children, clock = env
+    m = make()
+    # 1,000 training + 100 validation images per epoch, and the test images once.
+    assert jobs.Bounds.images(cfg(epochs=3)) == 3 * 1100 + 100
+    assert jobs.Bounds.images(cfg(epochs=3, test_limit=0)) == 3 * 1100 + 10_000
+    assert jobs.Bounds.images(cfg(epochs=2, train_limit=0, val_size=45_000, test_limit=500)) == 2 * 50_000 + 500
+    # A validation split as big as the training set trains nothing and counted 0 images: refused.
+    for val_size in (50_000, 1_000_000):
+        with pytest.raises((jobs.JobError, ValueError), match="leaves no training images"):
+            m.submit(cfg(epochs=1_000_000, train_limit=0, val_size=val_size), "alice")
+    with pytest.raises(jobs.JobError, match="leaves no training images"):
+        jobs.Bounds.images(cfg(val_size=50_000))
+    bounds = jobs.Bounds(max_images=10**9, max_seconds=600)
+    with pytest.raises(jobs.JobError, match="batch size 45,000 is over"):
+        bounds.check(cfg(batch_size=45_000, train_limit=45_000))
+    bounds.check(cfg(batch_size=2000, train_limit=2000))
+    assert children == []
+
+
+class Stubborn(FakeChild):
+    """A child that ignores SIGTERM (a step that never ends); only SIGKILL ends it."""
+
+    def send_signal(self, sig):
+        self.signals.append(sig)
+        if sig == signal.SIGKILL:
+            self.code = -9
+
+
+def test_a_child_that_ignores_a_stop_or_the_time_limit_is_killed_after_the_grace_period(tmp_path):
+    children, clock = [], Clock()
+
+    def spawn(cmd, log_path):
+        children.append(Stubborn(cmd))
+        return children[-1]
+
+    m = jobs.JobManager(tmp_path / "runs", public=True, bounds=jobs.Bounds(10_000, 600), spawn=spawn,
+                        clock=clock, dispatch=False)
+    assert m.kill_grace_s == jobs.records.KILL_GRACE_S
+    submit(m, "alice", clock)
+    assert m.stop("alice") and children[0].signals == [signal.SIGTERM]
+    clock.now += m.kill_grace_s - 1
+    m.poll()
+    assert children[0].signals == [signal.SIGTERM] and m.snapshot().status == "stopping"
+    clock.now += 2
+    m.poll()
+    assert children[0].signals == [signal.SIGTERM, signal.SIGKILL]
+    m.poll()
+    assert m.snapshot().status == "stopped" and "killed" in m.snapshot().note
+    # The time limit: SIGTERM at 600 s, SIGKILL 30 s later.
+    submit(m, "bob", clock)
+    clock.now += 601
+    m.poll()
+    clock.now += m.kill_grace_s + 1
+    m.poll()
+    assert children[1].signals == [signal.SIGTERM, signal.SIGKILL]
+    # Locally a stop only asks, as before.
+    local = jobs.JobManager(tmp_path / "local", spawn=spawn, clock=clock, dispatch=False)
+    local.submit(cfg())
+    local.stop()
+    clock.now += 3600
+    local.poll()
+    assert children[2].signals == [signal.SIGTERM]
+
+
+def test_resume_goes_on_with_the_time_the_run_has_used(env):
+    make, children, clock = env
+    m = make()                                     # a 600 s limit
+    a = submit(m, "alice", clock)
+    run = Run.create(m.runs_dir_for("alice") / a, cfg())
+    clock.now += 400
+    assert m.stop("alice")
+    m.poll()
+    assert m.resume(a, "alice") == a and len(children) == 2
+    clock.now += 199
+    m.poll()
+    assert children[1].signals == []
+    clock.now += 2                                 # 400 + 201 s over the two sessions
+    m.poll()
+    assert children[1].signals == [signal.SIGTERM]
+    m.poll()
+    with pytest.raises(jobs.JobError, match="has used its 10 minutes"):
+        m.resume(a, "alice")
+    # Without the manager's records (an older app), the training time the run recorded counts.
+    fresh = make()
+    fresh._jobs.clear()
+    run.metrics_path.write_text('{"kind": "step", "step": 9, "elapsed_s": 650.0}\n')
+    with pytest.raises(jobs.JobError, match="has used its 10 minutes"):
+        fresh.resume(a, "alice")

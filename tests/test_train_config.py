@@ -155,3 +155,23 @@ def test_the_cli_offers_every_name_and_refuses_others(capsys):
         with pytest.raises(SystemExit):
             parser.parse_args(["train", flag, "no-such-name"])
         assert "invalid choice" in capsys.readouterr().err
+
+
+def test_validate_refuses_a_val_size_that_leaves_no_cifar_training_images():
+    for val_size in (50_000, 1_000_000):
+        with pytest.raises(ValueError, match="leaves no training images"):
+            validate(TrainConfig(model=MODEL, val_size=val_size))
+    validate(TrainConfig(model=MODEL, val_size=49_000))
+
+
+def test_validate_refuses_a_batch_that_cannot_fit_this_machines_memory(monkeypatch):
+    from cifar_demo.train import checks
+
+    assert checks.free_memory(torch.device("cpu")) > 0           # /proc/meminfo or the free pages
+    monkeypatch.setattr(checks, "free_memory", lambda device: 4 * 2**30)
+    with pytest.raises(ValueError, match=r"a batch of 45,000 airnet images needs about \d+\.\d GB.*"
+                                         r"4\.0 GB free: lower the batch size \(about [\d,]+ would fit\)"):
+        validate(TrainConfig(model="airnet", batch_size=45_000))
+    validate(TrainConfig(model="airnet", batch_size=1024))        # the airbench preset's batch fits 4 GB
+    per_image, fixed = checks.training_bytes(TrainConfig(model="airnet"))
+    assert 1e5 < per_image < 1e7 and fixed > 0                     # a few MB an image, measured once

@@ -192,3 +192,25 @@ def test_the_zoo_and_the_engine_import_in_any_order(first):
             "train.make_config(model='airnet')")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("bad", ["", ".", "..", "../x", "a/b", "a\\b", "/etc", ".hidden", "x" * 129, "a b", "é",
+                                 "a\x00b", None, 5])
+def test_check_run_id_refuses_anything_but_a_plain_name(bad):
+    with pytest.raises(ValueError, match="not a run id"):
+        engine.check_run_id(bad)
+
+
+def test_run_by_id_reads_only_its_folder_and_says_nothing_of_what_exists(tmp_path):
+    mine, other = tmp_path / "visitors" / "alice", tmp_path / "visitors" / "bob"
+    engine.Run.create(other / "20260101-000000-airnet-beef", cfg())
+    engine.Run.create(mine / "20260101-000000-airnet-cafe", cfg())
+    assert engine.Run.by_id("20260101-000000-airnet-cafe", mine).dir == mine / "20260101-000000-airnet-cafe"
+    for crafted in ("../bob/20260101-000000-airnet-beef", str(other / "20260101-000000-airnet-beef")):
+        with pytest.raises(ValueError, match="not a run id"):
+            engine.Run.by_id(crafted, mine)
+    with pytest.raises(FileNotFoundError) as missing:
+        engine.Run.by_id("20260101-000000-airnet-beef", mine)   # bob's id: not in alice's folder
+    assert str(missing.value) == "no run 20260101-000000-airnet-beef here"
+    # The CLI's Run.find still takes a directory from a local user.
+    assert engine.Run.find(other / "20260101-000000-airnet-beef").dir == other / "20260101-000000-airnet-beef"

@@ -45,7 +45,7 @@ def context(tmp_path, public=False) -> ui.AppContext:
 def test_the_page_says_which_mode_it_is_in(tmp_path):
     assert "Local mode" in ui.common.mode_html(context(tmp_path))
     text = ui.common.mode_html(context(tmp_path, public=True))
-    assert "Public mode" in text and "180,000 training images" in text and "deleted" in text
+    assert "Public mode" in text and "210,000 images per run" in text and "deleted" in text
 
 
 def test_public_mode_is_on_for_a_space_or_when_asked(monkeypatch):

@@ -214,3 +214,20 @@ def test_download_button_shows_only_without_data_and_reports_a_failed_download(t
 def test_download_button_hides_when_data_is_there(app_env):
     html_, button = train_tab.data_panel()
     assert "Dataset:" in html_ and button["visible"] is False
+
+
+def test_download_and_push_take_only_a_plain_id_of_the_owners_folder(app_env, monkeypatch):
+    """A crafted run id (a path, `..`) reaches no run outside the page owner's folder, and the
+    refusal does not say whether something is there."""
+    from cifar_demo.ui import train_runs
+
+    manager = jobs.JobManager(public=True, dispatch=False)
+    ctx = AppContext.of(manager)
+    monkeypatch.setattr(train_runs, "owner_of", lambda ctx, token: "alice")
+    bob = manager.runs_dir_for("bob") / "20260101-000000-simple_cnn-beef"
+    train.Run.create(bob, train.TrainConfig(model=MODEL))
+    for crafted in ("../bob/20260101-000000-simple_cnn-beef", str(bob)):
+        with pytest.raises(gr.Error, match="not a run id"):
+            train_runs.download_weights(ctx, crafted, "token")
+    with pytest.raises(gr.Error, match="no run 20260101-000000-simple_cnn-beef here"):
+        train_runs.download_weights(ctx, "20260101-000000-simple_cnn-beef", "token")

@@ -13,8 +13,11 @@ its browser keeps. The same rules hold in both:
   one queued or running run (locally that is today's "one run at a time"), and the queue has a
   cap (QUEUE_CAP) past which a start is refused with a message;
 - only the owner stops its run (or takes its queued start back); others only watch it;
-- in public mode runs are bounded (Bounds: epochs x images and wall-clock), checked when they
-  are queued and enforced while they run (the manager stops a run at its time limit);
+- in public mode runs are bounded (Bounds: images passed through the model, the batch size, and
+  wall-clock time over all of a run's sessions, so a Resume does not restart the clock), checked
+  when they are queued and enforced while they run: the manager stops a run at its time limit,
+  and kills (SIGKILL) a child still alive KILL_GRACE_S after it was asked to stop;
+- a child starts with an allowlisted environment (records.child_env): no HF_TOKEN, no secret;
 - public runs live in a folder per visitor (runs/visitors/<owner>/), deleted RETENTION_S after
   the visitor's last run ended (never while it has a run queued or going);
 - each started child is recorded in runs/.jobs/<run id>.json (pid, owner, command): an app

@@ -15,6 +15,7 @@ from typing import Callable
 from ..fsio import atomic_write_text
 from ..train import Run, TrainConfig, new_run_id, runs_root, validate
 from .records import (
+    KILL_GRACE_S,
     LOCAL,
     POLL_S,
     QUEUE_CAP,
@@ -39,9 +40,12 @@ class JobManager:
 
     def __init__(self, runs_dir: str | Path | None = None, *, public: bool = False, bounds: Bounds | None = None,
                  queue_cap: int = QUEUE_CAP, retention_s: float = RETENTION_S,
-                 spawn: Callable | None = None, clock: Callable[[], float] = time.time, dispatch: bool = True):
+                 spawn: Callable | None = None, clock: Callable[[], float] = time.time, dispatch: bool = True,
+                 kill_grace_s: float | None = None):
         self.runs_dir = runs_root(runs_dir).resolve()
         self.public = public
+        # A child that outlives SIGTERM by this much is killed; locally a stop only asks (None).
+        self.kill_grace_s = kill_grace_s if kill_grace_s is not None else (KILL_GRACE_S if public else None)
         self.bounds = bounds if bounds is not None else (public_bounds() if public else None)
         self.queue_cap, self.retention_s = queue_cap, retention_s
         self._spawn, self._clock = spawn or default_spawn, clock
@@ -101,14 +105,34 @@ class JobManager:
     def resume(self, run_id: str, owner: str = LOCAL) -> str:
         """Queue the continuation of a stopped run of `owner` (from its last checkpoint)."""
         folder = self.runs_dir_for(owner)
-        run = Run.find(run_id, folder)
+        try:
+            run = Run.by_id(run_id, folder)   # only a run of the owner's folder, by a plain id
+        except (ValueError, FileNotFoundError) as e:
+            raise JobError(str(e)) from None
+        cfg = run.config()
+        if self.bounds is not None:
+            self.bounds.check(cfg)
         with self._lock:
             if self._active(owner) is not None:
                 raise JobError(f"a training run is already going ({self._active(owner).run_id})")
+            used = self._used_s(run)
+            if self.bounds is not None and used >= self.bounds.max_seconds:
+                raise JobError(f"run {run.id} has used its {self.bounds.max_seconds / 60:.0f} minutes on this "
+                               "shared app; start a new run instead")
             cmd = [sys.executable, "-m", "cifar_demo", "train", "--resume", run.id, "--runs-dir", str(folder)]
-            cfg = run.config()
-            self._add(Job(run.id, owner, str(run.dir), cmd, self._clock(), Bounds.images(cfg)))
+            self._add(Job(run.id, owner, str(run.dir), cmd, self._clock(), Bounds.images(cfg), used_s=used))
             return run.id
+
+    def _used_s(self, run: Run) -> float:
+        """Wall-clock seconds `run` has had so far, all sessions together: its last job record's
+        (earlier sessions, plus the last one's start to end), and at least the training time its
+        metrics record (elapsed_s, carried across resumes by the checkpoint)."""
+        job = self._jobs.get(run.id)
+        used = 0.0
+        if job is not None and Path(job.run_dir) == run.dir:
+            used = job.used_s + ((job.ended or self._clock()) - job.started if job.started is not None else 0.0)
+        recorded = [float(e["elapsed_s"]) for e in run.metrics() if isinstance(e.get("elapsed_s"), (int, float))]
+        return max([used, *recorded])
 
     def _add(self, job: Job) -> None:
         self._jobs[job.run_id] = job
@@ -126,7 +150,8 @@ class JobManager:
                 self._end(job, "taken back before it started")
                 return True
             self._procs[job.run_id].send_signal(signal.SIGTERM)
-            job.stopping = True
+            if not job.stopping:
+                job.stopping, job.signalled = True, self._clock()
             self._save(job)
             return True
 
@@ -157,10 +182,18 @@ class JobManager:
                 code = self._procs[job.run_id].poll()
                 if code is not None:
                     self._end(job)
+                elif (job.stopping and self.kill_grace_s is not None and job.signalled is not None
+                      and now - job.signalled > self.kill_grace_s):
+                    # Asked to stop and still going: killed (its last epoch's checkpoint stays).
+                    self._procs[job.run_id].send_signal(signal.SIGKILL)
+                    job.signalled = None   # killed once
+                    job.note = (job.note + "; " if job.note else "") + \
+                        f"killed: it did not stop within {self.kill_grace_s:.0f} s"
+                    self._save(job)
                 elif (self.bounds is not None and not job.stopping and job.started is not None
-                      and now - job.started > self.bounds.max_seconds):
+                      and job.used_s + now - job.started > self.bounds.max_seconds):
                     self._procs[job.run_id].send_signal(signal.SIGTERM)
-                    job.stopping, job.note = True, "stopped at the time limit"
+                    job.stopping, job.signalled, job.note = True, now, "stopped at the time limit"
                     self._save(job)
             if self._running() is None and self._queue():
                 self._launch(self._queue()[0])
@@ -265,7 +298,10 @@ class JobManager:
             return self._job_snapshot(job)
         if run_id is None:
             return Snapshot(None, "idle", [], None)
-        run = Run(Path(runs_dir or self.runs_dir) / run_id)
+        try:
+            run = Run.by_id(run_id, runs_dir or self.runs_dir)
+        except (ValueError, FileNotFoundError):   # not a run id, or no such run: nothing to read
+            return Snapshot(run_id, "idle", [], None)
         events, summary = run.metrics(), run.summary()
         return Snapshot(run_id, status_of(events, summary), events, summary, log_tail(run.dir))
 

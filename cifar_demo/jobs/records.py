@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import data
+from ..common import CIFAR_TEST_IMAGES, CIFAR_TRAIN_IMAGES
 from ..train import TrainConfig, make_config
 
 NICENESS = 10          # training yields the CPU to the app's request handlers
@@ -17,7 +18,7 @@ LOCAL = "local"        # the owner of everything in local mode
 QUEUE_CAP = 5          # queued starts (not counting the running one); a class of 30 sees a clear "full"
 RETENTION_S = 6 * 3600  # a visitor's finished runs are kept this long after its last run ended
 POLL_S = 0.5           # how often the dispatcher looks at the running child
-CIFAR_TRAIN_IMAGES = 50_000
+KILL_GRACE_S = 30.0    # public mode: a child still alive this long after SIGTERM is killed (SIGKILL)
 ACTIVE = ("queued", "starting", "running", "stopping")
 
 
@@ -36,38 +37,61 @@ class JobError(RuntimeError):
 
 @dataclass(frozen=True)
 class Bounds:
-    """What one public run may cost: images seen (epochs x training images) and wall-clock time."""
+    """What one public run may cost: images passed through the model (training and validation
+    images over all epochs, and the test set once), its batch size, and its wall-clock time over
+    all of its sessions (a resumed run goes on with the time it has used)."""
 
     max_images: int
     max_seconds: float
+    max_batch: int = 2000      # the largest preset's batch (muon, demo); memory: train.checks
+
+    @staticmethod
+    def split_sizes(cfg: TrainConfig) -> tuple[int, int, int]:
+        """(training images per epoch after val_size and train_limit, validation images, test
+        images) of the run; JobError when val_size leaves no training images."""
+        n_train, n_val, n_test = CIFAR_TRAIN_IMAGES - cfg.val_size, cfg.val_size, CIFAR_TEST_IMAGES
+        # Told by folder names (data.layout_of), not by scanning a CIFAR-10 export on every submit.
+        if cfg.data and data.layout_of(cfg.data) == "own":
+            # Your own images: the splits as the data layer makes them (read from its decode
+            # cache, filled when the zip was uploaded); it caps val_size (data.rules.VAL_RULE).
+            own = data.load_dataset(cfg.data, val_size=cfg.val_size)
+            n_train, n_val, n_test = len(own.train), len(own.val), len(own.test)
+        if n_train <= 0:
+            raise JobError(f"val_size {cfg.val_size:,} leaves no training images (CIFAR-10 has "
+                           f"{CIFAR_TRAIN_IMAGES:,}): lower it")
+        if cfg.train_limit:
+            n_train = min(cfg.train_limit, n_train)
+        if cfg.test_limit:
+            n_test = min(cfg.test_limit, n_test)
+        return n_train, n_val, n_test
 
     @staticmethod
     def images(cfg: TrainConfig) -> int:
-        """Images the run will train on: epochs x (its subset, or its dataset's training split)."""
-        per_epoch = max(CIFAR_TRAIN_IMAGES - cfg.val_size, 0)
-
-        # Told by folder names (data.layout_of), not by scanning a CIFAR-10 export on every submit.
-        if cfg.data and data.layout_of(cfg.data) == "own":
-            # Your own images: the training split as the data layer makes it (read from its
-            # decode cache, filled when the zip was uploaded), validation split held out.
-            per_epoch = len(data.load_dataset(cfg.data, val_size=cfg.val_size).train)
-        if cfg.train_limit:
-            per_epoch = min(cfg.train_limit, per_epoch)
-        return cfg.epochs * per_epoch
+        """Images the run passes through its model: epochs x (training + validation images),
+        plus the test set scored once at the end."""
+        n_train, n_val, n_test = Bounds.split_sizes(cfg)
+        return cfg.epochs * (n_train + n_val) + n_test
 
     def check(self, cfg: TrainConfig) -> None:
-        if self.images(cfg) > self.max_images:
-            raise JobError(f"this run would train on {self.images(cfg):,} images ({cfg.epochs} epoch(s)); "
-                           f"on this shared app a run may use at most {self.max_images:,} "
-                           "(fewer epochs or a training subset)")
+        if cfg.batch_size > self.max_batch:
+            raise JobError(f"batch size {cfg.batch_size:,} is over this shared app's cap of {self.max_batch:,} "
+                           "images per batch: lower it")
+        images = self.images(cfg)
+        if images > self.max_images:
+            raise JobError(f"this run would pass {images:,} images through its model ({cfg.epochs} epoch(s) of "
+                           f"training and validation images, and the test set); on this shared app a run may "
+                           f"use at most {self.max_images:,} (fewer epochs, a training subset or a smaller "
+                           "validation split)")
 
     def describe(self) -> str:
-        return (f"at most {self.max_images:,} training images per run (epochs x images) and "
-                f"{self.max_seconds / 60:.0f} minutes of wall-clock time")
+        return (f"at most {self.max_images:,} images per run (epochs x (training + validation images), "
+                f"and the test set), batches of at most {self.max_batch:,} images, and "
+                f"{self.max_seconds / 60:.0f} minutes of wall-clock time over all of a run's sessions")
 
 
 def public_bounds() -> Bounds:
-    """4 epochs of the `demo` preset (180,000 images, a few minutes on 2 cores) and 20 minutes.
+    """4 epochs of the `demo` preset (210,000 images with its validation passes and the test set,
+    a few minutes on 2 cores) and 20 minutes.
     (demo itself trains 3 epochs since it uses Muon; the budget stays what it was.)"""
 
     return Bounds(max_images=Bounds.images(make_config("demo", epochs=4)), max_seconds=20 * 60)
@@ -118,6 +142,8 @@ class Job:
     started: float | None = None
     ended: float | None = None
     stopping: bool = False
+    signalled: float | None = None   # when SIGTERM was sent (a stop, or the time limit)
+    used_s: float = 0.0        # wall-clock seconds of the run's earlier sessions (a resumed run's)
     code: int | None = None    # the child's exit code (None: still going, or unknown after a restart)
     note: str = ""
 
@@ -153,9 +179,34 @@ def pid_alive(pid: int, marker: str | None = None) -> bool:
         return True   # no /proc (macOS): trust the pid
 
 
+# What a training child sees of the app's environment: an allowlist, so a secret of the Space's
+# (HF_TOKEN, the Hub repo's credentials, anything added later) never reaches the process that
+# runs a visitor's config. Names, then prefixes; a name that looks like a secret is dropped even
+# when it matches a prefix.
+CHILD_ENV_NAMES = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP",
+    "PYTHONPATH", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE", "PYTHONWARNINGS", "VIRTUAL_ENV",
+    "LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH", "XDG_CACHE_HOME", "SPACE_ID",
+    "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT",
+})
+CHILD_ENV_PREFIXES = ("CIFAR_DEMO_", "LC_", "OMP_", "MKL_", "KMP_", "OPENBLAS_", "TORCH_", "PYTORCH_",
+                      "CUDA_", "NVIDIA_", "CUBLAS_", "CUDNN_", "NCCL_")
+_SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "_KEY", "AUTH")
+
+
+def child_env(environ: dict | None = None) -> dict[str, str]:
+    """The environment a training child starts with: only the allowed names of `environ`
+    (os.environ by default), plus unbuffered output and a calm progress bar."""
+    environ = os.environ if environ is None else environ
+    env = {k: v for k, v in environ.items()
+           if (k in CHILD_ENV_NAMES or k.startswith(CHILD_ENV_PREFIXES))
+           and not any(word in k.upper() for word in _SECRET_WORDS)}
+    return {**env, "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "5"}
+
+
 def spawn(cmd: list[str], log_path: Path):
     with open(log_path, "ab") as log:
-        env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_MININTERVAL="5")
+        env = child_env()
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 cwd=Path(__file__).resolve().parents[2],   # the repository: python -m cifar_demo
                                 preexec_fn=(lambda: os.nice(NICENESS)) if hasattr(os, "nice") else None)

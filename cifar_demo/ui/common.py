@@ -216,9 +216,8 @@ def run_target(ctx: AppContext, run_id: str | None, token=None) -> evalcache.Tar
     owner = owner_of(ctx, token)
     if owner is None:
         raise ValueError("This page has no visitor token yet: reload it.")
-    if not run_id or Path(run_id).name != run_id or run_id.startswith("."):
-        raise ValueError(f"not a run id: {run_id!r}")
-    return evalcache.from_run(run_id, ctx.runs_dir_for(owner))
+    run = train.Run.by_id(run_id, ctx.runs_dir_for(owner))   # ValueError: not a run id
+    return evalcache.from_run(run.dir)
 
 
 def run_model(target: evalcache.Target):

@@ -54,6 +54,15 @@ def refresh_runs(ctx: AppContext, overlay: list[str] | None = None, chosen: str 
     return gr.Dropdown(choices=runs, value=keep, multiselect=True), gr.Dropdown(choices=done, value=pick)
 
 
+def _run_dir(run_id, runs_dir: Path) -> Path:
+    """The directory of the run `run_id` of `runs_dir` (train.Run.by_id: a plain id, in that folder
+    only); gr.Error that says what is wrong with the id, never whether another folder holds it."""
+    try:
+        return train.Run.by_id(run_id, runs_dir).dir
+    except (ValueError, FileNotFoundError) as e:
+        raise gr.Error(str(e)) from None
+
+
 def export_run(ctx: AppContext, run_id: str | None, replace: bool) -> str:
     """Score the run's best weights on the test set and write weights/<model>.safetensors + card.
     Local mode only: in public mode nothing a visitor does writes the shared tree."""
@@ -61,14 +70,14 @@ def export_run(ctx: AppContext, run_id: str | None, replace: bool) -> str:
         raise gr.Error("Export to weights/ is not offered on a shared app; use Download weights.")
     if not run_id:
         raise gr.Error("Pick a finished run to export.")
-    runs_dir = ctx.manager.runs_dir
+    run_dir = _run_dir(run_id, ctx.manager.runs_dir)
     # The name export_run writes: the model's, or <model>-<dataset> for a run of your own classes.
-    target = weights.weights_dir() / f"{export.export_name(run_id, runs_dir)}.safetensors"
+    target = weights.weights_dir() / f"{export.export_name(run_dir)}.safetensors"
     if target.exists() and not replace:
         raise gr.Error(f"{target} already exists (the weights the Predict tab uses). "
                        "Tick 'Replace existing weights' to overwrite it.")
     try:
-        weights_path, _, card = export.export_run(run_id, runs_dir=runs_dir)
+        weights_path, _, card = export.export_run(run_dir)
     except (FileNotFoundError, data.DataSourceError, weights.WeightsError, ValueError) as e:
         raise gr.Error(str(e)) from None
     except Exception as e:  # anything else: one line for the user, not a traceback
@@ -84,7 +93,7 @@ def download_weights(ctx: AppContext, run_id: str | None, token=None) -> dict:
     if not run_id:
         raise gr.Error("Pick a finished run of yours first.")
     try:
-        path = export.export_download(run_id, runs_dir=_runs_dir(ctx, token))
+        path = export.export_download(_run_dir(run_id, _runs_dir(ctx, token)))
     except (FileNotFoundError, data.DataSourceError, weights.WeightsError, ValueError) as e:
         raise gr.Error(str(e)) from None
     return gr.update(value=str(path), visible=True)
@@ -100,7 +109,7 @@ def push_weights(ctx: AppContext, run_id: str | None, token=None) -> str:
         raise gr.Error("Pick a finished run of yours first.")
     try:
         # Into visitors/<run id>/: a visitor never replaces the weights at the repo's root.
-        result = export.push_run(run_id, repo, runs_dir=_runs_dir(ctx, token), folder=f"visitors/{run_id}")
+        result = export.push_run(_run_dir(run_id, _runs_dir(ctx, token)), repo, folder=f"visitors/{run_id}")
     except (FileNotFoundError, data.DataSourceError, weights.WeightsError, ValueError) as e:
         raise gr.Error(str(e)) from None
     return f"Pushed {', '.join(result.files)} to [{result.repo}]({result.url})."

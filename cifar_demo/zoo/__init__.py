@@ -12,7 +12,7 @@ builder. Importing the families defines classes and functions only: no model is 
 from __future__ import annotations
 
 # Import order = table order.
-from .analysis import count_macs, count_params, last_feature_map, receptive_field
+from .analysis import activation_floats, count_macs, count_params, last_feature_map, receptive_field
 from .hooks import InitFromData, OwnGroup, OwnsParamGroups
 from .registry import (
                        RECIPE_KEYS,
@@ -37,7 +37,8 @@ from . import quiz_dnn, simple_cnn, keras_cnn, custom_cnn, resnet, optimized200k
 # isort: on
 
 __all__ = [
-    "InitFromData", "ModelSpec", "OwnGroup", "OwnsParamGroups", "RECIPE_KEYS", "check_recipe", "count_macs",
+    "InitFromData", "ModelSpec", "OwnGroup", "OwnsParamGroups", "RECIPE_KEYS", "activation_floats", "check_recipe",
+    "count_macs",
     "count_params", "create", "format_table", "get_spec", "last_feature_map", "names", "receptive_field",
     "recipe", "recipe_summary", "register", "register_model", "specs", "specs_as_dicts", "unregister",
 ]

@@ -39,6 +39,29 @@ class _Stop(Exception):
     """Raised by a hook to end the forward pass at the feature map we measure."""
 
 
+@torch.no_grad()
+def activation_floats(model: nn.Module, size: int = 32) -> int:
+    """Numbers the leaf modules output for one size x size image (forward hooks, eval mode): about
+    what a training step keeps per image for its backward pass (functional ops add some more)."""
+    total = [0]
+
+    def count(m, i, o):
+        for t in (o if isinstance(o, (tuple, list)) else (o,)):
+            if isinstance(t, torch.Tensor):
+                total[0] += t.numel()
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if not any(True for _ in m.children())]
+    was_training = model.training
+    model.eval()
+    try:
+        model(torch.zeros(1, 3, size, size, dtype=next(model.parameters()).dtype))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return total[0]
+
+
 def last_feature_map(model: nn.Module, size: int = 32) -> str:
     """Name of the last module (in execution order) whose output is a map larger than 1x1."""
     found: list[str] = []
