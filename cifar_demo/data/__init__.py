@@ -20,7 +20,7 @@ description(), never a module constant.
 """
 
 from . import pictures  # noqa: F401  (data.pictures: the picture decoder, also for callers of the package)
-from .cache import CACHE_VERSION, cache_root
+from .cache import CACHE_VERSION, OWN_CACHE, cache_root
 from .dataset import CifarData, DataSource, DataSourceError, Split
 from .load import load_arrays, load_cifar10, load_dataset, load_split
 from .loaders import PerImageLoader, TensorLoader
@@ -52,7 +52,8 @@ from .split import split_digest, stratified_split, stratified_subset, subset
 __all__ = [
     "CACHE_VERSION", "CifarData", "DEFAULT_LIMITS", "DataLimits", "DataSource", "DataSourceError",
     "OFFICIAL_DIR", "PUBLIC_LIMITS", "PerImageLoader", "SAMPLE_DIR", "SPLITS", "Split", "TEST_FRACTION",
-    "TEST_RULE", "TEST_SEED", "TensorLoader", "VAL_MAX_FRACTION", "VAL_RULE", "cache_root", "capped_val_size",
+    "TEST_RULE", "TEST_SEED", "TensorLoader", "VAL_MAX_FRACTION", "VAL_RULE", "OWN_CACHE", "cache_root",
+    "capped_val_size",
     "decode", "default_limits", "default_locations", "hold_out_test", "load_arrays", "load_cifar10",
     "layout_of", "load_dataset", "load_sample", "load_split", "read_image", "resolve_source", "sample_paths",
     "split_digest", "stratified_split", "stratified_subset", "subset",

@@ -24,11 +24,21 @@ from ..fsio import atomic_write
 # Bump when the decoded arrays would change for the same source files (it is in the cache
 # key: sources.py hashes it into every DataSource.fingerprint).
 CACHE_VERSION = 1
+# A zip of own images whose folder holds a folder of this name is decoded into it, not into
+# <cache>: the app's datasets folder of a visitor (ui.own_data, public mode), so a visitor's
+# decoded pixels are deleted with its folder. Without it (locally), <cache> as before.
+OWN_CACHE = ".cache"
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     """The cache folder: `cache_dir`, else $CIFAR_DEMO_CACHE, else ~/.cache/cifar-demo."""
     return Path(cache_dir or os.environ.get("CIFAR_DEMO_CACHE") or "~/.cache/cifar-demo").expanduser()
+
+
+def own_cache_dir(path: Path, cache_dir: str | os.PathLike | None = None) -> str | os.PathLike | None:
+    """Where an own zip's splits are cached: <its folder>/OWN_CACHE when that folder exists, else `cache_dir`."""
+    beside = Path(path).parent / OWN_CACHE
+    return beside if Path(path).is_file() and beside.is_dir() else cache_dir
 
 
 def cache_path(fingerprint: str, split: str, cache_dir: str | os.PathLike | None = None) -> Path:

@@ -4,7 +4,8 @@ resolve_own() scans (own_scan.py: layouts, limits, what is skipped) and fingerpr
 load_own() decodes every image once, with the rules of uploads (pictures.load_image, then
 pictures.to_32x32: centre-crop and LANCZOS-resize to 32x32), holds the test split out of a
 single folder (rules.TEST_RULE) and caches both splits like CIFAR-10's
-(<cache>/decoded/<fingerprint>-{train,test}.npz), the skipped files recorded inside.
+(<cache>/decoded/<fingerprint>-{train,test}.npz), the skipped files recorded inside; a zip
+whose folder holds a cache.OWN_CACHE folder (a visitor's datasets in the app) is cached in it.
 
 Why the same decoding as uploads, full size then LANCZOS (not PIL's faster JPEG draft mode):
 a photo given to the Predict tab then becomes exactly the tensor it would be in training.
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..common import IMAGE_SIZE
-from .cache import cache_path, read_cache, read_skipped, write_cache
+from .cache import cache_path, own_cache_dir, read_cache, read_skipped, write_cache
 from .dataset import DataSource, DataSourceError
 from .own_scan import OwnFile, OwnScan, check_per_class, scan_own
 from .pictures import ImageError, declared_size, load_image, to_32x32
@@ -211,7 +212,9 @@ def _check_readable(src: DataSource, splits: dict[str, Arrays], skipped, limits:
 
 def load_own(src: DataSource, cache_dir: str | os.PathLike | None = None,
              limits: DataLimits | None = None) -> tuple[dict[str, Arrays], tuple[tuple[str, str], ...]]:
-    """Both splits and the skipped files of an own source, from the cache when it holds them."""
+    """Both splits and the skipped files of an own source, from the cache when it holds them
+    (beside the zip when its folder holds cache.OWN_CACHE: own_cache_dir)."""
+    cache_dir = own_cache_dir(src.path, cache_dir)
     paths = {s: cache_path(src.fingerprint, s, cache_dir) for s in ("train", "test")}
     cached = {s: read_cache(p) for s, p in paths.items()}
     skipped = read_skipped(paths["train"])

@@ -4,10 +4,11 @@ for a run (Train tab), preview its pictures (Augmentations tab).
 An upload is copied into the owner's datasets folder (`<owner's runs folder>/.datasets/`: runs/
 locally, runs/visitors/<owner>/ in public mode, so a visitor's datasets are deleted with its
 runs) and decoded once by the data layer, which checks every limit (data.DataLimits: the small
-public caps in public mode) and caches the 32x32 tensors. A zip the data layer refuses is not
-kept. Nothing is written anywhere else, and a dataset is picked by its file name only: no path
-from the page ever reaches the file system, except an upload's, which must lie in Gradio's upload
-folder (data.uploads).
+public caps in public mode) and caches the 32x32 tensors: in public mode in the datasets folder
+itself (<datasets>/data.OWN_CACHE), so they go with the visitor, and only for the zips it keeps.
+A zip the data layer refuses is not kept, nor its decoded pixels. Nothing is written anywhere
+else, and a dataset is picked by its file name only: no path from the page ever reaches the file
+system, except an upload's, which must lie in Gradio's upload folder (data.uploads).
 """
 
 from __future__ import annotations
@@ -127,6 +128,8 @@ def add_upload(ctx: AppContext, upload, token=None) -> tuple[Path, data.CifarDat
     owner = _owner(ctx, token)
     folder = datasets_dir(ctx, owner)
     folder.mkdir(parents=True, exist_ok=True)
+    if ctx.public:   # decoded beside the zips (data.cache.own_cache_dir): deleted with the visitor's folder
+        (folder / data.OWN_CACHE).mkdir(exist_ok=True)
     stem = _safe_stem(src.name)
     target = folder / f"{stem}.zip"
     k, content = 2, src.read_bytes()
@@ -143,10 +146,30 @@ def add_upload(ctx: AppContext, upload, token=None) -> tuple[Path, data.CifarDat
         if fresh:
             target.unlink(missing_ok=True)
         raise
-    if ctx.public:
-        for old in dataset_files(ctx, owner)[MAX_DATASETS_PUBLIC:]:
-            old.unlink(missing_ok=True)
+    finally:
+        if ctx.public:
+            for old in dataset_files(ctx, owner)[MAX_DATASETS_PUBLIC:]:
+                old.unlink(missing_ok=True)
+            prune_decoded(folder, limits)
     return target, ds
+
+
+def prune_decoded(folder: Path, limits: data.DataLimits) -> list[Path]:
+    """Delete the decoded splits in `folder`'s own cache that belong to no zip of `folder` (a
+    refused upload's, an evicted one's); returns them."""
+    cache = folder / data.OWN_CACHE
+    if not cache.is_dir():
+        return []
+    keep = set()
+    for zip_path in folder.glob("*.zip"):
+        try:
+            keep.add(data.resolve_source(zip_path, download=False, limits=limits).fingerprint)
+        except data.DataSourceError:
+            continue
+    gone = [p for p in cache.rglob("*") if p.is_file() and p.name.split("-", 1)[0] not in keep]
+    for p in gone:
+        p.unlink(missing_ok=True)
+    return gone
 
 
 def on_upload(ctx: AppContext, upload, token=None) -> tuple[str, str]:

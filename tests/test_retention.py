@@ -1,0 +1,80 @@
+"""Nothing a visitor causes outlives the visitor (public mode): the decoded pixels of its uploads
+live in its folder, the app's Gradio cache is deleted on the retention rule, a run's download is
+built once and kept with the run, and a global cap on visitors' disk evicts whole folders,
+oldest first, never one with a run queued or going. Handlers are called directly (no browser)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from cifar_demo import data, jobs
+from cifar_demo.ui import AppContext, own_data
+from cifar_demo.ui.common import owner_of
+
+from .own_images import make_own_folder, zip_folder
+
+ALICE, BOB, CAROL = "a" * 43, "b" * 43, "c" * 43
+
+
+def disk(*roots: Path) -> dict[str, int]:
+    """{path: size} of every file under `roots`."""
+    return {str(p): p.stat().st_size for r in roots if r.exists() for p in r.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def zips(tmp_path_factory):
+    """Three small accepted zips of 3 classes, and one refused after decoding (too few readable pictures)."""
+    root = tmp_path_factory.mktemp("retain")
+    good = [zip_folder(make_own_folder(root / f"set{i}", per_class=5, test_per_class=1, seed=i), root / f"set{i}.zip")
+            for i in range(4)]
+    bad = zip_folder(make_own_folder(root / "bad", per_class=4, test_per_class=1, broken=2), root / "bad.zip")
+    return good, bad
+
+
+@pytest.fixture()
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR_DEMO_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("CIFAR_DEMO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.setenv("CIFAR_DEMO_PUBLIC", "1")
+    return tmp_path
+
+
+def put(env: Path, src: Path) -> str:
+    """A file as Gradio's upload folder holds it: <temp>/<hash>/<name>."""
+    dest = env / "gradio" / f"u{len(list((env / 'gradio').glob('*'))) if (env / 'gradio').exists() else 0}" / src.name
+    dest.parent.mkdir(parents=True)
+    return str(shutil.copyfile(src, dest))
+
+
+def test_a_visitors_decoded_pixels_live_in_its_folder_and_go_with_it(env, zips):
+    good, bad = zips
+    ctx = AppContext.of(jobs.JobManager(public=True, dispatch=False, retention_s=3600))
+    folder = ctx.runs_dir_for(owner_of(ctx, ALICE))
+    for z in good:   # the 4th upload evicts the 1st (MAX_DATASETS_PUBLIC), its pixels too
+        own_data.add_upload(ctx, put(env, z), ALICE)
+    with pytest.raises(data.DataSourceError):
+        own_data.add_upload(ctx, put(env, bad), ALICE)
+    assert disk(env / "cache") == {}, "nothing decoded outside the visitor's folder"
+    decoded = sorted(p.name for p in (folder / own_data.DATASETS / data.OWN_CACHE).rglob("*.npz"))
+    assert len(decoded) == 2 * own_data.MAX_DATASETS_PUBLIC, decoded   # train + test of each zip kept, no more
+    # A training child (another process, no app context) finds them there too: decoded from the cache.
+    kept = own_data.dataset_files(ctx, owner_of(ctx, ALICE))[0]
+    assert len(data.load_dataset(kept, val_size=0).train) > 0
+    assert sorted(p.name for p in (folder / own_data.DATASETS / data.OWN_CACHE).rglob("*.npz")) == decoded
+    # The folder goes RETENTION_S after it was last written to: nothing of the visitor remains.
+    ctx.manager.cleanup(now=time.time() + 3601)
+    assert not folder.exists() and disk(env / "cache", env / "runs") == {}
+
+
+def test_locally_the_decode_cache_stays_where_it_was(env, zips, monkeypatch):
+    monkeypatch.delenv("CIFAR_DEMO_PUBLIC")
+    ctx = AppContext.of(jobs.JobManager(dispatch=False))
+    own_data.add_upload(ctx, put(env, zips[0][0]))
+    assert len(list((env / "cache" / "decoded").glob("*.npz"))) == 2
+    assert not (ctx.runs_dir_for(jobs.LOCAL) / own_data.DATASETS / data.OWN_CACHE).exists()
