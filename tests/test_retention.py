@@ -5,6 +5,7 @@ oldest first, never one with a run queued or going. Handlers are called directly
 
 from __future__ import annotations
 
+import datetime
 import shutil
 import time
 from pathlib import Path
@@ -78,3 +79,30 @@ def test_locally_the_decode_cache_stays_where_it_was(env, zips, monkeypatch):
     own_data.add_upload(ctx, put(env, zips[0][0]))
     assert len(list((env / "cache" / "decoded").glob("*.npz"))) == 2
     assert not (ctx.runs_dir_for(jobs.LOCAL) / own_data.DATASETS / data.OWN_CACHE).exists()
+
+
+def test_in_public_mode_gradio_deletes_the_apps_cache_on_the_retention_rule(env, monkeypatch):
+    from gradio import route_utils
+
+    from cifar_demo import ui
+
+    app = ui.build_app(AppContext.of(jobs.JobManager(public=True, dispatch=False)))
+    assert app.delete_cache == (ui.CACHE_SWEEP_S, jobs.RETENTION_S) and ui.CACHE_SWEEP_S <= jobs.RETENTION_S
+    # What Gradio's sweep (every CACHE_SWEEP_S) does with it: an upload stays until it is RETENTION_S old.
+    upload = Path(put(env, Path(__file__)))
+    app.upload_file_set.add(str(upload))
+    route_utils.delete_files_created_by_app(app, app.delete_cache[1])
+    assert upload.exists()
+    monkeypatch.setattr(route_utils, "datetime", _Later)
+    route_utils.delete_files_created_by_app(app, app.delete_cache[1])
+    assert not upload.exists()
+    monkeypatch.delenv("CIFAR_DEMO_PUBLIC")
+    assert ui.build_app(AppContext.of(jobs.JobManager(dispatch=False))).delete_cache is None   # locally: kept
+
+
+class _Later(datetime.datetime):
+    """route_utils' clock, RETENTION_S + 1 seconds on."""
+
+    @classmethod
+    def now(cls, tz=None):
+        return datetime.datetime.now(tz) + datetime.timedelta(seconds=jobs.RETENTION_S + 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from .. import jobs
 from . import (
     augment_tab,
     common,
@@ -25,6 +26,9 @@ TITLE = "cifar-demo: CIFAR-10 in the browser"
 # your own images, whose cap is the data layer's (data.PUBLIC_LIMITS: 100 MB on a shared app).
 MAX_FILE_SIZE = {"public": "100mb", "local": "2gb"}
 PUBLIC_API = ("predict", "familiarity")
+# Public mode: every CACHE_SWEEP_S Gradio deletes what this app put in its cache (uploads, files
+# served) once older than jobs.RETENTION_S, the rule a visitor's own folder follows (Blocks.delete_cache).
+CACHE_SWEEP_S = 3600
 # CIFAR-sized uploads (32x32) would show as a thumbnail-sized speck: draw them large and crisp.
 CSS = "#predict-input img {image-rendering: pixelated; min-width: 45%; object-fit: contain;}"
 INTRO = (
@@ -39,7 +43,7 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
     """The app's Blocks; `ctx` (default: AppContext.from_env()) is handed to every tab."""
     ctx = AppContext.from_env() if ctx is None else ctx
     gradio_fixes.apply()
-    with gr.Blocks(title=TITLE) as app:
+    with gr.Blocks(title=TITLE, delete_cache=delete_cache(ctx)) as app:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         gr.HTML(common.mode_html(ctx), elem_id="mode-line")
         # The visitor's token, kept by the browser across reloads (public mode: who owns which run).
@@ -62,6 +66,11 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
         # (Gradio's own gr.Examples loading does not queue: it needs none.)
         assert fn.concurrency_limit != "default" or not fn.queue, f"{fn.api_name}: wired without a lane"
     return app
+
+
+def delete_cache(ctx: AppContext) -> tuple[int, int] | None:
+    """Blocks.delete_cache: (CACHE_SWEEP_S, jobs.RETENTION_S) in public mode; locally None (kept)."""
+    return (CACHE_SWEEP_S, int(jobs.RETENTION_S)) if ctx.public else None
 
 
 def launch(app: gr.Blocks, ctx: AppContext, *, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
