@@ -16,6 +16,7 @@ from cifar_demo import data, jobs
 from cifar_demo.ui import AppContext, own_data
 from cifar_demo.ui.common import owner_of
 
+from .helpers import cfg, write_imagefolder
 from .own_images import make_own_folder, zip_folder
 
 ALICE, BOB, CAROL = "a" * 43, "b" * 43, "c" * 43
@@ -34,6 +35,18 @@ def zips(tmp_path_factory):
             for i in range(4)]
     bad = zip_folder(make_own_folder(root / "bad", per_class=4, test_per_class=1, broken=2), root / "bad.zip")
     return good, bad
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """The directory of a finished one-epoch run of the cheapest zoo model on a tiny ImageFolder."""
+    from cifar_demo.train import Trainer
+
+    root = tmp_path_factory.mktemp("run")
+    folder = write_imagefolder(root / "data", n_train=10, n_test=2)
+    trainer = Trainer(cfg(model="optimized200k", data=str(folder), val_size=20), runs_dir=root / "runs")
+    trainer.run()
+    return trainer.run_dir
 
 
 @pytest.fixture()
@@ -106,3 +119,27 @@ class _Later(datetime.datetime):
     @classmethod
     def now(cls, tz=None):
         return datetime.datetime.now(tz) + datetime.timedelta(seconds=jobs.RETENTION_S + 1)
+
+
+def test_a_runs_download_is_built_once_and_kept_with_the_run(env, finished, monkeypatch):
+    from cifar_demo.reporting import export
+    from cifar_demo.ui import train_runs
+
+    monkeypatch.setattr(export.tempfile, "tempdir", str(env / "tmp"))   # where a temporary folder would go
+    (env / "tmp").mkdir()
+    ctx = AppContext.of(jobs.JobManager(public=True, dispatch=False))
+    folder = ctx.runs_dir_for(owner_of(ctx, ALICE))
+    run_dir = Path(shutil.copytree(finished, folder / finished.name))
+    scored = []
+    real = export.export_run
+    monkeypatch.setattr(export, "export_run", lambda *a, **kw: scored.append(a) or real(*a, **kw))
+    first = train_runs.download_weights(ctx, run_dir.name, ALICE)["value"]
+    again = train_runs.download_weights(ctx, run_dir.name, ALICE)["value"]
+    assert first == again and len(scored) == 1, "a second click serves the same file, without scoring again"
+    assert Path(first).is_relative_to(run_dir) and Path(first).is_file()
+    assert disk(env / "tmp") == {} and not list((env / "tmp").iterdir()), "nothing left in a temporary folder"
+    # Weights that change (a resumed run trained on) get a new download, and the old one goes.
+    real_digest = (run_dir / "best.sha256").read_text().split()[0]   # a save in progress: new, then old digest
+    (run_dir / "best.sha256").write_text("0" * 64 + "\n" + real_digest + "\n")
+    third = export.run_download(run_dir)
+    assert third != first and not Path(first).exists() and len(scored) == 2

@@ -7,7 +7,8 @@ overwritten by weights that predict other classes. Its card records the classes 
 architecture (ModelCard.classes, .architecture).
 
 The same export also makes a one-file download (export_download: a .zip of the pair in a
-temporary folder) and a push to the Hugging Face Hub (push_run); neither writes weights/.
+temporary folder; run_download: kept in the run's own directory, so a run's download is scored
+once and deleted with the run) and a push to the Hugging Face Hub (push_run); neither writes weights/.
 
 A run that continued trained weights of the same classes (TrainConfig.init_from, head kept) is
 the last stage of one training: its card's epochs and train_seconds count every stage, and its
@@ -204,6 +205,43 @@ def export_download(run_id: str | Path, runs_dir=None, dest: str | Path | None =
         return weights.write_weights_zip(weights_path, card_path, dest / f"{stem}.zip")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+DOWNLOAD_DIR = "download"   # <run dir>/download/<best weights' digest>/<name>.zip (run_download)
+
+
+def run_download(run_id: str | Path, runs_dir=None) -> Path:
+    """The run's download (export_download's zip), built once and kept with the run in
+    <run dir>/DOWNLOAD_DIR/<key>/, where <key> names the best weights it holds (their sha256, else
+    their size and time): a second call returns the same file without scoring the test set again,
+    and a run that trained on (a resume) gets a new one, the old one deleted. It lives and dies
+    with the run's directory (in public mode, the visitor's folder)."""
+    run = Run.find(run_id, runs_dir)
+    if not run.has_best():
+        raise FileNotFoundError(f"run {run.id} has no best weights yet: nothing to download")
+    digests = run.best_digests()
+    stat = run.best_path.stat()
+    key = digests[0][:16] if digests else f"{stat.st_size}-{stat.st_mtime_ns}"
+    root = run.dir / DOWNLOAD_DIR
+    made = sorted((root / key).glob("*.zip")) if (root / key).is_dir() else []
+    if made:
+        return made[0]
+    building = Path(tempfile.mkdtemp(prefix=".building-", dir=_made_dir(root)))
+    try:
+        path = export_download(run.dir, dest=building)
+        shutil.rmtree(root / key, ignore_errors=True)
+        building.replace(root / key)   # whole: a reader never sees half a folder
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    for old in root.iterdir():   # an earlier best's download
+        if old.name != key and not old.name.startswith(".building-"):
+            shutil.rmtree(old, ignore_errors=True)
+    return root / key / path.name
+
+
+def _made_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def push_run(run_id: str | Path, repo: str, *, token: str | None = None, runs_dir=None,

@@ -88,12 +88,13 @@ def export_run(ctx: AppContext, run_id: str | None, replace: bool) -> str:
 
 
 def download_weights(ctx: AppContext, run_id: str | None, token=None) -> dict:
-    """The owner's finished run exported (scored, carded) into one .zip in a temporary folder:
+    """The owner's finished run exported (scored, carded) into one .zip kept in the run's directory
+    (export.run_download: scored once, a second click serves the same file, deleted with the run):
     <model>.safetensors + <model>.json, which `python -m cifar_demo predict --weights FILE` reads."""
     if not run_id:
         raise gr.Error("Pick a finished run of yours first.")
     try:
-        path = export.export_download(_run_dir(run_id, _runs_dir(ctx, token)))
+        path = export.run_download(_run_dir(run_id, _runs_dir(ctx, token)))
     except (FileNotFoundError, data.DataSourceError, weights.WeightsError, ValueError) as e:
         raise gr.Error(str(e)) from None
     return gr.update(value=str(path), visible=True)
