@@ -6,6 +6,7 @@ oldest first, never one with a run queued or going. Handlers are called directly
 from __future__ import annotations
 
 import datetime
+import os
 import shutil
 import time
 from pathlib import Path
@@ -143,3 +144,69 @@ def test_a_runs_download_is_built_once_and_kept_with_the_run(env, finished, monk
     (run_dir / "best.sha256").write_text("0" * 64 + "\n" + real_digest + "\n")
     third = export.run_download(run_dir)
     assert third != first and not Path(first).exists() and len(scored) == 2
+
+
+class _Queued:
+    pid, code = 99_999_999, None
+
+    def poll(self):
+        return self.code
+
+    def send_signal(self, sig):
+        self.code = 0
+
+
+def test_a_burst_of_visitors_is_capped_evicted_oldest_first_and_leaves_nothing(env, zips, finished, monkeypatch):
+    import gradio as gr
+    from gradio import route_utils
+
+    from cifar_demo import ui
+    from cifar_demo.train import Run, TrainConfig
+    from cifar_demo.ui import train_runs
+
+    m = jobs.JobManager(public=True, dispatch=False, spawn=lambda cmd, log: _Queued())
+    ctx = AppContext.of(m)
+    roots = (env / "runs", env / "cache", env / "gradio")
+    # The shared dataset the runs trained on (CIFAR-10 on a Space) is decoded before any visitor comes.
+    data.load_split("test", data.resolve_source(Run(finished).config().data, download=False))
+    before = disk(*roots)
+    cache = gr.Blocks(delete_cache=ui.delete_cache(ctx))    # the app's Gradio cache, as build_app sets it
+    (good, bad), owners = zips, {}
+    for token in (ALICE, BOB, CAROL):
+        owner = owners[token] = owner_of(ctx, token)
+        for z in [*good[:2], bad]:
+            path = put(env, z)
+            cache.upload_file_set.add(path)
+            try:
+                own_data.add_upload(ctx, path, token)
+            except data.DataSourceError:
+                pass
+        if token != CAROL:
+            shutil.copytree(finished, ctx.runs_dir_for(owner) / finished.name)
+            for _ in range(2):
+                train_runs.download_weights(ctx, finished.name, token)
+    m.submit(TrainConfig(model="simple_cnn", epochs=1, train_limit=1000, val_size=100, test_limit=100,
+                         batch_size=50), owners[CAROL])   # Carol's run starts (a stand-in child)
+    m.poll()
+    burst = disk(*roots)
+    assert sum(burst.values()) > sum(before.values()) and disk(env / "cache") == disk(env / "cache") | {
+        p: n for p, n in before.items() if p.startswith(str(env / "cache"))}, "no visitor's pixels in the cache"
+    assert {p for p in disk(env / "cache")} == {p for p in before if p.startswith(str(env / "cache"))}
+    for age, token in ((300, ALICE), (200, BOB), (900, CAROL)):   # Carol is oldest, but her run is going
+        for p in [ctx.runs_dir_for(owners[token]), *Path(ctx.runs_dir_for(owners[token])).rglob("*")]:
+            os.utime(p, (time.time() - age,) * 2)
+    sizes = {t: sum(disk(Path(ctx.runs_dir_for(o))).values()) for t, o in owners.items()}
+    m.disk_cap = sum(sizes.values()) - 1
+    assert m.cleanup() == [owners[ALICE]]           # over the cap: the least recently used goes, whole
+    m.disk_cap = 0
+    assert m.cleanup() == [owners[BOB]]             # and the next; never a visitor with a run queued or going
+    assert Path(ctx.runs_dir_for(owners[CAROL])).is_dir()
+    # Carol stops her run; 6 hours on, her folder and Gradio's copies of every upload go too.
+    m.disk_cap = jobs.records.VISITORS_DISK_CAP
+    assert m.stop(owners[CAROL])
+    m.poll()
+    assert m.cleanup(now=time.time() + jobs.RETENTION_S + 1) == [owners[CAROL]]
+    monkeypatch.setattr(route_utils, "datetime", _Later)
+    route_utils.delete_files_created_by_app(cache, cache.delete_cache[1])
+    after = disk(*roots)
+    assert after == before, sorted(set(after) - set(before))

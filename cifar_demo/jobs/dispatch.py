@@ -20,6 +20,7 @@ from .records import (
     POLL_S,
     QUEUE_CAP,
     RETENTION_S,
+    VISITORS_DISK_CAP,
     Attached,
     Bounds,
     Job,
@@ -41,13 +42,13 @@ class JobManager:
     def __init__(self, runs_dir: str | Path | None = None, *, public: bool = False, bounds: Bounds | None = None,
                  queue_cap: int = QUEUE_CAP, retention_s: float = RETENTION_S,
                  spawn: Callable | None = None, clock: Callable[[], float] = time.time, dispatch: bool = True,
-                 kill_grace_s: float | None = None):
+                 kill_grace_s: float | None = None, disk_cap: int = VISITORS_DISK_CAP):
         self.runs_dir = runs_root(runs_dir).resolve()
         self.public = public
         # A child that outlives SIGTERM by this much is killed; locally a stop only asks (None).
         self.kill_grace_s = kill_grace_s if kill_grace_s is not None else (KILL_GRACE_S if public else None)
         self.bounds = bounds if bounds is not None else (public_bounds() if public else None)
-        self.queue_cap, self.retention_s = queue_cap, retention_s
+        self.queue_cap, self.retention_s, self.disk_cap = queue_cap, retention_s, disk_cap
         self._spawn, self._clock = spawn or default_spawn, clock
         self._lock = threading.RLock()
         self._jobs: dict[str, Job] = {}
@@ -225,33 +226,53 @@ class JobManager:
         self._save(job)
 
     def cleanup(self, now: float | None = None) -> list[str]:
-        """Delete visitor folders whose last run ended RETENTION_S ago; returns the owners removed."""
+        """Delete visitor folders whose last run ended RETENTION_S ago, then, while all of them
+        hold more than disk_cap bytes, the least recently used folders with no run queued or
+        going; returns the owners removed."""
         now = self._clock() if now is None else now
         removed = []
         with self._lock:
-            owners = {j.owner for j in self._jobs.values()} - {LOCAL}
-            for owner in owners:
-                jobs_of = [j for j in self._jobs.values() if j.owner == owner]
-                if any(j.state != "ended" for j in jobs_of):
+            folders = self._visitor_folders()
+            for owner, last in folders.items():
+                if last is not None and now - last >= self.retention_s:
+                    self._remove(owner)
+                    removed.append(owner)
+            sizes = {o: _size(self.runs_dir_for(o)) for o in folders if o not in removed}
+            total = sum(sizes.values())
+            for owner in sorted(sizes, key=lambda o: folders[o] if folders[o] is not None else now):
+                if total <= self.disk_cap:
+                    break
+                if folders[owner] is None:   # a run queued or going: never evicted
                     continue
-                if now - max(j.ended or j.submitted for j in jobs_of) < self.retention_s:
-                    continue
-                shutil.rmtree(self.runs_dir_for(owner), ignore_errors=True)
-                for j in jobs_of:
-                    self._jobs.pop(j.run_id, None)
-                    (self._records() / f"{j.run_id}.json").unlink(missing_ok=True)
+                self._remove(owner)
                 removed.append(owner)
-            # A visitor who uploaded a dataset (ui.own_data) but never trained has no job: its
-            # folder goes RETENTION_S after it was last written to.
-            visitors = self.runs_dir / "visitors"
-            for folder in (visitors.iterdir() if self.public and visitors.is_dir() else []):
-                if folder.name in owners or not folder.is_dir():
-                    continue
-                stamps = [p.stat().st_mtime for p in [folder, *folder.rglob("*")]]
-                if now - max(stamps) >= self.retention_s:
-                    shutil.rmtree(folder, ignore_errors=True)
-                    removed.append(folder.name)
+                total -= sizes[owner]
         return removed
+
+    def _visitor_folders(self) -> dict[str, float | None]:
+        """{owner: when it was last active (None: a run queued or going)} for every visitor with
+        a job or a folder: its last run's end, or, with no job (a visitor who uploaded a dataset
+        but never trained), the last time its folder was written to."""
+        last: dict[str, float | None] = {}
+        for j in self._jobs.values():
+            if j.owner == LOCAL:
+                continue
+            if j.state != "ended" or last.get(j.owner, 0.0) is None:
+                last[j.owner] = None
+            else:
+                last[j.owner] = max(last.get(j.owner, 0.0), j.ended or j.submitted)
+        visitors = self.runs_dir / "visitors"
+        for folder in (visitors.iterdir() if self.public and visitors.is_dir() else []):
+            if folder.name not in last and folder.is_dir() and folder.name.isalnum():
+                last[folder.name] = max(p.stat().st_mtime for p in [folder, *folder.rglob("*")])
+        return last
+
+    def _remove(self, owner: str) -> None:
+        """A visitor's folder and job records, all of them."""
+        shutil.rmtree(self.runs_dir_for(owner), ignore_errors=True)
+        for j in [j for j in self._jobs.values() if j.owner == owner]:
+            self._jobs.pop(j.run_id, None)
+            (self._records() / f"{j.run_id}.json").unlink(missing_ok=True)
 
     def _reattach(self) -> None:
         """Read the job records of an earlier app: live children are followed again, queued
@@ -355,6 +376,6 @@ class JobManager:
         return total
 
 
-
-
-
+def _size(folder: Path) -> int:
+    """Bytes of the files under `folder` (0 when it is gone)."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0

@@ -17,6 +17,9 @@ NICENESS = 10          # training yields the CPU to the app's request handlers
 LOCAL = "local"        # the owner of everything in local mode
 QUEUE_CAP = 5          # queued starts (not counting the running one); a class of 30 sees a clear "full"
 RETENTION_S = 6 * 3600  # a visitor's finished runs are kept this long after its last run ended
+# All visitors' folders together (runs, uploads, their decoded pixels, downloads) may hold this
+# much: past it, whole folders go, oldest first, never one with a run queued or going (cleanup).
+VISITORS_DISK_CAP = 3 * 2**30
 POLL_S = 0.5           # how often the dispatcher looks at the running child
 KILL_GRACE_S = 30.0    # public mode: a child still alive this long after SIGTERM is killed (SIGKILL)
 ACTIVE = ("queued", "starting", "running", "stopping")
