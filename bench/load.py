@@ -1,6 +1,7 @@
 """Many visitors at once: /predict under load and the cost of open Train tabs, on the real app.
 
-    python bench/load.py [--visitors 20] [--tabs 20] [--tab-mode client|browser] [--seconds 60] [--calls 600]
+    python bench/load.py [--visitors 30] [--tabs 20] [--tab-mode client|browser] [--seconds 60] [--calls 600]
+                         [--skip-tabs]
 
 Starts `python app.py --public` on 127.0.0.1 in a subprocess with its own temporary runs and
 cache folders, and presses Start on the Train tab in headless Chromium as a visitor does (the
@@ -11,8 +12,13 @@ cache folders, and presses Start on the Train tab in headless Chromium as a visi
             traffic without browsers (bench/load_tabs.py; a visitor's browser runs on the
             visitor's machine, not the server's), or real Chromium contexts (--tab-mode browser)
   quiet     nobody again (the two quiet phases bracket the tabs against drift)
-  visitors  --visitors gradio_client visitors calling /predict with a real photo in a loop
-            (at most --calls calls in all): answered / failed, median and p95 latency
+  visitors  --visitors gradio_client visitors uploading at once as the page does, in a loop (at
+            most --calls uploads in all): /predict and /familiarity of the same picture together,
+            each upload a different picture (the photo with a coloured patch: no cache can answer
+            it before a pass has). Answered / failed, median and p95 of the time until both
+            answers are in, and the whole zoo's throughput: images/s, and GFLOP/s (2 x the
+            shipped models' MACs per image) as a share of the fp32 matmul peak measured first
+--skip-tabs leaves out the tabs phase and the second quiet phase (a shorter run).
 
 Images/s: from the run's metrics.jsonl step events (an evaluation between two is left out).
 Cores used: /proc/<pid>/stat of the app's server, its training child, the browsers and this
@@ -55,7 +61,7 @@ from app_proc import (  # noqa: E402 (bench/ is on sys.path when run as a script
 
 TICK_URL = "/queue/join"             # every Gradio event a page sends, ticks included
 PNG_URL = re.compile(r"/file=.*\.png$")  # a picture Gradio serves: on the Train tab, the curves
-CALL_TIMEOUT = 60     # seconds: a /predict call not answered by then failed
+CALL_TIMEOUT = 60     # seconds: an upload not answered (both events) by then failed
 
 
 def training_rate(events: list[tuple[float, dict]], t0: float, t1: float) -> tuple[float | None, int]:
@@ -153,13 +159,31 @@ def client_tabs_phase(url: str, args, run) -> dict:
     return rec
 
 
-def visitors(url: str, photo: Path, args, downloads: Path) -> dict:
-    """--visitors gradio_client visitors calling /predict in a loop until --seconds or --calls:
-    latencies of the answered calls, errors of the failed ones, the seconds calls were sent for."""
-    from gradio_client import Client, handle_file
+def upload_picture(photo, k: int, folder: Path) -> Path:
+    """The photo with a 64x64 patch of a colour of its own in the middle: upload k's picture,
+    different from every other one in the 32x32 thumbnail the models see."""
+    from PIL import Image
 
+    a = photo.copy()
+    h, w = a.shape[0] // 2, a.shape[1] // 2
+    a[h - 32:h + 32, w - 32:w + 32] = ((k * 37) % 256, (k * 91 + 50) % 256, (k // 7 * 53 + 100) % 256)
+    path = folder / f"upload-{k}.jpg"
+    Image.fromarray(a).save(path, quality=95)
+    return path
+
+
+def visitors(url: str, photo: Path, args, downloads: Path) -> dict:
+    """--visitors gradio_client visitors uploading in a loop until --seconds or --calls, each
+    upload /predict and /familiarity at once (as the page's image.change does): latencies of the
+    answered uploads, errors of the failed ones, the seconds uploads were sent for."""
+    import numpy as np
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    downloads.mkdir(parents=True, exist_ok=True)
     clients = [Client(url, verbose=False, analytics_enabled=False, download_files=str(downloads))
                for _ in range(args.visitors)]
+    image = np.asarray(Image.open(photo).convert("RGB"))
     lock, out, sent = threading.Lock(), {"latencies": [], "errors": []}, [0]
     deadline = (t0 := time.monotonic()) + args.seconds
 
@@ -168,15 +192,21 @@ def visitors(url: str, photo: Path, args, downloads: Path) -> dict:
             with lock:
                 if sent[0] >= args.calls:
                     return
-                sent[0] += 1
+                k = sent[0] = sent[0] + 1
+            picture = handle_file(str(upload_picture(image, k, downloads)))
             t = time.perf_counter()
-            job = client.submit(handle_file(str(photo)), False, api_name="/predict")
+            jobs = [client.submit(picture, False, api_name="/predict"),
+                    client.submit(picture, api_name="/familiarity")]
             try:
-                if not job.result(timeout=CALL_TIMEOUT)[-1]:
-                    raise ValueError("an answer without predictions")
+                if not jobs[0].result(timeout=CALL_TIMEOUT)[-1]:
+                    raise ValueError("/predict answered without predictions")
+                if "unfamiliar" not in (jobs[1].result(timeout=max(1.0, CALL_TIMEOUT - (time.perf_counter() - t)))
+                                        or {}):
+                    raise ValueError("/familiarity answered without a verdict")
                 out["latencies"].append(time.perf_counter() - t)   # list.append is atomic
-            except Exception as e:  # a failed call is a figure, not the end of the bench
-                job.cancel()
+            except Exception as e:  # a failed upload is a figure, not the end of the bench
+                for job in jobs:
+                    job.cancel()
                 out["errors"].append(f"{type(e).__name__}: {e}"[:200])
 
     with ThreadPoolExecutor(args.visitors) as pool:   # each loop ends by the deadline + one call's timeout
@@ -205,13 +235,15 @@ def run_phase(name: str, body, app_pid: int, tail: Tail, phases: list[dict]) -> 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--visitors", type=int, default=20, help="concurrent gradio_client visitors calling /predict")
+    p.add_argument("--visitors", type=int, default=30,
+                   help="concurrent gradio_client visitors uploading (/predict + /familiarity)")
     p.add_argument("--tabs", type=int, default=20, help="open Train tabs (one visitor each)")
     p.add_argument("--tab-mode", choices=("client", "browser"), default="client",
                    help="client: the tabs' HTTP traffic without browsers (visitors' browsers run on their own "
                         "machines); browser: real Chromium contexts on these cores (an upper bound)")
     p.add_argument("--seconds", type=float, default=60, help="length of each of the four phases")
-    p.add_argument("--calls", type=int, default=600, help="at most this many /predict calls in all")
+    p.add_argument("--calls", type=int, default=600, help="at most this many uploads in all")
+    p.add_argument("--skip-tabs", action="store_true", help="no tabs phase and no second quiet phase")
     p.add_argument("--data", default=os.environ.get("CIFAR_DEMO_DATA", str(REPO.parent / "shared/data/cifar10-jpeg")))
     p.add_argument("--photo", type=Path, help="what the visitors send (default: matplotlib's grace_hopper.jpg)")
     p.add_argument("--batch-size", type=int, help="changed in the form before Start (default: the preset's)")
@@ -230,8 +262,15 @@ def main() -> None:
     if not photo.is_file():
         sys.exit(f"no photo at {photo}; pass --photo FILE")
     hw = hardware.hardware_info()
+    args.fp32_peak = hardware.matmul_peak_gflops(1024, torch.float32, repeats=3)
     print(f"machine: {hw['cpu']}, {hw['cores']} cores, gpu {hw['gpu']}; torch {torch.__version__}; "
           f"{hardware.matmul_peaks_line(1024)}")
+    from cifar_demo import weights, zoo
+
+    shipped = [n for n in zoo.names() if n in set(weights.available())]
+    args.zoo_flops = 2 * sum(zoo.get_spec(n).macs for n in shipped)   # one multiply-accumulate = 2 FLOPs
+    print(f"zoo: {len(shipped)} shipped models, {args.zoo_flops / 1e9:.2f} GFLOP per image for all of them "
+          f"(2 x MACs); fp32 matmul peak (1024x1024, best of 3) {args.fp32_peak:.0f} GFLOP/s")
     print(f"photo: {photo} ({photo.stat().st_size:,} bytes); data: {args.data}; load average: {loadavg()}")
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)   # a SIGTERM cleans up as Ctrl-C does
@@ -259,9 +298,11 @@ def main() -> None:
 
             run = lambda name, body: run_phase(name, body, app.pid, tail, phases)  # noqa: E731
             run("quiet", lambda: time.sleep(args.seconds))
-            tabs = (client_tabs_phase(url, args, run) if args.tab_mode == "client"
-                    else tabs_phase(browser, url, args, run))
-            run("quiet", lambda: time.sleep(args.seconds))
+            tabs = {}
+            if not args.skip_tabs:
+                tabs = (client_tabs_phase(url, args, run) if args.tab_mode == "client"
+                        else tabs_phase(browser, url, args, run))
+                run("quiet", lambda: time.sleep(args.seconds))
             vis = run(f"visitors x{args.visitors}", lambda: visitors(url, photo, args, tmp / "downloads"))
             browser.close()
         report(phases, tabs, vis, args)
@@ -290,7 +331,7 @@ def report(phases: list[dict], tabs: dict, vis: dict, args) -> None:
               f"tabs), mean {base:.0f}; server {statistics.mean(r['cores']['server'] for r in quiet):.2f} cores")
     # A step can outlast a starved phase; a CPU-bound child trains in proportion to its CPU share.
     share = statistics.mean(r["cores"]["training"] for r in quiet) if quiet else None
-    for rec, what in ((tabs, f"{args.tabs} tabs ticking"), (vis, f"{args.visitors} visitors on /predict")):
+    for rec, what in ((tabs, f"{args.tabs} tabs ticking"), (vis, f"{args.visitors} visitors uploading")):
         if base and rec:
             steps = f"{rec['rate'] / base:.2f} x alone by its steps" if rec.get("rate") else "no two steps in it"
             print(f"  with {what}: {steps}, {rec['cores']['training'] / share:.2f} x by the training's CPU share "
@@ -300,8 +341,14 @@ def report(phases: list[dict], tabs: dict, vis: dict, args) -> None:
         lat, err = vis["latencies"], vis["errors"]
         p95 = sorted(lat)[round(0.95 * (len(lat) - 1))] if lat else 0   # the nearest rank
         figures = f"; median {statistics.median(lat):.2f} s, p95 {p95:.2f} s, max {max(lat):.2f} s" if lat else ""
-        print(f"  /predict: {len(lat) + len(err)} calls from {args.visitors} visitors in {vis['sending']:.0f} s: "
-              f"{len(lat)} answered, {len(err)} failed{figures} (target: all answered, p95 <= 5 s)")
+        print(f"  uploads (/predict + /familiarity): {len(lat) + len(err)} from {args.visitors} visitors in "
+              f"{vis['sending']:.0f} s: {len(lat)} answered, {len(err)} failed{figures} "
+              f"(target: all answered, p95 <= 5 s)")
+        rate = len(lat) / vis["seconds"]
+        gflops = rate * args.zoo_flops / 1e9
+        print(f"  whole-zoo throughput: {rate:.1f} images/s over the phase's {vis['seconds']:.0f} s (each through "
+              f"every shipped model once), {gflops:.0f} GFLOP/s = {gflops / args.fp32_peak:.0%} of the fp32 "
+              f"matmul peak ({args.fp32_peak:.0f} GFLOP/s; the training run shares the cores)")
         for e in sorted(set(err))[:5]:
             print(f"    failed x{err.count(e)}: {e}")
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 import weakref
 from dataclasses import asdict, dataclass, field
@@ -73,9 +74,16 @@ def feature_layer(model: nn.Module) -> nn.Module:
 
 @torch.inference_mode()
 def features_and_logits(model: nn.Module, images: torch.Tensor, batch: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pooled last feature map N x D, logits N x C) of uint8 NCHW images, in one forward pass."""
+    """(pooled last feature map N x D, logits N x C) of uint8 NCHW images, in one forward pass.
+    The hook keeps this thread's pass only: another thread may run the same (cached) model now."""
     feats: list[torch.Tensor] = []
-    hook = feature_layer(model).register_forward_hook(lambda m, i, o: feats.append(o.float().mean((2, 3))))
+    caller = threading.get_ident()
+
+    def keep(_m, _i, o):
+        if threading.get_ident() == caller:
+            feats.append(o.float().mean((2, 3)))
+
+    hook = feature_layer(model).register_forward_hook(keep)
     try:
         logits = [model(images[i:i + batch]).float() for i in range(0, len(images), batch)]
     finally:

@@ -21,8 +21,9 @@ class Prediction:
     model: str
     probs: dict[str, float] = field(default_factory=dict)   # class -> probability, every class of the
     #                                                         model's (card.classes), in label order
-    latency_ms: float | None = None
+    latency_ms: float | None = None                           # per picture: a pass over `batch` pictures / batch
     error: str | None = None                                  # e.g. "no weights"
+    batch: int = 1                                            # pictures in the forward pass (analysis.serve)
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         return sorted(self.probs.items(), key=lambda kv: -kv[1])[:k]

@@ -9,17 +9,18 @@ import gradio as gr
 import numpy as np
 
 from .. import augment, data, train, weights, zoo
-from ..analysis import evalcache, familiarity, gradcam, predict
+from ..analysis import evalcache, familiarity, gradcam, predict, serve
 from ..common import CLASSES
 from ..data import pictures, uploads
 from .common import owner_of, run_model, run_target
-from .context import FREE, MODELS, AppContext
+from .context import FREE, MODELS, SERVE, AppContext
 
 TOP_K = 3
 SCALE = 8  # the 32x32 input is shown 256x256, each pixel a sharp square
 
-# One request at a time on the shared, cached models: concurrent requests would only split the
-# two cores between them (each slower, none sooner), and Grad-CAM puts hooks on the models.
+# /predict and /familiarity share batched passes (analysis.serve: one pass per model answers both,
+# concurrent uploads share it). What runs a model outside them, Grad-CAM and a run of yours, one
+# at a time: concurrent passes would only split the two cores between them (each slower, none sooner).
 _LOCK = threading.Lock()
 
 INTRO = ("Drop, paste or pick a picture. Every model in the zoo that has trained weights classifies "
@@ -53,9 +54,11 @@ def predict_image(path: str | dict | None, show_cam: bool = False):
     if image32 is None:
         return None, None, _empty_table("Upload an image to see what the models make of it."), [], {}
 
-    with _LOCK:
-        preds = predict.predict_many(image32, zoo.names())
-        cams = _cams(image32, preds) if show_cam else []
+    preds = serve.answer(image32).predictions   # predict.predict_many's, from a pass shared with others
+    cams = []
+    if show_cam:
+        with _LOCK:
+            cams = _cams(image32, preds)
     vote = predict.ensemble(preds)
     probs = {p.model: p.probs for p in preds if p.error is None}
     return (augment.upscale_nearest(image32, SCALE), vote or None, results_table(preds, vote),
@@ -73,8 +76,7 @@ def familiarity_check(path: str | dict | None) -> dict | None:
     if image32 is None:
         return None
     try:
-        with _LOCK:
-            verdict = familiarity.assess(image32)
+        verdict = serve.answer(image32).verdict()   # familiarity.assess's, from /predict's pass when cached
     except (familiarity.FamiliarityError, weights.WeightsError) as exc:
         return {"unfamiliar": None, "error": str(exc)}
     return {**verdict.to_dict(), "classes": list(CLASSES)}
@@ -223,8 +225,11 @@ def results_table(preds: list[predict.Prediction], vote: dict[str, float]) -> st
         total = sum(p.latency_ms for p in ok)
         top = max(vote, key=vote.get)
         agree = sum(p.top(1)[0][0] == top for p in ok)
-        caption = (f"{agree} of {len(ok)} models put <b>{top}</b> first. Latency: one forward pass "
-                   f"of one image on this server's CPU ({total:.0f} ms for all {len(ok)}).")
+        batch = max(p.batch for p in ok)
+        how = ("one forward pass of one image" if batch == 1 else
+               f"each model's pass over {batch} pictures sent at once, divided by {batch}")
+        caption = (f"{agree} of {len(ok)} models put <b>{top}</b> first. Latency per image: {how}, "
+                   f"on this server's CPU ({total:.0f} ms for all {len(ok)}).")
     else:
         caption = ("No model has trained weights yet: train one in the Train tab and export it, "
                    "or add weights/&lt;model&gt;.safetensors with its card.")
@@ -296,9 +301,10 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
         # may leave it out: _picture checks every value itself (data.uploads). (A gr.Image
         # subclass would do too, but Gradio writes a .pyi stub beside the module of every
         # component subclass.)
-        # Every model of the zoo on the picture: the "models" lane.
-        image.change(predict_image, [image, show_cam], outputs, api_name="predict", preprocess=False, **MODELS)
-        image.change(familiarity_check, image, fam, api_name="familiarity", preprocess=False, **MODELS).then(
+        # Every model of the zoo on the picture: the "serve" lane, wide, so that concurrent uploads
+        # wait together in analysis.serve's batcher and share its passes.
+        image.change(predict_image, [image, show_cam], outputs, api_name="predict", preprocess=False, **SERVE)
+        image.change(familiarity_check, image, fam, api_name="familiarity", preprocess=False, **SERVE).then(
             familiarity_notice, fam, notice, api_visibility="private", queue=False, **FREE)
         run_in = dict(fn=ctx.bind(predict_run), inputs=[image, run_choice, *token], outputs=[run_label, run_md],
                       preprocess=False, api_visibility="private", **MODELS)
@@ -309,4 +315,4 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
         gr.on(None, runs, [run_choice, *token], run_choice, **FREE)
         show_cam.change(lambda on: (gr.update(visible=on), gr.update(visible=on)), show_cam,
                         [cams, cam_note], api_visibility="private", queue=False, **FREE).then(
-            predict_image, [image, show_cam], outputs, api_visibility="private", preprocess=False, **MODELS)
+            predict_image, [image, show_cam], outputs, api_visibility="private", preprocess=False, **SERVE)

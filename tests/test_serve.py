@@ -1,0 +1,140 @@
+"""analysis.serve: batched answers equal one-at-a-time ones; concurrent requests share passes."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from cifar_demo import data, weights
+from cifar_demo.analysis import familiarity as F
+from cifar_demo.analysis import predict, serve
+from tests.synthetic_data import save_random_weights
+from tests.test_ui_predict import WITH_WEIGHTS, _calibrate_for_the_test_weights
+
+
+@pytest.fixture(scope="module")
+def weights_folder(tmp_path_factory):
+    folder = save_random_weights(tmp_path_factory.mktemp("weights"), WITH_WEIGHTS, seed=3)
+    return folder
+
+
+@pytest.fixture()
+def calibrated(weights_folder, monkeypatch):
+    """Two zoo models with random weights, and a real calibration of them."""
+    monkeypatch.setenv("CIFAR_DEMO_WEIGHTS", str(weights_folder))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    weights.clear_cache()
+    F._CACHED.clear()
+    if not (weights_folder / F.DIR_NAME).is_dir():
+        _calibrate_for_the_test_weights(weights_folder)
+    yield weights_folder
+    weights.clear_cache()
+    F._CACHED.clear()
+
+
+def pictures() -> list[np.ndarray]:
+    """Bundled CIFAR-10 pictures, noise, flat colours and pictures like the calibration's own
+    (_calibrate_for_the_test_weights: a class colour plus noise): unfamiliar and familiar ones."""
+    sample = data.load_sample()
+    out = [im.permute(1, 2, 0).numpy() for im in sample.images[:4]]
+    g = torch.Generator().manual_seed(0)   # the calibration's images, exactly: familiar ones
+    colours = torch.randint(40, 220, (10, 3, 1, 1), generator=g)
+    labels = torch.arange(10).repeat_interleave(30)
+    fitted = (colours[labels] + torch.randint(-30, 30, (len(labels), 3, 32, 32), generator=g)).clamp(0, 255)
+    out += [fitted[i].to(torch.uint8).permute(1, 2, 0).numpy() for i in (1, 101, 251)]   # odd: not in the
+    #   reference half of the validation images, so no score ties a reference score (a rank step)
+    rng = np.random.default_rng(0)
+    out += [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(2)]
+    return out + [np.full((32, 32, 3), c, np.uint8) for c in ((0, 0, 0), (30, 120, 220))]
+
+
+def assert_same(answer: serve.Answer, image32: np.ndarray) -> None:
+    alone = predict.predict_many(image32)
+    assert [p.model for p in answer.predictions] == [p.model for p in alone]
+    for got, want in zip(answer.predictions, alone):
+        assert got.error == want.error
+        assert list(got.probs) == list(want.probs)
+        assert got.probs == pytest.approx(want.probs, abs=1e-5)
+    verdict, want = answer.verdict(), F.assess(image32)
+    assert verdict.unfamiliar == want.unfamiliar and verdict.threshold == want.threshold
+    assert verdict.score == pytest.approx(want.score, rel=1e-4, abs=1e-4)
+    assert verdict.per_model == pytest.approx(want.per_model, abs=1e-6)
+    assert verdict.false_alarm_test == want.false_alarm_test
+
+
+def test_a_batch_answers_as_one_picture_at_a_time_does(calibrated):
+    images = pictures()
+    answers = serve.predict_batch(images)
+    assert len(answers) == len(images) and all(a.batch == len(images) for a in answers)
+    for a, im in zip(answers, images):
+        assert_same(a, im)
+    verdicts = [a.verdict().unfamiliar for a in answers]
+    assert any(verdicts) and not all(verdicts)   # the comparison covers both verdicts
+
+
+def test_concurrent_requests_share_passes_and_a_second_ask_costs_none(calibrated):
+    images = pictures()
+    batcher = serve.Batcher(max_batch=32, max_wait_s=0.5)
+    got: dict[int, serve.Answer] = {}
+    start = threading.Barrier(len(images) + 1)
+
+    def ask(i: int) -> None:
+        start.wait()
+        got[i] = batcher.answer(images[i])   # /predict and /familiarity each ask: one picture, two asks
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(images))]
+    threads += [threading.Thread(target=ask, args=(0,))]   # the same picture twice at once
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert set(got) == set(range(len(images)))
+    assert batcher.stats["passes"] <= 2 and batcher.stats["pictures"] == len(images)
+    for i, im in enumerate(images):
+        assert_same(got[i], im)
+    passes = batcher.stats["passes"]
+    again = batcher.answer(images[3])   # /familiarity after /predict of the same picture
+    assert again is got[3] and batcher.stats["passes"] == passes and batcher.stats["cached"] == 1
+
+
+def test_new_weights_or_no_calibration_are_never_answered_from_the_cache(calibrated):
+    image = pictures()[0]
+    batcher = serve.Batcher(max_wait_s=0.0)
+    first = batcher.answer(image)
+    shutil.move(calibrated / F.DIR_NAME, calibrated / "kept")
+    F._CACHED.clear()
+    try:
+        without = batcher.answer(image)
+        assert without is not first and batcher.stats["passes"] == 2
+        with pytest.raises(F.FamiliarityError, match="no familiarity calibration"):
+            without.verdict()
+        for got, want in zip(without.predictions, first.predictions):
+            assert got.model == want.model and got.probs == pytest.approx(want.probs, abs=1e-6)
+    finally:
+        shutil.move(calibrated / "kept", calibrated / F.DIR_NAME)
+        F._CACHED.clear()
+    path = calibrated / f"{WITH_WEIGHTS[1]}.safetensors"
+    good = path.read_bytes()
+    path.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))   # one flipped bit: sha256 mismatch
+    try:
+        broken = batcher.answer(image)
+    finally:
+        path.write_bytes(good)
+    names = [p.model for p in broken.predictions]
+    assert "sha256" in broken.predictions[names.index(WITH_WEIGHTS[1])].error
+    with pytest.raises(weights.WeightsError):
+        broken.verdict()
+
+
+def test_a_failed_pass_reaches_every_caller_and_the_worker_goes_on(calibrated, monkeypatch):
+    batcher = serve.Batcher(max_wait_s=0.0)
+    real = serve.predict_batch
+    monkeypatch.setattr(serve, "predict_batch", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        batcher.answer(pictures()[0])
+    monkeypatch.setattr(serve, "predict_batch", real)
+    assert batcher.answer(pictures()[0]).predictions
