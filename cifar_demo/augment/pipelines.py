@@ -53,9 +53,8 @@ def albumentation(name: str, params: dict[str, float]) -> "albumentations.BasicT
 
 def torchvision_transform(name: str, params: dict[str, float]) -> Callable:
     """One torchvision v2 transform (uint8 CHW tensor or PIL in and out) from its parameters."""
-    from torchvision.transforms import (
-        v2,  # lazy: torchvision's transforms load only for the presets and views that use them
-    )
+    # lazy: torchvision's transforms load only for the presets and views that use them
+    from torchvision.transforms import v2
 
     if name == "crop":
         return v2.RandomCrop(IMAGE_SIZE, padding=int(params["pad"]))  # zero padding, as batch_crop
@@ -101,8 +100,7 @@ def build_torchvision(preset: str) -> "Callable | None":
     spec = get_preset(preset)
     if spec.kind != "torchvision":
         return None
-    from torchvision.transforms import (
-        v2,  # lazy: torchvision's transforms load only for the presets and views that use them
-    )
+    # lazy: torchvision's transforms load only for the presets and views that use them
+    from torchvision.transforms import v2
 
     return v2.Compose([torchvision_transform(name, TRANSFORMS[name].defaults()) for name in spec.pipeline])

@@ -83,7 +83,7 @@ def teacher_probs(names: list[str], split, *, tta: str = "flip", precision: str 
     bf16 = autocast_dtype(precision, device) == torch.bfloat16
     each = []
     for name in names:
-        model, _card = weights.load_weights(name)
+        model = weights.load(name).model  # verified and cached; only read here
         res = evaluate.evaluate(model, split, tta=tta, device=device,
                                 precision="bf16" if bf16 else "fp32", keep_probs=True, progress=progress)
         each.append(torch.tensor(res.probabilities, dtype=torch.float32))

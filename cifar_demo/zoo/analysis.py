@@ -20,9 +20,7 @@ def count_macs(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 32, 32)) -
     torch's FlopCounterMode counts convolutions and matrix products, the layers that
     dominate; BatchNorm, activations, pooling and additions are not counted.
     """
-    from torch.utils.flop_counter import (
-        FlopCounterMode,  # imported here: keeps `import zoo` light
-    )
+    from torch.utils.flop_counter import FlopCounterMode  # lazy: keeps `import zoo` light
 
     p = next(model.parameters())
     was_training = model.training
