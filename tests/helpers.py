@@ -23,8 +23,10 @@ import torch
 from PIL import Image
 from torch import nn
 
+from cifar_demo import data
 from cifar_demo import train as engine
 from cifar_demo import weights as W
+from cifar_demo.analysis import familiarity as F
 from cifar_demo.common import CLASSES
 from cifar_demo.data import Split
 from cifar_demo.train import JsonlSink, Run, TrainConfig
@@ -203,3 +205,22 @@ def lr_trace(c: TrainConfig, model: nn.Module, total_steps: int, steps_per_epoch
         opt.step()
         sched.step()
     return out
+
+
+# ------------------------------------------------------------------ Predict with test weights
+
+WITH_WEIGHTS = ("quiz_dnn", "optimized200k")  # the two smallest zoo models
+
+
+def calibrate_for_test_weights(folder):
+    """A real calibration of the two test models, on synthetic class-coloured images."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(10).repeat_interleave(30)
+    colours = torch.randint(40, 220, (10, 3, 1, 1), generator=g)
+    images = (colours[labels] + torch.randint(-30, 30, (len(labels), 3, 32, 32), generator=g)).clamp(0, 255)
+    split = data.Split(images.to(torch.uint8), labels)
+    source = data.DataSource(kind="imagefolder", path="synthetic", fingerprint="synthetic", label="synthetic")
+    ds = data.CifarData(train=split, val=split, test=split, classes=CLASSES, source=source)
+    loaded = {n: (W.load(n).model, W.load(n).card) for n in WITH_WEIGHTS}
+    F.calibrate(loaded, ds).save(folder / F.DIR_NAME)
+    F._CACHED.clear()

@@ -14,7 +14,7 @@ from cifar_demo.train.parts import build_model
 from cifar_demo.zoo import InitFromData, OwnGroup, OwnsParamGroups
 from cifar_demo.zoo.airnet import AirNet
 
-from .test_train import cfg
+from .helpers import cfg
 
 # A tiny airnet's parameters (widths 4/8/8), in named_parameters order; whiten.weight and the
 # BatchNorm scales are frozen, so no group holds them.

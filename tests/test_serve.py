@@ -12,8 +12,8 @@ import torch
 from cifar_demo import data, weights
 from cifar_demo.analysis import familiarity as F
 from cifar_demo.analysis import predict, serve
+from tests.helpers import WITH_WEIGHTS, calibrate_for_test_weights
 from tests.synthetic_data import save_random_weights
-from tests.test_ui_predict import WITH_WEIGHTS, _calibrate_for_the_test_weights
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def calibrated(weights_folder, monkeypatch):
     weights.clear_cache()
     F._CACHED.clear()
     if not (weights_folder / F.DIR_NAME).is_dir():
-        _calibrate_for_the_test_weights(weights_folder)
+        calibrate_for_test_weights(weights_folder)
     yield weights_folder
     weights.clear_cache()
     F._CACHED.clear()
@@ -38,7 +38,7 @@ def calibrated(weights_folder, monkeypatch):
 
 def pictures() -> list[np.ndarray]:
     """Bundled CIFAR-10 pictures, noise, flat colours and pictures like the calibration's own
-    (_calibrate_for_the_test_weights: a class colour plus noise): unfamiliar and familiar ones."""
+    (helpers.calibrate_for_test_weights: a class colour plus noise): unfamiliar and familiar ones."""
     sample = data.load_sample()
     out = [im.permute(1, 2, 0).numpy() for im in sample.images[:4]]
     g = torch.Generator().manual_seed(0)   # the calibration's images, exactly: familiar ones

@@ -3,15 +3,13 @@
 import gradio as gr
 import numpy as np
 import pytest
-import torch
 
 from cifar_demo import data, weights, zoo
 from cifar_demo.common import CLASSES
 from cifar_demo.data import pictures
 from cifar_demo.ui import predict_tab
+from tests.helpers import WITH_WEIGHTS, calibrate_for_test_weights
 from tests.synthetic_data import save_random_weights
-
-WITH_WEIGHTS = ("quiz_dnn", "optimized200k")  # the two smallest zoo models
 
 
 @pytest.fixture(scope="module")
@@ -119,20 +117,6 @@ def test_build_exposes_the_predict_endpoint(ctx):
 # ------------------------------------------------------------------- familiarity
 
 
-def _calibrate_for_the_test_weights(folder):
-    """A real calibration of the two test models, on synthetic class-coloured images."""
-    from cifar_demo.analysis import familiarity as F
-
-    g = torch.Generator().manual_seed(0)
-    labels = torch.arange(10).repeat_interleave(30)
-    colours = torch.randint(40, 220, (10, 3, 1, 1), generator=g)
-    images = (colours[labels] + torch.randint(-30, 30, (len(labels), 3, 32, 32), generator=g)).clamp(0, 255)
-    split = data.Split(images.to(torch.uint8), labels)
-    source = data.DataSource(kind="imagefolder", path="synthetic", fingerprint="synthetic", label="synthetic")
-    ds = data.CifarData(train=split, val=split, test=split, classes=CLASSES, source=source)
-    loaded = {n: (weights.load(n).model, weights.load(n).card) for n in WITH_WEIGHTS}
-    F.calibrate(loaded, ds).save(folder / F.DIR_NAME)
-    F._CACHED.clear()
 
 
 def test_familiarity_endpoint_scores_with_a_calibration_of_the_weights_in_use(zoo_weights, sample):
@@ -141,7 +125,7 @@ def test_familiarity_endpoint_scores_with_a_calibration_of_the_weights_in_use(zo
     F._CACHED.clear()
     missing = predict_tab.familiarity_check(sample)
     assert missing["unfamiliar"] is None and "no familiarity calibration" in missing["error"]
-    _calibrate_for_the_test_weights(zoo_weights)
+    calibrate_for_test_weights(zoo_weights)
     try:
         result = predict_tab.familiarity_check(sample)
         assert isinstance(result["unfamiliar"], bool) and set(result["per_model"]) == set(WITH_WEIGHTS)
