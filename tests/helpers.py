@@ -224,3 +224,21 @@ def calibrate_for_test_weights(folder):
     loaded = {n: (W.load(n).model, W.load(n).card) for n in WITH_WEIGHTS}
     F.calibrate(loaded, ds).save(folder / F.DIR_NAME)
     F._CACHED.clear()
+
+
+# ------------------------------------------------------------------ a tiny model with a "whiten" layer
+
+class TinyWhitenedNet(nn.Module):
+    """Two conv filter banks (the first frozen, like airnet's whitening), BatchNorm, a linear head;
+    no training hooks of its own (test_muon's TinyNet adds airnet's)."""
+
+    def __init__(self):
+        super().__init__()
+        self.whiten = nn.Conv2d(3, 6, 2, bias=True)
+        self.whiten.weight.requires_grad = False
+        self.conv = nn.Conv2d(6, 8, 3, bias=False)
+        self.norm = nn.BatchNorm2d(8)
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.norm(self.conv(torch.relu(self.whiten(x))))).mean((2, 3)))

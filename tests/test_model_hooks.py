@@ -14,7 +14,7 @@ from cifar_demo.train.parts import build_model
 from cifar_demo.zoo import InitFromData, OwnGroup, OwnsParamGroups
 from cifar_demo.zoo.airnet import AirNet
 
-from .helpers import cfg
+from .helpers import TinyWhitenedNet, cfg
 
 # A tiny airnet's parameters (widths 4/8/8), in named_parameters order; whiten.weight and the
 # BatchNorm scales are frozen, so no group holds them.
@@ -90,19 +90,8 @@ def test_airnet_s_hook_gives_the_groups_of_before(case):
     assert got == [(n, m, pytest.approx(lr), pytest.approx(wd), extra) for n, m, lr, wd, extra in want]
 
 
-class Plain(nn.Module):
+class Plain(TinyWhitenedNet):
     """A model without hooks, with a layer called "whiten" (a name means nothing to the engine)."""
-
-    def __init__(self):
-        super().__init__()
-        self.whiten = nn.Conv2d(3, 6, 2, bias=True)
-        self.whiten.weight.requires_grad = False
-        self.conv = nn.Conv2d(6, 8, 3, bias=False)
-        self.norm = nn.BatchNorm2d(8)
-        self.head = nn.Linear(8, 10)
-
-    def forward(self, x):
-        return self.head(torch.relu(self.norm(self.conv(torch.relu(self.whiten(x))))).mean((2, 3)))
 
 
 class Owning(Plain):

@@ -17,7 +17,7 @@ from cifar_demo.train import TrainConfig, make_config
 from cifar_demo.train.optimizers import Muon, newton_schulz, newton_schulz_dtype
 from cifar_demo.zoo.airnet import AirNet
 
-from .helpers import StopAfter, cfg, run
+from .helpers import StopAfter, TinyWhitenedNet, cfg, run
 
 BAND = (0.5, 1.5)  # where the quintic iteration leaves the singular values (airbench94_muon: ~0.5-1.5)
 
@@ -81,23 +81,9 @@ def test_newton_schulz_ignores_the_gradient_s_scale():
 # ------------------------------------------------------------------------ one step
 
 
-class TinyNet(nn.Module):
-    """Two conv filter banks (one frozen, like airnet's whitening), BatchNorm, a linear head."""
-
-    def __init__(self):
-        super().__init__()
-        self.whiten = nn.Conv2d(3, 6, 2, bias=True)
-        self.whiten.weight.requires_grad = False
-        self.conv = nn.Conv2d(6, 8, 3, bias=False)
-        self.norm = nn.BatchNorm2d(8)
-        self.head = nn.Linear(8, 10)
-
+class TinyNet(TinyWhitenedNet):
     # airnet's hook (zoo.hooks): its whitening bias is a group of its own when the config says so.
     own_param_groups = AirNet.own_param_groups
-
-    def forward(self, x):
-        x = torch.relu(self.norm(self.conv(torch.relu(self.whiten(x)))))
-        return self.head(x.mean((2, 3)))
 
 
 def muon_cfg(**kw) -> TrainConfig:
