@@ -298,7 +298,13 @@ def assess(image32: np.ndarray, calibration: Calibration | None = None,
     for name in cal.models:
         model = loaded[name] if loaded else weights.load(name).model
         feats[name] = features_and_logits(model, x)[0]
-    per_model = {m: float(st.percentile(st.score(feats[m]))[0]) for m, st in cal.models.items()}
-    score = float(cal.scores(feats)[0])
-    return Verdict(score < cal.threshold, score, cal.threshold,
-                   float(cal.card.get("false_alarm_test", float("nan"))), per_model)
+    return verdicts(cal, feats)[0]
+
+
+def verdicts(cal: Calibration, feats: dict[str, torch.Tensor]) -> list[Verdict]:
+    """One Verdict per picture, from each calibrated model's pooled features of the pictures (N x D)."""
+    per_model = {m: st.percentile(st.score(feats[m])) for m, st in cal.models.items()}
+    scores = cal.scores(feats)
+    rate = float(cal.card.get("false_alarm_test", float("nan")))
+    return [Verdict(float(s) < cal.threshold, float(s), cal.threshold, rate,
+                    {m: float(pct[i]) for m, pct in per_model.items()}) for i, s in enumerate(scores)]

@@ -135,17 +135,8 @@ def predict_batch(images32: list[np.ndarray], names: list[str] | None = None,
             p.append(Prediction(name, {c: float(v) for c, v in zip(classes, probs[i])}, ms, batch=n))
     for name, loaded in state.extra:
         feats[name] = familiarity.features_and_logits(loaded.model, x)[0]
-    verdicts = _verdicts(state.calibration, feats, n) if state.calibration is not None else [None] * n
+    verdicts = familiarity.verdicts(state.calibration, feats) if state.calibration is not None else [None] * n
     return [Answer(p, v, state.calibration_error, n) for p, v in zip(preds, verdicts)]
-
-
-def _verdicts(cal: familiarity.Calibration, feats: dict[str, torch.Tensor], n: int) -> list[familiarity.Verdict]:
-    """familiarity.assess's verdict for each of the n pictures whose features are given."""
-    per_model = {m: st.percentile(st.score(feats[m])) for m, st in cal.models.items()}
-    scores = cal.scores(feats)
-    rate = float(cal.card.get("false_alarm_test", float("nan")))
-    return [familiarity.Verdict(float(scores[i]) < cal.threshold, float(scores[i]), cal.threshold, rate,
-                                {m: float(pct[i]) for m, pct in per_model.items()}) for i in range(n)]
 
 
 # ----------------------------------------------------------------------------- the batcher
