@@ -68,12 +68,13 @@ def shipped(name: str) -> Target:
 
 
 def from_run(run_id: str, runs_dir=None) -> Target:
-    """A run's best weights. Hashed here: a resumed run rewrites the file."""
+    """A run's best weights. Hashed here (once per file version: weights.file_digest, which weights.load
+    then reuses): a resumed run rewrites the file."""
     run = Run.find(run_id, runs_dir)
     cfg = run.config()
     if not run.has_best():
         raise FileNotFoundError(f"run {run.id} has no best weights yet ({run.best_path})")
-    return Target("run", run.id, cfg.model, run.best_path, fsio.sha256_file(run.best_path), cfg.data,
+    return Target("run", run.id, cfg.model, run.best_path, weights.file_digest(run.best_path), cfg.data,
                   dict(cfg.model_kwargs), run.classes())
 
 

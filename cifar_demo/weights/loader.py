@@ -131,7 +131,7 @@ def load(ref: ModelRef | str, device: str | torch.device = "cpu") -> LoadedModel
     else:
         check_name(ref.value)
         path = locate(ref.value, None)[1]
-    key = (_digest(path), str(device))
+    key = (file_digest(path), str(device))
     with _lock:
         hit = _cache.get(key)
         if hit is not None:
@@ -196,7 +196,8 @@ def model_from_state(state: dict[str, torch.Tensor], architecture: str, classes=
 
 # ---------------------------------------------------------------------------- internals
 
-def _digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
+    """The sha256 of a file, hashed once per (path, size, mtime) in this process."""
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     with _lock:
@@ -228,5 +229,5 @@ def _load(ref: ModelRef, digest: str, device: torch.device) -> LoadedModel:
     return loaded
 
 
-__all__ = ["LoadedModel", "ModelRef", "build", "card_of", "clear_cache", "is_file_ref", "load",
+__all__ = ["LoadedModel", "ModelRef", "build", "card_of", "clear_cache", "file_digest", "is_file_ref", "load",
            "model_from_state", "read_run_state"]
