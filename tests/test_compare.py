@@ -202,15 +202,19 @@ def queue(tmp_path):
     return jobs.JobManager(tmp_path / "runs", spawn=spawn, dispatch=False), children
 
 
-def test_the_runner_starts_runs_one_after_another_and_waits_for_the_owners_other_run(queue):
+def test_a_study_is_refused_while_its_owner_has_a_run_then_runs_one_after_another(queue):
     manager, children = queue
     other = manager.submit(TrainConfig(model=MODEL, epochs=1), jobs.LOCAL)   # the Train tab's run
     study = compare.new_study(MODEL, A, B, 2, SMALL, manager=manager)
-    runner = compare.StudyRunner(study, manager)
-    assert runner.advance() is False and study.status == "waiting" and "already going" in study.message
-    assert len(children) == 1 and study.next_index() == 0
+    # One place per owner: a run or a study. Refused at once, nothing saved, nothing waiting.
+    with pytest.raises(compare.StudyError, match="already going"):
+        compare.start_study(study, manager)
+    assert not study.path.exists() and compare.active() is None and len(children) == 1
     children[0].finish()
     manager.poll()
+    runner = compare.StudyRunner(study, manager)     # takes the study's place in the queue
+    with pytest.raises(jobs.JobError, match="study .* is going"):     # and the Train tab's start waits for it
+        manager.submit(TrainConfig(model=MODEL, epochs=1), jobs.LOCAL)
     order = []
     for _ in range(20):
         if runner.advance():
@@ -220,6 +224,7 @@ def test_the_runner_starts_runs_one_after_another_and_waits_for_the_owners_other
             children[-1].finish()
             manager.poll()
     assert study.status == "finished" and order == [("standard", 0), ("none", 0), ("standard", 1), ("none", 1)]
+    assert manager.submit(TrainConfig(model=MODEL, epochs=1), jobs.LOCAL)   # the place was given back
     assert [e["outcome"] for e in study.plan] == ["finished"] * 4 and other not in [e["run_id"] for e in study.plan]
     saved = compare.Study.load(study.path)
     assert saved.status == "finished" and saved.plan == study.plan
@@ -245,6 +250,53 @@ def test_a_study_queued_behind_another_owner_and_stopped_half_way(queue):
     assert runner.advance() is True
     assert study.status == "stopped" and [e.get("outcome") for e in study.plan] == ["stopped"] + ["cancelled"] * 5
     assert len(children) == 2           # nothing else was started
+    assert manager._places() == 0 and manager.submit(TrainConfig(model=MODEL, epochs=1), jobs.LOCAL)
+
+
+def cfg1():
+    return TrainConfig(model=MODEL, epochs=1)
+
+
+def test_a_study_that_finds_the_queue_full_is_refused_and_waits_nowhere(tmp_path):
+    children = []
+    manager = jobs.JobManager(tmp_path / "runs", spawn=lambda cmd, log: children.append(FakeChild(cmd)) or children[-1],
+                              dispatch=False, queue_cap=2)
+    for owner in ("v1", "v2", "v3"):                  # one trains, two wait: the queue is full
+        manager.submit(cfg1(), owner)
+    study = compare.new_study(MODEL, A, B, 1, SMALL, owner="s", manager=manager)
+    with pytest.raises(compare.StudyError, match="queue is full"):
+        compare.start_study(study, manager, poll=0.01)
+    assert compare.active("s") is None and not study.path.exists() and manager._places() == 2
+
+
+def test_a_study_holds_one_place_for_all_of_its_runs_and_each_run_queues_at_the_back(tmp_path):
+    children = []
+    manager = jobs.JobManager(tmp_path / "runs", spawn=lambda cmd, log: children.append(FakeChild(cmd)) or children[-1],
+                              dispatch=False, queue_cap=2)
+    manager.submit(cfg1(), "v1")                      # training
+    study = compare.new_study(MODEL, A, B, 1, SMALL, owner="s", manager=manager)
+    runner = compare.StudyRunner(study, manager)
+    runner.advance()                                  # run A queued under the study's place
+    manager.submit(cfg1(), "v2")                      # queued behind it
+    with pytest.raises(jobs.JobError, match="queue is full"):
+        manager.submit(cfg1(), "v3")                  # the study's place and v2's: full
+    children[0].finish()
+    manager.poll()                                    # v1 ended: the study's run A trains
+    assert runner.advance() is False and children[1].cfg.augment == A.augment
+    with pytest.raises(jobs.JobError, match="queue is full"):
+        manager.submit(cfg1(), "v3")                  # while its run trains, the study keeps its place
+    children[1].finish()
+    manager.poll()                                    # A ended: v2 trains
+    assert runner.advance() is False                  # run B queued under the same place, behind v2
+    assert manager.snapshot(study.plan[1]["run_id"]).status == "queued" and manager._places() == 1
+    assert manager.view("v2").snap.run_id == children[2].run_id and len(children) == 3
+    children[2].finish()
+    manager.poll()
+    runner.advance()
+    children[3].finish()
+    manager.poll()
+    assert runner.advance() is True and study.status == "finished"
+    assert manager._places() == 0 and manager.submit(cfg1(), "v3")     # given back at the end
 
 
 def test_a_failed_run_fails_the_study_with_its_last_output(queue, tmp_path):

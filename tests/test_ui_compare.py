@@ -128,16 +128,17 @@ def test_stop_cancels_the_rest_and_says_so(app_env, ctx):
     assert compare_tab.stop(ctx) == "No study is going."
 
 
-def test_a_run_of_the_train_tab_holds_the_study_and_the_page_says_so(app_env, ctx):
+def test_a_run_of_the_train_tab_refuses_a_study_and_the_page_says_so(app_env, ctx):
     manager, children = app_env
     other = manager.submit(TrainConfig(model=MODEL, epochs=1), jobs.LOCAL)
     assert "A training run of the Train tab is going" in compare_tab.tick(ctx)[0]
-    assert "queue behind it" in compare_tab.start(ctx, *form())
-    assert jobs.wait_for(lambda: compare.latest_study(manager.runs_dir).status == "waiting", timeout=10)
-    status = compare_tab.tick(ctx)[0]
-    assert other in status and "waiting (0 of 2 runs done)" in status and "cmp-wait" in status
+    # One place per owner (a run or a study): refused at once, nothing waits outside the queue.
+    with pytest.raises(gr.Error, match=f"already going \\({other}\\)"):
+        compare_tab.start(ctx, *form())
+    assert compare.latest_study(manager.runs_dir) is None and compare.active() is None
     children[0].finish()
     manager.poll()
+    assert "Started study" in compare_tab.start(ctx, *form())
     assert jobs.wait_for(lambda: len(saved_run_ids(manager)) == 1, timeout=10)
     assert "run 1 of 2: recipe A" in compare_tab.tick(ctx)[0] and "cmp-wait" not in compare_tab.tick(ctx)[0]
 

@@ -3,8 +3,10 @@
 A study trains one model with two recipes (A and B) for 1-3 seeds each on a small budget.
 Every run is an ordinary run: a TrainConfig made by train.make_config and validated, queued
 in the app's job manager (jobs.manager().submit) as the study's owner, written to its own run
-directory. Nothing
-here trains; the runner only decides when to start the next run.
+directory. A study holds one place in the job queue from its start to its end (JobManager.hold):
+it is refused as a start would be (the owner already has a run or study, or the queue is full)
+and never waits outside the queue; each of its runs is queued under that place, at the back of
+the queue. Nothing here trains; the runner only decides when to queue the next run.
 
 The comparison reads validation accuracy only. Choosing between recipes on the test set would
 turn the test set into a second validation set, and its figures would no longer be honest.
@@ -26,87 +28,22 @@ from pathlib import Path
 
 from .. import jobs
 from ..fsio import atomic_write_text
-from ..train import MIXES, Run, TrainConfig, make_config
+from ..train import Run, TrainConfig
+from .study_plan import KEYS, MAX_SEEDS, MIX_CHOICES, MIX_OFF, MIX_PROB, Budget, Recipe, plan
 
-MIX_OFF = "off"
-MIX_CHOICES: tuple[str, ...] = (MIX_OFF, *MIXES)
-# A recipe's mix, when on, is applied to this share of the batches: half keeps clean batches in
-# every epoch, which matters on a budget of a few epochs (a mix on every batch learns slower).
-MIX_PROB = 0.5
-MAX_SEEDS = 3
+__all__ = ["ENDED_OK", "GOING", "KEYS", "MAX_SEEDS", "MIX_CHOICES", "MIX_OFF", "MIX_PROB", "RULE", "Budget",
+           "Recipe", "Study", "StudyError", "StudyRunner", "Summary", "active", "latest_study", "list_studies",
+           "new_study", "plan", "start_study", "status_of", "stop_active", "summarize", "verdict"]
+
 STUDIES_DIR = ".studies"   # under the runs folder; list_runs only looks at */config.json
-KEYS = ("A", "B")
 ENDED_OK = ("finished", "early_stopped")
-GOING = ("planned", "running", "waiting", "stopping")
+GOING = ("planned", "running", "waiting", "stopping")   # "waiting": studies saved before holds existed
 RULE = ("the difference exceeds the seed spread when |mean B - mean A| > std A + std B "
         "(final validation accuracy; sample standard deviation over seeds)")
 
 
 class StudyError(RuntimeError):
     """A request refused (e.g. a second study while one is going); the message is for the user."""
-
-
-# ----------------------------------------------------------------------------- recipes and the plan
-
-@dataclass(frozen=True)
-class Recipe:
-    """A named set of TrainConfig overrides: what the A/B test varies."""
-
-    name: str = "A"
-    augment: str = "standard"          # a name of config.AUGMENTATIONS
-    mix: str = MIX_OFF                 # "off" or a name of config.MIXES (applied to MIX_PROB of batches)
-    label_smoothing: float = 0.0
-
-    def overrides(self) -> dict:
-        return {"augment": self.augment, "mixes": {} if self.mix == MIX_OFF else {self.mix: MIX_PROB},
-                "label_smoothing": float(self.label_smoothing)}
-
-    def describe(self) -> str:
-        mix = "no batch mix" if self.mix == MIX_OFF else f"{self.mix} on {MIX_PROB:.0%} of batches"
-        aug = "no augmentation" if self.augment == "none" else f"{self.augment} augmentation"
-        return f"{aug}, {mix}, label smoothing {self.label_smoothing:g}"
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Recipe":
-        return cls(**d)
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How much each run trains. The defaults take 2-3 minutes a run for simple_cnn on this
-    project's 2 shared CPU cores (measured: see ui/compare_tab.py), and the curves separate."""
-
-    epochs: int = 3
-    train_limit: int = 2000            # a stratified subset of the training images
-    val_size: int = 1000               # held out of the training set: what the comparison reads
-    # The engine scores the test set when a run ends; the study never reads it, so a small
-    # slice saves time without hiding anything.
-    test_limit: int = 500
-    # "auto" means bf16 autocast on a CPU, which is emulated (5-8x slower than fp32, measured
-    # with bench/train_step.py) on CPUs without native bf16 such as this AMD EPYC; where bf16 is
-    # native it is 1.8x faster. fp32 risks the smaller loss.
-    precision: str = "fp32"
-
-
-def plan(model: str, recipe_a: Recipe, recipe_b: Recipe, seeds: int, budget: Budget = Budget(),
-         data: str | None = None) -> list[TrainConfig]:
-    """The study's runs, interleaved A0, B0, A1, B1, ...: a study stopped half way is still balanced.
-
-    Every config comes from train.make_config (the model's own recipe, then the budget, the
-    recipe's overrides and the seed) and is validated, so a bad recipe is refused before
-    anything starts (ValueError naming the recipe). The same seed gives A and B the same
-    validation split, training subset and initial weights: a pair differs only by its recipe."""
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
-        raise ValueError(f"seeds must be a whole number from 1 to {MAX_SEEDS}")
-    out = []
-    for seed in range(seeds):
-        for key, recipe in zip(KEYS, (recipe_a, recipe_b)):
-            try:
-                out.append(make_config(None, model=model, data=data, seed=seed, **asdict(budget),
-                                       **recipe.overrides()))
-            except (ValueError, TypeError) as e:
-                raise ValueError(f"recipe {key} ({recipe.name}): {e}") from None
-    return out
 
 
 # ----------------------------------------------------------------------------- the study on disk
@@ -189,17 +126,18 @@ def latest_study(runs_dir: str | Path) -> Study | None:
 # ----------------------------------------------------------------------------- the runner
 
 class StudyRunner(threading.Thread):
-    """Submits the study's runs to the job queue one after another, as its owner.
+    """Queues the study's runs one after another under its place in the job queue (`hold`,
+    from JobManager.hold), as its owner.
 
     Each tick (advance) looks at the study's current run: while it is queued (behind someone
-    else's run) or training, the runner waits; when it has ended, the next one is submitted.
-    While the owner has a run of its own going (from the Train tab), the queue refuses a second
-    one, and the runner waits and says so. stop() stops the current run (or takes its queued
-    start back) and cancels the rest."""
+    else's run) or training, the runner waits; when it has ended, the next one is queued. stop()
+    stops the current run (or takes its queued start back) and cancels the rest. When the study
+    is over (or the runner fails) the place is given back."""
 
-    def __init__(self, study: Study, manager: jobs.JobManager, poll: float = 1.0):
+    def __init__(self, study: Study, manager: jobs.JobManager, poll: float = 1.0, hold: str | None = None):
         super().__init__(name=f"study-{study.id}", daemon=True)
         self.study, self.manager, self.poll = study, manager, poll
+        self.hold = hold if hold is not None else manager.hold(study.owner, what=f"study {study.id}")
         self._stop_asked = threading.Event()
         self._stop_sent = False
         self._saved = ""
@@ -214,6 +152,8 @@ class StudyRunner(threading.Thread):
         except Exception as e:  # the page must see why, not a silently dead thread
             self.study.cancel_rest()
             self._set("failed", f"the study's runner failed: {type(e).__name__}: {e}")
+        finally:
+            self.manager.release(self.hold)
 
     def _set(self, status: str, message: str = "") -> None:
         self.study.status, self.study.message = status, message
@@ -223,7 +163,13 @@ class StudyRunner(threading.Thread):
             self._saved = text
 
     def advance(self) -> bool:
-        """One look at the queue; True when the study is over."""
+        """One look at the queue; True when the study is over (its place is then given back)."""
+        over = self._advance()
+        if over:
+            self.manager.release(self.hold)
+        return over
+
+    def _advance(self) -> bool:
         st, owner = self.study, self.study.owner
         cur = st.current()
         if cur is not None:
@@ -256,12 +202,12 @@ class StudyRunner(threading.Thread):
             self._set("finished")
             return True
         try:
-            run_id = self.manager.submit(TrainConfig.from_dict(st.plan[nxt]["config"]), owner)
-        except jobs.JobError as e:
-            # The owner's own run (the Train tab's) holds its place in the queue, or the queue
-            # is full: try again at the next tick.
-            self._set("waiting", str(e))
-            return False
+            # Under the study's place: never refused for a full queue, never waiting outside it.
+            run_id = self.manager.submit(TrainConfig.from_dict(st.plan[nxt]["config"]), owner, hold=self.hold)
+        except (ValueError, jobs.JobError) as e:
+            st.cancel_rest()
+            self._set("failed", f"run {nxt + 1} of the study was refused: {e}")
+            return True
         st.plan[nxt]["run_id"] = run_id
         queued = self.manager.snapshot(run_id, st.runs_dir).status == "queued"
         self._set("running", "queued behind another run" if queued else "")
@@ -272,16 +218,30 @@ _ACTIVE: dict[str, StudyRunner] = {}   # owner -> its runner in this process
 _ACTIVE_LOCK = threading.Lock()
 
 
-def start_study(study: Study, manager: jobs.JobManager | None = None, poll: float = 1.0) -> StudyRunner:
-    """Save the study and start its runner; refused while the owner has another study going
-    (the queue holds one run per owner, so a second study would only wait behind the first)."""
+def start_study(study: Study, manager: jobs.JobManager | None = None, poll: float = 1.0,
+                client: str | None = None) -> StudyRunner:
+    """Check every run's config, take the study's place in the job queue (for `owner`, asked by
+    `client`: see JobManager.hold), save the study and start its runner. Refused (StudyError)
+    while the owner has another study, or a run, queued or going, when `client` has its share, or
+    when the queue is full: the study then does not start at all (nothing waits outside the queue)."""
+    manager = manager or jobs.manager()
     with _ACTIVE_LOCK:
         runner = _ACTIVE.get(study.owner)
         if runner is not None and runner.is_alive():
             raise StudyError(f"a study is already going ({runner.study.id}); stop it or wait for it to finish")
-        study.save()
-        _ACTIVE[study.owner] = runner = StudyRunner(study, manager or jobs.manager(), poll)
-        runner.start()
+        try:
+            for entry in study.plan:
+                manager.check(TrainConfig.from_dict(entry["config"]))
+            hold = manager.hold(study.owner, client, what=f"study {study.id}")
+        except (ValueError, jobs.JobError) as e:
+            raise StudyError(str(e)) from None
+        try:
+            study.save()
+            _ACTIVE[study.owner] = runner = StudyRunner(study, manager, poll, hold)
+            runner.start()
+        except BaseException:
+            manager.release(hold)
+            raise
         return runner
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
+import secrets
 import signal
 import sys
 import threading
@@ -23,10 +23,12 @@ from .records import (
     VISITORS_DISK_CAP,
     Attached,
     Bounds,
+    Hold,
     Job,
     JobError,
     Snapshot,
     View,
+    client_cap,
     log_tail,
     pid_alive,
     public_bounds,
@@ -34,25 +36,34 @@ from .records import (
     wait_for,
 )
 from .records import spawn as default_spawn
+from .retention import Retention
 
 
-class JobManager:
-    """The queue and the one running training process of the whole app (thread-safe)."""
+class JobManager(Retention):
+    """The queue and the one running training process of the whole app (thread-safe).
+
+    The queue has queue_cap places: a queued start takes one, a study (hold) one for all of its
+    runs. An owner holds at most one place (a run queued or going, or a study), and in public
+    mode a client (ui.context.client_key: the request's address) at most client_cap, whatever
+    owners (tokens) it mints."""
 
     def __init__(self, runs_dir: str | Path | None = None, *, public: bool = False, bounds: Bounds | None = None,
                  queue_cap: int = QUEUE_CAP, retention_s: float = RETENTION_S,
                  spawn: Callable | None = None, clock: Callable[[], float] = time.time, dispatch: bool = True,
-                 kill_grace_s: float | None = None, disk_cap: int = VISITORS_DISK_CAP):
+                 kill_grace_s: float | None = None, disk_cap: int = VISITORS_DISK_CAP,
+                 places_per_client: int | None = None):
         self.runs_dir = runs_root(runs_dir).resolve()
         self.public = public
         # A child that outlives SIGTERM by this much is killed; locally a stop only asks (None).
         self.kill_grace_s = kill_grace_s if kill_grace_s is not None else (KILL_GRACE_S if public else None)
         self.bounds = bounds if bounds is not None else (public_bounds() if public else None)
         self.queue_cap, self.retention_s, self.disk_cap = queue_cap, retention_s, disk_cap
+        self.client_cap = places_per_client if places_per_client is not None else client_cap()
         self._spawn, self._clock = spawn or default_spawn, clock
         self._lock = threading.RLock()
         self._jobs: dict[str, Job] = {}
         self._procs: dict[str, object] = {}
+        self._holds: dict[str, Hold] = {}   # studies' places (in memory: a restart interrupts studies)
         self._rate: float | None = None    # images/s of the last run seen training (for estimates)
         self._cleaned = 0.0
         self._reattach()
@@ -79,31 +90,86 @@ class JobManager:
 
     # ---------------------------------------------------------------- control
 
-    def submit(self, cfg: TrainConfig, owner: str = LOCAL) -> str:
-        """Queue a run for `owner`; returns its id. It starts as soon as the cores are free."""
+    def check(self, cfg: TrainConfig) -> None:
+        """Refuse (ValueError, JobError) a config this manager would not queue: validate(), and
+        in public mode the bounds. A study checks all of its configs before it holds a place."""
         validate(cfg)
         if self.bounds is not None:
             self.bounds.check(cfg)
+
+    def submit(self, cfg: TrainConfig, owner: str = LOCAL, client: str | None = None, hold: str | None = None) -> str:
+        """Queue a run for `owner` (asked by `client`, default the owner); returns its id. It
+        starts as soon as the cores are free. Under a `hold` (a study's: see hold) it takes the
+        study's place instead of a new one."""
+        self.check(cfg)
         with self._lock:
-            mine = self._active(owner)
-            if mine is not None:
-                what = "queued" if mine.state == "queued" else "going"
-                raise JobError(f"a training run is already {what} ({mine.run_id}); "
-                               "stop it or wait for it to finish")
-            if len(self._queue()) >= self.queue_cap:
-                raise JobError(f"the queue is full ({self.queue_cap} runs waiting); try again in a few minutes")
+            client = self._under(hold, owner) if hold is not None else self._admit(owner, client)
             folder = self.runs_dir_for(owner)
             run_id = new_run_id(cfg.model)
             # Handed to the child process (the run directory is the child's to create).
             cfg_path = atomic_write_text(folder / f".{run_id}.config.json", cfg.to_json())
             cmd = [sys.executable, "-m", "cifar_demo", "train", "--config", str(cfg_path),
                    "--run-id", run_id, "--runs-dir", str(folder)]
-            self._add(Job(run_id, owner, str(folder / run_id), cmd, self._clock(), Bounds.images(cfg)))
+            self._add(Job(run_id, owner, str(folder / run_id), cmd, self._clock(), Bounds.images(cfg),
+                          client=client, hold=hold or ""))
             return run_id
 
     start = submit   # the name callers used when there was no queue
 
-    def resume(self, run_id: str, owner: str = LOCAL) -> str:
+    def hold(self, owner: str = LOCAL, client: str | None = None, what: str = "a study") -> str:
+        """A place in the queue for a study, held until release(): refused (JobError) as a start
+        would be (the owner or client already has a place, or the queue is full). Its runs are
+        then queued one at a time under it (submit(..., hold=id)), each at the back of the queue."""
+        with self._lock:
+            client = self._admit(owner, client)
+            hold_id = secrets.token_hex(8)
+            self._holds[hold_id] = Hold(hold_id, owner, client, what, self._clock())
+            return hold_id
+
+    def release(self, hold_id: str) -> None:
+        """Give a study's place back (its runs already queued or going stay as they are)."""
+        with self._lock:
+            self._holds.pop(hold_id, None)
+
+    def _under(self, hold_id: str, owner: str) -> str:
+        """The client of `owner`'s hold, which may queue its next run now; else JobError."""
+        h = self._holds.get(hold_id)
+        if h is None or h.owner != owner:
+            raise JobError("this study no longer holds a place in the queue")
+        if any(j.hold == hold_id and j.state != "ended" for j in self._jobs.values()):
+            raise JobError("the study's run is already queued or going")
+        return h.client
+
+    def _admit(self, owner: str, client: str | None) -> str:
+        """Refuse (JobError) a new place for `owner`, asked by `client`: one per owner, in public
+        mode client_cap per client, queue_cap in all. Returns the client to record."""
+        client = client or owner
+        mine = self._active(owner)
+        if mine is not None:
+            what = "queued" if mine.state == "queued" else "going"
+            raise JobError(f"a training run is already {what} ({mine.run_id}); stop it or wait for it to finish")
+        held = next((h for h in self._holds.values() if h.owner == owner), None)
+        if held is not None:
+            raise JobError(f"{held.what} is going; stop it or wait for it to finish")
+        if self.public and self._client_places(client) >= self.client_cap:
+            # Not which run or whose: another token of the same client may be another person's page.
+            raise JobError("a run or study from your network address is already queued or going on this shared "
+                           "app (one at a time per address); wait for it to finish")
+        if self._places() >= self.queue_cap:
+            raise JobError(f"the queue is full ({self.queue_cap} runs or studies waiting); try again in a few minutes")
+        return client
+
+    def _places(self) -> int:
+        """Places taken in the queue: queued starts outside a study, and every study's hold."""
+        return len(self._holds) + sum(1 for j in self._queue() if j.hold not in self._holds)
+
+    def _client_places(self, client: str) -> int:
+        """Places `client` holds: its runs queued or going outside a study, and its studies."""
+        runs = sum(1 for j in self._jobs.values()
+                   if j.state != "ended" and (j.client or j.owner) == client and j.hold not in self._holds)
+        return runs + sum(1 for h in self._holds.values() if h.client == client)
+
+    def resume(self, run_id: str, owner: str = LOCAL, client: str | None = None) -> str:
         """Queue the continuation of a stopped run of `owner` (from its last checkpoint)."""
         folder = self.runs_dir_for(owner)
         try:
@@ -114,14 +180,14 @@ class JobManager:
         if self.bounds is not None:
             self.bounds.check(cfg)
         with self._lock:
-            if self._active(owner) is not None:
-                raise JobError(f"a training run is already going ({self._active(owner).run_id})")
+            client = self._admit(owner, client)
             used = self._used_s(run)
             if self.bounds is not None and used >= self.bounds.max_seconds:
                 raise JobError(f"run {run.id} has used its {self.bounds.max_seconds / 60:.0f} minutes on this "
                                "shared app; start a new run instead")
             cmd = [sys.executable, "-m", "cifar_demo", "train", "--resume", run.id, "--runs-dir", str(folder)]
-            self._add(Job(run.id, owner, str(run.dir), cmd, self._clock(), Bounds.images(cfg), used_s=used))
+            self._add(Job(run.id, owner, str(run.dir), cmd, self._clock(), Bounds.images(cfg), used_s=used,
+                          client=client))
             return run.id
 
     def _used_s(self, run: Run) -> float:
@@ -225,55 +291,6 @@ class JobManager:
         job.note = job.note or note
         self._save(job)
 
-    def cleanup(self, now: float | None = None) -> list[str]:
-        """Delete visitor folders whose last run ended RETENTION_S ago, then, while all of them
-        hold more than disk_cap bytes, the least recently used folders with no run queued or
-        going; returns the owners removed."""
-        now = self._clock() if now is None else now
-        removed = []
-        with self._lock:
-            folders = self._visitor_folders()
-            for owner, last in folders.items():
-                if last is not None and now - last >= self.retention_s:
-                    self._remove(owner)
-                    removed.append(owner)
-            sizes = {o: _size(self.runs_dir_for(o)) for o in folders if o not in removed}
-            total = sum(sizes.values())
-            for owner in sorted(sizes, key=lambda o: folders[o] if folders[o] is not None else now):
-                if total <= self.disk_cap:
-                    break
-                if folders[owner] is None:   # a run queued or going: never evicted
-                    continue
-                self._remove(owner)
-                removed.append(owner)
-                total -= sizes[owner]
-        return removed
-
-    def _visitor_folders(self) -> dict[str, float | None]:
-        """{owner: when it was last active (None: a run queued or going)} for every visitor with
-        a job or a folder: its last run's end, or, with no job (a visitor who uploaded a dataset
-        but never trained), the last time its folder was written to."""
-        last: dict[str, float | None] = {}
-        for j in self._jobs.values():
-            if j.owner == LOCAL:
-                continue
-            if j.state != "ended" or last.get(j.owner, 0.0) is None:
-                last[j.owner] = None
-            else:
-                last[j.owner] = max(last.get(j.owner, 0.0), j.ended or j.submitted)
-        visitors = self.runs_dir / "visitors"
-        for folder in (visitors.iterdir() if self.public and visitors.is_dir() else []):
-            if folder.name not in last and folder.is_dir() and folder.name.isalnum():
-                last[folder.name] = max(p.stat().st_mtime for p in [folder, *folder.rglob("*")])
-        return last
-
-    def _remove(self, owner: str) -> None:
-        """A visitor's folder and job records, all of them."""
-        shutil.rmtree(self.runs_dir_for(owner), ignore_errors=True)
-        for j in [j for j in self._jobs.values() if j.owner == owner]:
-            self._jobs.pop(j.run_id, None)
-            (self._records() / f"{j.run_id}.json").unlink(missing_ok=True)
-
     def _reattach(self) -> None:
         """Read the job records of an earlier app: live children are followed again, queued
         starts keep their place, children that died while nobody watched are marked ended."""
@@ -375,7 +392,3 @@ class JobManager:
             total += min(seconds, self.bounds.max_seconds) if self.bounds else seconds
         return total
 
-
-def _size(folder: Path) -> int:
-    """Bytes of the files under `folder` (0 when it is gone)."""
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0

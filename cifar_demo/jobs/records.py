@@ -22,6 +22,11 @@ RETENTION_S = 6 * 3600  # a visitor's finished runs are kept this long after its
 VISITORS_DISK_CAP = 3 * 2**30
 POLL_S = 0.5           # how often the dispatcher looks at the running child
 KILL_GRACE_S = 30.0    # public mode: a child still alive this long after SIGTERM is killed (SIGKILL)
+# Public mode: places (a run or a study, queued or going) one client may hold at once, whatever
+# tokens it mints. A client is what the page's request says of it (ui.context.client_key: the
+# address the Space's proxy reports). CIFAR_DEMO_PLACES_PER_ADDRESS raises it, e.g. for a class
+# behind one school address.
+CLIENT_CAP = 1
 ACTIVE = ("queued", "starting", "running", "stopping")
 
 
@@ -32,6 +37,12 @@ def public_mode() -> bool:
     if flag in {"0", "false", "no", "off"}:
         return False
     return bool(os.environ.get("SPACE_ID")) or flag in {"1", "true", "yes", "on"}
+
+
+def client_cap() -> int:
+    """CLIENT_CAP, or CIFAR_DEMO_PLACES_PER_ADDRESS where the Space's owner set a whole number >= 1."""
+    value = os.environ.get("CIFAR_DEMO_PLACES_PER_ADDRESS", "").strip()
+    return int(value) if value.isdigit() and int(value) >= 1 else CLIENT_CAP
 
 
 class JobError(RuntimeError):
@@ -149,10 +160,25 @@ class Job:
     used_s: float = 0.0        # wall-clock seconds of the run's earlier sessions (a resumed run's)
     code: int | None = None    # the child's exit code (None: still going, or unknown after a restart)
     note: str = ""
+    client: str = ""           # who asked, for the per-client cap (public mode); "" before it existed
+    hold: str = ""             # the Hold (a study's place in the queue) this run was queued under
 
     @classmethod
     def from_dict(cls, d: dict) -> "Job":
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class Hold:
+    """A place in the queue held by a study for all of its runs (JobManager.hold): it counts
+    against the queue's cap and the owner's and client's share from the study's start to its end,
+    and each of the study's runs is queued under it (at the back of the queue, like any start)."""
+
+    id: str
+    owner: str
+    client: str
+    what: str                  # e.g. "study 20260101-000000-simple_cnn-ab12", for messages
+    created: float
 
 
 class Attached:

@@ -71,7 +71,7 @@ def start(ctx: AppContext, model: str, seeds, epochs, train_limit, val_size, aug
                                   compare.Recipe("B", aug_b, mix_b, float(ls_b or 0)), int(seeds or 0),
                                   budget, data=str(src.path), owner=owner, manager=manager)
         busy = manager.snapshot()   # looked at first: once started, the study's own run is the busy one
-        compare.start_study(study, manager)
+        compare.start_study(study, manager, client=ctx.client())   # one place per address
     except (ValueError, compare.StudyError) as e:
         raise gr.Error(str(e)) from None
     text = f"Started study `{study.id}`: {len(study.plan)} runs of `{model}` ({int(seeds)} seed(s) per recipe)."

@@ -167,7 +167,7 @@ def start(ctx: AppContext, model: str, preset: str | None, *values) -> str:
         # child process (other working directory) reads exactly this folder.
         cfg = config_from_form(model, preset, *values)
         cfg.data = str(src.path)
-        run_id = ctx.manager.submit(cfg, owner)
+        run_id = ctx.manager.submit(cfg, owner, ctx.client())   # client: one place per address
     except (ValueError, jobs.JobError) as e:
         raise gr.Error(str(e)) from None
     what = f"{cfg.epochs} epoch(s) of `{cfg.model}` on {src.label}"
@@ -195,7 +195,7 @@ def resume(ctx: AppContext, token=None) -> str:
     if not (view.mine and view.snap.status == "stopped"):
         raise gr.Error("There is no stopped run of yours to resume.")
     try:
-        run_id = manager.resume(view.snap.run_id, owner)
+        run_id = manager.resume(view.snap.run_id, owner, ctx.client())
     except (FileNotFoundError, jobs.JobError) as e:
         raise gr.Error(str(e)) from None
     return f"Resuming run `{run_id}` from its last checkpoint."
