@@ -7,17 +7,21 @@ urllib only: no gradio_client, no browser. It reads /config to find each event b
 sends the values a page would never send: paths of server files in Gradio's upload record
 (without "meta", so Gradio's own check is skipped), and a data URL over the size limit.
 
-Only the two events wired with preprocess=False are attacked here: for the others (the Train
-tab's zip, the Augmentations and Robustness uploads) Gradio's preprocessing refuses a record
-without "meta" and checks that one with "meta" lies in its upload folder; their handlers check
-again (data.uploads), tested without a server in test_ui_own_data.py and test_uploads.py.
+Only the two events wired with preprocess=False are attacked with files here: for the others
+(the Train tab's zip, the Augmentations and Robustness uploads) Gradio's preprocessing refuses a
+record without "meta" and checks that one with "meta" lies in its upload folder; their handlers
+check again (data.uploads), tested without a server in test_ui_own_data.py and test_uploads.py.
+Then: tokens minted by one address (behind one trusted proxy, as on a Space, with forged
+X-Forwarded-For entries) against the training queue; Gradio's deep links; oversized requests.
 """
 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
+import secrets
 import time
 import urllib.request
 import uuid
@@ -27,6 +31,8 @@ import pytest
 
 from cifar_demo.data import pictures
 from cifar_demo.data.uploads import NOT_AN_UPLOAD
+from cifar_demo.ui import http_guard
+from cifar_demo.ui.train_tab import FIELDS
 
 from .app_server import start_app, stop_app
 from .conftest import REPO
@@ -40,7 +46,10 @@ SAMPLE = sorted((REPO / "cifar_demo" / "assets" / "sample").rglob("*.png"))[0]  
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("attacks")
-    server = start_app(tmp, args=("--public",), env={"GRADIO_TEMP_DIR": str(tmp / "gradio-uploads")})
+    # One trusted proxy in front, as on a Space: the client's address is the last X-Forwarded-For entry.
+    server = start_app(tmp, args=("--public",), env={"GRADIO_TEMP_DIR": str(tmp / "gradio-uploads"),
+                                                     "CIFAR_DEMO_TRUSTED_PROXIES": "1"})
+    server.uploads = tmp / "gradio-uploads"
     with urllib.request.urlopen(server.url + "config", timeout=30) as r:
         server.config = json.load(r)
     yield server
@@ -51,16 +60,16 @@ def _event(app, api_name: str) -> dict:
     return next(d for d in app.config["dependencies"] if d.get("api_name") == api_name)
 
 
-def call(app, api_name: str, data: list) -> dict:
+def call(app, api_name: str, data: list, session: str | None = None, headers: dict | None = None) -> dict:
     """One event through the queue, as the page calls it: the process_completed message's output
     ({"data": [...]} or {"error": "..."}) and, under "_seconds", how long it took."""
     dep = _event(app, api_name)
-    session = uuid.uuid4().hex[:11]
+    session = session or uuid.uuid4().hex[:11]
     body = {"data": data, "fn_index": dep["id"], "trigger_id": dep["targets"][0][0] if dep["targets"] else None,
             "session_hash": session, "event_data": None}
     t0 = time.monotonic()
     req = urllib.request.Request(app.url + "gradio_api/queue/join", json.dumps(body).encode(),
-                                 {"Content-Type": "application/json"})
+                                 {"Content-Type": "application/json", **(headers or {})})
     with urllib.request.urlopen(req, timeout=CALL_TIMEOUT) as r:
         event_id = json.load(r)["event_id"]
     with urllib.request.urlopen(f"{app.url}gradio_api/queue/data?session_hash={session}", timeout=CALL_TIMEOUT) as r:
@@ -109,7 +118,7 @@ def test_no_server_file_is_read_and_the_refusal_tells_nothing(app, api_name, tmp
 
 @pytest.mark.parametrize("api_name", ENDPOINTS)
 def test_an_oversized_data_url_is_refused_before_it_is_decoded(app, api_name):
-    over = pictures.MAX_BYTES + 3 * 2**20                       # a few MB over the limit
+    over = pictures.MAX_BYTES + 2**20                           # 1 MB over the limit, under the request cap
     valid = "data:image/png;base64," + base64.b64encode(b"\0" * over).decode()
     out = call(app, api_name, inputs(api_name, {"path": None, "url": valid}))
     assert out.get("error") == f"the upload is {over / 1e6:.1f} MB; the limit is {pictures.MAX_BYTES / 1e6:.0f} MB"
@@ -119,7 +128,7 @@ def test_an_oversized_data_url_is_refused_before_it_is_decoded(app, api_name):
     # Measured from its length, not decoded: text that decodes to nothing is as big.
     junk = "data:image/png;base64," + "!" * len(valid)
     out = call(app, api_name, inputs(api_name, {"path": None, "url": junk}))
-    assert out.get("error", "").startswith("the upload is 13.") and "limit is 10 MB" in out["error"], out
+    assert out.get("error", "").startswith("the upload is 11.") and "limit is 10 MB" in out["error"], out
 
 
 def test_an_upload_through_the_page_is_classified(app):
@@ -130,3 +139,97 @@ def test_an_upload_through_the_page_is_classified(app):
     assert probs and all(abs(sum(p.values()) - 1) < 1e-3 for p in probs.values())
     out = call(app, "familiarity", [{"path": path}])          # the record without meta: checked by us
     assert "data" in out, out
+
+
+# ----------------------------------------------------------------------------- identity and the queue
+
+def form(app, api_name: str) -> list:
+    """The values the page sends for an event as it loads: every input's default from /config."""
+    props = {c["id"]: c.get("props", {}) for c in app.config["components"]}
+    return [props[i].get("value") for i in _event(app, api_name)["inputs"]]
+
+
+def train_start(app, token: str) -> list:
+    data = form(app, "start")
+    first = 2                                               # model, preset, then the form's FIELDS
+    data[first + FIELDS.index("epochs")] = 1
+    data[first + FIELDS.index("train_limit")] = 200
+    data[first + FIELDS.index("batch_size")] = 50
+    data[-1] = token                                        # the page's token (gr.BrowserState)
+    return data
+
+
+def test_tokens_minted_from_one_address_hold_one_place_in_the_queue(app):
+    forged = [{"X-Forwarded-For": f"10.9.8.{i}, 198.51.100.7"} for i in range(9)]   # spoofed, then the proxy's
+    tokens = [secrets.token_urlsafe(32) for _ in range(9)]
+    first = call(app, "start", train_start(app, tokens[0]), headers=forged[0])
+    assert "data" in first and "run" in first["data"][0], first
+    try:
+        for token, headers in zip(tokens[1:8], forged[1:8]):
+            out = call(app, "start", train_start(app, token), headers=headers)
+            assert "data" not in out and "network address" in out.get("error", ""), out
+        study = form(app, "start_1")
+        study[-1] = tokens[8]
+        out = call(app, "start_1", study, headers=forged[8])          # nor a study of the Compare tab
+        assert "data" not in out and "network address" in out.get("error", ""), out
+        # Another address gets its own place (queued behind the first run).
+        other = secrets.token_urlsafe(32)
+        out = call(app, "start", train_start(app, other), headers={"X-Forwarded-For": "198.51.100.8"})
+        assert "data" in out and "Queued" in out["data"][0], out
+        call(app, "stop", [other], headers={"X-Forwarded-For": "198.51.100.8"})
+    finally:
+        call(app, "stop", [tokens[0]], headers=forged[0])
+
+
+def test_deep_links_do_not_write_a_sessions_state_and_its_token_to_a_file(app):
+    session, token = uuid.uuid4().hex[:11], secrets.token_urlsafe(32)
+    out = call(app, "new_token", [token], session=session)             # the page load: the token is the session's
+    assert out.get("data") == [token], out
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(f"{app.url}gradio_api/deep_link?session_hash={session}", timeout=30)
+    assert err.value.code == 404
+    written = [p for p in app.uploads.rglob("state.json")] if app.uploads.is_dir() else []
+    assert not any(token in p.read_text() for p in written)
+
+
+def raw_post(app, path: str, headers: dict, chunks) -> tuple[int, bytes]:
+    """POST with http.client (127.0.0.1 only): the status and body the app answers."""
+    host, port = app.url.split("//")[1].strip("/").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        conn.putrequest("POST", path)
+        for k, v in headers.items():
+            conn.putheader(k, v)
+        conn.endheaders()
+        try:
+            for chunk in chunks:
+                conn.send(chunk)
+        except (BrokenPipeError, ConnectionResetError):   # the app answered and closed: read the answer
+            pass
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+def test_a_request_over_the_size_cap_is_refused_before_it_is_read(app):
+    cap = http_guard.BODY_CAP
+    join = "/gradio_api/queue/join"
+    # A Content-Length over the cap: refused at once, nothing read (only 1 KB is sent).
+    t0 = time.monotonic()
+    status, _ = raw_post(app, join, {"Content-Type": "application/json", "Content-Length": str(cap + 1)},
+                         [b"{" + b" " * 1023])
+    assert status == 413 and time.monotonic() - t0 < 10
+    # No length given (chunked): counted as it arrives, refused once past the cap.
+    piece = b" " * 2**20
+
+    def chunked():
+        for _ in range(cap // len(piece) + 2):
+            yield b"%x\r\n" % len(piece) + piece + b"\r\n"
+        yield b"0\r\n\r\n"
+    status, _ = raw_post(app, join, {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}, chunked())
+    assert status == 413
+    # An upload is capped at the largest file the app takes, not at Gradio's per-file check.
+    status, _ = raw_post(app, "/gradio_api/upload",
+                         {"Content-Type": "multipart/form-data; boundary=x", "Content-Length": str(2**30)}, [b"--x"])
+    assert status == 413

@@ -4,6 +4,7 @@ call into cifar_demo. Nothing is built or loaded here: models load on first use.
 from __future__ import annotations
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from .. import jobs
 from . import (
@@ -12,6 +13,7 @@ from . import (
     compare_tab,
     evaluate_tab,
     gradio_fixes,
+    http_guard,
     predict_tab,
     robustness_tab,
     train_tab,
@@ -24,7 +26,8 @@ __all__ = ["GROUPS", "AppContext", "build_app", "launch"]
 TITLE = "cifar-demo: CIFAR-10 in the browser"
 # Uploads: pictures (pictures.MAX_BYTES, 10 MB, is checked by the Predict tab itself) and zips of
 # your own images, whose cap is the data layer's (data.PUBLIC_LIMITS: 100 MB on a shared app).
-MAX_FILE_SIZE = {"public": "100mb", "local": "2gb"}
+# Public mode: a whole request is capped too, before Gradio parses it (ui.http_guard).
+MAX_FILE_SIZE = {"public": 100 * 2**20, "local": "2gb"}
 PUBLIC_API = ("predict", "familiarity")
 # Public mode: every CACHE_SWEEP_S Gradio deletes what this app put in its cache (uploads, files
 # served) once older than jobs.RETENTION_S, the rule a visitor's own folder follows (Blocks.delete_cache).
@@ -47,7 +50,7 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         gr.HTML(common.mode_html(ctx), elem_id="mode-line")
         # The visitor's token, kept by the browser across reloads (public mode: who owns which run).
-        visitor = gr.BrowserState(None, storage_key=common.VISITOR_KEY, secret=common.browser_secret(ctx))
+        visitor = gr.BrowserState(None, storage_key=common.VISITOR_KEY, secret=common.BROWSER_STATE_KEY)
         with gr.Tabs():
             predict_tab.build(ctx, visitor)
             train_tab.build(ctx, visitor)
@@ -78,6 +81,10 @@ def launch(app: gr.Blocks, ctx: AppContext, *, host: str = "127.0.0.1", port: in
     # Limits per event are stated where each is wired (ui.context's lanes); training runs in a
     # separate low-priority process (jobs), so it never blocks the queue.
     app.queue(default_concurrency_limit=1)
+    if ctx.public:   # request bodies capped, deep links (which write a session's state to a file) off
+        guard = Middleware(http_guard.RequestGuard, body_cap=http_guard.BODY_CAP,
+                           upload_cap=MAX_FILE_SIZE["public"] + http_guard.UPLOAD_OVERHEAD)
+        kwargs["app_kwargs"] = {**kwargs.get("app_kwargs", {}), "middleware": [guard]}
     return app.launch(server_name=host, server_port=port, share=share,
                       max_file_size=MAX_FILE_SIZE["public" if ctx.public else "local"],
                       show_error=False, theme=gr.themes.Soft(), css=CSS, **kwargs)

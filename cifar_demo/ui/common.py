@@ -42,6 +42,11 @@ def no_data_html(error: Exception) -> str:
 # ----------------------------------------------------------------------------- visitors (public mode)
 
 VISITOR_KEY = "cifar-demo-visitor"   # the browser's localStorage key of the visitor token
+# gr.BrowserState's "secret" is no secret: Gradio sends it to every page in /config, so anyone can
+# decrypt what it encrypts. A fixed one only keeps a stored token readable after an app restart.
+# What protects a token: it is 256 random bits made by the server, only its browser keeps it, and
+# it travels only in that browser's requests (HTTPS on a Space); holding it is owning its runs.
+BROWSER_STATE_KEY = "cifar-demo-visitor-token-not-a-secret"
 
 
 def new_token(token: str | None) -> str:
@@ -189,23 +194,6 @@ def view_html(view: jobs.View) -> str:
         text += (f'<div class="queue-line" style="margin-top:6px"><b>Your run is queued</b>: number '
                  f"{view.position} of {view.queued}{eta}.</div>")
     return text
-
-
-def browser_secret(ctx: AppContext) -> str:
-    """The key gr.BrowserState encrypts the visitor token with in the browser. Kept in the runs
-    folder, so it survives an app restart (a random key per start would orphan every visitor)."""
-    path = ctx.manager.runs_dir / ".jobs" / "browser-secret"
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        secret = secrets.token_hex(32)
-        try:
-            with open(path, "x") as fh:   # two app processes starting at once: the first one wins
-                fh.write(secret)
-        except FileExistsError:
-            return path.read_text().strip()
-        return secret
 
 
 # ----------------------------------------------------------------------------- a finished run of the page's owner
