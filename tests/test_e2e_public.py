@@ -55,7 +55,9 @@ def stop_button(page):
 
 
 def test_two_visitors_share_one_queue_and_own_their_runs(browser, tmp_path_factory, tmp_path):
-    server = start_app(tmp_path_factory.mktemp("public"), args=("--public",))
+    # Both browsers come from 127.0.0.1: two places per address, as for a class behind one address.
+    server = start_app(tmp_path_factory.mktemp("public"), args=("--public",),
+                       env={"CIFAR_DEMO_PLACES_PER_ADDRESS": "2"})
     try:
         a, b = visitor(browser, server.url), visitor(browser, server.url)
         assert visible(a, "Public mode").is_visible()

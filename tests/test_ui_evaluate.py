@@ -139,8 +139,11 @@ def test_cache_entries_are_atomic_and_a_corrupt_one_is_recomputed(run_id, ctx):
     target = evalcache.from_run(run_id, ctx.manager.runs_dir)
     result, _ = evalcache.evaluate_target(target, "none")
     source = data.resolve_source(download=False)
-    path = evalcache.cache_dir() / f"{evalcache.cache_key(target, 'none', source.fingerprint)}.json"
-    assert [p.name for p in evalcache.cache_dir().iterdir()] == [path.name]  # no temp file left
+    # A run's evaluations live beside its runs (a public visitor's: in its folder, deleted with it).
+    folder = evalcache.cache_dir(evalcache.run_cache(target))
+    assert folder == ctx.manager.runs_dir / ".cache" / "eval"
+    path = folder / f"{evalcache.cache_key(target, 'none', source.fingerprint)}.json"
+    assert [p.name for p in folder.iterdir()] == [path.name]  # no temp file left
     assert evaluate.EvalResult.from_dict(json.loads(path.read_text())) == result
     path.write_text("{not json")
     with pytest.warns(UserWarning, match="unreadable evaluation cache"):

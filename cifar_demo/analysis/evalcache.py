@@ -7,7 +7,8 @@ with flip_translate TTA), while the result is a pure function of three things:
 
 so that triple (plus the model name, which decides how the bytes are read) is the cache key.
 Entries are JSON files of `EvalResult.as_dict()` in <cache>/eval/<key>.json (<cache> is
-data.cache_root()), written atomically (fsio), so a killed app never leaves half an entry behind.
+data.cache_root(); for a run, <its runs folder>/.cache, so a public visitor's evaluations go
+with the visitor's folder), written atomically (fsio), so a killed app never leaves half an entry behind.
 
     target = evalcache.shipped("airnet")          # or evalcache.from_run(run_id)
     result, hit = evalcache.evaluate_target(target, tta="flip")
@@ -89,6 +90,12 @@ def cache_dir(cache: str | os.PathLike | None = None) -> Path:
     return data_mod.cache_root(cache) / "eval"
 
 
+def run_cache(target: Target) -> Path | None:
+    """Where a run's evaluations are cached: beside its run (<runs folder>/.cache), so they are
+    deleted with a visitor's folder; None (the shared cache) for shipped weights."""
+    return target.path.parent.parent / data_mod.OWN_CACHE if target.kind == "run" else None
+
+
 def cache_key(target: Target, tta: str, fingerprint: str) -> str:
     """A file name that is readable (model, tta) and unique (hashes of weights and data)."""
     if tta not in evaluate.TTA_MODES:
@@ -128,6 +135,8 @@ def evaluate_target(target: Target, tta: str = "none", source: data_mod.DataSour
     """
     if source is None:
         source = data_mod.resolve_source(target.data, download=False)
+    if cache is None:
+        cache = run_cache(target)
     key = cache_key(target, tta, source.fingerprint)
     hit = load(key, cache)
     if hit is not None:
