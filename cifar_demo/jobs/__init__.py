@@ -9,9 +9,13 @@ The two cores train one run at a time. Every run belongs to an owner: in local m
 app.py`) the one user, LOCAL; in public mode (a Space: see ui.mode) each visitor, by a token
 its browser keeps. The same rules hold in both:
 
-- a start is queued behind the running run, first come first served; an owner holds at most
-  one queued or running run (locally that is today's "one run at a time"), and the queue has a
-  cap (QUEUE_CAP) past which a start is refused with a message;
+- a start is queued behind the running run, first come first served; the queue has QUEUE_CAP
+  places: a queued start takes one, a study (the Compare tab's) one for all of its runs
+  (JobManager.hold; each run is queued under it at the back of the queue); past the cap a start
+  or a study is refused with a message, and nothing waits outside the queue;
+- an owner holds at most one place, a run queued or going or a study (locally that is "one run
+  at a time"); in public mode so does a client, the network address a request comes from
+  (ui.context.AppContext.client; CLIENT_CAP), however many owners (tokens) it mints;
 - only the owner stops its run (or takes its queued start back); others only watch it;
 - in public mode runs are bounded (Bounds: images passed through the model, the batch size, and
   wall-clock time over all of a run's sessions, so a Resume does not restart the clock), checked
@@ -19,7 +23,8 @@ its browser keeps. The same rules hold in both:
   and kills (SIGKILL) a child still alive KILL_GRACE_S after it was asked to stop;
 - a child starts with an allowlisted environment (records.child_env): no HF_TOKEN, no secret;
 - public runs live in a folder per visitor (runs/visitors/<owner>/), deleted RETENTION_S after
-  the visitor's last run ended (never while it has a run queued or going);
+  the visitor's last run ended (never while it has a run queued or going, or a study), and the
+  least recently used first past VISITORS_DISK_CAP (jobs.retention);
 - each started child is recorded in runs/.jobs/<run id>.json (pid, owner, command): an app
   restarted while a child still trains re-attaches to it; a dead one reads as "stopped".
 """
