@@ -146,3 +146,41 @@ def test_the_real_spaces_package_off_zerogpu_changes_nothing(monkeypatch):
 
     assert spaces.GPU(task) is task and spaces.GPU(duration=10)(task) is task
     assert zerogpu.gpu(task)() == os.getpid()
+
+
+def test_a_space_fetches_cifar10_once_at_startup_and_says_why_it_could_not(clean_env, monkeypatch):
+    import torchvision.datasets
+
+    from cifar_demo.data import on_space
+
+    on_space.reset()
+    assert on_space.start_fetch(runtime.detect({})) is None          # locally: nothing behind the user's back
+    calls = []
+
+    def offline(root, train=True, download=False):
+        calls.append(download)
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    space = runtime.detect({"SPACE_ID": "teacher/cifar-demo", "SPACES_ZERO_GPU": "true"})
+    thread = on_space.start_fetch(space)
+    thread.join(30)
+    line = on_space.status_line()
+    assert calls == [True] and "could not download CIFAR-10" in line and "network is unreachable" in line
+
+    # A download that works: once, in the background; the page says so meanwhile; then nothing more.
+    on_space.reset()
+    release = threading.Event()
+
+    def fetched(download=False):
+        if not download:
+            raise on_space.DataSourceError("none here")
+        release.wait(10)
+        return type("Src", (), {"label": "CIFAR-10 (official)", "path": "somewhere"})()
+
+    thread = on_space.start_fetch(space, resolve=fetched)
+    assert "being downloaded" in on_space.status_line() and on_space.start_fetch(space, resolve=fetched) is None
+    release.set()
+    thread.join(10)
+    assert on_space.status_line() is None and on_space.start_fetch(space, resolve=fetched) is None
+    on_space.reset()
