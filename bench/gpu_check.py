@@ -84,7 +84,7 @@ def _config(preset: str, smoke: bool, src: str, **kw) -> train.TrainConfig:
 def check_presets(src: str, runs: Path, smoke: bool) -> list[Row]:
     rows = []
     for preset in ("demo", "airbench94"):
-        with Row(f"train {preset} (bf16)") as row:
+        with Row(f"train {preset} ({'fp32, CPU' if smoke else 'bf16'})") as row:
             summary = Trainer(_config(preset, smoke, src), runs_dir=runs).run()
             acc = summary.get("test_acc")
             row.ok = summary["status"] == "finished" and acc is not None
@@ -121,7 +121,7 @@ def check_scaler(src: str, runs: Path, smoke: bool, device: torch.device) -> Row
         start = (2.0 ** 16, 2.0 ** 12)   # GradScaler's default initial scale on CUDA, _ScaledOnCpu's
         moved = bool(scaler) and (scaler.get("_growth_tracker", 0) > 0 or scaler.get("scale") not in start)
         finite = bool(losses) and all(math.isfinite(v) for v in losses)
-        row.ok = finite and moved and summary["steps"] == steps
+        row.ok = finite and moved and summary["status"] == "finished" and summary["steps"] > 0
         row.result = (f"{summary['steps']} steps, losses finite: {finite} (last {losses[-1]:.3f}), scaler scale "
                       f"{scaler.get('scale')}, growth tracker {scaler.get('_growth_tracker')}")
     return row

@@ -33,6 +33,7 @@ def _table(capsys) -> str:
     return out
 
 
+@pytest.mark.slow   # three tiny trainings and the whole zoo: ~30 s or more on 2 shared cores
 def test_smoke_in_process(gpu_check, tiny, capsys):
     assert gpu_check.main(["--smoke", "--only", "train,scaler,predict", "--data", str(tiny)]) == 0
     out = _table(capsys)
