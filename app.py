@@ -23,9 +23,11 @@ def main(argv: list[str] | None = None) -> None:
         # processes) and the data layer's default caps read it from the environment.
         os.environ["CIFAR_DEMO_PUBLIC"] = "1"
 
+    from cifar_demo.data import on_space
     from cifar_demo.ui import AppContext, build_app, launch
 
     ctx = AppContext.from_env(public=True if args.public else None)
+    on_space.start_fetch()   # a Space without CIFAR-10: downloaded once, now, for every visitor
     launch(build_app(ctx), ctx, host=args.host, port=args.port, share=args.share)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from . import runtime
+
 # Official CIFAR-10 label order (also the alphabetical order of the ImageFolder export).
 CLASSES: tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer",
@@ -20,15 +22,11 @@ CIFAR_STD: tuple[float, float, float] = (0.2470, 0.2435, 0.2616)
 
 
 def pick_device(requested: str | None = None) -> torch.device:
-    """CUDA, then MPS, then CPU; an explicit request ("cpu", "cuda:1", ...) wins."""
+    """An explicit request ("cpu", "cuda:1", ...), else where this runtime computes (runtime.Runtime.device:
+    CUDA, then MPS, then CPU; on ZeroGPU the GPU inside a GPU call, the CPU outside)."""
     if requested and requested != "auto":
         return torch.device(requested)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    return runtime.current().device()
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:

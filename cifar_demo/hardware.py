@@ -17,13 +17,16 @@ from typing import Any
 
 import torch
 
+from . import runtime
+
 
 def hardware_info() -> dict[str, Any]:
     """{"cpu": model name, "cores": usable logical CPUs, "gpu": name or None} of this machine."""
     gpu = None
-    if torch.cuda.is_available():
+    device = runtime.current().device()   # on ZeroGPU outside a GPU call: the CPU (CUDA is only emulated)
+    if device.type == "cuda":
         gpu = torch.cuda.get_device_name(0)
-    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+    elif device.type == "mps":
         gpu = "Apple MPS"
     # Affinity, not os.cpu_count(): a container sees the host's count but may run on fewer.
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

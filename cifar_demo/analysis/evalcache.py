@@ -28,7 +28,7 @@ from .. import data as data_mod
 from .. import fsio, weights
 from ..common import CLASSES
 from ..runs import Run
-from . import evaluate
+from . import evaluate, on_gpu
 from .evaluate import EvalResult
 
 # Bump when EvalResult's fields or the way evaluate() scores change: old entries then miss.
@@ -145,7 +145,7 @@ def evaluate_target(target: Target, tta: str = "none", source: data_mod.DataSour
         raise ValueError(f"{target.label} predicts {', '.join(target.class_names)}; {source.label} has the "
                          f"classes {', '.join(source.classes)}")
     test = data_mod.load_split("test", source)
-    result = evaluate.evaluate(load_model(target), test, tta=tta,
-                               device=device, progress=progress, num_classes=len(target.class_names))
+    result = on_gpu.evaluate(load_model(target), test, tta=tta,   # a GPU call on ZeroGPU
+                             device=device, progress=progress, num_classes=len(target.class_names))
     store(key, result, cache)
     return result, False

@@ -34,6 +34,7 @@ from __future__ import annotations
 import threading
 
 from .dispatch import JobManager
+from .gpu_runner import start_note
 from .records import (
     ACTIVE,
     LOCAL,
@@ -52,7 +53,7 @@ from .records import (
 )
 
 __all__ = ["ACTIVE", "LOCAL", "NICENESS", "QUEUE_CAP", "RETENTION_S", "Bounds", "Job", "JobError", "JobManager",
-           "Snapshot", "View", "manager", "pid_alive", "public_bounds", "public_mode", "wait_for"]
+           "Snapshot", "View", "manager", "pid_alive", "public_bounds", "public_mode", "start_note", "wait_for"]
 
 
 _MANAGER: JobManager | None = None

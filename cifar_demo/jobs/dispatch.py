@@ -12,8 +12,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
+from .. import runtime
 from ..fsio import atomic_write_text
 from ..train import Run, TrainConfig, new_run_id, runs_root, validate
+from .gpu_runner import spawn_gpu_call
 from .records import (
     KILL_GRACE_S,
     LOCAL,
@@ -51,7 +53,7 @@ class JobManager(Retention):
                  queue_cap: int = QUEUE_CAP, retention_s: float = RETENTION_S,
                  spawn: Callable | None = None, clock: Callable[[], float] = time.time, dispatch: bool = True,
                  kill_grace_s: float | None = None, disk_cap: int = VISITORS_DISK_CAP,
-                 places_per_client: int | None = None):
+                 places_per_client: int | None = None, slots: int | None = None):
         self.runs_dir = runs_root(runs_dir).resolve()
         self.public = public
         # A child that outlives SIGTERM by this much is killed; locally a stop only asks (None).
@@ -59,7 +61,12 @@ class JobManager(Retention):
         self.bounds = bounds if bounds is not None else (public_bounds() if public else None)
         self.queue_cap, self.retention_s, self.disk_cap = queue_cap, retention_s, disk_cap
         self.client_cap = places_per_client if places_per_client is not None else client_cap()
-        self._spawn, self._clock = spawn or default_spawn, clock
+        # Where the app runs decides how a run trains (runtime): a child process, or on ZeroGPU a GPU
+        # call in this process (gpu_runner), several side by side (ZeroGPU's queue does the waiting).
+        where = runtime.current()
+        self._spawn = spawn or (spawn_gpu_call if where.training_in_app else default_spawn)
+        self.slots = slots if slots is not None else where.gpu_calls_concurrent
+        self._clock = clock
         self._lock = threading.RLock()
         self._jobs: dict[str, Job] = {}
         self._procs: dict[str, object] = {}
@@ -244,8 +251,7 @@ class JobManager(Retention):
         clean up old visitor folders. The dispatcher thread calls it every POLL_S."""
         with self._lock:
             now = self._clock()
-            job = self._running()
-            if job is not None:
+            for job in self._all_running():
                 code = self._procs[job.run_id].poll()
                 if code is not None:
                     self._end(job)
@@ -262,7 +268,7 @@ class JobManager(Retention):
                     self._procs[job.run_id].send_signal(signal.SIGTERM)
                     job.stopping, job.signalled, job.note = True, now, "stopped at the time limit"
                     self._save(job)
-            if self._running() is None and self._queue():
+            while len(self._all_running()) < self.slots and self._queue():
                 self._launch(self._queue()[0])
             if self.public and now - self._cleaned > 60:
                 self._cleaned = now
@@ -288,7 +294,9 @@ class JobManager(Retention):
         if proc is not None and not isinstance(proc, Attached):
             job.code = proc.poll()
         job.state, job.ended = "ended", self._clock()
-        job.note = job.note or note
+        job.note = job.note or note or getattr(proc, "note", "")
+        if getattr(proc, "note", ""):   # a GPU call cut before its run stopped: a stopped run to resume
+            job.stopping = True
         self._save(job)
 
     def _reattach(self) -> None:
@@ -313,7 +321,10 @@ class JobManager(Retention):
         return sorted((j for j in self._jobs.values() if j.state == "queued"), key=lambda j: j.submitted)
 
     def _running(self) -> Job | None:
-        return next((j for j in self._jobs.values() if j.state == "running"), None)
+        return next(iter(self._all_running()), None)
+
+    def _all_running(self) -> list[Job]:
+        return [j for j in self._jobs.values() if j.state == "running"]
 
     def _active(self, owner: str) -> Job | None:
         return next((j for j in self._jobs.values() if j.owner == owner and j.state != "ended"), None)

@@ -46,15 +46,20 @@ class Trainer:
     validation split); their time counts in the run's elapsed time. ``log_every``: optimizer
     steps per step event (default: log_every_for the device); an epoch's last steps and a
     stop are always reported, so the epoch records are exact. ``Trainer.resuming`` continues
-    a run from its checkpoint.
+    a run from its checkpoint. ``time_budget_s``: wall-clock seconds from run() on after which the
+    run stops at the next step as if asked to (checkpoint, summary "stopped", stop_reason "time
+    budget"): a ZeroGPU call (jobs.gpu_runner) ends this way before its GPU is taken back.
     """
 
     def __init__(self, cfg: TrainConfig, *, run_dir: str | Path | None = None,
                  runs_dir: str | Path | None = None, data=None, sinks: Iterable[Sink] = (),
                  stop_event: threading.Event | None = None, console: bool = False,
                  epoch_hooks: Iterable[Callable[[int, nn.Module], None]] = (),
-                 resume: bool = False, log_every: int | None = None):
+                 resume: bool = False, log_every: int | None = None, time_budget_s: float | None = None):
         self.cfg = validate(cfg)
+        self.time_budget_s = time_budget_s
+        self._deadline: float | None = None
+        self.out_of_time = False   # the budget ran out (the run stopped itself)
         self.rank, self.world_size, self.local_rank = dist.dist_env()
         self.is_main = self.rank == 0
         self.stop_event = stop_event or threading.Event()
@@ -100,6 +105,8 @@ class Trainer:
             dist.destroy_process_group()
 
     def _run(self) -> dict:
+        if self.time_budget_s is not None:
+            self._deadline = time.monotonic() + self.time_budget_s
         keep_freed_memory()   # a step's activations are reused, not mapped again (docs/benchmarks.md: 1.16-1.38x)
         parts = self.setup()
         state = self.restore(parts)
@@ -176,7 +183,7 @@ class Trainer:
         set_train_mode(cfg, parts.model)
         low_res = cfg.low_res if state.epoch < cfg.low_res_epochs else 0
         for images, labels, *teacher in parts.loader.iter_from(state.epoch, state.batch):
-            if self.stop_event.is_set():
+            if self.stop_event.is_set() or self._over_budget():
                 raise _Stop
             if low_res:
                 images = shrink(images, low_res, cfg.low_res_mode)
@@ -204,6 +211,11 @@ class Trainer:
             if state.step % parts.log_every == 0:
                 self._log_steps(parts, state)
         self._log_steps(parts, state)  # the epoch's last steps, so the epoch record is exact
+
+    def _over_budget(self) -> bool:
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            self.out_of_time = True
+        return self.out_of_time
 
     def train_step(self, parts: Parts, images, labels, targets=None):
         """One optimizer step on a batch (two passes for SAM); returns the first pass's (logits, loss)."""
@@ -295,6 +307,8 @@ class Trainer:
                    "dataset": parts.data.source.label, "dataset_fingerprint": parts.data.source.fingerprint,
                    "classes": list(parts.data.classes), "dataset_description": parts.data.description(),
                    "hardware": hardware_info()}
+        if status == "stopped" and self.out_of_time:
+            summary["stop_reason"] = "time budget"
         if self.world_size > 1:
             # DDP keeps replicas identical; record each rank's weights digest so that is visible.
             summary["weights_sha256_by_rank"] = dist.gather_digests(parts.raw_model)

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from .. import augment, zoo
+from .. import augment, runtime, zoo
 from .. import data as data_mod
 from ..augment.ops import random_window
 from ..common import CLASSES, pick_device
@@ -178,8 +178,9 @@ def make_loader(cfg: TrainConfig, train, device: torch.device, rank: int = 0, wo
                                      augment=cfg.augment, device=device, seed=cfg.seed,
                                      channels_last=channels_last(cfg, device),
                                      rank=rank, world_size=world_size)
-    return data_mod.PerImageLoader(train, cfg.augment, cfg.batch_size, num_workers=cfg.num_workers,
-                                   seed=cfg.seed, drop_last=True, device=device,
+    workers = runtime.current().loader_workers(cfg.num_workers)   # none inside a ZeroGPU call
+    return data_mod.PerImageLoader(train, cfg.augment, cfg.batch_size, num_workers=workers, seed=cfg.seed,
+                                   drop_last=True, device=device,
                                    rank=rank, world_size=world_size)
 
 

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from .. import data, jobs, train, weights
 from ..analysis import evalcache
+from ..data import on_space
 from .context import AppContext
 
 
@@ -24,8 +25,8 @@ def data_status() -> str:
     """HTML: which dataset training will read, or exactly how to provide one."""
     try:
         src = data.resolve_source(download=False)
-    except data.DataSourceError as e:
-        return no_data_html(e)
+    except data.DataSourceError as e:   # on a Space, the startup download's progress or failure first
+        return no_data_html(on_space.status_line() or e)
     return (f'<div style="padding:6px 0">Dataset: <b>{html.escape(src.label)}</b>, read from '
             f"<code>{html.escape(str(src.path))}</code>.</div>")
 

@@ -170,11 +170,11 @@ def start(ctx: AppContext, model: str, preset: str | None, *values) -> str:
         run_id = ctx.manager.submit(cfg, owner, ctx.client())   # client: one place per address
     except (ValueError, jobs.JobError) as e:
         raise gr.Error(str(e)) from None
-    what = f"{cfg.epochs} epoch(s) of `{cfg.model}` on {src.label}"
+    what, gpu = f"{cfg.epochs} epoch(s) of `{cfg.model}` on {src.label}", jobs.start_note(cfg)  # ZeroGPU: its quota
     position = ctx.manager.view(owner).position
     if position:
-        return f"Queued run `{run_id}` ({what}): number {position} in the queue; it starts by itself."
-    return f"Started run `{run_id}`: {what}."
+        return f"Queued run `{run_id}` ({what}): number {position} in the queue; it starts by itself.{gpu}"
+    return f"Started run `{run_id}`: {what}.{gpu}"
 
 
 def stop(ctx: AppContext, token=None) -> str:
