@@ -231,3 +231,31 @@ def test_download_and_push_take_only_a_plain_id_of_the_owners_folder(app_env, mo
             train_runs.download_weights(ctx, crafted, "token")
     with pytest.raises(gr.Error, match="no run 20260101-000000-simple_cnn-beef here"):
         train_runs.download_weights(ctx, "20260101-000000-simple_cnn-beef", "token")
+
+
+def test_no_data_and_failed_download_messages_speak_to_people(tmp_path, monkeypatch):
+    """No Python in the advice (`download=False`, `source=DIR in Python`, a torchvision call): what
+    happened and what to do."""
+    import urllib.error
+
+    import torchvision.datasets
+
+    monkeypatch.delenv("CIFAR_DEMO_DATA", raising=False)
+    monkeypatch.setenv("CIFAR_DEMO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    messages = []
+    for download in (False, True):
+        with pytest.raises(data.DataSourceError) as info:
+            data.resolve_source(download=download)
+        messages.append(str(info.value))
+    for text in messages:
+        for jargon in ("download=False", "source=DIR", "torchvision.datasets", "CIFAR10(", "URLError"):
+            assert jargon not in text, (jargon, text)
+        assert "python app.py --data DIR" in text and "CIFAR_DEMO_DATA=DIR" in text
+    assert "could not download" in messages[1] and "internet" in messages[1]
+    assert "Temporary failure in name resolution" in messages[1]   # the cause, for whoever can fix it
