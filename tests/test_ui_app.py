@@ -88,7 +88,7 @@ def test_a_visitor_token_is_kept_and_its_owner_is_a_hash(tmp_path):
 
 def test_app_py_takes_data_dir_as_the_no_data_panel_says(monkeypatch, tmp_path):
     """`python app.py --data DIR` (the no-data panel's advice) means CIFAR_DEMO_DATA=DIR."""
-    import app as app_py   # the repository's app.py
+    import app as app_py  # the repository's app.py
 
     monkeypatch.delenv("CIFAR_DEMO_DATA", raising=False)
     launched = []
