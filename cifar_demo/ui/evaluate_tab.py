@@ -21,11 +21,11 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from .. import augment, data, train, weights
+from .. import augment, data, weights
 from ..analysis import evalcache, evaluate, gradcam, predict
 from ..common import CLASSES
 from ..reporting import plots
-from .common import data_status, owner_of, run_model, run_target
+from .common import data_status, owner_of, owner_runs, run_label, run_model, run_target
 from .confusion import heatmap
 from .context import FREE, HEAVY, MODELS, AppContext
 
@@ -62,11 +62,9 @@ def model_choices(ctx: AppContext, token=None) -> list[tuple[str, str]]:
         except weights.WeightsError:
             acc = ""
         out.append((f"{name} (shipped weights{acc})", f"weights:{name}"))
-    for r in (train.list_runs(_runs_dir(ctx, token)) if owner_of(ctx, token) else []):
-        s = r["summary"]
-        if s is None or not r["has_best"]:
-            continue  # still going, or died before its first epoch: no finished weights
-        out.append((f"run {r['run_id']} ({s['status']}, test {_pct(s.get('test_acc'))})", f"run:{r['run_id']}"))
+    # Only finished runs: one still going, or dead before its first epoch, has no best weights.
+    for r, study in (owner_runs(_runs_dir(ctx, token), finished=True) if owner_of(ctx, token) else []):
+        out.append((f"your run: {run_label(r, study)}", f"run:{r['run_id']}"))
     return out
 
 

@@ -12,7 +12,7 @@ from .. import augment, data, train, weights, zoo
 from ..analysis import evalcache, familiarity, gradcam, predict, serve
 from ..common import CLASSES
 from ..data import pictures, uploads
-from .common import owner_of, run_model, run_target
+from .common import owner_of, owner_runs, run_label, run_model, run_target
 from .context import FREE, MODELS, SERVE, AppContext
 
 TOP_K = 3
@@ -130,12 +130,11 @@ def run_choices(ctx: AppContext, token=None) -> list[tuple[str, str]]:
     owner = owner_of(ctx, token)
     if owner is None:
         return out
-    for r in train.list_runs(ctx.runs_dir_for(owner)):
-        if r["summary"] is None or not r["has_best"]:
-            continue
+    for r, study in owner_runs(ctx.runs_dir_for(owner), finished=True):
         classes = train.Run(r["dir"]).classes() or CLASSES
         names = ", ".join(classes[:4]) + (f" +{len(classes) - 4}" if len(classes) > 4 else "")
-        out.append((f"run {r['run_id']} ({names})", r["run_id"]))
+        own = "" if list(classes) == list(CLASSES) else f" ({names})"   # your own images' classes
+        out.append((run_label(r, study) + own, r["run_id"]))
     return out
 
 
