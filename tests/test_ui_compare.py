@@ -170,3 +170,16 @@ def test_in_public_mode_a_study_belongs_to_its_visitor(app_env, monkeypatch):
     assert jobs.wait_for(lambda: children[0].code is not None, timeout=10)   # SIGTERM reached the run
     manager.poll()
     assert jobs.wait_for(lambda: compare.active(owner) is None, timeout=10)
+
+
+def test_the_studys_own_run_is_never_called_a_run_of_the_train_tab(app_env, ctx):
+    """Issue 36, bug 4: read without its study (a page with no token yet) or from a study read
+    before its runner recorded the run, the study's own run was "a training run of the Train tab"."""
+    manager, _ = app_env
+    compare_tab.start(ctx, *form())
+    assert jobs.wait_for(lambda: len(saved_run_ids(manager)) == 1, timeout=10)
+    assert manager.snapshot().running
+    assert "Train tab" not in compare_tab.status_html(None, manager)
+    stale = compare.latest_study(manager.runs_dir)
+    stale.plan[0].pop("run_id")
+    assert "Train tab" not in compare_tab.status_html(stale, manager)

@@ -113,13 +113,19 @@ def progress_line(study: compare.Study, manager: jobs.JobManager) -> str:
 
 
 def status_html(study: compare.Study | None, manager: jobs.JobManager) -> str:
-    """The study's line, plus a notice when a run of the Train tab holds the job manager."""
+    """The study's line, plus a notice when another run (not one of a study) holds the job manager."""
     busy = manager.snapshot()
-    foreign = busy.running and (study is None or busy.run_id not in {e.get("run_id") for e in study.plan})
+    mine = {e.get("run_id") for e in study.plan} if study is not None else set()
+    # Every study of the run's owner, read from disk: a study read a moment before its runner saved
+    # the run's id, or no study at all (a page without its token yet), still knows its own runs.
+    foreign = busy.running and busy.run_id not in mine and busy.run_id not in compare.study_runs(
+        manager.runs_dir_for(busy.owner or jobs.LOCAL))
     notice = ""
     if foreign:
+        whose = ("A training run of the Train tab" if study is None or busy.owner in (None, study.owner)
+                 else "Another visitor's training run")
         notice = (f'<div class="cmp-wait" style="border-left:4px solid #f59e0b;background:#fffbeb;'
-                  f'padding:8px 12px;border-radius:4px;margin-bottom:6px">A training run of the Train tab is '
+                  f'padding:8px 12px;border-radius:4px;margin-bottom:6px">{whose} is '
                   f"going (<code>{html.escape(busy.run_id)}</code>). The app trains one run at a time: a study "
                   "waits for it to end, then starts its next run.</div>")
     if study is None:
