@@ -183,3 +183,14 @@ def test_the_studys_own_run_is_never_called_a_run_of_the_train_tab(app_env, ctx)
     stale = compare.latest_study(manager.runs_dir)
     stale.plan[0].pop("run_id")
     assert "Train tab" not in compare_tab.status_html(stale, manager)
+
+
+def test_a_reloaded_page_shows_the_form_of_the_study_it_shows(app_env, ctx):
+    """Issue 36, bug 6: after a reload the form reset to 2 seeds / 3 epochs / 2,000 images while the
+    study shown was 1 / 1 / 500: the page's first look fills the form from the study, once."""
+    manager, _ = app_env
+    assert compare_tab.form_of_study(ctx, False)[-1] is False   # no study yet: the form stays, asked again
+    compare_tab.start(ctx, *form(epochs=2, train_limit=300, val_size=60, ls_b=0.2))
+    *values, filled = compare_tab.form_of_study(ctx, False)
+    assert values == form(epochs=2, train_limit=300, val_size=60, ls_b=0.2) and filled is True
+    assert all(v is gr.skip() or v == gr.skip() for v in compare_tab.form_of_study(ctx, True)[:-1])
