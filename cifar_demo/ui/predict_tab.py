@@ -72,7 +72,10 @@ def familiarity_check(path: str | dict | None) -> dict | None:
     "per_model": {model: percentile}, "classes": [...]}, or {"unfamiliar": None, "error": ...}
     where no calibration fits the shipped weights. None without an upload.
     """
-    image32 = _picture(path)
+    try:
+        image32 = _picture(path)
+    except gr.Error as exc:   # /predict says it to the page; an API client reads it here
+        return {"unfamiliar": None, "error": exc.message}
     if image32 is None:
         return None
     try:
@@ -95,6 +98,13 @@ def familiarity_notice(result: dict | None) -> str:
             f'<div style="font-size:0.85em;margin-top:4px">Familiarity {result["score"]:.1f}, below the '
             f'threshold {result["threshold"]:.1f} that flags {result["false_alarm_test"]:.0%} of real '
             "CIFAR-10 test pictures.</div></div>")
+
+
+def cleared():
+    """What the page shows before a new upload's answers: nothing of the previous picture (a bad
+    upload, which gets no answers, leaves no stale ones under it). Outputs: the 32x32 view, the vote,
+    the table, the Grad-CAM gallery, the JSON, the notice, your run's answer and its line."""
+    return None, None, _empty_table("Reading the picture..."), [], None, "", None, ""
 
 
 def _picture(value: str | dict | None) -> np.ndarray | None:
@@ -157,7 +167,10 @@ def predict_run(ctx: AppContext, path: str | dict | None, run_id: str | None, to
     if not run_id or not path:
         return None, ""
     target = _run_target(ctx, run_id, token)
-    image32 = _picture(path)
+    try:
+        image32 = _picture(path)
+    except gr.Error:   # not a picture: /predict, on the same upload, says so (one message, not one per event)
+        return None, ""
     if image32 is None:
         return None, ""
     with _LOCK:
@@ -302,12 +315,16 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
         # component subclass.)
         # Every model of the zoo on the picture: the "serve" lane, wide, so that concurrent uploads
         # wait together in analysis.serve's batcher and share its passes.
-        image.change(predict_image, [image, show_cam], outputs, api_name="predict", preprocess=False, **SERVE)
-        image.change(familiarity_check, image, fam, api_name="familiarity", preprocess=False, **SERVE).then(
+        # First the previous picture's answers go (cleared); then the three answers. Only /predict
+        # reports a picture it cannot read: one message, not one per event.
+        new = image.change(cleared, None, [*outputs, notice, run_label, run_md], api_visibility="private",
+                           queue=False, show_progress="hidden", **FREE)
+        new.then(predict_image, [image, show_cam], outputs, api_name="predict", preprocess=False, **SERVE)
+        new.then(familiarity_check, image, fam, api_name="familiarity", preprocess=False, **SERVE).then(
             familiarity_notice, fam, notice, api_visibility="private", queue=False, **FREE)
         run_in = dict(fn=ctx.bind(predict_run), inputs=[image, run_choice, *token], outputs=[run_label, run_md],
                       preprocess=False, api_visibility="private", **MODELS)
-        image.change(**run_in)
+        new.then(**run_in)
         run_choice.input(**run_in)
         runs = ctx.bind(refresh_runs)
         tab.select(runs, [run_choice, *token], run_choice, **FREE)
