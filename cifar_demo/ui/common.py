@@ -146,7 +146,8 @@ def progress_html(snap: jobs.Snapshot) -> str:
         return _bar(1.0 if snap.status == "finished" else frac,
                     f"{run} {how} after {s.get('epochs_run', '?')} epoch(s) in {_duration(s.get('elapsed_s'))}: "
                     f"best validation accuracy <b>{pct(s.get('best_val_acc'))}</b> (epoch {s.get('best_epoch')}), "
-                    f"test accuracy <b>{pct(s.get('test_acc'))}</b>.", "#22c55e")
+                    f"test accuracy <b>{pct(s.get('test_acc'))}</b> (scored as Evaluate scores it: "
+                    f"fp32, no TTA).", "#22c55e")
     if snap.status == "queued":
         return _bar(0, f"{run} is queued: it starts when the run before it ends.", "#a1a1aa")
     if snap.status == "stopped":
