@@ -162,7 +162,7 @@ def comparison(state: dict, index: int) -> str:
             f'<div class="bar{" hit" if c == true_cls else ""}" style="background:linear-gradient(90deg,'
             f'var(--color-accent-soft) {pr:.1%},transparent {pr:.1%})">{html.escape(c)} {pr:.0%}</div>'
             for c, pr in e.top(3))
-        note = "" if e.has_evidence else '<div class="sub">no evidence for its class</div>'
+        note = f'<div class="sub">{html.escape(gradcam.caption(e))}</div>' if gradcam.caption(e) else ""
         cards.append(f'<div class="card{" own" if own else ""}"><b>{html.escape(e.model)}</b>'
                      f'{" (evaluated)" if own else ""}'
                      f'<img src="{_data_url(gradcam.overlay(image32, e.cam, CAM_SCALE))}" '

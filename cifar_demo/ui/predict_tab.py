@@ -123,8 +123,9 @@ def _cams(image32: np.ndarray, preds: list[predict.Prediction]) -> list[tuple[np
     out = []
     for e in gradcam.explain_predictions(image32, preds):
         cls, prob = e.top(1)[0]
-        # An all-zero map (uniformly blue) means no region argued for the class: say so.
-        note = "" if e.has_evidence else " (no evidence)"
+        # Where nothing argued for the class, the map is the either-way one: say so.
+        note = {"either way": " (where it counted, for or against)", "none": " (flat: no region counted)"}.get(
+            e.evidence, "")
         out.append((gradcam.overlay(image32, e.cam, SCALE), f"{e.model}: {cls} {prob:.0%}{note}"))
     return out
 
