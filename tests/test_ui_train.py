@@ -259,3 +259,12 @@ def test_no_data_and_failed_download_messages_speak_to_people(tmp_path, monkeypa
         assert "python app.py --data DIR" in text and "CIFAR_DEMO_DATA=DIR" in text
     assert "could not download" in messages[1] and "internet" in messages[1]
     assert "Temporary failure in name resolution" in messages[1]   # the cause, for whoever can fix it
+
+
+def test_the_progress_line_counts_steps_within_the_epoch_it_names():
+    """Issue 36: "step 10/66" while an epoch has 22 steps. The step is counted in its epoch, and the
+    whole run's share is a percentage."""
+    start = {"kind": "start", "total_steps": 66, "epochs": 3, "steps_per_epoch": 22, "step": 0}
+    step = {"kind": "step", "step": 32, "epoch": 1 + 10 / 22, "images_per_s": 350.0, "elapsed_s": 60, "eta_s": 120}
+    text = train_tab.view_html(jobs.View(jobs.Snapshot("r1", "running", [start, step], None), True, True, None, None, 0))
+    assert "epoch 2/3, step 10/22 of this epoch" in text and "48% of the run" in text and "32/66" not in text

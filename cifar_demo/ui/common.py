@@ -134,8 +134,12 @@ def progress_html(snap: jobs.Snapshot) -> str:
         return _bar(frac, f"{run}: starting (loading the data, building the model)...")
     if snap.running:
         epochs = start_ev["epochs"] if start_ev else "?"
-        text = (f"{run}: epoch {min(int(step['epoch']) + 1, epochs)}/{epochs}, step {done}/{total} "
-                f"({100 * frac:.0f}%), {step['images_per_s']:.0f} images/s, "
+        per_epoch = (start_ev or {}).get("steps_per_epoch")
+        # A step is one batch; an epoch is one pass over the training pictures: per_epoch steps.
+        where = (f"step {done - int(step['epoch']) * per_epoch}/{per_epoch} of this epoch" if per_epoch
+                 else f"step {done}/{total}")
+        text = (f"{run}: epoch {min(int(step['epoch']) + 1, epochs)}/{epochs}, {where} "
+                f"({100 * frac:.0f}% of the run), {step['images_per_s']:.0f} images/s, "
                 f"elapsed {_duration(step['elapsed_s'])}, ETA {_duration(step['eta_s'])}")
         if snap.status == "stopping":
             text += " &mdash; <b>stopping</b>"
