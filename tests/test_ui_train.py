@@ -266,5 +266,6 @@ def test_the_progress_line_counts_steps_within_the_epoch_it_names():
     whole run's share is a percentage."""
     start = {"kind": "start", "total_steps": 66, "epochs": 3, "steps_per_epoch": 22, "step": 0}
     step = {"kind": "step", "step": 32, "epoch": 1 + 10 / 22, "images_per_s": 350.0, "elapsed_s": 60, "eta_s": 120}
-    text = train_tab.view_html(jobs.View(jobs.Snapshot("r1", "running", [start, step], None), True, True, None, None, 0))
+    snap = jobs.Snapshot("r1", "running", [start, step], None)
+    text = train_tab.view_html(jobs.View(snap, True, True, None, None, 0))
     assert "epoch 2/3, step 10/22 of this epoch" in text and "48% of the run" in text and "32/66" not in text
