@@ -31,6 +31,12 @@ from .context import FREE, HEAVY, MODELS, AppContext
 
 GALLERY_SIZE = 32     # most confident mistakes shown
 GALLERY_SCALE = 6     # 32x32 -> 192x192, each pixel a crisp 6x6 block
+ECE_HELP = ("**Reliability diagram**: the test pictures are sorted into bins by how sure the model was "
+            "(its top probability); each bar is how often it was right within a bin. Bars on the diagonal "
+            "mean: when the model says 80 %, it is right 80 % of the time. Bars below it: over-confident. "
+            "**ECE** (expected calibration error) is the average gap between bar and diagonal, weighted by "
+            "the pictures in each bin: 0 % is a perfectly honest model, 5 % means it is typically 5 points "
+            "more (or less) sure than it is right.")
 TABLE_HEADERS = ["class", "test images", "precision (%)", "recall = accuracy (%)", "F1 (%)"]
 CELL_PAGE = 40       # drill-down images per page
 CELL_SCALE = 3       # 32x32 -> 96x96 thumbnails
@@ -113,7 +119,8 @@ def summary_markdown(target: evalcache.Target, res: evaluate.EvalResult, source:
              + (f" (without it {_pct(res.plain['accuracy'])}, from the same pass). " if res.plain else ". ")
              + (f"Top-5 accuracy {_pct(res.topk.get('top5'))}, " if len(target.class_names) > 5 else "")
              + f"mean cross-entropy {res.loss:.3f}, calibration error (ECE) "
-             f"{_pct(res.ece)}, macro F1 {_pct(res.macro_f1)}."]
+             f"{_pct(res.ece)} (how far its confidence is from how often it is right; 0% is ideal), "
+             f"macro F1 {_pct(res.macro_f1)}."]
     if target.kind == "weights":
         card = weights.card_for(target.name)
         note = "" if card.dataset_fingerprint == source.fingerprint else " (a different copy of the data)"
@@ -332,8 +339,7 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
                                      interactive=False)
             with gr.Column(scale=2):
                 reliability = gr.Plot(label="Calibration", show_label=False)
-                gr.Markdown("Bars on the diagonal mean: when the model says 80 %, it is right 80 % of "
-                            "the time. ECE is the average gap, weighted by the images in each bin.")
+                gr.Markdown(ECE_HELP)
         gallery = gr.Gallery(label="The most confident mistakes: true class → predicted (confidence)",
                              columns=6, height="auto", object_fit="contain", allow_preview=True)
 

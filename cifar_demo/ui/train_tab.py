@@ -18,14 +18,7 @@ from ..reporting import plots
 from . import own_data
 from .common import cached_png, data_status, log_text, owner_of, view_html
 from .context import FREE, HEAVY, AppContext
-from .train_runs import (
-    download_weights,
-    export_run,
-    own_view,
-    page_owner,
-    push_weights,
-    refresh_runs,
-)
+from .train_runs import download_weights, export_run, own_view, page_owner, push_weights, refresh_runs
 
 TICK_SECONDS = 2       # the Train tab's timer: its shortest interval
 MAX_TICK_SECONDS = 10  # and its longest, while a run logs a step less often than every 2 s
