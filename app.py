@@ -17,7 +17,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--public", action="store_true",
                         help="public mode, as on a Hugging Face Space (SPACE_ID set): runs per visitor, a bounded "
                              "queue, no writes to weights/ (also CIFAR_DEMO_PUBLIC=1)")
+    parser.add_argument("--data", metavar="DIR",
+                        help="the dataset folder or .zip to train and evaluate on (same as CIFAR_DEMO_DATA=DIR)")
     args = parser.parse_args(argv)
+    if args.data:
+        # The data layer reads the variable, in this process and in the training runs it starts.
+        os.environ["CIFAR_DEMO_DATA"] = args.data
     if args.public:
         # The tabs get the mode from the context below; the training runs the app starts (child
         # processes) and the data layer's default caps read it from the environment.

@@ -192,12 +192,22 @@ def test_model_zoo_tab(page):
 
 
 def test_a_non_image_upload_shows_a_clear_error(page, tmp_path):
+    """One message from one event (issue 36: "Error (6)", the same message from each event of the
+    upload, twice), and the previous picture's predictions cleared from under the broken one. (The
+    page itself sends two changes for one upload: /predict answers both, so Gradio counts it twice.)"""
     open_tab(page, "Predict")
+    page.locator("#predict-input input[type=file]").set_input_files(str(SAMPLE))
+    page.locator("table.preds").filter(visible=True).wait_for()
     bad = tmp_path / "notes.png"
     bad.write_text("these are my notes, not a picture")
     page.locator("#predict-input input[type=file]").set_input_files(str(bad))
     expect = visible(page, re.compile("not an image PIL can read"))
     expect.wait_for()
+    page.wait_for_timeout(3000)   # every event of the upload has answered
+    toasts = page.locator("[data-testid=toast-body]").filter(visible=True)
+    lines = [t for t in toasts.first.locator("[data-testid=toast-text]").all_inner_texts() if t.strip()]
+    assert toasts.count() == 1 and len(lines) <= 2 and len(set(lines)) == 1, lines
+    assert page.locator("table.preds").filter(visible=True).count() == 0
     assert "Traceback" not in page.content()
 
 

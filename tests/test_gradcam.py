@@ -165,3 +165,21 @@ def test_explain_shipped_covers_every_shipped_model_in_zoo_order(tmp_path, monke
         assert [e.model for e in gradcam.explain_shipped(img, ["quiz_dnn"])] == ["quiz_dnn"]
     finally:
         weights.clear_cache()
+
+
+def test_a_class_argued_only_against_shows_where_the_picture_counted_and_says_so():
+    """Issue 36, bug 9: a student's own model gave a blank map, "no evidence for its class". Where
+    nothing argues for the top class, the map shows where the picture counted most, for or against."""
+    model, img = RedDetector().eval(), red_in_top_right()
+    with torch.no_grad():
+        model.head.weight[3, 0] = -4.0                    # class 3 = "no red": the red patch argues against it
+    given = {c: (0.9 if c == CLASSES[3] else 0.1 / 9) for c in CLASSES}
+    e = gradcam.explain(model, img, "own", probs=given)
+    assert not e.has_evidence and e.cam.any() and e.evidence == "either way"
+    q = quadrant_means(e.cam)
+    assert max(q, key=q.get) == "top-right"
+    assert gradcam.explain(model, img, "red").evidence == "for"
+    flat = gradcam.explain(model, img, "red", probs={c: (0.9 if c == CLASSES[2] else 0.1 / 9) for c in CLASSES})
+    assert flat.evidence == "none" and not flat.cam.any()
+    assert "for or against" in gradcam.caption(e) and "does not depend" in gradcam.caption(flat)
+    assert gradcam.caption(gradcam.explain(model, img, "red")) == ""

@@ -43,6 +43,8 @@ def test_training_curves_overlays_runs():
     runs = [{"name": "a", "records": steps + [epoch_record(1), epoch_record(2)]},
             ("b", [epoch_record(1, val=False), epoch_record(2, val=False)])]
     fig = plots.training_curves(runs, title="two runs")
+    # Said where the curves are (issue 36): why the validation loss may sit below the training loss.
+    assert "augmented" in fig._supxlabel.get_text() and "label smoothing" in fig._supxlabel.get_text()
     assert isinstance(fig, Figure) and len(fig.axes) == 3
     loss, acc, lr = fig.axes
     lines = lines_by_label(loss)

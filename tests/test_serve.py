@@ -138,3 +138,21 @@ def test_a_failed_pass_reaches_every_caller_and_the_worker_goes_on(calibrated, m
         batcher.answer(pictures()[0])
     monkeypatch.setattr(serve, "predict_batch", real)
     assert batcher.answer(pictures()[0]).predictions
+
+
+def test_the_first_latency_a_model_reports_is_not_its_cold_start(calibrated, monkeypatch):
+    """Issue 36, bug 10: the first Predict showed cold-start figures (quiz_dnn 273 ms, later 7.5 ms).
+    A model's first passes (buffers, kernel choice) are made untimed before its first timed one."""
+    import time
+
+    real, seen = F.features_and_logits, set()
+
+    def cold_first(model, x):
+        if id(model) not in seen:   # this model's first pass ever: slow, as a cold start is
+            seen.add(id(model))
+            time.sleep(0.3)
+        return real(model, x)
+
+    monkeypatch.setattr(F, "features_and_logits", cold_first)
+    answer = serve.predict_batch(pictures()[:1])[0]
+    assert all(p.latency_ms < 250 for p in answer.predictions if p.error is None), answer.predictions

@@ -20,6 +20,7 @@ from torch import nn
 
 from cifar_demo import train as engine
 from cifar_demo import weights
+from cifar_demo.runs import Run
 from cifar_demo.train import TrainConfig, validate
 from cifar_demo.train import engine as engine_module
 
@@ -105,6 +106,29 @@ def test_batch_mixes_feed_soft_targets(tmp_path, tiny_data, monkeypatch):
     assert len(seen) == 2 and all(t is not None and t.shape[1] == 10 for t in seen)
     assert all((t.max(1).values < 1).any() for t in seen)  # MixUp with p=1 blends every batch
     assert summary["precision"] == "torch.bfloat16"  # the CPU's autocast dtype runs through the engine
+
+
+def test_the_test_set_is_scored_as_evaluate_scores_it_whatever_the_training_precision(tmp_path, tiny_data,
+                                                                                       monkeypatch):
+    """Issue 36, bug 8: one run, test accuracy 84.85% in the Train tab and 84.87% in Evaluate. The run
+    trained under bf16 autocast and scored its test set so; Evaluate scores in fp32. One scoring:
+    fp32, as Evaluate (and the model card's export) do."""
+    calls = []
+    real = engine_module.eval_mod.evaluate
+
+    def spy(model, split, **kw):
+        calls.append(kw.get("precision", "fp32"))
+        return real(model, split, **kw)
+
+    monkeypatch.setattr(engine_module.eval_mod, "evaluate", spy)
+    trainer = engine.Trainer(cfg(train_limit=40, precision="bf16"), runs_dir=tmp_path / "runs", data=tiny_data)
+    parts = trainer.setup()
+    state = trainer.restore(parts)
+    state.best_val_acc, state.best_epoch = 0.0, 1
+    parts.raw_model.eval()
+    Run(trainer.run_dir).save_best(parts.raw_model, {"model": MODEL, "run_id": trainer.run_id})
+    summary = trainer.finish(parts, state, "finished")
+    assert calls == ["fp32"] and summary["test_precision"] == "fp32"
 
 
 @pytest.mark.slow   # three trainings per case

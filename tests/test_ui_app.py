@@ -84,3 +84,29 @@ def test_a_visitor_token_is_kept_and_its_owner_is_a_hash(tmp_path):
     assert owner.isalnum() and token not in owner and ui.common.owner_of(ctx, None) is None
     assert ui.common.owner_of(ctx, ui.common.new_token(None)) != owner
     assert ui.common.owner_of(context(tmp_path), None) == jobs.LOCAL
+
+
+def test_app_py_takes_data_dir_as_the_no_data_panel_says(monkeypatch, tmp_path):
+    """`python app.py --data DIR` (the no-data panel's advice) means CIFAR_DEMO_DATA=DIR."""
+    import app as app_py  # the repository's app.py
+
+    monkeypatch.delenv("CIFAR_DEMO_DATA", raising=False)
+    launched = []
+    monkeypatch.setattr(ui, "build_app", lambda ctx: "blocks")
+    monkeypatch.setattr(ui, "launch", lambda blocks, ctx, **kw: launched.append(kw))
+    app_py.main(["--data", str(tmp_path), "--port", "7999"])
+    assert launched == [{"host": "127.0.0.1", "port": 7999, "share": False}]
+    assert data.sources.os.environ["CIFAR_DEMO_DATA"] == str(tmp_path)
+    assert "--data DIR" in data.sources._no_source_message(None, "x")   # the advice it follows
+
+
+def test_error_pop_ups_show_the_whole_message_as_text():
+    """Gradio reads an error's message as HTML: "<class>" was a tag, and the pop-up ended there."""
+    import gradio as gr
+    from gradio import queueing, utils
+
+    ui.gradio_fixes.apply()
+    message = "an ImageFolder export: DIR/train/<class>/<image> & more\nsecond line"
+    for payload in (queueing.error_payload, utils.error_payload):
+        shown = payload(gr.Error(message), False)["error"]
+        assert shown == "an ImageFolder export: DIR/train/&lt;class&gt;/&lt;image&gt; &amp; more<br>second line"

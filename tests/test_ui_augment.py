@@ -218,3 +218,10 @@ def test_build_loads_nothing(ctx):
     sliders = [b for b in demo.blocks.values() if isinstance(b, gr.Slider)]
     expected = sum(len(t.params) for t in augment.TRANSFORMS.values())
     assert len(sliders) == expected + sum(len(p) for p in tab.MIX_PARAMS.values())
+
+
+def test_every_slider_says_its_unit():
+    """Issue 36: the units of each augmentation slider, for a student."""
+    for info in augment.TRANSFORMS.values():
+        for p in info.params.values():
+            assert "(" in p.label and p.label.endswith(")"), (info.name, p.label)

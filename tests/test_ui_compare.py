@@ -171,3 +171,27 @@ def test_in_public_mode_a_study_belongs_to_its_visitor(app_env, monkeypatch):
     assert jobs.wait_for(lambda: children[0].code is not None, timeout=10)   # SIGTERM reached the run
     manager.poll()
     assert jobs.wait_for(lambda: compare.active(owner) is None, timeout=10)
+
+
+def test_the_studys_own_run_is_never_called_a_run_of_the_train_tab(app_env, ctx):
+    """Issue 36, bug 4: read without its study (a page with no token yet) or from a study read
+    before its runner recorded the run, the study's own run was "a training run of the Train tab"."""
+    manager, _ = app_env
+    compare_tab.start(ctx, *form())
+    assert jobs.wait_for(lambda: len(saved_run_ids(manager)) == 1, timeout=10)
+    assert manager.snapshot().running
+    assert "Train tab" not in compare_tab.status_html(None, manager)
+    stale = compare.latest_study(manager.runs_dir)
+    stale.plan[0].pop("run_id")
+    assert "Train tab" not in compare_tab.status_html(stale, manager)
+
+
+def test_a_reloaded_page_shows_the_form_of_the_study_it_shows(app_env, ctx):
+    """Issue 36, bug 6: after a reload the form reset to 2 seeds / 3 epochs / 2,000 images while the
+    study shown was 1 / 1 / 500: the page's first look fills the form from the study, once."""
+    manager, _ = app_env
+    assert compare_tab.form_of_study(ctx, False)[-1] is False   # no study yet: the form stays, asked again
+    compare_tab.start(ctx, *form(epochs=2, train_limit=300, val_size=60, ls_b=0.2))
+    *values, filled = compare_tab.form_of_study(ctx, False)
+    assert values == form(epochs=2, train_limit=300, val_size=60, ls_b=0.2) and filled is True
+    assert all(v is gr.skip() or v == gr.skip() for v in compare_tab.form_of_study(ctx, True)[:-1])

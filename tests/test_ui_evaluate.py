@@ -285,3 +285,8 @@ def test_a_click_on_an_image_compares_the_run_with_every_shipped_model(run_id, m
         assert evaluate_tab.image_clicked(state, shown, _select(len(shown))) == ""     # stale click
     finally:
         weights.clear_cache()
+
+
+def test_ece_and_the_reliability_diagram_are_explained():
+    """Issue 36: what ECE and the reliability diagram mean, in words."""
+    assert "expected calibration error" in evaluate_tab.ECE_HELP and "over-confident" in evaluate_tab.ECE_HELP

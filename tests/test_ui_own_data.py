@@ -131,7 +131,8 @@ def test_start_trains_on_the_upload_and_every_tab_uses_its_class_names(app_env, 
     assert "airplane" not in compare and any(c in compare for c in CLASSES3)   # no CIFAR-10 models beside it
 
     # Predict: the run answers with its own classes, beside the zoo.
-    assert (f"run {run_id} (coin, leaf, shell)", run_id) in predict_tab.run_choices(ctx)
+    assert any(v == run_id and label.endswith(f"run {run_id} (coin, leaf, shell)")
+               for label, v in predict_tab.run_choices(ctx))
     photo = app_env / "gradio-upload" / "photo.png"
     picture(1, 5).save(photo)
     probs, line = predict_tab.predict_run(ctx, str(photo), run_id)

@@ -99,6 +99,8 @@ def test_gradio_upload_records_are_read_raw(tmp_path, uploaded, sample):
     text.write_text("not an image")
     with pytest.raises(gr.Error, match="not an image"):
         predict_tab.predict_image({"path": uploaded(text), "orig_name": "notes.png"}, False)
+    # /predict alone says so on the page: /familiarity answers with its error form (one message, not two).
+    assert "not an image" in predict_tab.familiarity_check({"path": uploaded(text), "orig_name": "notes.png"})["error"]
     # A base64 data URL (from an API client) is decoded to bytes, then read like a file.
     with pytest.raises(gr.Error, match="not an image"):
         predict_tab.predict_image({"path": None, "url": "data:image/png;base64,bm90IGFuIGltYWdl"}, False)

@@ -112,6 +112,14 @@ def test_the_cache_alone_draws_nothing_yet_and_says_how_to_compute():
     assert "2 of 2 models" in status and "Compute" in status
 
 
+def test_the_time_it_announces_follows_the_slice_picked():
+    """Issue 36: "about 15 min on a 2-core machine" whatever the slice; the quick one took 24.6 s."""
+    quick = tab.cached_curves("fog", 2, n=10)[1]
+    assert "min" not in quick and "about 5 s on a 2-core machine" in quick
+    assert tab.first_run_estimate(10, 1000) == "about 15 min" and tab.first_run_estimate(2, 1000) == "about 3 min"
+    assert tab.first_run_estimate(10, 100) == "about 25 s"
+
+
 def test_compute_shows_progress_then_the_curves_and_the_cache_serves_them_again():
     progress = FakeProgress()
     fig, status = tab.compute_curves("pixelate", 3, progress=progress)

@@ -231,3 +231,41 @@ def test_download_and_push_take_only_a_plain_id_of_the_owners_folder(app_env, mo
             train_runs.download_weights(ctx, crafted, "token")
     with pytest.raises(gr.Error, match="no run 20260101-000000-simple_cnn-beef here"):
         train_runs.download_weights(ctx, "20260101-000000-simple_cnn-beef", "token")
+
+
+def test_no_data_and_failed_download_messages_speak_to_people(tmp_path, monkeypatch):
+    """No Python in the advice (`download=False`, `source=DIR in Python`, a torchvision call): what
+    happened and what to do."""
+    import urllib.error
+
+    import torchvision.datasets
+
+    monkeypatch.delenv("CIFAR_DEMO_DATA", raising=False)
+    monkeypatch.setenv("CIFAR_DEMO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    messages = []
+    for download in (False, True):
+        with pytest.raises(data.DataSourceError) as info:
+            data.resolve_source(download=download)
+        messages.append(str(info.value))
+    for text in messages:
+        for jargon in ("download=False", "source=DIR", "torchvision.datasets", "CIFAR10(", "URLError"):
+            assert jargon not in text, (jargon, text)
+        assert "python app.py --data DIR" in text and "CIFAR_DEMO_DATA=DIR" in text
+    assert "could not download" in messages[1] and "internet" in messages[1]
+    assert "Temporary failure in name resolution" in messages[1]   # the cause, for whoever can fix it
+
+
+def test_the_progress_line_counts_steps_within_the_epoch_it_names():
+    """Issue 36: "step 10/66" while an epoch has 22 steps. The step is counted in its epoch, and the
+    whole run's share is a percentage."""
+    start = {"kind": "start", "total_steps": 66, "epochs": 3, "steps_per_epoch": 22, "step": 0}
+    step = {"kind": "step", "step": 32, "epoch": 1 + 10 / 22, "images_per_s": 350.0, "elapsed_s": 60, "eta_s": 120}
+    snap = jobs.Snapshot("r1", "running", [start, step], None)
+    text = train_tab.view_html(jobs.View(snap, True, True, None, None, 0))
+    assert "epoch 2/3, step 10/22 of this epoch" in text and "48% of the run" in text and "32/66" not in text

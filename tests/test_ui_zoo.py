@@ -125,3 +125,13 @@ def test_origins_cite_each_source_and_say_whose_recipe_it_is():
             assert (s.project.url or "not published") in line
         assert f"Default recipe: {'the source' if s.recipe_source == 'source' else 'ours'}" in line
         assert s.recipe_note in line and zoo.recipe_summary(s.recipe) in line
+
+
+def test_recipe_strings_come_with_plain_words():
+    """Issue 36: `sgd-nesterov lr1.5 x10ep bs1024 ...` in plain words beside it."""
+    r = {"optimizer": "sgd", "nesterov": True, "lr": 1.5, "epochs": 10, "batch_size": 1024, "schedule": "cosine",
+         "label_smoothing": 0.2, "ema": 0.99}
+    words = zoo_tab.recipe_words(r)
+    assert "Nesterov" in words and "10 epochs (passes over all the training pictures)" in words
+    assert "1,024 pictures per step" in words and "82%" in words and "running average" in words
+    assert "in words:" in zoo_tab.origins_markdown()

@@ -118,6 +118,11 @@ def list_studies(runs_dir: str | Path) -> list[Study]:
     return [Study.load(p) for p in sorted(folder.glob("*.json"), reverse=True)]
 
 
+def study_runs(runs_dir: str | Path) -> dict[str, str]:
+    """{run id: study id} of every run a saved study of `runs_dir` started."""
+    return {e["run_id"]: st.id for st in list_studies(runs_dir) for e in st.plan if e.get("run_id")}
+
+
 def latest_study(runs_dir: str | Path) -> Study | None:
     studies = list_studies(runs_dir)
     return studies[0] if studies else None

@@ -29,12 +29,13 @@ COLORMAP = "jet"      # the colour scale of the Grad-CAM paper and of most tutor
 
 
 def gradcam(model: nn.Module, image32: np.ndarray, class_idx: int | None = None, *,
-            layer: nn.Module | None = None) -> np.ndarray:
+            layer: nn.Module | None = None, either_way: bool = False) -> np.ndarray:
     """HxW float32 map in [0, 1] (H, W of the image) for class_idx (default: the top class).
 
     model: an eval-mode classifier of pictures (a zoo model normalises them); image32: HxWx3 uint8.
     layer: the module whose output is explained (default: see target_map). All zeros if the
-    class has no positive evidence there. The hooks it adds act on the calling thread only.
+    class has no positive evidence there. either_way: the size of the evidence, for or against
+    (|sum|, not ReLU): where the picture counted most. The hooks it adds act on the calling thread only.
     """
     maps: list[tuple[nn.Module, torch.Tensor]] = []
     caller = threading.get_ident()
@@ -63,7 +64,8 @@ def gradcam(model: nn.Module, image32: np.ndarray, class_idx: int | None = None,
         for h in hooks:
             h.remove()
     weights = grad.mean(dim=(2, 3), keepdim=True)            # one importance per channel
-    cam = F.relu((weights * act.detach()).sum(1, keepdim=True))
+    summed = (weights * act.detach()).sum(1, keepdim=True)
+    cam = summed.abs() if either_way else F.relu(summed)
     cam = F.interpolate(cam, size=image32.shape[:2], mode="bilinear", align_corners=False)[0, 0]
     top = cam.max()
     cam = cam / top if top > 0 else torch.zeros_like(cam)
@@ -109,14 +111,18 @@ class Explanation:
     model: str                   # the name to show: a zoo name, or e.g. "run <id>"
     probs: dict[str, float]      # class -> probability (every class of the model's, in label order)
     cam: np.ndarray              # HxW float32 in [0, 1], for the top class
+    # "for": red where the picture pushed towards the top class (Grad-CAM). "either way": nothing
+    # did (a young model's answer often comes from what argues against the others); the map is
+    # where the picture counted most, for or against. "none": the answer ignores every region.
+    evidence: str = "for"
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         return sorted(self.probs.items(), key=lambda kv: -kv[1])[:k]
 
     @property
     def has_evidence(self) -> bool:
-        """False for an all-zero map: no region argued for the class (shown uniformly blue)."""
-        return bool(self.cam.any())
+        """False where no region argued for the class (the map, if any, is the either-way one)."""
+        return self.evidence == "for" and bool(self.cam.any())
 
 
 def explain(model: nn.Module, image32: np.ndarray, name: str, *,
@@ -127,7 +133,21 @@ def explain(model: nn.Module, image32: np.ndarray, name: str, *,
     top = max(probs, key=probs.get)
     # probs is keyed by the model's classes in label order (predict.predict_one), whatever they are.
     cam = gradcam(model, image32, list(probs).index(top))
-    return Explanation(name, dict(probs), cam)
+    evidence = "for"
+    if not cam.any():
+        cam = gradcam(model, image32, list(probs).index(top), either_way=True)
+        evidence = "either way" if cam.any() else "none"
+    return Explanation(name, dict(probs), cam, evidence)
+
+
+def caption(e: Explanation) -> str:
+    """What a map that is not plain Grad-CAM shows, in words ("" for plain Grad-CAM)."""
+    if e.evidence == "either way":
+        return ("Nothing in the picture pushed it towards its answer: the map shows where the picture "
+                "counted most, for or against.")
+    if e.evidence == "none":
+        return "Its answer does not depend on any part of this picture: the map is flat."
+    return ""
 
 
 def explain_predictions(image32: np.ndarray, predictions: list[Prediction]) -> list[Explanation]:

@@ -23,6 +23,7 @@ import hashlib
 import queue
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ import torch
 
 from .. import weights, zoo
 from . import familiarity
-from .predict import Prediction
+from .predict import LATENCY_WARMUP, Prediction
 
 MAX_BATCH = 32        # pictures in one pass: past ~20-32 the per-picture cost no longer falls
 MAX_WAIT_S = 0.03     # how long the first request of a batch waits for company
@@ -110,6 +111,9 @@ def picture_digest(image32: np.ndarray) -> str:
     return hashlib.blake2b(repr((a.shape, a.dtype.str)).encode() + a.tobytes(), digest_size=16).hexdigest()
 
 
+_WARM: weakref.WeakSet = weakref.WeakSet()   # models that made their untimed first passes
+
+
 def predict_batch(images32: list[np.ndarray], names: list[str] | None = None,
                   state: State | None = None) -> list[Answer]:
     """Every named model (default: the whole zoo) once on a batch of HxWx3 uint8 pictures: per
@@ -124,6 +128,12 @@ def predict_batch(images32: list[np.ndarray], names: list[str] | None = None,
             for p in preds:
                 p.append(Prediction(name, error=str(err)))
             continue
+        if loaded.model not in _WARM:
+            # A model's first passes allocate its buffers and pick its kernels (issue 36: 273 ms the
+            # first time, 7.5 ms after): made untimed, so the latency shown is the one that lasts.
+            for _ in range(LATENCY_WARMUP):
+                familiarity.features_and_logits(loaded.model, x[:1])
+            _WARM.add(loaded.model)
         t0 = time.perf_counter()
         feats[name], logits = familiarity.features_and_logits(loaded.model, x)
         probs = logits.softmax(1)

@@ -47,7 +47,7 @@ class TransformInfo:
 
 
 def _prob(default: float) -> Param:
-    return Param(0.0, 1.0, default, 0.05, "probability")
+    return Param(0.0, 1.0, default, 0.05, "probability (0 = never, 1 = every picture)")
 
 
 # The seed004 values the source README does not give (it lists only the probabilities)
@@ -66,24 +66,24 @@ TRANSFORMS: dict[str, TransformInfo] = {t.name: t for t in [
                   {"size": Param(0, 16, 8, 1, "square side (pixels)")}),
     TransformInfo("affine", "Shift, scale, rotate", "albumentations",
                   "Small shifts, zooms and tilts teach that a slightly tilted or closer ship is still a ship.",
-                  {"shift": Param(0.0, 0.3, 0.1, 0.01, "max shift (fraction of side)"),
-                   "scale": Param(0.0, 0.5, 0.1, 0.05, "max zoom in/out (fraction)"),
+                  {"shift": Param(0.0, 0.3, 0.1, 0.01, "max shift (fraction of the side: 0.1 = 3 pixels)"),
+                   "scale": Param(0.0, 0.5, 0.1, 0.05, "max zoom in/out (fraction: 0.1 = ±10%)"),
                    "rotate": Param(0, 45, 15, 1, "max rotation (degrees)"),
                    "p": _prob(0.5)}),
     TransformInfo("brightness_contrast", "Brightness and contrast", "albumentations",
                   "Changing light teaches that a deer at dusk is the same deer at noon.",
-                  {"brightness": Param(0.0, 0.5, 0.2, 0.05, "max brightness change"),
-                   "contrast": Param(0.0, 0.5, 0.2, 0.05, "max contrast change"),
+                  {"brightness": Param(0.0, 0.5, 0.2, 0.05, "max brightness change (fraction: 0.2 = ±20%)"),
+                   "contrast": Param(0.0, 0.5, 0.2, 0.05, "max contrast change (fraction: 0.2 = ±20%)"),
                    "p": _prob(0.5)}),
     TransformInfo("hue_saturation_value", "Hue, saturation, value", "albumentations",
                   "Shifting colours teaches that a car is a car whatever its paint, so shape must decide.",
-                  {"hue": Param(0, 50, 20, 1, "max hue shift"),
-                   "saturation": Param(0, 60, 30, 1, "max saturation shift"),
-                   "value": Param(0, 60, 20, 1, "max value shift"),
+                  {"hue": Param(0, 50, 20, 1, "max hue shift (steps of 180 around the colour wheel)"),
+                   "saturation": Param(0, 60, 30, 1, "max saturation shift (levels of 255)"),
+                   "value": Param(0, 60, 20, 1, "max brightness (value) shift (levels of 255)"),
                    "p": _prob(0.5)}),
     TransformInfo("coarse_dropout", "Coarse dropout", "albumentations",
                   "Blacking out patches teaches that a bird half hidden by a branch is still a bird.",
-                  {"holes": Param(1, 4, 1, 1, "max number of holes"),
+                  {"holes": Param(1, 4, 1, 1, "max number of holes (count)"),
                    "size": Param(2, 16, 8, 1, "hole side (pixels)"),
                    "p": _prob(0.3)}),
     TransformInfo("autoaugment", "AutoAugment (CIFAR-10 policy)", "torchvision",

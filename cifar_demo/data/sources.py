@@ -72,14 +72,15 @@ def _layouts_help() -> str:
 
 
 def _no_source_message(cache_dir, download_failure: str) -> str:
+    """For people (the app shows it as it is): what happened, then what to do; no Python."""
     locations = ", ".join(str(p) for p in default_locations(cache_dir))
     return (
-        f"No CIFAR-10 data found, and no download: {download_failure}\n"
-        "Give the data in one of these ways:\n"
-        "  1. --data DIR on the command line (source=DIR in Python)\n"
-        "  2. the CIFAR_DEMO_DATA environment variable: CIFAR_DEMO_DATA=DIR\n"
+        f"No CIFAR-10 data found.{' ' + download_failure if download_failure else ''}\n"
+        "Give the data in one of these ways, then start again:\n"
+        "  1. name its folder when you start: python app.py --data DIR (or python -m cifar_demo train --data DIR)\n"
+        "  2. set the environment variable CIFAR_DEMO_DATA=DIR before starting\n"
         f"  3. put it in a default location, searched in this order: {locations}\n"
-        "  4. with internet access, let torchvision download the official files (about 170 MB)\n"
+        "  4. with internet access, download the official files (about 170 MB): the app's Download button\n"
         "DIR (or a default location) may hold either:\n" + _layouts_help()
     )
 
@@ -100,7 +101,7 @@ def resolve_source(source: str | os.PathLike | DataSource | None = None,
         return _explicit_source(Path(source).expanduser().absolute(), "the source argument (--data)", limits)
     if os.environ.get("CIFAR_DEMO_DATA"):
         return _explicit_source(Path(os.environ["CIFAR_DEMO_DATA"]).expanduser().absolute(),
-                                "the CIFAR_DEMO_DATA environment variable", limits)
+                                "CIFAR_DEMO_DATA (or app.py --data)", limits)
     locations = default_locations(cache_dir)
     for loc in locations:
         if (loc / OFFICIAL_DIR).is_dir():
@@ -111,16 +112,17 @@ def resolve_source(source: str | os.PathLike | DataSource | None = None,
             return _imagefolder_source(loc)
     download_root = cache_root(cache_dir) / "download"
     if not download:
-        raise DataSourceError(_no_source_message(cache_dir, "downloading is switched off (download=False)."))
+        raise DataSourceError(_no_source_message(cache_dir, ""))
     import torchvision.datasets  # here, not at the top: importing torchvision costs ~2 s a process
 
     try:
         # torchvision's own download, md5 check and extraction (lands in download_root/cifar-10-batches-py).
         torchvision.datasets.CIFAR10(root=download_root, train=True, download=True)
     except Exception as e:  # no network, HTTP error, bad archive...: all end in the same advice
+        cause = getattr(e, "reason", None) or e   # URLError: its reason, not its repr
         raise DataSourceError(_no_source_message(
-            cache_dir, f"torchvision.datasets.CIFAR10(root='{download_root}', download=True) failed "
-                       f"with {type(e).__name__}: {e}")) from e
+            cache_dir, f"The official files could not download into {download_root}: is this machine "
+                       f"connected to the internet? ({cause})")) from e
     return _official_source(download_root, "download")
 
 

@@ -67,6 +67,12 @@ def _train_style(from_steps: bool, n_points: int) -> dict:
     return dict(lw=2, marker="o", ms=4)  # a run that just started has 1-2 points: dots show them
 
 
+# Students ask why the validation loss (dashed) can sit below the training loss: said under the curves.
+LOSS_GAP = ("Validation loss below training loss? Training pictures are augmented (shifted, flipped, cut out) "
+            "and label smoothing keeps the training loss above 0, while validation pictures are shown plain; "
+            "the training loss is also averaged over an epoch in which the model was still learning.")
+
+
 def training_curves(runs, *, title: str | None = None, figsize=(15, 4.2)) -> Figure:
     """Loss, accuracy and learning rate against epoch for one or several runs (metrics.jsonl records).
 
@@ -110,6 +116,8 @@ def training_curves(runs, *, title: str | None = None, figsize=(15, 4.2)) -> Fig
     ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     if ax_loss.get_legend_handles_labels()[0]:
         ax_loss.legend(fontsize=FONT - 1)
+    if any(line.get_ls() == "--" for line in ax_loss.get_lines()):   # a validation curve is drawn
+        fig.supxlabel(LOSS_GAP, fontsize=FONT - 1, color="0.35")
     if title:
         fig.suptitle(title, fontsize=TITLE_FONT + 1)
     return fig

@@ -9,6 +9,7 @@ import os
 import secrets
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
@@ -16,7 +17,7 @@ from typing import Callable
 from matplotlib.figure import Figure
 
 from .. import data, jobs, train, weights
-from ..analysis import evalcache
+from ..analysis import compare, evalcache
 from ..data import on_space
 from .context import AppContext
 
@@ -139,8 +140,12 @@ def progress_html(snap: jobs.Snapshot) -> str:
         return _bar(frac, f"{run}: starting (loading the data, building the model)...")
     if snap.running:
         epochs = start_ev["epochs"] if start_ev else "?"
-        text = (f"{run}: epoch {min(int(step['epoch']) + 1, epochs)}/{epochs}, step {done}/{total} "
-                f"({100 * frac:.0f}%), {step['images_per_s']:.0f} images/s, "
+        per_epoch = (start_ev or {}).get("steps_per_epoch")
+        # A step is one batch; an epoch is one pass over the training pictures: per_epoch steps.
+        where = (f"step {done - int(step['epoch']) * per_epoch}/{per_epoch} of this epoch" if per_epoch
+                 else f"step {done}/{total}")
+        text = (f"{run}: epoch {min(int(step['epoch']) + 1, epochs)}/{epochs}, {where} "
+                f"({100 * frac:.0f}% of the run), {step['images_per_s']:.0f} images/s, "
                 f"elapsed {_duration(step['elapsed_s'])}, ETA {_duration(step['eta_s'])}")
         if snap.status == "stopping":
             text += " &mdash; <b>stopping</b>"
@@ -151,7 +156,8 @@ def progress_html(snap: jobs.Snapshot) -> str:
         return _bar(1.0 if snap.status == "finished" else frac,
                     f"{run} {how} after {s.get('epochs_run', '?')} epoch(s) in {_duration(s.get('elapsed_s'))}: "
                     f"best validation accuracy <b>{pct(s.get('best_val_acc'))}</b> (epoch {s.get('best_epoch')}), "
-                    f"test accuracy <b>{pct(s.get('test_acc'))}</b>.", "#22c55e")
+                    f"test accuracy <b>{pct(s.get('test_acc'))}</b> (scored as Evaluate scores it: "
+                    f"fp32, no TTA).", "#22c55e")
     if snap.status == "queued":
         return _bar(0, f"{run} is queued: it starts when the run before it ends.", "#a1a1aa")
     if snap.status == "stopped":
@@ -213,3 +219,38 @@ def run_model(target: evalcache.Target):
     """A run's model (Evaluate's comparison, Predict's "your run"): weights.load's, verified and
     cached by the weights file's hash (a resumed run rewrites it)."""
     return weights.load(target.ref).model
+
+
+# ----------------------------------------------------------------------------- the owner's runs, as lists show them
+
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def run_date(run_id: str) -> str:
+    """When a run started, from its id (runs.new_run_id: a UTC stamp first): "7 Dec 03:51 UTC"."""
+    try:
+        t = time.strptime(run_id[:15], "%Y%m%d-%H%M%S")
+    except ValueError:
+        return ""
+    return f"{t.tm_mday} {MONTHS[t.tm_mon - 1]} {t.tm_hour:02d}:{t.tm_min:02d} UTC"
+
+
+def run_label(r: dict, study: str | None = None) -> str:
+    """A list entry a person can pick from: model, date, result, then the id (train.list_runs's dict);
+    a run of a Compare study says so first."""
+    s = r["summary"]
+    result = ("no result yet" if s is None else
+              f"test {pct(s.get('test_acc'))}" + ("" if s.get("status") == "finished" else f", {s.get('status')}"))
+    parts = [(r.get("config") or {}).get("model", "?"), run_date(r["run_id"]), result, f"run {r['run_id']}"]
+    text = " · ".join(p for p in parts if p)
+    return f"Compare study {study}: {text}" if study else text
+
+
+def owner_runs(runs_dir, finished: bool = False) -> list[tuple[dict, str | None]]:
+    """The runs of one owner's folder as lists offer them: the owner's own runs (the Train tab's),
+    newest first, then the runs its Compare studies made, grouped after them; each with the id of
+    its study (None for an own run). `finished`: only runs with a result and best weights."""
+    studies = compare.study_runs(runs_dir)
+    runs = [r for r in train.list_runs(runs_dir) if not finished or (r["summary"] is not None and r["has_best"])]
+    return ([(r, None) for r in runs if r["run_id"] not in studies] +
+            [(r, studies[r["run_id"]]) for r in runs if r["run_id"] in studies])

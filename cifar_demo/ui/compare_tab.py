@@ -113,13 +113,19 @@ def progress_line(study: compare.Study, manager: jobs.JobManager) -> str:
 
 
 def status_html(study: compare.Study | None, manager: jobs.JobManager) -> str:
-    """The study's line, plus a notice when a run of the Train tab holds the job manager."""
+    """The study's line, plus a notice when another run (not one of a study) holds the job manager."""
     busy = manager.snapshot()
-    foreign = busy.running and (study is None or busy.run_id not in {e.get("run_id") for e in study.plan})
+    mine = {e.get("run_id") for e in study.plan} if study is not None else set()
+    # Every study of the run's owner, read from disk: a study read a moment before its runner saved
+    # the run's id, or no study at all (a page without its token yet), still knows its own runs.
+    foreign = busy.running and busy.run_id not in mine and busy.run_id not in compare.study_runs(
+        manager.runs_dir_for(busy.owner or jobs.LOCAL))
     notice = ""
     if foreign:
+        whose = ("A training run of the Train tab" if study is None or busy.owner in (None, study.owner)
+                 else "Another visitor's training run")
         notice = (f'<div class="cmp-wait" style="border-left:4px solid #f59e0b;background:#fffbeb;'
-                  f'padding:8px 12px;border-radius:4px;margin-bottom:6px">A training run of the Train tab is '
+                  f'padding:8px 12px;border-radius:4px;margin-bottom:6px">{whose} is '
                   f"going (<code>{html.escape(busy.run_id)}</code>). The app trains one run at a time: a study "
                   "waits for it to end, then starts its next run.</div>")
     if study is None:
@@ -169,6 +175,21 @@ def tick(ctx: AppContext, last_seen=None, token=None):
     return status_html(study, manager), plots_compare.study_bands(summary), summary_markdown(summary), seen
 
 
+def form_of_study(ctx: AppContext, filled: bool = False, token=None) -> list:
+    """The form as the newest study of the page's owner was started (model, seeds, epochs, images,
+    validation images, recipe A, recipe B), then whether the form is filled now. Asked on the
+    page's first looks until it has a study to show: after a reload the form says what the study
+    shown did, not the defaults. gr.skip() everywhere once filled, or while there is no study."""
+    owner = owner_of(ctx, token)
+    study = compare.latest_study(ctx.manager.runs_dir_for(owner)) if owner is not None and not filled else None
+    if study is None:
+        return [gr.skip()] * (5 + 6) + [filled]
+    a, b, budget = study.recipe("A"), study.recipe("B"), compare.Budget(**study.budget)
+    seeds = len({e["seed"] for e in study.plan})
+    return [study.model, seeds, budget.epochs, budget.train_limit, budget.val_size,
+            a.augment, a.mix, a.label_smoothing, b.augment, b.mix, b.label_smoothing, True]
+
+
 # ----------------------------------------------------------------------------- layout
 
 def _recipe_form(recipe: compare.Recipe, title: str):
@@ -208,6 +229,7 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
         plot = gr.Plot(label="Validation accuracy, mean ± std over seeds", show_label=False)
         table = gr.Markdown()
         seen = gr.State(None)
+        filled = gr.State(False)   # the form shows the study's settings (form_of_study)
         timer = gr.Timer(TICK_SECONDS)
 
     token = [visitor] if visitor is not None else []
@@ -218,6 +240,11 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
                     message, show_progress="hidden", **FREE).success(**watch)
     stop_btn.click(ctx.bind(stop), token, message, **FREE).then(**watch)
     timer.tick(**watch)
+    fill = dict(fn=ctx.bind(form_of_study), inputs=[filled, *token],
+                outputs=[model, seeds, epochs, train_limit, val_size, *form_a, *form_b, filled],
+                show_progress="hidden", **FREE)
+    timer.tick(**fill)   # a visitor's token arrives after the page's load: its first ticks fill the form
+    gr.on(None, **fill)
     # Page load (triggers=None): which dataset the runs read, and the newest study (of the local
     # user; a visitor's shows at the first timer tick, which has its token).
     gr.on(None, data_status, None, data_md, **FREE)

@@ -21,16 +21,22 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from .. import augment, data, train, weights
+from .. import augment, data, weights
 from ..analysis import evalcache, evaluate, gradcam, predict
 from ..common import CLASSES
 from ..reporting import plots
-from .common import data_status, owner_of, run_model, run_target
+from .common import data_status, owner_of, owner_runs, run_label, run_model, run_target
 from .confusion import heatmap
 from .context import FREE, HEAVY, MODELS, AppContext
 
 GALLERY_SIZE = 32     # most confident mistakes shown
 GALLERY_SCALE = 6     # 32x32 -> 192x192, each pixel a crisp 6x6 block
+ECE_HELP = ("**Reliability diagram**: the test pictures are sorted into bins by how sure the model was "
+            "(its top probability); each bar is how often it was right within a bin. Bars on the diagonal "
+            "mean: when the model says 80 %, it is right 80 % of the time. Bars below it: over-confident. "
+            "**ECE** (expected calibration error) is the average gap between bar and diagonal, weighted by "
+            "the pictures in each bin: 0 % is a perfectly honest model, 5 % means it is typically 5 points "
+            "more (or less) sure than it is right.")
 TABLE_HEADERS = ["class", "test images", "precision (%)", "recall = accuracy (%)", "F1 (%)"]
 CELL_PAGE = 40       # drill-down images per page
 CELL_SCALE = 3       # 32x32 -> 96x96 thumbnails
@@ -62,11 +68,9 @@ def model_choices(ctx: AppContext, token=None) -> list[tuple[str, str]]:
         except weights.WeightsError:
             acc = ""
         out.append((f"{name} (shipped weights{acc})", f"weights:{name}"))
-    for r in (train.list_runs(_runs_dir(ctx, token)) if owner_of(ctx, token) else []):
-        s = r["summary"]
-        if s is None or not r["has_best"]:
-            continue  # still going, or died before its first epoch: no finished weights
-        out.append((f"run {r['run_id']} ({s['status']}, test {_pct(s.get('test_acc'))})", f"run:{r['run_id']}"))
+    # Only finished runs: one still going, or dead before its first epoch, has no best weights.
+    for r, study in (owner_runs(_runs_dir(ctx, token), finished=True) if owner_of(ctx, token) else []):
+        out.append((f"your run: {run_label(r, study)}", f"run:{r['run_id']}"))
     return out
 
 
@@ -115,7 +119,8 @@ def summary_markdown(target: evalcache.Target, res: evaluate.EvalResult, source:
              + (f" (without it {_pct(res.plain['accuracy'])}, from the same pass). " if res.plain else ". ")
              + (f"Top-5 accuracy {_pct(res.topk.get('top5'))}, " if len(target.class_names) > 5 else "")
              + f"mean cross-entropy {res.loss:.3f}, calibration error (ECE) "
-             f"{_pct(res.ece)}, macro F1 {_pct(res.macro_f1)}."]
+             f"{_pct(res.ece)} (how far its confidence is from how often it is right; 0% is ideal), "
+             f"macro F1 {_pct(res.macro_f1)}."]
     if target.kind == "weights":
         card = weights.card_for(target.name)
         note = "" if card.dataset_fingerprint == source.fingerprint else " (a different copy of the data)"
@@ -164,7 +169,7 @@ def comparison(state: dict, index: int) -> str:
             f'<div class="bar{" hit" if c == true_cls else ""}" style="background:linear-gradient(90deg,'
             f'var(--color-accent-soft) {pr:.1%},transparent {pr:.1%})">{html.escape(c)} {pr:.0%}</div>'
             for c, pr in e.top(3))
-        note = "" if e.has_evidence else '<div class="sub">no evidence for its class</div>'
+        note = f'<div class="sub">{html.escape(gradcam.caption(e))}</div>' if gradcam.caption(e) else ""
         cards.append(f'<div class="card{" own" if own else ""}"><b>{html.escape(e.model)}</b>'
                      f'{" (evaluated)" if own else ""}'
                      f'<img src="{_data_url(gradcam.overlay(image32, e.cam, CAM_SCALE))}" '
@@ -334,8 +339,7 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
                                      interactive=False)
             with gr.Column(scale=2):
                 reliability = gr.Plot(label="Calibration", show_label=False)
-                gr.Markdown("Bars on the diagonal mean: when the model says 80 %, it is right 80 % of "
-                            "the time. ECE is the average gap, weighted by the images in each bin.")
+                gr.Markdown(ECE_HELP)
         gallery = gr.Gallery(label="The most confident mistakes: true class → predicted (confidence)",
                              columns=6, height="auto", object_fit="contain", allow_preview=True)
 

@@ -1,4 +1,4 @@
-"""Two fixes for Gradio 6.31 (pinned in requirements.txt), applied when the app is built.
+"""Three fixes for Gradio 6.31 (pinned in requirements.txt), applied when the app is built.
 
 1. The queue's analytics. After every event Gradio's queue rebuilds a pandas DataFrame of the
 last GRADIO_ANALYTICS_MAX_EVENTS (10,000) events and computes per-function percentiles, for its
@@ -16,14 +16,20 @@ other: the reader sees a length, then a truncated file, and its client fails wit
 /predict calls under 20 concurrent visitors). Here the file is written once, under a temporary
 name renamed into place, and reused when it exists: its name is the hash of its bytes, so an
 existing file is already the right one. Gradio's own save_file_to_cache does the same for files.
+
+3. Error pop-ups. The page renders a gr.Error's message as HTML, so a message that names a path
+pattern (DIR/train/<class>/<image>) or quotes an exception ("<urlopen error ...>") was cut at the
+first "<": the rest read as a tag. Every message the app raises is plain text: here it is escaped,
+and its line breaks kept, on the way out (utils.error_payload, which the queue imports by name).
 """
 
 from __future__ import annotations
 
+import html
 import os
 from pathlib import Path
 
-from gradio import processing_utils
+from gradio import exceptions, processing_utils, queueing, utils
 
 
 def save_pil_to_cache(img, cache_dir: str, name: str = "image", format: str = "webp") -> str:
@@ -38,13 +44,24 @@ def save_pil_to_cache(img, cache_dir: str, name: str = "image", format: str = "w
     return str(path)
 
 
+_error_payload = utils.error_payload
+
+
+def error_payload(error, show_error):
+    content = _error_payload(error, show_error)
+    if isinstance(error, exceptions.Error) and isinstance(content.get("error"), str):
+        content["error"] = html.escape(content["error"]).replace("\n", "<br>")
+    return content
+
+
 ANALYTICS = {"GRADIO_ANALYTICS_CACHE_FREQUENCY": "1000", "GRADIO_ANALYTICS_MAX_EVENTS": "2000"}
 
 
 def apply() -> None:
     """Before the Blocks (and their queue, which reads the variables) are made: the analytics
     settings, and Gradio's picture saving (save_img_array_to_cache calls the module's
-    save_pil_to_cache) routed here."""
+    save_pil_to_cache) and error payloads routed here."""
     for name, value in ANALYTICS.items():
         os.environ.setdefault(name, value)
     processing_utils.save_pil_to_cache = save_pil_to_cache
+    utils.error_payload = queueing.error_payload = error_payload

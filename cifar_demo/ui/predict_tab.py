@@ -12,7 +12,7 @@ from .. import augment, data, train, weights, zoo
 from ..analysis import evalcache, familiarity, gradcam, predict, serve
 from ..common import CLASSES
 from ..data import pictures, uploads
-from .common import owner_of, run_model, run_target
+from .common import owner_of, owner_runs, run_label, run_model, run_target
 from .context import FREE, MODELS, SERVE, AppContext
 
 TOP_K = 3
@@ -72,7 +72,10 @@ def familiarity_check(path: str | dict | None) -> dict | None:
     "per_model": {model: percentile}, "classes": [...]}, or {"unfamiliar": None, "error": ...}
     where no calibration fits the shipped weights. None without an upload.
     """
-    image32 = _picture(path)
+    try:
+        image32 = _picture(path)
+    except gr.Error as exc:   # /predict says it to the page; an API client reads it here
+        return {"unfamiliar": None, "error": exc.message}
     if image32 is None:
         return None
     try:
@@ -97,6 +100,13 @@ def familiarity_notice(result: dict | None) -> str:
             "CIFAR-10 test pictures.</div></div>")
 
 
+def cleared():
+    """What the page shows before a new upload's answers: nothing of the previous picture (a bad
+    upload, which gets no answers, leaves no stale ones under it). Outputs: the 32x32 view, the vote,
+    the table, the Grad-CAM gallery, the JSON, the notice, your run's answer and its line."""
+    return None, None, _empty_table("Reading the picture..."), [], None, "", None, ""
+
+
 def _picture(value: str | dict | None) -> np.ndarray | None:
     """The upload as the models see it (32x32), or None when nothing was sent. Only a file Gradio
     uploaded, or a base64 data URL (API clients), is read (data.uploads: any request may send any
@@ -113,8 +123,9 @@ def _cams(image32: np.ndarray, preds: list[predict.Prediction]) -> list[tuple[np
     out = []
     for e in gradcam.explain_predictions(image32, preds):
         cls, prob = e.top(1)[0]
-        # An all-zero map (uniformly blue) means no region argued for the class: say so.
-        note = "" if e.has_evidence else " (no evidence)"
+        # Where nothing argued for the class, the map is the either-way one: say so.
+        note = {"either way": " (where it counted, for or against)", "none": " (flat: no region counted)"}.get(
+            e.evidence, "")
         out.append((gradcam.overlay(image32, e.cam, SCALE), f"{e.model}: {cls} {prob:.0%}{note}"))
     return out
 
@@ -130,12 +141,11 @@ def run_choices(ctx: AppContext, token=None) -> list[tuple[str, str]]:
     owner = owner_of(ctx, token)
     if owner is None:
         return out
-    for r in train.list_runs(ctx.runs_dir_for(owner)):
-        if r["summary"] is None or not r["has_best"]:
-            continue
+    for r, study in owner_runs(ctx.runs_dir_for(owner), finished=True):
         classes = train.Run(r["dir"]).classes() or CLASSES
         names = ", ".join(classes[:4]) + (f" +{len(classes) - 4}" if len(classes) > 4 else "")
-        out.append((f"run {r['run_id']} ({names})", r["run_id"]))
+        own = "" if list(classes) == list(CLASSES) else f" ({names})"   # your own images' classes
+        out.append((run_label(r, study) + own, r["run_id"]))
     return out
 
 
@@ -158,7 +168,10 @@ def predict_run(ctx: AppContext, path: str | dict | None, run_id: str | None, to
     if not run_id or not path:
         return None, ""
     target = _run_target(ctx, run_id, token)
-    image32 = _picture(path)
+    try:
+        image32 = _picture(path)
+    except gr.Error:   # not a picture: /predict, on the same upload, says so (one message, not one per event)
+        return None, ""
     if image32 is None:
         return None, ""
     with _LOCK:
@@ -303,12 +316,16 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
         # component subclass.)
         # Every model of the zoo on the picture: the "serve" lane, wide, so that concurrent uploads
         # wait together in analysis.serve's batcher and share its passes.
-        image.change(predict_image, [image, show_cam], outputs, api_name="predict", preprocess=False, **SERVE)
-        image.change(familiarity_check, image, fam, api_name="familiarity", preprocess=False, **SERVE).then(
+        # First the previous picture's answers go (cleared); then the three answers. Only /predict
+        # reports a picture it cannot read: one message, not one per event.
+        new = image.change(cleared, None, [*outputs, notice, run_label, run_md], api_visibility="private",
+                           queue=False, show_progress="hidden", **FREE)
+        new.then(predict_image, [image, show_cam], outputs, api_name="predict", preprocess=False, **SERVE)
+        new.then(familiarity_check, image, fam, api_name="familiarity", preprocess=False, **SERVE).then(
             familiarity_notice, fam, notice, api_visibility="private", queue=False, **FREE)
         run_in = dict(fn=ctx.bind(predict_run), inputs=[image, run_choice, *token], outputs=[run_label, run_md],
                       preprocess=False, api_visibility="private", **MODELS)
-        image.change(**run_in)
+        new.then(**run_in)
         run_choice.input(**run_in)
         runs = ctx.bind(refresh_runs)
         tab.select(runs, [run_choice, *token], run_choice, **FREE)

@@ -7,21 +7,16 @@ the runs of its own folder (jobs.Manager.runs_dir_for).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import gradio as gr
 
-from .. import data, train, weights
+from .. import data, jobs, train, weights
+from ..analysis import compare
 from ..reporting import export
-from .common import owner_of, pct
+from .common import owner_of, owner_runs, run_label
 from .context import AppContext
-
-
-def _run_label(r: dict) -> str:
-    s = r["summary"]
-    if s is None:
-        return f"{r['run_id']} (no result yet)"
-    return f"{r['run_id']} ({s['status']}, val {pct(s.get('best_val_acc'))}, test {pct(s.get('test_acc'))})"
 
 
 def page_owner(ctx: AppContext, token) -> str:
@@ -37,21 +32,35 @@ def _runs_dir(ctx: AppContext, token=None) -> Path:
 
 
 def run_choices(ctx: AppContext, token=None) -> list[tuple[str, str]]:
-    """Every run directory of the owner, newest first, as (label, run id)."""
-    return [(_run_label(r), r["run_id"]) for r in train.list_runs(_runs_dir(ctx, token))]
+    """Every run directory of the owner, its own newest first, then its studies', as (label, run id)."""
+    return [(run_label(r, study), r["run_id"]) for r, study in owner_runs(_runs_dir(ctx, token))]
 
 
 def exportable_choices(ctx: AppContext, token=None) -> list[tuple[str, str]]:
     """The owner's runs with a result and best weights: what export can turn into a weights file."""
-    return [(_run_label(r), r["run_id"]) for r in train.list_runs(_runs_dir(ctx, token))
-            if r["summary"] is not None and r["has_best"]]
+    return [(run_label(r, study), r["run_id"]) for r, study in owner_runs(_runs_dir(ctx, token), finished=True)]
 
 
 def refresh_runs(ctx: AppContext, overlay: list[str] | None = None, chosen: str | None = None, token=None):
     runs, done = run_choices(ctx, token), exportable_choices(ctx, token)
     keep = [r for r in overlay or [] if r in {v for _, v in runs}]
-    pick = chosen if chosen in {v for _, v in done} else (done[0][1] if done else None)
+    # Preselected: the owner's newest own run (a study's runs come after them), never a study's.
+    own = [v for label, v in done if not label.startswith("Compare study")]
+    pick = chosen if chosen in {v for _, v in done} else (own[0] if own else None)
     return gr.Dropdown(choices=runs, value=keep, multiselect=True), gr.Dropdown(choices=done, value=pick)
+
+
+def own_view(ctx: AppContext, view: jobs.View, runs_dir: Path) -> jobs.View:
+    """What the Train tab draws: the job manager's view, except that a finished run of a Compare
+    study (the owner's latest job after a study) gives way to the owner's own newest run."""
+    snap = view.snap
+    if snap.run_id is None or snap.running or snap.status == "queued":
+        return view
+    studies = compare.study_runs(runs_dir)
+    if snap.run_id not in studies:
+        return view
+    own = next((r["run_id"] for r, study in owner_runs(runs_dir) if study is None), None)
+    return view if own is None else dataclasses.replace(view, snap=ctx.manager.snapshot(own, runs_dir))
 
 
 def _run_dir(run_id, runs_dir: Path) -> Path:

@@ -18,13 +18,7 @@ from ..reporting import plots
 from . import own_data
 from .common import cached_png, data_status, log_text, owner_of, view_html
 from .context import FREE, HEAVY, AppContext
-from .train_runs import (
-    download_weights,
-    export_run,
-    page_owner,
-    push_weights,
-    refresh_runs,
-)
+from .train_runs import download_weights, export_run, own_view, page_owner, push_weights, refresh_runs
 
 TICK_SECONDS = 2       # the Train tab's timer: its shortest interval
 MAX_TICK_SECONDS = 10  # and its longest, while a run logs a step less often than every 2 s
@@ -245,8 +239,9 @@ def tick(ctx: AppContext, overlay: list[str] | None = None, chosen: str | None =
     if owner is None:   # the page's token is not there yet: the next tick has it
         return (gr.skip(),) * 9
     manager = ctx.manager
-    view = manager.view(owner)
-    snap, runs_dir = view.snap, manager.runs_dir_for(owner)
+    runs_dir = manager.runs_dir_for(owner)
+    view = own_view(ctx, manager.view(owner), runs_dir)   # the owner's own run, not a study's
+    snap = view.snap
     # What the page shows, as one JSON-able list: the picture depends on the first four entries,
     # the run lists and buttons on the run, its status, the queue position and ownership; the
     # last is the timer's interval.

@@ -103,13 +103,46 @@ def zoo_rows(cards: dict | None = None) -> list[list[str]]:
     return rows
 
 
+OPTIMIZERS = {"sgd": "SGD (stochastic gradient descent) with momentum", "sgd-nesterov": "SGD with Nesterov momentum",
+              "adam": "Adam", "adamw": "AdamW (Adam with decoupled weight decay)",
+              "sam": "SAM (SGD that seeks flat minima)", "muon": "Muon for the filters, SGD for the rest"}
+SCHEDULES = {"cosine": "falls along a cosine curve", "onecycle": "rises, then falls (one cycle)",
+             "step": "drops in steps", "linear": "falls in a straight line", "constant": "stays constant"}
+
+
+def recipe_words(r: dict) -> str:
+    """zoo.recipe_summary's line ("sgd-nesterov lr1.5 x10ep bs1024 ...") in plain words."""
+    opt = "sgd-nesterov" if r.get("optimizer") == "sgd" and r.get("nesterov") else r.get("optimizer", "")
+    words = [f"optimizer {OPTIMIZERS.get(opt, opt)}"] if opt else []
+    if "lr" in r:
+        words.append(f"learning rate {r['lr']:g} (the size of each step downhill)")
+    if "epochs" in r:
+        words.append(f"{r['epochs']} epochs (passes over all the training pictures)")
+    if "batch_size" in r:
+        words.append(f"{r['batch_size']:,} pictures per step (batch size)")
+    if r.get("schedule"):
+        words.append(f"the learning rate {SCHEDULES.get(r['schedule'], r['schedule'])}")
+    if r.get("weight_decay"):
+        words.append(f"weight decay {r['weight_decay']:g} (pulls every weight a little towards 0)")
+    if r.get("label_smoothing"):
+        words.append(f"label smoothing {r['label_smoothing']:g} (the target gives the true class "
+                     f"{1 - r['label_smoothing'] * 0.9:.0%}, the rest shared by the others)")
+    if r.get("augment", "none") != "none":
+        words.append(f"augmentation preset {r['augment']} (see the Augmentations tab)")
+    if r.get("mixes"):
+        words.append(f"pictures mixed in pairs: {' and '.join(sorted(r['mixes']))}")
+    if r.get("ema"):
+        words.append(f"EMA {r['ema']:g} (the weights kept are a running average of the last steps')")
+    return "; ".join(words) + "."
+
+
 def origins_markdown() -> str:
     """Where each model comes from (its source project cited), and whose its default recipe is."""
     lines = []
     for s in zoo.specs():
         reported = "" if s.reported_accuracy is None else f", reported {s.reported_accuracy:.2f}%"
         lines.append(f"- **{s.name}** ({s.source}{reported}): {s.description} {provenance_markdown(s)} "
-                     f"Settings: `{zoo.recipe_summary(s.recipe)}`.")
+                     f"Settings: `{zoo.recipe_summary(s.recipe)}`, in words: {recipe_words(s.recipe)}")
     return "\n".join(lines)
 
 
