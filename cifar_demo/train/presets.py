@@ -79,6 +79,10 @@ _MUON = {
     "schedule": "linear", "warmup_epochs": 0.0, "final_lr_frac": 0.0,
     "label_smoothing": 0.2, "augment": "translate2_altflip", "tta": "flip_translate",
 }
+_LESSON = {"epochs": 4, "train_limit": 5000, "batch_size": 500, "muon_lr": 0.12, "lr": 0.414,
+           "val_size": 2000, "tta": "none"}
+_OVERFIT = {"model": "simple_cnn", "epochs": 30, "train_limit": 500, "batch_size": 50, "val_size": 500,
+            "test_limit": 1000, "tta": "none"}
 EXTRA_PRESETS: dict[str, dict] = {
     # The Train tab's first choice: the Muon recipe for 3 epochs (chosen on validation against
     # the 85% it aims at).
@@ -103,6 +107,20 @@ EXTRA_PRESETS: dict[str, dict] = {
     # The same at 6 epochs (below the reference on validation): a shorter run to try.
     "muon6": {**_MUON, "epochs": 6},
     "finetune": _FINETUNE,
+    # A first training in about a minute on 2 CPU cores (the Train tab's first choice there): the
+    # demo's Muon recipe on a stratified subset, chosen on validation among a few subset/epoch
+    # splits of the same ~20,000 images seen (bench/lesson.py --val-only; docs/training.md has the
+    # table). A batch of LESSON_BATCH keeps 10 steps an epoch; the rates follow muon_lowres' rule
+    # (Muon lr ~1/sqrt 2 per halving of the batch, the SGD groups' lr linear in it). No TTA and
+    # 2,000 validation images: scoring must not take longer than the training it reports on.
+    "lesson": {**_MUON, **_LESSON},
+    # The overfitting lesson: simple_cnn (6.4M weights, Adam, no weight tying to the data's
+    # size) on 500 pictures without augmentation for 30 epochs learns the 500 by heart
+    # (training accuracy ~100%) while validation accuracy stalls early; its pair, the same with
+    # crop-and-flip augmentation, keeps training accuracy lower and validation higher. Measured
+    # with bench/lesson.py (docs/training.md). The Compare recipes tab runs the pair as an A/B study.
+    "overfit": {**_OVERFIT, "augment": "none"},
+    "overfit_aug": {**_OVERFIT, "augment": "standard"},
 }
 
 
