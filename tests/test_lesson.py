@@ -11,7 +11,7 @@ from cifar_demo import jobs, train
 from cifar_demo.analysis import live
 from cifar_demo.common import CLASSES
 from cifar_demo.train import speed
-from cifar_demo.ui import AppContext, common, lesson, live_strip, train_tab
+from cifar_demo.ui import AppContext, common, lesson, live_strip, train_page, train_tab
 
 from .helpers import cfg
 
@@ -33,13 +33,16 @@ def test_lesson_presets_are_valid_and_the_overfitting_pair_differs_only_by_augme
 def test_first_choice_is_the_lesson_on_a_cpu_and_the_demo_on_a_gpu():
     assert lesson.first_pick(gpu=False) == "lesson" and lesson.first_pick(gpu=True) == "demo"
     assert sorted(lesson.pick_choices(True)) == sorted(lesson.pick_choices(False))
-    model, preset, *values = lesson.on_pick("overfit")[:-1]
+    model, preset, *values = train_page.on_pick("overfit")[:-1]
     assert model["value"] == "simple_cnn" and preset.value == "overfit"
     assert "overfit_aug" in [v for _, v in preset.choices]
     assert dict(zip(train_tab.FIELDS, values))["augment"] == "none"
-    assert "100%" in lesson.on_pick("overfit")[-1]
+    assert "100%" in train_page.on_pick("overfit")[-1]
     with pytest.raises(Exception, match="Pick one"):
-        lesson.on_pick("../etc")
+        train_page.on_pick("../etc")
+    # Compare recipes gets the same pair: the overfit budget, A without augmentation, B with it.
+    model, seeds, epochs, images, val, aug_a, mix_a, _, aug_b, mix_b, _ = lesson.overfit_pair()
+    assert (model, epochs, images, aug_a, aug_b) == ("simple_cnn", 30, 500, "none", "standard")
 
 
 def test_slow_models_say_how_long_an_epoch_takes_and_where_the_figure_comes_from():

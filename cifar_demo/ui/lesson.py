@@ -1,10 +1,11 @@
-"""The Train tab's first choice, sized for a lesson: what to train (a first training in about a minute,
-the full demo, the overfitting pair), the sentence that says what to notice in each, and the models'
-epoch times shown before a slow one is picked.
+"""What the app offers a lesson: the Train tab's first choice (a first training in about a minute, the
+full demo, the overfitting pair), the sentence that says what to notice in each, the models' epoch
+times shown before a slow one is picked, the overfitting pair for Compare recipes, and the teacher's
+plan (docs/lesson.md) at the foot of the page.
 
 On a CPU the lesson preset comes first (train.presets: "lesson"); where a GPU is present the full
 `demo` does (hardware.hardware_info). Picking one fills the model, the preset and every setting
-(train_tab.on_preset), which stay editable in the tab's closed "Model and recipe" section.
+(ui.train_page.on_pick), which stay editable in the tab's closed "Model and recipe" section.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import gradio as gr
 from .. import train, zoo
 from ..hardware import hardware_info
 from ..train import speed
-from . import train_tab
 from .common import owner_of
 from .context import AppContext
 
@@ -90,20 +90,18 @@ def model_list(ctx: AppContext, token=None):
     return gr.Dropdown(choices=model_choices(times), info=speed_note(times))
 
 
-def on_pick(pick: str | None):
-    """A pick chosen: its model, its preset (with the model's other presets), every setting, and the
-    sentence that says what to notice. ValueError (shown by Gradio) for a name that is not a pick."""
-    if pick not in NOTES:
-        raise gr.Error("Pick one of the trainings offered.")
-    model = model_of(pick)
-    cfg = train.make_config(pick, model=model)
-    return (gr.update(value=model), gr.Dropdown(choices=train_tab.preset_choices(model), value=pick),
-            *train_tab.form_values(cfg), NOTES[pick])
-
-
 def plan_section() -> None:
     """The lesson plan (docs/lesson.md) in a closed section at the foot of the app; the header links to it.
     Left out where the docs are not shipped."""
     if PLAN.is_file():
         with gr.Accordion("For teachers: a 45-minute lesson plan (docs/lesson.md)", open=False, elem_id="lesson-plan"):
             gr.Markdown(PLAN.read_text(encoding="utf-8"))
+
+
+def overfit_pair() -> tuple:
+    """The Compare recipes form filled with the overfitting pair: (model, seeds, epochs, training
+    images, validation images, then A's and B's augmentation, batch mix and label smoothing): the
+    `overfit` preset's budget, A without augmentation, B with it, one seed."""
+    a, b = train.make_config("overfit"), train.make_config("overfit_aug")
+    return (a.model, 1, a.epochs, a.train_limit, a.val_size,
+            a.augment, "off", a.label_smoothing, b.augment, "off", b.label_smoothing)

@@ -46,12 +46,14 @@ def strip_html(images: np.ndarray, labels: list[str], guesses: tuple[live.Guess,
         for i in (i for i, lab in enumerate(labels) if lab == cls):
             g = guesses[i] if guesses else None
             border = "#d4d4d8" if g is None else ("#16a34a" if g.correct else "#dc2626")
-            caption = ("&nbsp;" if g is None else
-                       f'<span style="color:{border}">{html.escape(g.guess)}</span> {100 * g.confidence:.0f}%')
+            # Two short lines (the guess, then how sure): a 44-pixel column cannot hold "automobile 34%".
+            caption = ("&nbsp;<br>&nbsp;" if g is None else
+                       f'<span style="color:{border}">{html.escape(g.guess)}</span><br>{100 * g.confidence:.0f}%')
+            tip = "" if g is None else f' title="{html.escape(f"{g.guess}, {100 * g.confidence:.0f}% sure")}"'
             cells.append(f'<img src="{_png(images[i])}" alt="{html.escape(cls)}" width="{CELL_PX}" height="{CELL_PX}" '
                          f'style="image-rendering:pixelated;border:3px solid {border};border-radius:4px;'
-                         f'display:block;margin:3px auto 0"><div class="live-guess" '
-                         f'style="font-size:10px;line-height:12px;height:12px;white-space:nowrap;overflow:hidden">'
+                         f'display:block;margin:3px auto 0"{tip}><div class="live-guess" '
+                         f'style="font-size:10px;line-height:11px;height:22px;white-space:nowrap;overflow:hidden">'
                          f"{caption}</div>")
         cols.append(f'<div style="text-align:center;min-width:{CELL_PX + 6}px;flex:1">{"".join(cells)}</div>')
     return (f'<div id="live-strip-body"><div style="font-size:0.95em;margin-bottom:4px">{title}</div>'

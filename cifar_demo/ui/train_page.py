@@ -28,6 +28,17 @@ def dataset_open() -> gr.Accordion:
     return gr.Accordion(open=not found)
 
 
+def on_pick(pick: str | None):
+    """A pick chosen (ui.lesson.PICKS): its model, its preset (with the model's other presets), every
+    setting, and the sentence that says what to notice. gr.Error for a name that is not a pick."""
+    if pick not in lesson.NOTES:
+        raise gr.Error("Pick one of the trainings offered.")
+    model = lesson.model_of(pick)
+    cfg = train.make_config(pick, model=model)
+    return (gr.update(value=model), gr.Dropdown(choices=train_tab.preset_choices(model), value=pick),
+            *form_values(cfg), lesson.NOTES[pick])
+
+
 def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
     """The tab; `visitor` is the page's token (ui.build_app makes it), None for a local-only page."""
     public = ctx.public
@@ -133,7 +144,7 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
             mixup, cutmix, ricap, ema, precision, train_limit, val_size]
     token = [visitor] if visitor is not None else []
     bind = ctx.bind
-    pick.input(lesson.on_pick, pick, [model, preset, *form, note], **FREE)
+    pick.input(on_pick, pick, [model, preset, *form, note], **FREE)
     model.input(train_tab.on_model, model, [preset, *form], **FREE)
     preset.input(train_tab.on_preset, [model, preset], form, **FREE)
     # Decoding an upload reads every image once: heavy.
