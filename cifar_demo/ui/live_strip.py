@@ -100,11 +100,12 @@ def update_strip(ctx: AppContext, key, token=None) -> str:
         return empty_strip()
     try:
         run = train.Run.by_id(run_id, ctx.runs_dir_for(owner))
+    except (ValueError, FileNotFoundError):   # not a run id, or not a run of the owner's folder
+        return empty_strip("Live guesses show for your own runs.")
+    try:
         strip = live.strip_for(run)
-    except ValueError:
-        return empty_strip("Live guesses show for a run of yours.")
-    except FileNotFoundError:
-        return empty_strip("Live guesses show for a run of yours, after its first epoch.")
+    except FileNotFoundError:   # no checkpoint yet
+        return empty_strip()
     except weights.WeightsError:
         return empty_strip("No live guesses: this run's latest weights could not be read.")
     except data.DataSourceError:
