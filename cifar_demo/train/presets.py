@@ -83,7 +83,7 @@ _LESSON = {"epochs": 4, "train_limit": 5000, "batch_size": 500, "muon_lr": 0.12,
            "val_size": 2000, "tta": "none"}
 # simple_cnn's own recipe (Adam, batch 64) on the budget of a Compare recipes study, so the pair here
 # and the pair there train alike.
-_OVERFIT = {"model": "simple_cnn", "epochs": 30, "train_limit": 500, "val_size": 500, "test_limit": 500, "tta": "none"}
+_OVERFIT = {"model": "simple_cnn", "epochs": 30, "train_limit": 500, "val_size": 500, "tta": "none"}
 EXTRA_PRESETS: dict[str, dict] = {
     # The Train tab's first choice: the Muon recipe for 3 epochs (chosen on validation against
     # the 85% it aims at).

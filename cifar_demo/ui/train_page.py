@@ -15,7 +15,7 @@ from .context import FREE, HEAVY, MODELS, AppContext
 from .train_runs import download_weights, export_run, push_weights, refresh_runs
 from .train_tab import FIELDS, TICK_SECONDS, form_values
 
-CURVES_HEIGHT = 260   # px: the curves and the guesses share one row of the first screen
+CURVES_HEIGHT = 250   # px: the curves and the guesses share one row of the first screen
 
 
 def dataset_open() -> gr.Accordion:
