@@ -57,9 +57,9 @@ def test_projector_first_screen_and_live_guesses_between_two_epochs(app_server):
         page.locator("#train-start").click()
         page.evaluate("() => window.scrollTo(0, 0)")
         strip = page.locator("#train-live-strip")
-        strip.get_by_text(re.compile(r"after epoch 1 of 2")).wait_for(timeout=300_000)
+        strip.get_by_text(re.compile(r"after epoch 1 of 2")).wait_for(timeout=900_000)   # a bound, not a figure
         first = guesses(page)
-        strip.get_by_text(re.compile(r"after epoch 2 of 2")).wait_for(timeout=300_000)
+        strip.get_by_text(re.compile(r"after epoch 2 of 2")).wait_for(timeout=900_000)
         second = guesses(page)
         assert len(first) == len(second) == 20 and all(re.search(r"\d+%$", g) for g in first + second)
         assert first != second, first   # the same pictures, guessed anew from the next epoch's weights
