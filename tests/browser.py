@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,16 @@ def open_tab(page, name: str) -> None:
 
 def visible(page, text) -> object:
     return page.get_by_text(text).filter(visible=True).first
+
+
+def open_section(page, title: str, inside: str | None = None) -> None:
+    """Open the closed gr.Accordion whose title starts with `title` (the Train tab keeps its dataset and
+    its recipe in them); nothing when the element `inside` (a label) already shows."""
+    if inside is not None and page.get_by_label(inside, exact=True).filter(visible=True).count():
+        return
+    page.get_by_role("button", name=re.compile("^" + re.escape(title))).filter(visible=True).first.click()
+
+
+def show_recipe(page) -> None:
+    """The Train tab's "Model and recipe" section, open (its fields: Epochs, Batch size, ...)."""
+    open_section(page, "Model and recipe", inside="Epochs")

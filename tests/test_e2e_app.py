@@ -20,7 +20,7 @@ from PIL import Image
 from cifar_demo import weights, zoo
 from cifar_demo.common import CLASSES
 
-from .browser import SAMPLE, browser_page, needs_chromium, open_tab, shot, visible
+from .browser import SAMPLE, browser_page, needs_chromium, open_tab, shot, show_recipe, visible
 
 if TYPE_CHECKING:  # imported for real by pytest_plugins below (so that pytest registers it)
     from .app_server import AppServer
@@ -87,6 +87,7 @@ def test_a_picture_unlike_cifar_gets_the_notice_and_keeps_its_predictions(page, 
 
 def test_train_one_epoch_and_watch_it_finish(page):
     open_tab(page, "Train")
+    show_recipe(page)
     page.get_by_label("Epochs", exact=True).fill("1")
     page.get_by_label("Batch size", exact=True).fill("50")
     page.get_by_label("Validation images", exact=True).fill("100")
@@ -101,7 +102,7 @@ def test_train_one_epoch_and_watch_it_finish(page):
     assert plot.count() == 1 and plot.get_attribute("src") != before  # the curves were redrawn
     log = page.get_by_label("Log: one line per epoch", exact=True).input_value()
     assert re.search(r"epoch +1 +train loss \d", log) and "end: finished" in log, log
-    shot(page, "train")
+    # The Train tab's screenshot is test_e2e_lesson's (a run with its live guesses).
 
 
 def test_evaluate_the_finished_run(page):
@@ -130,6 +131,7 @@ def test_api_predict_answers_while_the_app_trains(page, server):
     from gradio_client import Client, handle_file
 
     open_tab(page, "Train")
+    show_recipe(page)
     page.get_by_label("Epochs", exact=True).fill("200")
     page.get_by_role("button", name="Start", exact=True).click()
     visible(page, re.compile(r"step \d+/\d+")).wait_for(timeout=120_000)  # it is training now

@@ -13,7 +13,7 @@ import pytest
 
 from cifar_demo import weights
 
-from .browser import browser_page, needs_chromium, open_tab, shot, visible
+from .browser import browser_page, needs_chromium, open_section, open_tab, shot, show_recipe, visible
 from .own_images import make_own_folder, picture, zip_folder
 
 pytest_plugins = ["tests.app_server"]
@@ -35,11 +35,13 @@ def test_upload_a_zip_fine_tune_and_see_the_new_classes_everywhere(page, tmp_pat
     archive = zip_folder(folder, tmp_path / "trinkets.zip", wrap=True)
 
     open_tab(page, "Train")
+    open_section(page, "Dataset", inside="Dataset")
     page.locator("#train-upload input[type=file]").set_input_files(str(archive))
     info = page.locator("#train-dataset-info")
     info.get_by_text("3 classes").wait_for(timeout=120_000)
     text = info.inner_text()
     assert "coin" in text and "60 training and 15 test images" in text and "zz_broken_0.jpg" in text
+    show_recipe(page)
     preset = page.get_by_label("Preset", exact=True)
     assert preset.input_value() == "finetune"          # a few dozen pictures: start from CIFAR-10
     page.get_by_label("Epochs", exact=True).fill("2")

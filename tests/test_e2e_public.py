@@ -22,7 +22,7 @@ import pytest
 from cifar_demo import jobs
 
 from .app_server import start_app, stop_app
-from .browser import SAMPLE, chromium, needs_chromium, open_tab, shot, visible, visit
+from .browser import SAMPLE, chromium, needs_chromium, open_tab, shot, show_recipe, visible, visit
 from .conftest import REPO
 
 pytestmark = [pytest.mark.slow,
@@ -44,6 +44,7 @@ def visitor(browser, url):
 
 
 def fill_short_run(page, epochs: int, images: int = 500) -> None:
+    show_recipe(page)
     page.get_by_label("Epochs", exact=True).fill(str(epochs))
     page.get_by_label("Batch size", exact=True).fill("50")
     page.get_by_label("Validation images", exact=True).fill("100")

@@ -62,7 +62,7 @@ def test_form_round_trips_a_preset_and_the_preset_follows_the_model(monkeypatch)
     monkeypatch.setitem(train.EXTRA_PRESETS, "demo", demo)
     preset, *values = train_tab.on_model("airnet")
     assert preset.value == "demo" and [v for _, v in preset.choices] == [
-        "airnet", "demo", "airbench94", "fast", "muon", "muon_lowres", "muon6", "finetune"]
+        "airnet", "demo", "airbench94", "fast", "muon", "muon_lowres", "muon6", "finetune", "lesson"]
     assert dict(zip(train_tab.FIELDS, values))["epochs"] == 2
     assert "demo" not in train_tab.preset_choices(MODEL)
 

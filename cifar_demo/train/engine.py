@@ -170,6 +170,7 @@ class Trainer:
                     "epochs": self.cfg.epochs, "steps_per_epoch": parts.steps_per_epoch, "resumed": self.resume,
                     "device": str(parts.device), "precision": str(parts.amp_dtype or "fp32"),
                     "world_size": self.world_size, "n_train": len(parts.train), "n_val": len(parts.val),
+                    "n_test": len(parts.test),
                     # What the run's weights mean, on record from the first line (Run.classes):
                     "dataset": parts.data.source.label, "classes": classes,
                     "dataset_description": parts.data.description(), "time": time.time()})

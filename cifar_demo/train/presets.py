@@ -79,6 +79,11 @@ _MUON = {
     "schedule": "linear", "warmup_epochs": 0.0, "final_lr_frac": 0.0,
     "label_smoothing": 0.2, "augment": "translate2_altflip", "tta": "flip_translate",
 }
+_LESSON = {"epochs": 4, "train_limit": 5000, "batch_size": 500, "muon_lr": 0.12, "lr": 0.414,
+           "val_size": 2000, "tta": "none"}
+# simple_cnn's own recipe (Adam, batch 64) on the budget of a Compare recipes study, so the pair here
+# and the pair there train alike.
+_OVERFIT = {"model": "simple_cnn", "epochs": 30, "train_limit": 500, "val_size": 500, "tta": "none"}
 EXTRA_PRESETS: dict[str, dict] = {
     # The Train tab's first choice: the Muon recipe for 3 epochs (chosen on validation against
     # the 85% it aims at).
@@ -103,6 +108,21 @@ EXTRA_PRESETS: dict[str, dict] = {
     # The same at 6 epochs (below the reference on validation): a shorter run to try.
     "muon6": {**_MUON, "epochs": 6},
     "finetune": _FINETUNE,
+    # A first training in about a minute on 2 idle CPU cores (the Train tab's first choice there):
+    # the demo's Muon recipe on a stratified subset, 0.15x the pictures demo trains on. The first of
+    # three splits of the same ~20,000 pictures seen (5,000 x 4, 10,000 x 2, 2,500 x 8 epochs); their
+    # comparison on validation (bench/lesson.py --val-only) is still to run: docs/benchmarks.md.
+    # Batch 500 keeps 10 steps an epoch; the rates follow muon_lowres' rule (Muon lr ~1/sqrt 2 per
+    # halving of the batch, the SGD groups' lr linear in it). No TTA and 2,000 validation pictures:
+    # scoring must not take longer than the training it reports on.
+    "lesson": {**_MUON, **_LESSON},
+    # The overfitting lesson: simple_cnn (6.4M weights, Adam) on 500 pictures without augmentation
+    # for 30 epochs can learn the 500 by heart (training accuracy towards 100%) while validation
+    # accuracy stalls; its pair is the same with crop-and-flip augmentation. Measured with
+    # bench/lesson.py (docs/benchmarks.md). The Compare recipes tab runs the pair as an A/B study
+    # (ui.lesson.overfit_pair); only 500 test pictures are scored, as a study's runs do.
+    "overfit": {**_OVERFIT, "augment": "none"},
+    "overfit_aug": {**_OVERFIT, "augment": "standard"},
 }
 
 

@@ -14,9 +14,10 @@ from . import (
     evaluate_tab,
     gradio_fixes,
     http_guard,
+    lesson,
     predict_tab,
     robustness_tab,
-    train_tab,
+    train_page,
     zoo_tab,
 )
 from .context import FREE, GROUPS, AppContext
@@ -47,18 +48,19 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
     ctx = AppContext.from_env() if ctx is None else ctx
     gradio_fixes.apply()
     with gr.Blocks(title=TITLE, delete_cache=delete_cache(ctx)) as app:
-        gr.Markdown(f"# {TITLE}\n{INTRO}")
+        gr.Markdown(f"# {TITLE}\n{INTRO} {lesson.HEADER_LINK}")
         gr.HTML(common.mode_html(ctx), elem_id="mode-line")
         # The visitor's token, kept by the browser across reloads (public mode: who owns which run).
         visitor = gr.BrowserState(None, storage_key=common.VISITOR_KEY, secret=common.BROWSER_STATE_KEY)
         with gr.Tabs():
             predict_tab.build(ctx, visitor)
-            train_tab.build(ctx, visitor)
+            train_page.build(ctx, visitor)
             compare_tab.build(ctx, visitor)
             evaluate_tab.build(ctx, visitor)
             augment_tab.build(ctx, visitor)
             robustness_tab.build(ctx)
             zoo_tab.build(ctx)
+        lesson.plan_section()
         app.load(common.new_token, visitor, visitor, show_progress="hidden", **FREE)
     # The public API is /predict and /familiarity; the other events are the page's own wiring (ticks, refreshes,
     # start/stop): hide them from the API page and the client libraries.

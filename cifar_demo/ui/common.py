@@ -138,6 +138,9 @@ def progress_html(snap: jobs.Snapshot) -> str:
     frac = done / total if total else 0.0
     if snap.status == "starting" or (snap.running and step is None):
         return _bar(frac, f"{run}: starting (loading the data, building the model)...")
+    if snap.running and scoring(snap):
+        return _bar(1.0, f"{run}: training done; now <b>scoring the test set</b> ({scoring(snap)}) with the "
+                         "best weights. The result appears here when it is done...")
     if snap.running:
         epochs = start_ev["epochs"] if start_ev else "?"
         per_epoch = (start_ev or {}).get("steps_per_epoch")
@@ -170,6 +173,16 @@ def progress_html(snap: jobs.Snapshot) -> str:
     end = snap.last("end") or {}
     error = end.get("error") or "see the log below"
     return _bar(frac, f"{run} <b>failed</b>: {html.escape(str(error))}", "#ef4444")
+
+
+def scoring(snap: jobs.Snapshot) -> str | None:
+    """While a running run scores the test set after its last epoch (its last event is the epoch record
+    of its last epoch, no end yet): how many pictures, in words; else None."""
+    last, start_ev = (snap.events[-1] if snap.events else {}), snap.last("start") or {}
+    if last.get("kind") != "epoch" or not start_ev.get("epochs") or last.get("epoch") != start_ev["epochs"]:
+        return None
+    n = start_ev.get("n_test")
+    return f"{int(n):,} pictures" if isinstance(n, int) else "every picture"
 
 
 def log_text(snap: jobs.Snapshot) -> str:

@@ -15,6 +15,7 @@ import gradio as gr
 from .. import data, jobs, train, zoo
 from ..analysis import compare
 from ..reporting import plots_compare
+from . import lesson
 from .common import data_status, owner_of
 from .context import FREE, AppContext
 
@@ -221,6 +222,7 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
             with gr.Column(min_width=140):
                 start_btn = gr.Button("Start study", variant="primary")
                 stop_btn = gr.Button("Stop study", variant="stop")
+                pair_btn = gr.Button("Fill in: overfitting", size="sm", elem_id="compare-overfit")
         with gr.Row():
             form_a = _recipe_form(DEFAULT_A, "A")
             form_b = _recipe_form(DEFAULT_B, "B")
@@ -239,6 +241,8 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
     start_btn.click(ctx.bind(start), [model, seeds, epochs, train_limit, val_size, *form_a, *form_b, *token],
                     message, show_progress="hidden", **FREE).success(**watch)
     stop_btn.click(ctx.bind(stop), token, message, **FREE).then(**watch)
+    # The Train tab's overfitting lesson as a study: its budget, A without augmentation, B with it.
+    pair_btn.click(lesson.overfit_pair, None, [model, seeds, epochs, train_limit, val_size, *form_a, *form_b], **FREE)
     timer.tick(**watch)
     fill = dict(fn=ctx.bind(form_of_study), inputs=[filled, *token],
                 outputs=[model, seeds, epochs, train_limit, val_size, *form_a, *form_b, filled],

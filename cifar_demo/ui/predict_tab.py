@@ -275,7 +275,9 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
         with gr.Row():
             with gr.Column(scale=3):
                 image = gr.Image(label="Your image", type="filepath", image_mode=None,
-                                 sources=["upload", "clipboard"], height=300, elem_id="predict-input")
+                                 sources=["upload", "webcam", "clipboard"], height=300, elem_id="predict-input",
+                                 # A snapshot from the camera comes as an upload (data.uploads checks it).
+                                 webcam_options=gr.WebcamOptions(mirror=False))
                 show_cam = gr.Checkbox(label="Show Grad-CAM", value=False,
                                        info="Heat maps of where each model looked (slower).")
                 paths, labels = _examples()

@@ -1,4 +1,5 @@
-"""Train tab: pick a model and a preset, edit the recipe, start one run, watch it learn.
+"""Train tab's handlers: pick a model and a preset, edit the recipe, start one run, watch it learn
+(the layout and wiring: ui.train_page).
 
 Runs go through the app's one queue (the context's job manager): a run lives in a child process and its run
 directory, not in this page, so closing the tab does not stop it and a reopened tab re-attaches by reading the run
@@ -13,15 +14,16 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .. import augment, data, jobs, train, zoo
+from .. import augment, data, jobs, train
 from ..reporting import plots
 from . import own_data
 from .common import cached_png, data_status, log_text, owner_of, view_html
-from .context import FREE, HEAVY, AppContext
-from .train_runs import download_weights, export_run, own_view, page_owner, push_weights, refresh_runs
+from .context import AppContext
+from .train_runs import download_weights, export_run, own_view, page_owner, push_weights, refresh_runs  # noqa: F401
 
 TICK_SECONDS = 2       # the Train tab's timer: its shortest interval
 MAX_TICK_SECONDS = 10  # and its longest, while a run logs a step less often than every 2 s
+CURVES_FIGSIZE = (10, 4.6)  # inches: half of a projector's width beside the live guesses (ui.train_page)
 FINETUNE = "finetune"   # the preset offered for your own images (train.presets())
 # Form fields in the order of the components (and of the handlers' *values).
 FIELDS = ("epochs", "batch_size", "optimizer", "lr", "schedule", "weight_decay", "label_smoothing",
@@ -205,7 +207,7 @@ def curves(ctx: AppContext, snap: jobs.Snapshot, overlay: list[str] | None, runs
     for run_id in overlay or []:
         if run_id != snap.run_id:
             runs.append({"name": run_id, "records": ctx.manager.snapshot(run_id, runs_dir).events})
-    return plots.training_curves(runs)
+    return plots.training_curves(runs, figsize=CURVES_FIGSIZE)
 
 
 def tick_interval(snap: jobs.Snapshot) -> float:
@@ -264,132 +266,3 @@ def tick(ctx: AppContext, overlay: list[str] | None = None, chosen: str | None =
     return (figure, view_html(view), log_text(snap), seen, *lists,
             gr.update(visible=view.can_stop, value="Leave the queue" if view.position else "Stop"),
             gr.update(visible=view.mine and snap.status == "stopped"), timer)
-
-
-# ----------------------------------------------------------------------------- layout
-
-def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
-    """The tab; `visitor` is the page's token (ui.build_app makes it), None for a local-only page."""
-    public = ctx.public
-    names = zoo.names()
-    model0 = "airnet" if "airnet" in names else names[0]
-    preset0 = default_preset(model0)
-    v = dict(zip(FIELDS, form_values(train.make_config(preset0, model=model0))))
-
-    with gr.Tab("Train"):
-        gr.Markdown("Train a model of the zoo on CIFAR-10 and watch it learn. One run trains at a time "
-                    "for the whole app, the others wait in a queue; closing this page does not stop a "
-                    "run, and the curves are here when you come back.")
-        data_md = gr.HTML()
-        download_btn = gr.Button("Download CIFAR-10 (170 MB, official files)", visible=False, size="sm")
-        with gr.Row(equal_height=True):
-            dataset = gr.Dropdown(own_data.choices(ctx), value=own_data.CIFAR, scale=2,
-                                  label="Dataset", elem_id="train-dataset",
-                                  info="CIFAR-10, or your own images: upload a .zip of class folders.")
-            upload = gr.File(label="Your images: a .zip with one folder per class (or train/ and test/)",
-                             file_types=[".zip"], type="filepath", scale=3, height=90, elem_id="train-upload")
-        dataset_md = gr.Markdown(elem_id="train-dataset-info")
-        with gr.Row(equal_height=True):
-            model = gr.Dropdown(names, value=model0, label="Model", info="An architecture of the zoo.")
-            preset = gr.Dropdown(preset_choices(model0), value=preset0, label="Preset",
-                                 info="A recipe: fills in every setting.")
-            epochs = gr.Number(v["epochs"], label="Epochs", precision=0, minimum=1)
-            batch_size = gr.Number(v["batch_size"], label="Batch size", precision=0, minimum=1)
-            train_limit = gr.Number(v["train_limit"], label="Train on a subset", precision=0, minimum=0,
-                                    info="Images; 0 = the whole training set. 5,000 for a quick demo.")
-            with gr.Column(min_width=140):
-                start_btn = gr.Button("Start", variant="primary", elem_id="train-start")
-                stop_btn = gr.Button("Stop", variant="stop", visible=False, elem_id="train-stop")
-                resume_btn = gr.Button("Resume", visible=False, elem_id="train-resume")
-        if public:
-            gr.Markdown(f"On this shared app each run is limited to {ctx.manager.bounds.describe()}; "
-                        f"one run of yours at a time, at most {jobs.QUEUE_CAP} waiting.",
-                        elem_classes="bounds-line")
-        with gr.Accordion("Recipe: optimisation, augmentation, extras", open=True):
-            with gr.Row():
-                optimizer = gr.Dropdown(list(train.OPTIMIZERS), value=v["optimizer"], label="Optimizer")
-                lr = gr.Number(v["lr"], label="Learning rate (peak)", minimum=0,
-                               info="With muon: the rate of biases, BatchNorm and the head; the conv "
-                                    "filters take Muon steps of a fixed share of their size, set by the preset "
-                                    f"({train.make_config('muon').muon_lr} in muon, "
-                                    f"{train.make_config('muon_lowres').muon_lr} in muon_lowres).")
-                schedule = gr.Dropdown(list(train.SCHEDULES), value=v["schedule"], label="LR schedule")
-                weight_decay = gr.Number(v["weight_decay"], label="Weight decay", minimum=0)
-                label_smoothing = gr.Slider(0, 0.5, v["label_smoothing"], step=0.05, label="Label smoothing")
-            with gr.Row():
-                augment_preset = gr.Dropdown(list(augment.PRESETS), value=v["augment"], label="Augmentation",
-                                             info="standard: crop + flip; seed004: albumentations; "
-                                                  "see the Augmentations tab.")
-                mixup = gr.Slider(0, 1, v["mixup"], step=0.05, label="MixUp", info="Chance per batch.")
-                cutmix = gr.Slider(0, 1, v["cutmix"], step=0.05, label="CutMix", info="Chance per batch.")
-                ricap = gr.Slider(0, 1, v["ricap"], step=0.05, label="RICAP",
-                                  info="Chance per batch; the three sum to at most 1.")
-            with gr.Row():
-                ema = gr.Number(v["ema"], label="EMA decay", minimum=0, maximum=0.9999,
-                                info="Average of the weights over steps; 0 = off, 0.999 typical.")
-                precision = gr.Dropdown(list(train.PRECISIONS), value=v["precision"], label="Precision",
-                                        info="auto: bf16 on a CPU that has it natively, else fp32; fp16/bf16 on GPU.")
-                val_size = gr.Number(v["val_size"], label="Validation images", precision=0, minimum=0,
-                                     info="Held out of the training set to pick the best epoch.")
-        message = gr.Markdown()
-        progress = gr.HTML()
-        plot = gr.Image(label="Loss, accuracy and learning rate", show_label=False, type="filepath",
-                        interactive=False, buttons=["download"], elem_id="train-curves")
-        with gr.Row(equal_height=False):
-            log = gr.Textbox(label="Log: one line per epoch", lines=10, max_lines=10, interactive=False,
-                             autoscroll=True)
-            with gr.Column():
-                with gr.Row(equal_height=True):
-                    overlay = gr.Dropdown([], value=[], multiselect=True, scale=3,
-                                          label="Overlay past runs on the curves")
-                    refresh = gr.Button("Refresh the list of runs", scale=1, size="sm")
-                export_choice = gr.Dropdown([], label="Finished run of yours" if public else "Finished run to export",
-                                            info="Scores its best weights on the test set and makes "
-                                            + ("a .zip of the weights and their model card." if public else
-                                               "weights/<model>.safetensors with its model card."))
-                with gr.Row(equal_height=True):
-                    if public:  # nothing a visitor does writes the shared tree: a download instead
-                        download_btn_w = gr.Button("Download weights", elem_id="train-download")
-                        push_btn = gr.Button("Push to the Hub", visible=ctx.hub_repo is not None)
-                    else:
-                        replace = gr.Checkbox(False, label="Replace existing weights")
-                        export_btn = gr.Button("Export to weights/")
-                export_md = gr.Markdown()
-                download_file = gr.File(label="Your weights (.zip: safetensors + model card)", visible=False,
-                                        interactive=False, elem_id="train-download-file")
-        seen = gr.State(None)
-        timer = gr.Timer(TICK_SECONDS)
-
-    form = [epochs, batch_size, optimizer, lr, schedule, weight_decay, label_smoothing, augment_preset,
-            mixup, cutmix, ricap, ema, precision, train_limit, val_size]
-    token = [visitor] if visitor is not None else []
-    bind = ctx.bind
-    model.input(on_model, model, [preset, *form], **FREE)
-    preset.input(on_preset, [model, preset], form, **FREE)
-    # Decoding an upload reads every image once: heavy.
-    upload.upload(bind(on_upload), [model, preset, upload, *token], [dataset, dataset_md, preset, *form], **HEAVY)
-    dataset.input(bind(on_dataset), [model, preset, dataset, *token], [dataset_md, preset, *form], **FREE)
-    # Ticks only read run directories (the picture comes from ui.common.cached_png): no limit.
-    watch = dict(fn=bind(tick), inputs=[overlay, export_choice, seen, *token],
-                 outputs=[plot, progress, log, seen, overlay, export_choice, stop_btn, resume_btn, timer],
-                 show_progress="hidden", **FREE)
-    start_btn.click(bind(start), [model, preset, *form, dataset, *token], message, show_progress="hidden",
-                    **FREE).success(**watch)
-    stop_btn.click(bind(stop), token, message, **FREE).then(**watch)
-    resume_btn.click(bind(resume), token, message, **FREE).success(**watch)
-    timer.tick(**watch)
-    overlay.input(**watch)
-    refresh.click(bind(refresh_runs), [overlay, export_choice, *token], [overlay, export_choice], **FREE).then(**watch)
-    # Scoring the test set for a card: heavy, one at a time with the Evaluate tab's scoring.
-    if public:
-        download_btn_w.click(bind(download_weights), [export_choice, *token], download_file, **HEAVY)
-        push_btn.click(bind(push_weights), [export_choice, *token], export_md, **HEAVY)
-    else:
-        export_btn.click(bind(export_run), [export_choice, replace], export_md, **HEAVY)
-    # Page load (triggers=None and no inputs): say what the dataset is, and re-attach to the run.
-    gr.on(None, data_panel, None, [data_md, download_btn], **FREE)
-    gr.on(None, bind(own_data.refresh), [dataset, *token], dataset, **FREE)
-    download_btn.click(download_data, None, [data_md, download_btn], **HEAVY)
-    # On load the page's token is the one its browser kept (a first visit gets one from ui's
-    # load event, and the next tick sees it).
-    gr.on(None, **watch)
