@@ -12,6 +12,7 @@ from . import (
     compare_tab,
     evaluate_tab,
     gradio_fixes,
+    inside_tab,
     predict_tab,
     robustness_tab,
     train_tab,
@@ -55,6 +56,7 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
             evaluate_tab.build(ctx, visitor)
             augment_tab.build(ctx, visitor)
             robustness_tab.build(ctx)
+            inside_tab.build(ctx, visitor)
             zoo_tab.build(ctx)
         app.load(common.new_token, visitor, visitor, show_progress="hidden", **FREE)
     # The public API is /predict and /familiarity; the other events are the page's own wiring (ticks, refreshes,
