@@ -33,7 +33,7 @@ from .. import data as data_mod
 from ..common import to_unit
 from . import arraycache, inside
 
-VERSION = 1
+VERSION = 2
 DEFAULT_N = 1000
 MAX_N = 2000
 SIZES = (100, 1000, 2000)     # the quick slice, the default, the most allowed
