@@ -25,7 +25,7 @@ def test_a_choice_that_is_not_on_the_list_is_refused_with_one_message(ctx, choic
 def test_layers_of_a_shipped_model_on_the_default_picture(ctx: AppContext):
     rows, grids, fig, text, filters, caption, stages = inside_tab.show_layers(ctx, "weights:simple_cnn", None, 8)
     assert rows[0][1] == "Conv2d" and len(rows) == 12
-    assert len(grids) == 1 + 3 and all(g[0].ndim == 3 for g in grids)    # the input and three map stages
+    assert grids.count("<img") == 1 + 3       # the input and three map stages
     assert "simple_cnn" in text and filters.shape[2] == 3 and "32 filters of 3x3" in caption
     with pytest.raises(gr.Error):
         inside_tab.show_layers(ctx, "weights:simple_cnn", None, 7)        # not one of CHANNELS

@@ -216,10 +216,10 @@ def build(ctx: AppContext, token: list) -> tuple[gr.Dropdown, gr.Dropdown]:
         pic = gr.Image(label="The picture", format="png", interactive=False, height=200, scale=1,
                        elem_id="map-picture")
         with gr.Column(scale=3):
-            pic_md = gr.Markdown()
+            pic_md = gr.Markdown(elem_id="map-point")
             near = gr.Gallery(label=f"Its {NEIGHBOURS} nearest neighbours in feature space (true → predicted)",
                               columns=NEIGHBOURS, height="auto", format="png", allow_preview=False,
-                              object_fit="contain")
+                              object_fit="contain", elem_id="map-neighbours")
         answers = gr.Dataframe(headers=["model", "answer"], label="Every model's answer", interactive=False,
                                scale=2)
 

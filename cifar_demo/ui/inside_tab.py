@@ -10,10 +10,14 @@ ranges); a refusal says what is wrong with the value, never what exists on the s
 
 from __future__ import annotations
 
+import base64
 import functools
+import html
+import io
 
 import gradio as gr
 import numpy as np
+from PIL import Image
 
 from .. import data, train, weights
 from ..analysis import evalcache, inside, inside_runs, inside_topk
@@ -126,11 +130,23 @@ def _channels(k) -> int:
 
 # ----------------------------------------------------------------------------- the layers of one model
 
-def _grids(look: inside.Look, k: int) -> list[tuple[np.ndarray, str]]:
-    out = [(inside_draw.input_tile(look.image, 128), "input: the 32x32 picture the model sees (its three "
-                                                      "colour channels; the model normalises them itself)")]
-    out += [inside_draw.stage_grid(v, k) for v in look.map_stages]
-    return out
+def _png_url(image: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _grids(look: inside.Look, k: int) -> str:
+    """HTML: the input, then each map stage's grid under its caption, each at its own size (pixels sharp)."""
+    parts = [(inside_draw.input_tile(look.image, 128), "<b>input</b>: the 32x32 picture the model sees (three colour "
+              "channels; the model normalises them itself)")]
+    for view in look.map_stages:
+        picture, caption = inside_draw.stage_grid(view, k)
+        name, _, rest = caption.partition(": ")
+        parts.append((picture, f"<b>{html.escape(name)}</b>: {html.escape(rest)}"))
+    return "".join(f'<div style="margin:10px 0"><div style="font-size:0.9em;margin-bottom:4px">{cap}</div>'
+                   f'<img src="{_png_url(pic)}" alt="{html.escape(cap[:60])}" style="max-width:100%;'
+                   f'image-rendering:pixelated"></div>' for pic, cap in parts)
 
 
 def _answer_md(look: inside.Look, label: str) -> str:
@@ -226,7 +242,7 @@ def show_epoch(ctx: AppContext, run_id, epoch, image=None, k=DEFAULT_CHANNELS, t
     """(filters, stage grids, answer figure, text) of the picture through the run's weights after `epoch`."""
     k = _channels(k)
     if not run_id:
-        return None, [], None, "Pick a run (start one in the **Train** tab: each epoch's weights are kept)."
+        return None, "", None, "Pick a run (start one in the **Train** tab: each epoch's weights are kept)."
     run = _run(ctx, run_id, token)
     try:
         e = inside_runs.nearest_epoch(run, epoch)
@@ -266,8 +282,7 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
                                  elem_id="inside-sample")
             upload = gr.UploadButton("Upload your own picture", file_types=["image"], type="filepath")
         answer_md = gr.Markdown()
-        grids = gr.Gallery(label="Stage by stage", columns=1, height="auto", object_fit="contain", format="png",
-                           allow_preview=True, elem_id="inside-grids")
+        grids = gr.HTML("", elem_id="inside-grids")
         answer = gr.Plot(label="Logits and softmax", show_label=False)
         gr.Markdown(LOOK_FOR_LAYERS)
         with gr.Accordion("The layers, one row each", open=False):
@@ -293,8 +308,7 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
         run_md = gr.Markdown()
         run_filters = gr.Image(label="First-layer filters at this epoch", format="png", interactive=False,
                                elem_id="inside-run-filters")
-        run_grids = gr.Gallery(label="Stage by stage at this epoch", columns=1, height="auto",
-                               object_fit="contain", format="png", elem_id="inside-run-grids")
+        run_grids = gr.HTML("", elem_id="inside-run-grids")
         run_answer = gr.Plot(show_label=False)
         gr.Markdown(LOOK_FOR_RUN)
         timer = gr.Timer(FOLLOW_S, active=True)
