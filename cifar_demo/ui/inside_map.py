@@ -18,7 +18,7 @@ from ..analysis import embedding, evalcache, predict
 from ..common import CLASSES
 from ..reporting import inside_draw, inside_map
 from .common import owner_of, run_target
-from .context import FREE, HEAVY, MODELS, AppContext
+from .context import HEAVY, MODELS, AppContext
 
 SIZES = [("100 (quick)", 100), ("1,000 (100 a class)", 1000), ("2,000", 2000)]
 METHODS = [("t-SNE (clusters)", "tsne"), ("PCA (linear)", "pca")]
@@ -74,6 +74,12 @@ def refresh_pair(ctx: AppContext, a=None, b=None, token=None):
             gr.Dropdown(choices=choices, value=b if b in values else defaults[1]))
 
 
+def cache_for(target: evalcache.Target):
+    """Where a target's arrays are cached: the shared cache for shipped weights; a run's own folder for
+    a run, so they go with it (public mode: nothing a visitor causes outlives the visitor's folder)."""
+    return None if target.kind == "weights" else target.path.parent / "cache"
+
+
 @functools.lru_cache(maxsize=4)
 def _slice(data_path: str | None, n: int) -> data.Split:
     source = data.resolve_source(data_path, download=False)
@@ -114,14 +120,14 @@ def _draw(ctx, choice, method, n, true_cls, pred_cls, token, compute: bool) -> t
     except (ValueError, data.DataSourceError) as e:
         raise gr.Error(str(e)) from None
     t0 = time.perf_counter()
-    m = embedding.cached_embedding(target.model, target.sha256, split)
+    m = embedding.cached_embedding(target.model, target.sha256, split, cache=cache_for(target))
     computed = False
     if m is None:
         if not compute:
             return (f"<p><b>{target.label}</b>: not mapped on {n:,} pictures yet; press <b>Draw the maps</b>.</p>",
                     False, 0.0)
         model = weights.load(target.ref).model
-        m, cached = embedding.embedding(model, target.model, target.sha256, split)
+        m, cached = embedding.embedding(model, target.model, target.sha256, split, cache=cache_for(target))
         computed = not cached
     html = inside_map.map_html(m, method, target.class_names, _images(split), target.label,
                                _highlight(target.class_names, true_cls, pred_cls))
@@ -168,7 +174,7 @@ def point(ctx: AppContext, drawn: dict | None, side: str, index, token=None):
         split = slice_for(target, drawn["n"])
     except (ValueError, data.DataSourceError) as e:
         raise gr.Error(str(e)) from None
-    m = embedding.cached_embedding(target.model, target.sha256, split)
+    m = embedding.cached_embedding(target.model, target.sha256, split, cache=cache_for(target))
     if m is None:
         raise gr.Error("Draw the maps first.")
     try:
@@ -218,7 +224,7 @@ def build(ctx: AppContext, token: list) -> tuple[gr.Dropdown, gr.Dropdown]:
         with gr.Column(scale=3):
             pic_md = gr.Markdown(elem_id="map-point")
             near = gr.Gallery(label=f"Its {NEIGHBOURS} nearest neighbours in feature space (true → predicted)",
-                              columns=NEIGHBOURS, height="auto", format="png", allow_preview=False,
+                              columns=4, height="auto", format="png", allow_preview=False,
                               object_fit="contain", elem_id="map-neighbours")
         answers = gr.Dataframe(headers=["model", "answer"], label="Every model's answer", interactive=False,
                                scale=2)
@@ -226,7 +232,7 @@ def build(ctx: AppContext, token: list) -> tuple[gr.Dropdown, gr.Dropdown]:
     map_in = [a, b, method, size, true_cls, pred_cls, *token]
     map_out = [map_a, map_b, drawn, note]
     gr.on([method.change, size.change, true_cls.change, pred_cls.change, a.change, b.change],
-          ctx.bind(cached_maps), map_in, map_out, trigger_mode="always_last", show_progress="hidden", **FREE)
+          ctx.bind(cached_maps), map_in, map_out, trigger_mode="always_last", show_progress="hidden", **MODELS)
     go.click(ctx.bind(compute_maps), map_in, map_out, **HEAVY)
     point_out = [pic, pic_md, near, answers]
     map_a.select(ctx.bind(point_a), [drawn, *token], point_out, **MODELS)

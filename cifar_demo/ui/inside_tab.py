@@ -186,9 +186,10 @@ def _favourites(ctx: AppContext, choice, image, stage, k, token, compute: bool):
     except (data.DataSourceError, ValueError) as e:
         raise gr.Error(f"No test pictures to search: {e}") from None
     if compute:
-        tops, _ = inside_topk.favourites(loaded.model, target.model, target.sha256, split)
+        tops, _ = inside_topk.favourites(loaded.model, target.model, target.sha256, split,
+                                         cache=inside_map.cache_for(target))
     else:
-        tops = inside_topk.cached_favourites(target.model, target.sha256, split)
+        tops = inside_topk.cached_favourites(target.model, target.sha256, split, cache=inside_map.cache_for(target))
         if tops is None:
             return None, ("Not computed for these weights yet: press **Find favourites** (one pass over "
                           "1,000 test pictures; then cached).")
@@ -260,8 +261,9 @@ def show_epoch(ctx: AppContext, run_id, epoch, image=None, k=DEFAULT_CHANNELS, t
     return inside_draw.filters_grid(filters), _grids(look, k), inside_draw.answer_figure(look), text
 
 
-def follow_timer(follow: bool):
-    return gr.Timer(active=bool(follow))
+def follow_timer(run_id, follow: bool):
+    """The timer that looks for a new epoch ticks only while a run is picked and followed."""
+    return gr.Timer(active=bool(run_id) and bool(follow))
 
 
 # ----------------------------------------------------------------------------- layout
@@ -311,7 +313,7 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
         run_grids = gr.HTML("", elem_id="inside-run-grids")
         run_answer = gr.Plot(show_label=False)
         gr.Markdown(LOOK_FOR_RUN)
-        timer = gr.Timer(FOLLOW_S, active=True)
+        timer = gr.Timer(FOLLOW_S, active=False)
         map_a, map_b = inside_map.build(ctx, token)
 
     layer_in = [model, chosen, k, *token]
@@ -333,7 +335,7 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
     fav_go.click(ctx.bind(compute_favourites), fav_in, [fav, fav_md], **HEAVY)
     slider = ctx.bind(epoch_slider)
     gr.on([run.change, timer.tick], slider, [run, epoch, follow, *token], epoch, show_progress="hidden", **FREE)
-    follow.change(follow_timer, follow, timer, **FREE)
+    gr.on([run.change, follow.change], follow_timer, [run, follow], timer, show_progress="hidden", **FREE)
     gr.on([epoch.change, chosen.change, k.change], ctx.bind(show_epoch), [run, epoch, chosen, k, *token],
           [run_filters, run_grids, run_answer, run_md], trigger_mode="always_last", show_progress="hidden",
           **MODELS)
