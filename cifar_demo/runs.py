@@ -9,6 +9,10 @@ A run lives in ``runs/<run-id>/``:
     best.safetensors best weights by validation accuracy (the EMA weights when EMA is on)
     best.sha256      its sha256, so weights.load reads it back verified (older runs lack it)
     summary.json     final status, best epoch, validation and test accuracy, the classes
+    epochs/epoch_NNN.safetensors
+                     the weights at the end of epoch NNN in fp16, for the app's "Inside the network"
+                     view of a run as it trains; every epoch, or every k-th one (and the last)
+                     (and the first and last) where they would pass SNAPSHOT_BUDGET_BYTES
 
 The class names a run's weights mean are on record from its first event (metrics.jsonl's
 "start" line carries them and the dataset's description) and in summary.json; a run directory
@@ -40,6 +44,11 @@ CHECKPOINT_FILE = "checkpoint.pt"
 BEST_FILE = "best.safetensors"
 BEST_DIGEST_FILE = "best.sha256"
 SUMMARY_FILE = "summary.json"
+EPOCHS_DIR = "epochs"
+# What a run's per-epoch snapshots may take on disk together: airnet's fp16 weights are 3.9 MB, so a
+# run of up to 12 epochs keeps every one; resnet18's 22 MB, so a 30-epoch run keeps every 14th.
+SNAPSHOT_BUDGET_BYTES = 48 * 2**20
+_SNAPSHOT = re.compile(r"epoch_(\d{3,6})\.safetensors")
 
 
 def runs_root(root: str | Path | None = None) -> Path:
@@ -228,6 +237,48 @@ class Run:
         except FileNotFoundError:
             return None
         return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def snapshot_due(epoch: int, epochs: int, nbytes: int, budget: int = SNAPSHOT_BUDGET_BYTES) -> bool:
+    """Whether epoch `epoch` (1-based) of `epochs` keeps a snapshot of `nbytes`: every epoch while all
+    of them fit the budget, else the first, the last and every k-th (k the smallest that keeps the
+    total within the budget)."""
+    if epochs * nbytes <= budget:
+        return True
+    stride = -(-epochs * nbytes // max(budget - 2 * nbytes, nbytes))
+    return epoch in (1, epochs) or epoch % stride == 0
+
+
+def _fp16_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: (v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().to("cpu")).contiguous()
+            for k, v in model.state_dict().items()}
+
+
+def save_epoch_snapshot(run: Run, model: torch.nn.Module, epoch: int, epochs: int) -> Path | None:
+    """Keep the weights after epoch `epoch` (1-based) in fp16, as snapshot_due says; written atomically.
+    Returns the path, or None when this epoch keeps none."""
+    state = _fp16_state(model)
+    if not snapshot_due(epoch, epochs, sum(t.numel() * t.element_size() for t in state.values())):
+        return None
+    path = run.dir / EPOCHS_DIR / f"epoch_{int(epoch):03d}.safetensors"
+    path.parent.mkdir(exist_ok=True)
+    with temp_beside(path) as tmp:
+        save_file(state, str(tmp), metadata={"epoch": str(int(epoch))})
+        fsync(tmp)
+        publish(tmp, path)
+    return path
+
+
+def epoch_snapshots(run: Run) -> dict[int, Path]:
+    """The run's per-epoch snapshots: epoch -> file, in epoch order (none for older runs)."""
+    folder = run.dir / EPOCHS_DIR
+    found = {}
+    if folder.is_dir():
+        for p in folder.iterdir():
+            m = _SNAPSHOT.fullmatch(p.name)
+            if m and p.is_file():
+                found[int(m.group(1))] = p
+    return dict(sorted(found.items()))
 
 
 def run_dir_of(run_id: str | Path, runs_dir=None) -> Path:

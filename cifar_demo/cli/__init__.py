@@ -1,5 +1,5 @@
 """Command line: python -m cifar_demo {zoo,train,evaluate,predict,export,push,familiarity,robustness,
-distill-targets} ...
+inspect,distill-targets} ...
 
 Every command is a thin wrapper over the library; errors print one readable line and
 exit with a non-zero status. The parser is here; each command lives in a module of its own.
@@ -13,6 +13,7 @@ import sys
 from .distill_cmd import cmd_distill_targets
 from .errors import CliError
 from .evaluate_cmd import cmd_evaluate
+from .inspect_cmd import cmd_inspect
 from .push_cmd import cmd_push
 from .train_cmd import _add_config_flags, cmd_train
 from .use_cmds import cmd_export, cmd_familiarity, cmd_predict, cmd_robustness, cmd_zoo
@@ -131,6 +132,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset folder (default: the usual search, no download)")
     p.add_argument("--json", action="store_true", help="print the result as JSON (every severity)")
     p.set_defaults(func=cmd_robustness)
+
+    p = sub.add_parser("inspect", help="inside the network: every layer's feature maps, the filters, the "
+                                       "architecture (and each channel's favourite patches, the embedding map)")
+    p.add_argument("image", help="a picture (any size: centre-cropped and shrunk to 32x32)")
+    p.add_argument("--model", help="shipped model name, or a weights file (.zip, .safetensors with its card)")
+    p.add_argument("--run", help="a run's best weights (run id or directory); with --epoch, a saved epoch's")
+    p.add_argument("--epoch", type=int, help="the run's weights after this epoch (the nearest saved one)")
+    p.add_argument("--runs-dir", default=None)
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write the pictures to")
+    p.add_argument("--channels", type=int, default=16, help="channels per stage, most active first (default 16)")
+    p.add_argument("--favourites", action="store_true",
+                   help="each shown channel's top-9 patches on 1,000 test pictures (cached per weights file)")
+    p.add_argument("--map", type=int, metavar="N", help="the embedding map of N test pictures (100, 1000 or 2000)")
+    p.add_argument("--data", help="dataset folder for --favourites/--map (default: the run's or the usual search)")
+    p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("distill-targets", help="shipped models' probabilities on the training images, "
                                                "to distil them into a run (train --distill FILE)")

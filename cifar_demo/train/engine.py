@@ -24,7 +24,7 @@ from torch import nn
 from ..analysis import evaluate as eval_mod
 from ..hardware import hardware_info, keep_freed_memory
 from ..recipe import TrainConfig
-from ..runs import Run, new_run_id, runs_root
+from ..runs import Run, new_run_id, runs_root, save_epoch_snapshot
 from ..weights import load_checkpoint, model_from_state, read_run_state, save_checkpoint
 from . import dist
 from .checks import validate
@@ -278,6 +278,8 @@ class Trainer:
         else:
             state.bad_epochs += 1
         state.end_epoch()
+        if self.is_main:   # a small fp16 copy per epoch for the app's Inside-the-network view (runs.py)
+            save_epoch_snapshot(Run(self.run_dir), parts.eval_model, state.epoch, cfg.epochs)
         self._save_checkpoint(parts, state)
         self._emit(record)
         for hook in self.epoch_hooks:

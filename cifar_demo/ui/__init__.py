@@ -14,6 +14,7 @@ from . import (
     evaluate_tab,
     gradio_fixes,
     http_guard,
+    inside_tab,
     lesson,
     predict_tab,
     robustness_tab,
@@ -59,6 +60,7 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
             evaluate_tab.build(ctx, visitor)
             augment_tab.build(ctx, visitor)
             robustness_tab.build(ctx)
+            inside_tab.build(ctx, visitor)
             zoo_tab.build(ctx)
         lesson.plan_section()
         app.load(common.new_token, visitor, visitor, show_progress="hidden", **FREE)
