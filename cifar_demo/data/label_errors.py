@@ -76,14 +76,13 @@ class Flag:
         given, proposed = classes[self.given], classes[self.proposed]
         g, p, n, b = (self.vote(k) for k in ("given", "guessed", "neither", "both"))
         if self.majority is not None:
-            head = f"{p} of {REVIEWERS} reviewers say this is a {proposed}, not a {given}"
+            head = f"{p} of {REVIEWERS} reviewers say this is {_a(proposed)}, not {_a(given)}"
         else:
-            head = f"only {g} of {REVIEWERS} reviewers say this is a {given}"
-            if p:
-                head += f"; {p} say {proposed}"
+            head = (f"only {g} of {REVIEWERS} reviewers {_says(g)}" if g else f"none of the {REVIEWERS} reviewers says")
+            head += f" this is {_a(given)}" + (f"; {p} {_says(p)} {proposed}" if p else "")
         rest = [f"{g} kept {given}"] if self.majority is not None and g else []
-        rest += [f"{n} said neither"] if n else []
-        rest += [f"{b} said both {given} and {proposed}"] if b else []
+        rest += [f"{n} {_says(n)} neither"] if n else []
+        rest += [f"{b} {_says(b)} both {given} and {proposed}"] if b else []
         return head + (f" ({', '.join(rest)})" if rest else "")
 
     def short(self, classes=CLASSES) -> str:
@@ -91,6 +90,14 @@ class Flag:
         if self.majority is not None:
             return f"label? {self.vote('guessed')}/{REVIEWERS}: {classes[self.proposed]}"
         return f"label? {self.vote('given')}/{REVIEWERS} keep {classes[self.given]}"
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun
+
+
+def _says(n: int) -> str:
+    return "says" if n == 1 else "say"
 
 
 @functools.lru_cache(maxsize=1)
@@ -131,7 +138,7 @@ def not_applicable(source: DataSource | None) -> str | None:
     if source.kind == "own" or tuple(source.classes) != CLASSES:
         return f"{source.label} is not CIFAR-10's test set. " + SCOPE
     if source.kind == "imagefolder" and not _export_positions(str(source.path), source.fingerprint):
-        return (f"{source.label} is not numbered like the CIFAR-10 export (test/<class>/0000.jpg ... 0999.jpg), "
+        return (f"{source.label} is not numbered like the CIFAR-10 export (test/<class>/0000.jpg to 0999.jpg), "
                 "so its pictures cannot be matched to the reviewed ones. " + SCOPE)
     return None
 
@@ -139,8 +146,10 @@ def not_applicable(source: DataSource | None) -> str | None:
 @functools.lru_cache(maxsize=8)
 def _export_positions(root: str, fingerprint: str) -> dict[str, int] | None:
     """An ImageFolder export's test files (test/<class>/<stem>) -> index in the project's test
-    order (by class, then file name: sources._scan_imagefolder's order), or None if it is not
-    the official numbering (1,000 files per class named 0000 to 0999). `fingerprint` keys the cache."""
+    order (by class, then file name: sources._scan_imagefolder's order), or None unless every
+    file is named like the export's (a 4-digit number per class, 0000 to 0999). A slice of the
+    export (its first files per class, say) keeps its names: its reviewed pictures are found.
+    `fingerprint` keys the cache (a changed folder is looked at again)."""
     out, start = {}, 0
     for cls in CLASSES:
         try:
@@ -148,7 +157,8 @@ def _export_positions(root: str, fingerprint: str) -> dict[str, int] | None:
         except OSError:
             return None
         stems = [os.path.splitext(n)[0] for n in names]
-        if stems != [f"{k:04d}" for k in range(len(stems))] or len(stems) != 1000:
+        if not stems or len(set(stems)) != len(stems) or not all(
+                len(s) == 4 and s.isdigit() and int(s) < 1000 for s in stems):
             return None
         out.update({f"test/{cls}/{s}": start + k for k, s in enumerate(stems)})
         start += len(stems)
@@ -164,7 +174,8 @@ def index_map(source: DataSource, *, only_errors: bool = True) -> dict[int, Flag
     chosen = errors() if only_errors else flags()
     if source.kind == "imagefolder":
         positions = _export_positions(str(source.path), source.fingerprint)
-        return {positions[os.path.splitext(f.export_path)[0]]: f for f in chosen}
+        stems = ((os.path.splitext(f.export_path)[0], f) for f in chosen)
+        return {positions[stem]: f for stem, f in stems if stem in positions}
     return {f.official_index: f for f in chosen}  # the official files (or their download): official order
 
 
