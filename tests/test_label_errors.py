@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from cifar_demo import data
 from cifar_demo.analysis import label_check
@@ -99,3 +100,18 @@ def test_rescore_counts_the_labels_mistakes():
     assert "1 of its mistakes are really the label's" in r.sentence()
     rows = label_check.mislabelled_rows(flagged, labels, {"m": [frog, dog]})
     assert rows[0][:2] == [3, "cat"] and rows[0][-1] == "frog ✓" and rows[1][-1] == "dog ?"
+
+
+def test_cli_lists_the_pictures_and_refuses_other_data(jpeg_export, capsys, tmp_path):
+    from cifar_demo.cli import main
+
+    assert main(["label-errors", "--list", "--data", str(jpeg_export)]) == 0
+    out = capsys.readouterr().out
+    assert "# 3235  test/cat/0235.jpg" in out and "5 of 5 reviewers say this is a frog, not a cat" in out
+    assert out.count("test/") == 54 and "Apache-2.0" in out
+    for cls in ("ants", "bees"):   # own images: the reviewed labels do not apply
+        (tmp_path / cls).mkdir()
+        for k in range(5):
+            Image.new("RGB", (40, 40), (k * 40, 0, 0)).save(tmp_path / cls / f"{k}.png")
+    assert main(["label-errors", "--data", str(tmp_path)]) == 2
+    assert "not CIFAR-10's test set" in capsys.readouterr().err
