@@ -49,7 +49,8 @@ def cmd_label_errors(args) -> int:
     n_major = sum(f.majority is not None for f in flagged.values())
     print(f"{source.label}: {len(flagged)} label errors found by reviewers, {n_major} with a majority for another "
           "class. Whole test set, no TTA (cached per weights file, as the Evaluate tab).")
-    print(f"{'model':15s} {'as labelled':>12s} {'reviewers':>10s} {'the label is wrong':>19s} {'right by a wrong label':>23s}")
+    print(f"{'model':15s} {'as labelled':>12s} {'reviewers':>10s} {'the label is wrong':>19s} "
+          f"{'right by a wrong label':>23s}")
     for name in _shipped(args.model):
         print(f"scoring {name} ...", end="\r", file=sys.stderr, flush=True)
         res, _ = evalcache.evaluate_target(evalcache.shipped(name), "none", source)
