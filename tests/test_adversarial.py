@@ -87,3 +87,18 @@ def test_accuracy_against_epsilon_is_cached_per_weights(batch, tmp_path, monkeyp
     assert A.compute([target], "pgd", [2], split=split, cache=tmp_path, cached_only=True)["models"]["tiny"][
         "accuracy"] == [None]
     assert "eps 2" in A.format_table(res) and "FGSM" in A.format_table(res)
+
+
+@pytest.mark.slow   # 11 s on 2 shared cores the first time (then cached: 4 s)
+def test_cli_prints_accuracy_against_epsilon(jpeg_export, capsys):
+    from cifar_demo import weights
+    from cifar_demo.cli import main
+
+    if "quiz_dnn" not in weights.available():
+        pytest.skip("no shipped quiz_dnn weights")
+    assert main(["attack", "--model", "quiz_dnn", "--method", "fgsm", "--eps", "2", "--n", "10",
+                 "--data", str(jpeg_export)]) == 0
+    out = capsys.readouterr().out
+    assert "FGSM accuracy on 10 test images" in out and "eps 0" in out and "eps 2" in out
+    assert main(["attack", "--model", "quiz_dnn", "--eps", "99", "--n", "10", "--data", str(jpeg_export)]) == 2
+    assert "epsilon must lie between 0 and 32" in capsys.readouterr().err

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import data as data_mod
-from .. import fsio
+from .. import fsio, weights
 from ..common import CLASSES
 from . import robustness
 from .evalcache import Target
@@ -107,6 +107,26 @@ def amplified(x: Tensor | np.ndarray, adv: Tensor | np.ndarray, eps: float) -> t
 
 
 # ----------------------------------------------------------------------------- one picture
+
+def shipped_models() -> list[str]:
+    """The shipped weights of CIFAR-10's classes: the models an attack may target and be tried on."""
+    out = []
+    for name in weights.available():
+        try:
+            if tuple(weights.card_for(name).class_names) == CLASSES:
+                out.append(name)
+        except weights.WeightsError:
+            continue
+    return out
+
+
+def shipped_model(name) -> nn.Module:
+    """A shipped CIFAR-10 model by name (weights.load: verified, cached); anything else, whatever it
+    names on the server, gets the same ValueError."""
+    if not isinstance(name, str) or name not in shipped_models():
+        raise ValueError("Pick one of the shipped CIFAR-10 models.")
+    return weights.load(name).model
+
 
 @dataclass
 class PictureAttack:

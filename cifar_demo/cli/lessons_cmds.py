@@ -17,6 +17,19 @@ def add_parsers(sub) -> None:
     p.add_argument("--list", action="store_true", help="list the 54 pictures whose label the reviewers rejected")
     p.set_defaults(func=cmd_label_errors)
 
+    p = sub.add_parser("attack", help="adversarial examples: accuracy against epsilon (FGSM/PGD, cached), "
+                                      "or one picture on every model")
+    p.add_argument("--model", nargs="+", required=True, metavar="M",
+                   help="shipped model name(s), or 'all'; with --image the first one is attacked")
+    p.add_argument("--method", default="pgd", choices=("fgsm", "pgd"))
+    p.add_argument("--eps", type=float, nargs="+", default=None, metavar="E",
+                   help="epsilon in 1/255 steps (default 0 1 2 4 8; one value: 0 and that one)")
+    p.add_argument("--steps", type=int, default=10, help="PGD's steps (default 10)")
+    p.add_argument("--n", type=int, default=200, help="test images in the class-balanced slice (default 200)")
+    p.add_argument("--data", help="dataset folder (default: the usual search, no download)")
+    p.add_argument("--image", help="attack this picture instead and print every model's answer before and after")
+    p.set_defaults(func=cmd_attack)
+
 
 def _shipped(names: list[str]) -> list[str]:
     from .. import weights  # lazy: the CLI parses its flags without importing torch
@@ -59,4 +72,35 @@ def cmd_label_errors(args) -> int:
               f" {len(r.new_mistakes):>17d} of {n_major:<3d}")
     print("'the label is wrong': its answer differs from the label and is the reviewers' majority label; 'right by "
           f"a wrong label': it agrees with a label the reviewers replaced. {label_errors.ATTRIBUTION}")
+    return 0
+
+
+def cmd_attack(args) -> int:
+    from .. import weights  # lazy: the CLI parses its flags without importing torch
+    from ..analysis import adversarial  # lazy: the CLI parses its flags without importing torch
+    from ..data import pictures  # lazy: the CLI parses its flags without importing torch
+
+    names = _shipped(args.model)
+    eps = args.eps if args.eps is None or len(args.eps) > 1 else [0, *args.eps]
+    eps = adversarial.DEFAULT_EPS if eps is None else eps
+    if args.image:
+        image = pictures.to_32x32(pictures.load_image(args.image))
+        others = {n: weights.load(n).model for n in weights.available()
+                  if tuple(weights.card_for(n).class_names) == tuple(weights.card_for(names[0]).class_names)}
+        r = adversarial.attack_picture(image, weights.load(names[0]).model, names[0], args.method, max(eps),
+                                       args.steps, others)
+        print(f"{args.method.upper()} at eps {r.eps:g}/255 on {r.model}, pushed away from its answer {r.label}:")
+        for a in r.answers:
+            flip = "  changed" if a["before"] != a["after"] else ""
+            print(f"{a['model']:15s} {a['before']:>10s} {a['p_before']:5.0%}  ->  {a['after']:>10s} "
+                  f"{a['p_after']:5.0%}{flip}")
+        return 0
+
+    def progress(done: int, total: int) -> None:
+        print(f"\r{done}/{total} attacks (model x epsilon)", end="\n" if done == total else "", file=sys.stderr,
+              flush=True)
+
+    result = adversarial.compute_shipped(names, args.method, eps, source=args.data, n=args.n, steps=args.steps,
+                                         progress=progress)
+    print(adversarial.format_table(result))
     return 0

@@ -7,6 +7,7 @@ import gradio as gr
 
 from .. import jobs
 from . import (
+    adversarial_tab,
     augment_tab,
     common,
     compare_tab,
@@ -55,6 +56,7 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
             evaluate_tab.build(ctx, visitor)
             augment_tab.build(ctx, visitor)
             robustness_tab.build(ctx)
+            adversarial_tab.build(ctx)   # issue 38
             zoo_tab.build(ctx)
         app.load(common.new_token, visitor, visitor, show_progress="hidden", **FREE)
     # The public API is /predict and /familiarity; the other events are the page's own wiring (ticks, refreshes,
