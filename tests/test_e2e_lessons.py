@@ -1,5 +1,6 @@
 """Issue 38's lessons in a real browser, one step each: the test set's label errors in the
-Evaluate drill-down (a flagged picture opened, the reviewers' sentence shown).
+Evaluate drill-down (a flagged picture opened, the reviewers' sentence shown); the Adversarial
+tab (the epsilon slider moved, the answers change).
 
 Runs on the session's app server (tests/app_server.py): its test data is the first 20 pictures
 per class of the JPEG export, which holds one reviewed label error, test/deer/0012.jpg (test
@@ -69,3 +70,26 @@ def test_a_flagged_picture_opens_in_the_drilldown_with_the_reviewers_verdict(pag
     assert "test/deer/0012.jpg" in page.locator("#cell-compare").inner_text()
     page.locator("#cell-compare").scroll_into_view_if_needed()
     shot(page, "evaluate_label_errors")
+
+
+def _set_slider(page, elem_id: str, value: int) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def test_the_epsilon_slider_changes_the_answers(page):
+    open_tab(page, "Adversarial")
+    caption = page.locator("#adv-caption")
+    visible(page, re.compile(r"PGD, 10 steps at epsilon 2/255 on")).wait_for(timeout=180_000)
+    _set_slider(page, "adv-eps", 0)
+    visible(page, "Epsilon 0: nothing changes.").wait_for(timeout=180_000)
+    cells = page.locator("#adv-answers [data-testid=cell-0-3]")
+    assert cells.inner_text().strip() == ""                      # the attacked model: not fooled at 0
+    before = page.locator("#adv-answers [data-testid=cell-0-2]").inner_text()
+    _set_slider(page, "adv-eps", 8)
+    visible(page, re.compile(r"at epsilon 8/255 on")).wait_for(timeout=180_000)
+    assert "It fooled `airnet`" in caption.inner_text() or "It fooled airnet" in caption.inner_text()
+    assert page.locator("#adv-answers [data-testid=cell-0-2]").inner_text() != before
+    assert page.locator("#adv-answers [data-testid=cell-0-3]").inner_text().strip() == "yes"
+    shot(page, "adversarial")

@@ -40,9 +40,10 @@ network's gradient, which every trained network has: accuracy on clean pictures 
 **What it teaches.** Networks read textures and faint patterns that people ignore; a picture has thousands of
 pixels, so thousands of tiny nudges add up in the logit. An attack made on one model often fools others too
 (the table's "transfer"), because they learn similar features from the same data. *Adversarial training*
-(training on PGD pictures, Madry et al.) is the one defence that holds up: it buys accuracy under attack at
-eps 8 of around 45-50% on CIFAR-10 where plain training has ~0%, and costs several points of clean
-accuracy and several times the training time. None of the shipped models was trained that way.
+(training on PGD pictures, Madry et al.) is the defence that has held up: Madry et al. report 45.8% accuracy
+under a 20-step PGD attack at eps 8 for their adversarially trained CIFAR-10 network (87.3% on clean pictures),
+where plain training gives close to 0%, at the price of clean accuracy and of one extra forward and backward pass
+per attack step in every training batch. None of the shipped models was trained that way.
 (Written here in a few lines of PyTorch, not with torchattacks: see analysis/adversarial.py.)"""
 
 
