@@ -15,8 +15,9 @@ MODEL = "simple_cnn"   # the cheapest step of the zoo (quiz_dnn's is ~15x dearer
 
 
 def _state(parts):
+    opt = parts.optimizer.state_dict()
     return ({k: v.clone() for k, v in parts.raw_model.state_dict().items()},
-            [dict(g) for g in parts.optimizer.state_dict()["param_groups"]], dict(parts.optimizer.state_dict()["state"]))
+            [dict(g) for g in opt["param_groups"]], dict(opt["state"]))
 
 
 def test_the_range_test_restores_the_model_and_the_optimizer(tiny_data):

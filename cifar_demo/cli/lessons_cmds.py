@@ -1,5 +1,6 @@
-"""Issue 38's lessons on the command line: `label-errors` (the test set's reviewed labels) and
-`attack` (adversarial examples). Registered by add_parsers(sub) from cli/__init__.py."""
+"""Issue 38's lessons on the command line: `label-errors` (the test set's reviewed labels),
+`attack` (adversarial examples) and `lr-find` (the learning-rate range test). Registered by
+add_parsers(sub) from cli/__init__.py."""
 
 from __future__ import annotations
 
@@ -29,6 +30,18 @@ def add_parsers(sub) -> None:
     p.add_argument("--data", help="dataset folder (default: the usual search, no download)")
     p.add_argument("--image", help="attack this picture instead and print every model's answer before and after")
     p.set_defaults(func=cmd_attack)
+
+    p = sub.add_parser("lr-find", help="the learning-rate range test (Smith 2015) for a model and preset")
+    p.add_argument("--model", help="zoo model (default: the preset's)")
+    p.add_argument("--preset", help="named preset (default: the model's own recipe)")
+    p.add_argument("--config", metavar="JSON", help="a TrainConfig JSON file instead (the app's jobs use it)")
+    p.add_argument("--data", help="dataset folder or .zip (default: the usual search)")
+    p.add_argument("--steps", type=int, default=200, help="steps of the sweep (default 200)")
+    p.add_argument("--start-lr", type=float, default=1e-6)
+    p.add_argument("--end-lr", type=float, default=10.0)
+    p.add_argument("--train-limit", type=int, default=None, help="use only this many training images")
+    p.add_argument("--out", metavar="FILE", help="write the result as JSON (and FILE.png: the plot)")
+    p.set_defaults(func=cmd_lr_find)
 
 
 def _shipped(names: list[str]) -> list[str]:
@@ -103,4 +116,39 @@ def cmd_attack(args) -> int:
     result = adversarial.compute_shipped(names, args.method, eps, source=args.data, n=args.n, steps=args.steps,
                                          progress=progress)
     print(adversarial.format_table(result))
+    return 0
+
+
+def cmd_lr_find(args) -> int:
+    import json  # lazy: only this command writes JSON
+    from pathlib import Path  # lazy: only this command writes files
+
+    from ..analysis import lr_find  # lazy: the CLI parses its flags without importing torch
+    from ..recipe import TrainConfig  # lazy: the CLI parses its flags without importing torch
+    from ..reporting import plots_lessons  # lazy: the CLI parses its flags without importing torch
+    from ..train import make_config  # lazy: the CLI parses its flags without importing torch
+
+    if args.config:
+        cfg = TrainConfig.from_json(Path(args.config).read_text(encoding="utf-8"))
+    else:
+        cfg = make_config(args.preset, model=args.model, data=args.data, train_limit=args.train_limit)
+
+    def progress(step: int, steps: int, lr: float, loss: float) -> None:
+        print(f"\rstep {step}/{steps}  lr {lr:.2e}  smoothed loss {loss:.3f}", end="", file=sys.stderr, flush=True)
+
+    r = lr_find.range_test(cfg, steps=args.steps, start_lr=args.start_lr, end_lr=args.end_lr, progress=progress)
+    print(file=sys.stderr)
+    print(f"{cfg.model} ({cfg.preset or 'its own recipe'}, {cfg.optimizer}, batch {cfg.batch_size}): "
+          f"{len(r.lrs)} steps from lr {r.start_lr:g} in {r.seconds:.0f} s"
+          + (f"; stopped: {r.stopped}" if r.stopped else "") + ".")
+    print(r.meaning())
+    if r.min_over_10 is not None:
+        print(f"The minimum's rate / 10: {r.min_over_10:.2g}.")
+    print(f"Rule: {r.rule}.")
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(r.as_dict(), indent=1), encoding="utf-8")
+        plots_lessons.lr_find_plot(r.as_dict()).savefig(out.with_suffix(".png"), dpi=100)
+        print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0
