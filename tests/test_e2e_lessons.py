@@ -39,7 +39,7 @@ def _pick(page, label: str, option: str) -> None:
     page.wait_for_function("() => document.querySelectorAll('[role=option]').length === 0")
 
 
-def test_a_flagged_picture_opens_in_the_drilldown_with_the_reviewers_verdict(page):
+def _flagged_picture_opens_in_the_drilldown_with_the_reviewers_verdict(page):
     open_tab(page, "Evaluate")
     page.get_by_role("button", name="Refresh the list", exact=True).click()
     _pick_weights = page.get_by_label("Weights", exact=True)
@@ -78,7 +78,7 @@ def _set_slider(page, elem_id: str, value: int) -> None:
     box.press("Enter")
 
 
-def test_the_epsilon_slider_changes_the_answers(page):
+def _the_epsilon_slider_changes_the_answers(page):
     open_tab(page, "Adversarial")
     caption = page.locator("#adv-caption")
     visible(page, re.compile(r"PGD, 10 steps at epsilon 2/255 on")).wait_for(timeout=180_000)
@@ -93,3 +93,9 @@ def test_the_epsilon_slider_changes_the_answers(page):
     assert page.locator("#adv-answers [data-testid=cell-0-2]").inner_text() != before
     assert page.locator("#adv-answers [data-testid=cell-0-3]").inner_text().strip() == "yes"
     shot(page, "adversarial")
+
+
+def test_lessons_label_errors_then_adversarial_examples(page):
+    """One browser test, two steps: a flagged picture in the drill-down; the epsilon slider moved."""
+    _flagged_picture_opens_in_the_drilldown_with_the_reviewers_verdict(page)
+    _the_epsilon_slider_changes_the_answers(page)
