@@ -56,3 +56,25 @@ def test_muon_says_what_the_number_means():
     assert "muon_lr 0.48" in r.meaning() and "lr 0.02" in r.meaning()
     with pytest.raises(ValueError):
         lr_find.range_test(cfg(), None, steps=5)
+
+
+def test_the_range_test_is_a_job_of_the_training_queue(tmp_path):
+    from cifar_demo import jobs
+    from cifar_demo.jobs import lr_find_job
+
+    from .helpers import FakeChild
+
+    manager = jobs.JobManager(tmp_path / "runs", public=True, dispatch=False, spawn=lambda cmd, log: FakeChild(cmd),
+                              bounds=jobs.Bounds(max_images=100_000, max_seconds=60))
+    c = cfg(batch_size=40)
+    with pytest.raises(jobs.JobError, match="over this shared app's cap"):
+        lr_find_job.submit(manager, cfg(batch_size=400), "a" * 24, steps=300)   # 120,000 images > 100,000
+    manager.submit(c, "c" * 24)                                       # someone else's run holds the slot
+    job_id = lr_find_job.submit(manager, c, "a" * 24, steps=100)
+    assert lr_find_job.status(manager, job_id, "a" * 24) == ("queued", None)
+    assert lr_find_job.status(manager, job_id, "b" * 24) == ("unknown", None)   # another visitor's: nothing
+    with pytest.raises(jobs.JobError, match="already queued"):
+        manager.submit(c, "a" * 24)                                    # one slot per owner, runs included
+    assert manager.view("a" * 24).position == 1                           # waits its turn like a run
+    assert "--steps" in manager._jobs[job_id].cmd and manager._jobs[job_id].kind == "lr_find"
+    assert not (tmp_path / "runs" / "visitors" / ("a" * 24) / "config.json").exists()

@@ -149,6 +149,7 @@ class Job:
     used_s: float = 0.0        # wall-clock seconds of the run's earlier sessions (a resumed run's)
     code: int | None = None    # the child's exit code (None: still going, or unknown after a restart)
     note: str = ""
+    kind: str = "train"        # or "lr_find" (jobs.lr_find_job): a job of the queue that is no run
 
     @classmethod
     def from_dict(cls, d: dict) -> "Job":

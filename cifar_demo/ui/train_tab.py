@@ -15,7 +15,7 @@ import gradio as gr
 
 from .. import augment, data, jobs, train, zoo
 from ..reporting import plots
-from . import own_data
+from . import lr_find_panel, own_data
 from .common import cached_png, data_status, log_text, owner_of, view_html
 from .context import FREE, HEAVY, AppContext
 from .train_runs import (
@@ -33,7 +33,6 @@ FINETUNE = "finetune"   # the preset offered for your own images (train.presets(
 FIELDS = ("epochs", "batch_size", "optimizer", "lr", "schedule", "weight_decay", "label_smoothing",
           "augment", "mixup", "cutmix", "ricap", "ema", "precision", "train_limit", "val_size")
 INT_FIELDS = {"epochs", "batch_size", "train_limit", "val_size"}
-
 
 # ----------------------------------------------------------------------------- dataset
 
@@ -145,7 +144,6 @@ def config_from_form(model: str, preset: str | None, *values) -> train.TrainConf
 
 
 # ----------------------------------------------------------------------------- start / stop
-
 
 def start(ctx: AppContext, model: str, preset: str | None, *values) -> str:
     """Queue a run for this page's owner (values: the form, then the dataset choice and the visitor
@@ -321,6 +319,7 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
                 schedule = gr.Dropdown(list(train.SCHEDULES), value=v["schedule"], label="LR schedule")
                 weight_decay = gr.Number(v["weight_decay"], label="Weight decay", minimum=0)
                 label_smoothing = gr.Slider(0, 0.5, v["label_smoothing"], step=0.05, label="Label smoothing")
+            finder = lr_find_panel.build()   # "Find a learning rate", beside it (issue 38)
             with gr.Row():
                 augment_preset = gr.Dropdown(list(augment.PRESETS), value=v["augment"], label="Augmentation",
                                              info="standard: crop + flip; seed004: albumentations; "
@@ -368,6 +367,7 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
     form = [epochs, batch_size, optimizer, lr, schedule, weight_decay, label_smoothing, augment_preset,
             mixup, cutmix, ricap, ema, precision, train_limit, val_size]
     token = [visitor] if visitor is not None else []
+    finder.wire(ctx, config_from_form, model, preset, form, lr, dataset, token)
     bind = ctx.bind
     model.input(on_model, model, [preset, *form], **FREE)
     preset.input(on_preset, [model, preset], form, **FREE)
