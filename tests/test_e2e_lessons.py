@@ -1,6 +1,7 @@
 """Issue 38's lessons in a real browser, one step each: the test set's label errors in the
 Evaluate drill-down (a flagged picture opened, the reviewers' sentence shown); the Adversarial
-tab (the epsilon slider moved, the answers change).
+tab (the epsilon slider moved, the answers change); the Train tab's learning-rate finder (a short
+range test through the training queue, its plot, the suggestion filled into the form).
 
 Runs on the session's app server (tests/app_server.py): its test data is the first 20 pictures
 per class of the JPEG export, which holds one reviewed label error, test/deer/0012.jpg (test
@@ -95,7 +96,33 @@ def _the_epsilon_slider_changes_the_answers(page):
     shot(page, "adversarial")
 
 
-def test_lessons_label_errors_then_adversarial_examples(page):
-    """One browser test, two steps: a flagged picture in the drill-down; the epsilon slider moved."""
+def _the_finder_runs_on_a_tiny_subset_and_shows_its_plot(page):
+    open_tab(page, "Train")
+    page.get_by_label("Batch size", exact=True).fill("50")
+    page.get_by_label("Validation images", exact=True).fill("100")
+    page.locator("#lr-find").get_by_text("Find a learning rate").first.click()   # the accordion
+    _set_slider(page, "lr-find", 20)
+    page.locator("#lr-find-go").click()
+    visible(page, re.compile(r"Range test `lrfind-\S+` queued \(20 steps")).wait_for(timeout=60_000)
+    result = visible(page, re.compile(r"Suggested learning rate|No suggestion"))
+    result.wait_for(timeout=400_000)
+    page.locator("#lr-find-plot img, #lr-find-plot svg").first.wait_for()
+    lr = page.get_by_label("Learning rate (peak)", exact=True)
+    before = lr.input_value()
+    page.locator("#lr-find-use").click()
+    if "Suggested" in result.inner_text():   # the form's learning rate becomes the suggestion
+        for _ in range(60):
+            if lr.input_value() != before:
+                break
+            page.wait_for_timeout(500)
+        assert lr.input_value() != before
+    page.locator("#lr-find").scroll_into_view_if_needed()
+    shot(page, "train_lr_find")
+
+
+def test_lessons_label_errors_adversarial_examples_lr_finder(page):
+    """One browser test, three steps: a flagged picture in the drill-down; the epsilon slider moved;
+    the range test run on the app's small training set."""
     _flagged_picture_opens_in_the_drilldown_with_the_reviewers_verdict(page)
     _the_epsilon_slider_changes_the_answers(page)
+    _the_finder_runs_on_a_tiny_subset_and_shows_its_plot(page)
