@@ -68,7 +68,7 @@ def test_a_click_on_a_cell_shows_its_images_then_every_model_compares_one(page):
     assert page.get_by_label("True class", exact=True).input_value() == CLASSES[t]
     assert page.get_by_label("Predicted class", exact=True).input_value() == CLASSES[p]
     captions = page.locator("#cell-gallery .caption-label").all_inner_texts()
-    assert all(re.fullmatch(r"\d+% #\d+", c) for c in captions), captions
+    assert all(re.fullmatch(r"\d+% #\d+( ⚑ .*)?", c) for c in captions), captions  # ⚑: ui.label_review
     confidences = [int(c.split("%")[0]) for c in captions]
     assert confidences == sorted(confidences, reverse=True)  # most confident first
 

@@ -1,5 +1,5 @@
 """Command line: python -m cifar_demo {zoo,train,evaluate,predict,export,push,familiarity,robustness,
-inspect,distill-targets} ...
+inspect,distill-targets,label-errors,...} ...
 
 Every command is a thin wrapper over the library; errors print one readable line and
 exit with a non-zero status. The parser is here; each command lives in a module of its own.
@@ -14,6 +14,7 @@ from .distill_cmd import cmd_distill_targets
 from .errors import CliError
 from .evaluate_cmd import cmd_evaluate
 from .inspect_cmd import cmd_inspect
+from .lessons_cmds import add_parsers as add_lesson_parsers
 from .push_cmd import cmd_push
 from .train_cmd import _add_config_flags, cmd_train
 from .use_cmds import cmd_export, cmd_familiarity, cmd_predict, cmd_robustness, cmd_zoo
@@ -163,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--progress", action="store_true", help="a progress bar per teacher")
     p.set_defaults(func=cmd_distill_targets)
+    add_lesson_parsers(sub)   # label-errors, attack, lr-find (issue 38)
     return parser
 
 

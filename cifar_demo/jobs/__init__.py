@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import threading
 
+from . import lr_find_job  # noqa: F401  (jobs.lr_find_job: the range test as a job of the queue)
 from .dispatch import JobManager
 from .gpu_runner import start_note
 from .records import (

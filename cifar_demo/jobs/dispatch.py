@@ -330,7 +330,7 @@ class JobManager(Retention):
         return next((j for j in self._jobs.values() if j.owner == owner and j.state != "ended"), None)
 
     def _latest(self, owner: str | None = None) -> Job | None:
-        jobs = [j for j in self._jobs.values() if owner is None or j.owner == owner]
+        jobs = [j for j in self._jobs.values() if (owner is None or j.owner == owner) and j.kind == "train"]
         return max(jobs, key=lambda j: (j.started or j.submitted, j.submitted), default=None)
 
     @property

@@ -162,6 +162,7 @@ class Job:
     note: str = ""
     client: str = ""           # who asked, for the per-client cap (public mode); "" before it existed
     hold: str = ""             # the Hold (a study's place in the queue) this run was queued under
+    kind: str = "train"        # or "lr_find" (jobs.lr_find_job): a job of the queue that is no run
 
     @classmethod
     def from_dict(cls, d: dict) -> "Job":

@@ -8,6 +8,7 @@ from starlette.middleware import Middleware
 
 from .. import jobs
 from . import (
+    adversarial_tab,
     augment_tab,
     common,
     compare_tab,
@@ -61,6 +62,7 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
             augment_tab.build(ctx, visitor)
             robustness_tab.build(ctx)
             inside_tab.build(ctx, visitor)
+            adversarial_tab.build(ctx)   # issue 38
             zoo_tab.build(ctx)
         lesson.plan_section()
         app.load(common.new_token, visitor, visitor, show_progress="hidden", **FREE)

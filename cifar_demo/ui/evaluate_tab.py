@@ -25,6 +25,7 @@ from .. import augment, data, weights
 from ..analysis import evalcache, evaluate, gradcam, predict
 from ..common import CLASSES
 from ..reporting import plots
+from . import label_review
 from .common import data_status, owner_of, owner_runs, run_label, run_model, run_target
 from .confusion import heatmap
 from .context import FREE, HEAVY, MODELS, AppContext
@@ -179,6 +180,7 @@ def comparison(state: dict, index: int) -> str:
             f"{html.escape(state['target'].label)} said <b>{pred_cls}</b>{conf}.<br>Below, each model on "
             "this image alone (no TTA): its top 3 (the true class in green) and its Grad-CAM, red where "
             "the picture pushed it towards its first answer.</div></div>")
+    head += label_review.note_html(state, index)
     return f'<div class="compare">{head}<div class="cards">{"".join(cards)}</div></div>'
 
 
@@ -221,13 +223,13 @@ def _present(target, source, res, cached, seconds) -> tuple:
     test = data.load_split("test", source)  # the decoded cache: well under a second
     title, classes = target.label, target.class_names
     return (
-        summary_markdown(target, res, source, cached, seconds),
+        summary_markdown(target, res, source, cached, seconds) + label_review.summary_note(res, source),
         plots.confusion_matrix(res.confusion, classes, title=f"{title}: confusion matrix (counts)"),
         plots.confusion_matrix(res.confusion, classes, normalize=True,
                                title=f"{title}: confusion matrix (share of each true class)"),
         plots.per_class_accuracy(res.recall, classes, title=f"{title}: accuracy per class"),
         class_table(res, classes),
-        mistakes_gallery(res, test, classes=classes),
+        label_review.mark(mistakes_gallery(res, test, classes=classes), res.misclassified, source),
         plots.reliability_diagram(res.reliability, res.ece, title="Reliability diagram"),
     )
 
@@ -284,6 +286,7 @@ def show_cell(state: dict | None, true_cls: str | None, pred_cls: str | None, pa
         conf = "" if res.confidences is None else f"{res.confidences[i]:.0%} "
         items.append((augment.upscale_nearest(test.images[i].permute(1, 2, 0).numpy(), CELL_SCALE),
                       f"{conf}#{i}"))
+    items = label_review.mark(items, pg.items, state["source"]) if classes == CLASSES else items
     return pg.number + 1, cell_heading(res, t, p, pg, classes), items, pg.items, ""
 
 
@@ -365,6 +368,7 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
                                   height="max-content", object_fit="contain", allow_preview=False,
                                   fit_columns=False, format="png", elem_id="cell-gallery")
         compare = gr.HTML("", css_template=_CSS, apply_default_css=False, elem_id="cell-compare")
+        label_review.build(drill)
 
     outputs = [summary, cm_counts, cm_norm, per_class, table, gallery, reliability]
     cell_out = [page_no, cell_md, cell_gallery, shown, compare]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gradio as gr
 
 from .. import augment, data, jobs, train
-from . import lesson, live_strip, own_data, train_tab
+from . import lesson, live_strip, lr_find_panel, own_data, train_tab
 from .context import FREE, HEAVY, MODELS, AppContext
 from .train_runs import download_weights, export_run, push_weights, refresh_runs
 from .train_tab import FIELDS, TICK_SECONDS, form_values
@@ -98,6 +98,7 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
                 schedule = gr.Dropdown(list(train.SCHEDULES), value=v["schedule"], label="LR schedule")
                 weight_decay = gr.Number(v["weight_decay"], label="Weight decay", minimum=0)
                 label_smoothing = gr.Slider(0, 0.5, v["label_smoothing"], step=0.05, label="Label smoothing")
+            finder = lr_find_panel.build()   # "Find a learning rate", beside it (issue 38)
             with gr.Row():
                 augment_preset = gr.Dropdown(list(augment.PRESETS), value=v["augment"], label="Augmentation",
                                              info="standard: crop + flip; seed004: albumentations; "
@@ -143,6 +144,7 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
     form = [epochs, batch_size, optimizer, lr, schedule, weight_decay, label_smoothing, augment_preset,
             mixup, cutmix, ricap, ema, precision, train_limit, val_size]
     token = [visitor] if visitor is not None else []
+    finder.wire(ctx, train_tab.config_from_form, model, preset, form, lr, dataset, token)
     bind = ctx.bind
     pick.input(on_pick, pick, [model, preset, *form, note], **FREE)
     model.input(train_tab.on_model, model, [preset, *form], **FREE)

@@ -30,7 +30,6 @@ FIELDS = ("epochs", "batch_size", "optimizer", "lr", "schedule", "weight_decay",
           "augment", "mixup", "cutmix", "ricap", "ema", "precision", "train_limit", "val_size")
 INT_FIELDS = {"epochs", "batch_size", "train_limit", "val_size"}
 
-
 # ----------------------------------------------------------------------------- dataset
 
 def data_panel():
@@ -141,7 +140,6 @@ def config_from_form(model: str, preset: str | None, *values) -> train.TrainConf
 
 
 # ----------------------------------------------------------------------------- start / stop
-
 
 def start(ctx: AppContext, model: str, preset: str | None, *values) -> str:
     """Queue a run for this page's owner (values: the form, then the dataset choice and the visitor
