@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from .. import runtime
 from ..fsio import atomic_write_text
 from ..train import TrainConfig, new_run_id, validate
 from .dispatch import JobManager
@@ -25,10 +26,15 @@ RESULT = "lr_find.json"
 MAX_STEPS = 300
 
 
-def submit(manager: JobManager, cfg: TrainConfig, owner: str = LOCAL, steps: int = 100) -> str:
-    """Queue the range test of `cfg` for `owner`; returns the job's id. JobError (for people) when the
-    owner has a job queued or going, the queue is full, or (public) it is over the bounds."""
+def submit(manager: JobManager, cfg: TrainConfig, owner: str = LOCAL, steps: int = 100,
+           client: str | None = None) -> str:
+    """Queue the range test of `cfg` for `owner` (asked by `client`); returns the job's id. JobError
+    (for people) when the owner or (public) its address has a place already, the queue is full, it
+    is over the bounds, or training runs inside the app (ZeroGPU: not offered there yet)."""
     validate(cfg)
+    if runtime.current().training_in_app:
+        raise JobError("the learning-rate finder is not offered on this Space's GPU yet; run it with "
+                       "python -m cifar_demo lr-find on your own machine")
     if not isinstance(steps, int) or not 10 <= steps <= MAX_STEPS:
         raise JobError(f"the range test takes 10 to {MAX_STEPS} steps")
     images = steps * cfg.batch_size
@@ -40,19 +46,15 @@ def submit(manager: JobManager, cfg: TrainConfig, owner: str = LOCAL, steps: int
             raise JobError(f"{steps} steps of {cfg.batch_size} images are over this shared app's cap of "
                            f"{manager.bounds.max_images:,} images")
     with manager._lock:
-        mine = manager._active(owner)
-        if mine is not None:
-            raise JobError(f"a job of yours is already {'queued' if mine.state == 'queued' else 'going'} "
-                           f"({mine.run_id}); stop it or wait for it to finish")
-        if len(manager._queue()) >= manager.queue_cap:
-            raise JobError(f"the queue is full ({manager.queue_cap} waiting); try again in a few minutes")
+        client = manager._admit(owner, client)   # the same places as a run: one per owner and per address
         folder = Path(manager.runs_dir_for(owner)) / FOLDER
         job_id = "lrfind-" + new_run_id(cfg.model)
         cfg_path = atomic_write_text(folder / f".{job_id}.config.json", cfg.to_json())
         (folder / job_id).mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "cifar_demo", "lr-find", "--config", str(cfg_path), "--steps", str(steps),
                "--out", str(folder / job_id / RESULT)]
-        manager._add(Job(job_id, owner, str(folder / job_id), cmd, manager._clock(), images, kind=KIND))
+        manager._add(Job(job_id, owner, str(folder / job_id), cmd, manager._clock(), images, kind=KIND,
+                         client=client))
         return job_id
 
 

@@ -36,7 +36,7 @@ def find(ctx: AppContext, make_cfg: Callable, model, preset, steps, *values):
         src = data.resolve_source(own, download=False, limits=ctx.data_limits)
         cfg = make_cfg(model, preset, *form)
         cfg.data = str(src.path)
-        job_id = jobs.lr_find_job.submit(ctx.manager, cfg, owner, int(steps or 0))
+        job_id = jobs.lr_find_job.submit(ctx.manager, cfg, owner, int(steps or 0), ctx.client())
     except data.DataSourceError as e:
         raise gr.Error(f"No data, so no range test. {e}") from None
     except (ValueError, TypeError, jobs.JobError) as e:
