@@ -51,3 +51,15 @@ def test_runs_and_points_refuse_what_is_not_theirs(ctx: AppContext):
     for bad in (-1, 50, "1", None):
         with pytest.raises(gr.Error):
             inside_tab.sample_image(bad)
+
+
+def test_the_inspect_command_writes_the_pictures(tmp_path, capsys):
+    from cifar_demo.cli import main
+
+    out = tmp_path / "inside"
+    assert main(["inspect", "--model", "simple_cnn", "cifar_demo/assets/sample/cat/0000.png", "--out", str(out),
+                 "--channels", "8"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names[:3] == ["answer.png", "architecture.md", "filters.png"] and len(names) == 3 + 3 + 2
+    assert "stage_03_5.png" in names and "simple_cnn: " in capsys.readouterr().out
+    assert main(["inspect", "--model", "simple_cnn", "--run", "x", "a.png", "--out", str(out)]) == 2
