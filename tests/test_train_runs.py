@@ -15,8 +15,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from cifar_demo import runs, weights
 from cifar_demo import train as engine
-from cifar_demo import weights
 
 from .helpers import REPO, StopAfter, cfg, run
 
@@ -57,7 +57,8 @@ def test_run_owns_the_layout(tmp_path, tiny_data):
     r = engine.Run.find(run_dir.name, tmp_path / "runs")       # by id under the runs root...
     assert r == engine.Run.find(run_dir) and r.id == run_dir.name  # ...or by directory
     assert {p.name for p in run_dir.iterdir()} == {r.config_path.name, r.metrics_path.name, r.checkpoint_path.name,
-                                                    r.best_path.name, r.best_digest_path.name, r.summary_path.name}
+                                                    r.best_path.name, r.best_digest_path.name, r.summary_path.name,
+                                                        runs.EPOCHS_DIR}
     assert r.config() == cfg(train_limit=40) and r.summary() == json.loads(json.dumps(summary))
     assert r.has_best() and r.has_checkpoint() and r.metrics()[0]["kind"] == "start"
     assert engine.list_runs(tmp_path / "runs") == [{"run_id": r.id, "dir": str(r.dir), "config": r.config_dict(),
