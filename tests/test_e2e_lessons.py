@@ -103,10 +103,10 @@ def _the_finder_runs_on_a_tiny_subset_and_shows_its_plot(page):
     page.locator("#lr-find").get_by_text("Find a learning rate").first.click()   # the accordion
     _set_slider(page, "lr-find", 20)
     page.locator("#lr-find-go").click()
-    visible(page, re.compile(r"Range test `lrfind-\S+` queued \(20 steps")).wait_for(timeout=60_000)
+    visible(page, re.compile(r"Range test `?lrfind-\S+`? queued \(20 steps")).wait_for(timeout=60_000)
     result = visible(page, re.compile(r"Suggested learning rate|No suggestion"))
     result.wait_for(timeout=400_000)
-    page.locator("#lr-find-plot img, #lr-find-plot svg").first.wait_for()
+    page.locator("#lr-find-plot img").first.wait_for()   # matplotlib, drawn as a picture
     lr = page.get_by_label("Learning rate (peak)", exact=True)
     before = lr.input_value()
     page.locator("#lr-find-use").click()
