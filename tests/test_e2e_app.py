@@ -110,7 +110,7 @@ def test_evaluate_the_finished_run(page):
     page.get_by_role("button", name="Refresh the list", exact=True).click()
     dropdown = page.get_by_label("Weights", exact=True)
     dropdown.click()
-    page.get_by_role("option", name=re.compile(r"^run ")).first.click()
+    page.get_by_role("option", name=re.compile(r"^your run: .* run \S+$")).first.click()
     page.get_by_role("button", name="Evaluate", exact=True).click()
     visible(page, re.compile(r"^run .*: test accuracy \d+\.\d+%")).wait_for(timeout=180_000)
     plots = page.locator(".matplotlib img").filter(visible=True)  # gr.Plot draws a Figure as an img

@@ -59,7 +59,7 @@ def test_upload_a_zip_fine_tune_and_see_the_new_classes_everywhere(page, tmp_pat
     open_tab(page, "Evaluate")
     page.get_by_role("button", name="Refresh the list", exact=True).click()
     page.get_by_label("Weights", exact=True).click()
-    page.get_by_role("option", name=re.compile(r"^run \S+-airnet-")).first.click()
+    page.get_by_role("option", name=re.compile(r"^your run: airnet · .* run \S+-airnet-")).first.click()
     page.get_by_role("button", name="Evaluate", exact=True).click()
     visible(page, re.compile(r"15 test images of trinkets \(own images\)")).wait_for(timeout=180_000)
     table = page.get_by_label("Precision, recall and F1 per class").filter(visible=True).first
@@ -70,7 +70,7 @@ def test_upload_a_zip_fine_tune_and_see_the_new_classes_everywhere(page, tmp_pat
 
     open_tab(page, "Predict")
     page.get_by_label("Also ask a model you trained (Train tab)", exact=True).click()
-    page.get_by_role("option", name=re.compile(r"^run .*\(coin, leaf, shell\)")).first.click()
+    page.get_by_role("option", name=re.compile(r"^airnet · .* run \S+ \(coin, leaf, shell\)")).first.click()
     photo = tmp_path / "a_leaf.png"
     picture(0, 77).save(photo)   # class 0 of tests/own_images.py: the red "leaf" pictures
     page.locator("#predict-input input[type=file]").set_input_files(str(photo))
