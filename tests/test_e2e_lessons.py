@@ -16,7 +16,7 @@ import pytest
 
 from cifar_demo import weights
 
-from .browser import browser_page, needs_chromium, open_tab, shot, visible
+from .browser import browser_page, needs_chromium, open_tab, shot, show_recipe, visible
 
 pytest_plugins = ["tests.app_server"]
 
@@ -98,6 +98,7 @@ def _the_epsilon_slider_changes_the_answers(page):
 
 def _the_finder_runs_on_a_tiny_subset_and_shows_its_plot(page):
     open_tab(page, "Train")
+    show_recipe(page)   # the finder sits beside the learning rate, in the closed recipe section
     page.get_by_label("Batch size", exact=True).fill("50")
     page.get_by_label("Validation images", exact=True).fill("100")
     page.locator("#lr-find").get_by_text("Find a learning rate").first.click()   # the accordion
