@@ -290,3 +290,12 @@ def test_a_click_on_an_image_compares_the_run_with_every_shipped_model(run_id, m
 def test_ece_and_the_reliability_diagram_are_explained():
     """Issue 36: what ECE and the reliability diagram mean, in words."""
     assert "expected calibration error" in evaluate_tab.ECE_HELP and "over-confident" in evaluate_tab.ECE_HELP
+
+
+def test_a_runs_target_survives_gradios_state_hashing(run_id, ctx):
+    """Gradio deep-hashes what a gr.State holds after each event; the drill-down's state holds the
+    Target, whose model_kwargs is a dict (a run's Evaluate failed with "unhashable type")."""
+    from gradio import utils
+
+    state = evaluate_tab.evaluate_with_drilldown(ctx, f"run:{run_id}", "none")[7]
+    assert utils.deep_hash(state)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
@@ -45,7 +45,8 @@ class Target:
     path: Path         # the .safetensors file
     sha256: str        # of the file
     data: str | None = None         # the run's dataset folder (None: the usual search)
-    model_kwargs: dict | None = None
+    # Not hashed (a dict): Gradio hashes the values its gr.State holds, and the Evaluate tab's holds a Target.
+    model_kwargs: dict | None = field(default=None, hash=False)
     classes: tuple[str, ...] | None = None  # the classes the weights predict (None: CIFAR-10's)
 
     @property

@@ -18,14 +18,14 @@ from .train_tab import FIELDS, TICK_SECONDS, form_values
 CURVES_HEIGHT = 250   # px: the curves and the guesses share one row of the first screen
 
 
-def dataset_open() -> gr.Accordion:
-    """Page load: the dataset section opens by itself when no CIFAR-10 is found (it says how to get it)."""
+def dataset_open():
+    """Page load: the dataset section opens by itself when no CIFAR-10 is found (it says how to get it);
+    otherwise it is left as it is (a visitor may have opened it already)."""
     try:
         data.resolve_source(download=False)
-        found = True
     except data.DataSourceError:
-        found = False
-    return gr.Accordion(open=not found)
+        return gr.Accordion(open=True)
+    return gr.skip()
 
 
 def on_pick(pick: str | None):
