@@ -21,8 +21,8 @@ from matplotlib.figure import Figure
 from .. import augment, data, weights
 from ..analysis import adversarial
 from ..common import CLASSES
-from ..data import pictures, uploads
 from ..reporting import plots_lessons
+from .common import upload_32x32
 from .context import FREE, HEAVY, MODELS, AppContext
 
 SCALE = 8                 # 32 px -> 256 px
@@ -71,14 +71,7 @@ def choose_sample(evt: gr.SelectData) -> np.ndarray:
     return images[evt.index]
 
 
-def choose_upload(path) -> np.ndarray:
-    """An uploaded picture as the models see it: centre-cropped and shrunk to 32x32."""
-    if not path:
-        raise gr.Error("No file arrived; please upload a picture again.")
-    try:
-        return pictures.to_32x32(pictures.load_image(uploads.uploaded_path(path)))
-    except pictures.ImageError as e:
-        raise gr.Error(str(e)) from None
+choose_upload = upload_32x32   # the upload event: ui.common's guard and decoding
 
 
 def show_attack(image32, model: str, method: str, eps: float, steps: int):

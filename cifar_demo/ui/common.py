@@ -14,11 +14,13 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 
+import gradio as gr
+import numpy as np
 from matplotlib.figure import Figure
 
 from .. import data, jobs, train, weights
 from ..analysis import compare, evalcache
-from ..data import on_space
+from ..data import on_space, pictures, uploads
 from .context import AppContext
 
 
@@ -267,3 +269,14 @@ def owner_runs(runs_dir, finished: bool = False) -> list[tuple[dict, str | None]
     runs = [r for r in train.list_runs(runs_dir) if not finished or (r["summary"] is not None and r["has_best"])]
     return ([(r, None) for r in runs if r["run_id"] not in studies] +
             [(r, studies[r["run_id"]]) for r in runs if r["run_id"] in studies])
+
+
+def upload_32x32(path: str | None) -> np.ndarray:
+    """An uploaded picture as the models see it (centre-cropped and shrunk to 32x32): only a file of
+    Gradio's upload folder (data/uploads.py); gr.Error for people otherwise."""
+    if not path:
+        raise gr.Error("No file arrived; please upload a picture again.")
+    try:
+        return pictures.to_32x32(pictures.load_image(uploads.uploaded_path(path)))
+    except pictures.ImageError as e:
+        raise gr.Error(str(e)) from None

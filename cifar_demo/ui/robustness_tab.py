@@ -20,9 +20,9 @@ from .. import augment, data, weights
 from ..analysis import predict, robustness
 from ..augment import CORRUPTIONS, MAX_SEVERITY
 from ..common import CLASSES
-from ..data import pictures, uploads
+from ..data import pictures
 from ..reporting import plots
-from .common import data_status
+from .common import data_status, upload_32x32
 from .context import FREE, HEAVY, MODELS, AppContext
 
 DEFAULT_CORRUPTION = "gaussian_noise"
@@ -85,14 +85,7 @@ def sample_image(index: int) -> np.ndarray:
     return images[int(index)]
 
 
-def choose_upload(path: str | None) -> np.ndarray:
-    """An uploaded picture as the models see it: centre-cropped and shrunk to 32x32."""
-    if not path:
-        raise gr.Error("No file arrived; please upload a picture again.")
-    try:
-        return pictures.to_32x32(pictures.load_image(uploads.uploaded_path(path)))
-    except pictures.ImageError as e:
-        raise gr.Error(str(e)) from None
+choose_upload = upload_32x32   # the upload event: ui.common's guard and decoding
 
 
 def teaching(name: str) -> str:
