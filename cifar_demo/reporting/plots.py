@@ -357,32 +357,38 @@ def accuracy_vs_params(rows: Sequence[Mapping[str, Any]], *, title: str | None =
 
 def accuracy_vs_severity(curves: Mapping[str, Sequence[float | None]], *, title: str | None = None,
                          chance: float = 1 / len(CLASSES), figsize=(8, 4.8)) -> Figure:
-    """One line per model: accuracy (a fraction) at severity 0 (clean) .. 5; None values are skipped.
+    """One line per model (its colour by its position): accuracy at severity 0 (clean) .. 5, as accuracy_curves."""
+    return accuracy_curves(curves, range(6), ["0\nclean", "1", "2", "3", "4", "5"], "severity",
+                           title or "Accuracy vs. corruption severity", "no accuracies computed yet",
+                           chance=chance, figsize=figsize, xlim=(-0.2, 5.2))
 
-    Each model keeps its colour by its position in `curves`; a dotted line marks chance.
-    """
+
+def accuracy_curves(curves: Mapping[str, Sequence[float | None]], xs: Sequence[float], ticks: Sequence[str],
+                    xlabel: str, title: str, empty: str, *, chance: float, figsize, xlim=None) -> Figure:
+    """One line per model: accuracy (a fraction) at `xs`, None skipped; chance dotted; `empty` if none drawn."""
     fig = Figure(figsize=figsize, layout="constrained")
     ax = fig.subplots()
     drawn = 0
     for i, (name, accs) in enumerate(curves.items()):
-        pts = [(s, a) for s, a in enumerate(accs) if a is not None]
+        pts = [(x, a) for x, a in zip(xs, accs) if a is not None]
         if pts:
             ax.plot(*zip(*pts), marker="o", ms=4, lw=2, color=COLORS[i % len(COLORS)], label=name)
             drawn += 1
     ax.axhline(chance, color="0.5", ls=":", lw=1, label="chance")
-    ax.set_xticks(range(6), ["0\nclean", "1", "2", "3", "4", "5"])
-    ax.set_xlim(-0.2, 5.2)
+    ax.set_xticks(list(xs), list(ticks))
+    if xlim is not None:
+        ax.set_xlim(*xlim)
     ax.set_ylim(0, 1)
     _percent_axis(ax)
-    ax.set_xlabel("severity", fontsize=FONT)
+    ax.set_xlabel(xlabel, fontsize=FONT)
     ax.set_ylabel("accuracy", fontsize=FONT)
     ax.tick_params(labelsize=FONT)
     ax.grid(alpha=0.3)
-    ax.set_title(title or "Accuracy vs. corruption severity", fontsize=TITLE_FONT)
+    ax.set_title(title, fontsize=TITLE_FONT)
     if drawn:
         ax.legend(fontsize=FONT - 1, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     else:
-        _empty(ax, "no accuracies computed yet")
+        _empty(ax, empty)
     return fig
 
 
