@@ -44,8 +44,16 @@ def test_upload_a_zip_fine_tune_and_see_the_new_classes_everywhere(page, tmp_pat
     show_recipe(page)
     preset = page.get_by_label("Preset", exact=True)
     assert preset.input_value() == "finetune"          # a few dozen pictures: start from CIFAR-10
-    page.get_by_label("Epochs", exact=True).fill("2")
-    page.get_by_label("Batch size", exact=True).fill("8")
+    # The upload's answer fills the form with finetune's recipe (5 epochs, batch 32): wait for it to
+    # land before overwriting it, and check the overwrite held (a late update once restored the 5).
+    expect = pytest.importorskip("playwright.sync_api").expect
+    for label, preset_value, value in (("Epochs", "5", "2"), ("Batch size", "32", "8")):
+        field = page.get_by_label(label, exact=True)
+        expect(field).to_have_value(preset_value)
+        field.fill(value)
+        field.press("Tab")
+        page.wait_for_timeout(300)
+        expect(field).to_have_value(value)
     page.get_by_role("button", name="Start", exact=True).click()
     started = visible(page, re.compile(r"Started run `?\S+`?: 2 epoch\(s\) of `?airnet`? on trinkets \(own images\)"))
     try:

@@ -5,7 +5,8 @@ run; B sees it as another visitor's run, without Stop, and its own Start is queu
 position; when A's run ends, B's starts by itself; B reloads and still owns its run; Export is
 not offered and Download gives a file `python -m cifar_demo predict --weights FILE` reads.
 Then a local-mode app is killed mid-run (the training child keeps going) and started again: it
-re-attaches to the run, with Stop for its owner.
+re-attaches to the run, with Stop for its owner. Last, the app as a ZeroGPU Space (the stand-in of
+cifar_demo/zerogpu_standin.py, on the CPU): one epoch trained from the Train tab as a GPU call.
 """
 
 from __future__ import annotations
@@ -141,3 +142,24 @@ def test_a_restarted_app_reattaches_to_the_run_it_left_training(browser, tmp_pat
         stop_app(server)
         if child_pid is not None and jobs.pid_alive(child_pid):
             os.kill(child_pid, signal.SIGKILL)
+
+
+def test_a_zerogpu_space_trains_one_epoch_as_a_gpu_call(browser, tmp_path_factory):
+    # ZeroGPU as the Space sees it (SPACES_ZERO_GPU), played by the stand-in: the run is a GPU call
+    # made from the app's process (jobs.gpu_runner), not a training child.
+    server = start_app(tmp_path_factory.mktemp("zerogpu"), args=("--public",),
+                       env={"SPACES_ZERO_GPU": "true", "CIFAR_DEMO_ZEROGPU_STANDIN": "1"})
+    try:
+        page = visitor(browser, server.url)
+        fill_short_run(page, epochs=1, images=200)
+        page.get_by_role("button", name="Start", exact=True).click()
+        visible(page, re.compile(r"Started run `?\S+`?: 1 epoch.* It asks ZeroGPU for \d+ s of GPU")).wait_for()
+        visible(page, re.compile("finished after 1 epoch")).wait_for(timeout=RUN_TIMEOUT)
+        shot(page, "train_zerogpu")
+        [run_dir] = list((server.runs_dir / "visitors").glob("*/2*-*"))
+        assert (run_dir / "best.safetensors").is_file() and (run_dir / "summary.json").is_file()
+        # Not a training child: the job's process is the app's own (a GpuCall reports the app's pid).
+        [record] = list((server.runs_dir / ".jobs").glob("2*.json"))
+        assert jobs.Job.from_dict(json.loads(record.read_text())).pid == server.proc.pid
+    finally:
+        stop_app(server)

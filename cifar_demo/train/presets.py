@@ -108,10 +108,10 @@ EXTRA_PRESETS: dict[str, dict] = {
     # The same at 6 epochs (below the reference on validation): a shorter run to try.
     "muon6": {**_MUON, "epochs": 6},
     "finetune": _FINETUNE,
-    # A first training in about a minute on 2 idle CPU cores (the Train tab's first choice there):
-    # the demo's Muon recipe on a stratified subset, 0.15x the pictures demo trains on. The first of
-    # three splits of the same ~20,000 pictures seen (5,000 x 4, 10,000 x 2, 2,500 x 8 epochs); their
-    # comparison on validation (bench/lesson.py --val-only) is still to run: docs/benchmarks.md.
+    # A first training in a few minutes on 2 idle CPU cores (the Train tab's first choice there):
+    # the demo's Muon recipe on a stratified subset, 0.15x the pictures demo trains on. The best on
+    # validation (70.25%) of three splits of the same ~20,000 pictures seen (5,000 x 4, 10,000 x 2,
+    # 2,500 x 8 epochs: bench/lesson.py --val-only); 0.20x demo's wall time, docs/benchmarks.md.
     # Batch 500 keeps 10 steps an epoch; the rates follow muon_lowres' rule (Muon lr ~1/sqrt 2 per
     # halving of the batch, the SGD groups' lr linear in it). No TTA and 2,000 validation pictures:
     # scoring must not take longer than the training it reports on.
