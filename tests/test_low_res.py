@@ -11,7 +11,7 @@ from cifar_demo.recipe import LOW_RES_MODES
 from cifar_demo.train import validate
 from cifar_demo.train.parts import downscale, random_crop
 
-from .helpers import cfg, run
+from .helpers import MODEL, cfg, run
 
 
 def test_downscale_averages_pixels_and_keeps_the_memory_format():
@@ -65,14 +65,14 @@ def test_config_refuses_half_settings_and_a_run_with_no_full_size_epoch():
 @pytest.mark.parametrize("mode", LOW_RES_MODES)
 def test_only_the_first_epochs_train_on_small_images(tmp_path, tiny_data, monkeypatch, mode):
     seen: list[tuple[int, ...]] = []
-    real_forward = zoo.create("quiz_dnn").__class__.forward
+    real_forward = zoo.create(MODEL).__class__.forward
 
     def recording_forward(self, x):
         if self.training:
             seen.append(tuple(x.shape[-2:]))
         return real_forward(self, x)
 
-    monkeypatch.setattr(zoo.create("quiz_dnn").__class__, "forward", recording_forward)
+    monkeypatch.setattr(zoo.create(MODEL).__class__, "forward", recording_forward)
     result, _ = run(cfg(epochs=3, low_res=16, low_res_epochs=2, low_res_mode=mode), tmp_path, tiny_data)
     assert result["status"] == "finished"
     steps = len(tiny_data.train) // 40            # 360 images, batch 40, drop_last
