@@ -21,6 +21,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import secrets
 import time
 import urllib.request
@@ -203,6 +204,56 @@ def test_deep_links_do_not_write_a_sessions_state_and_its_token_to_a_file(app):
     assert err.value.code == 404
     written = [p for p in app.uploads.rglob("state.json")] if app.uploads.is_dir() else []
     assert not any(token in p.read_text() for p in written)
+
+
+# ----------------------------------------------------------------------------- the lessons' events
+
+def test_the_lesson_tabs_refuse_what_the_page_never_sends(app):
+    """Inside the network, Adversarial and the learning-rate finder: values past the page's sliders
+    and names of things on the server are refused at once, with the same words whether or not they
+    exist, before any model is loaded or any job is queued."""
+    token = secrets.token_urlsafe(32)
+    # Ours, or Gradio's own check of a slider's range or a radio's choices, whichever comes first.
+    over = "greater than maximum|not in the list of choices|not a valid choice"
+    asks = {
+        # Adversarial: a million PGD steps, an epsilon past the ball, a model that is a path.
+        ("show_attack", "steps"): ([None, "airnet", "pgd", 4, 10**6], f"PGD takes between 1 and|{over}"),
+        ("show_attack", "eps"): ([None, "airnet", "pgd", 10**9, 10], f"epsilon must lie between|{over}"),
+        ("show_attack", "model"): ([None, "../../../etc/passwd", "fgsm", 2, 1], f"Pick one of the shipped|{over}"),
+        ("compute_curves_1", "slice"): (["pgd", 10**6], f"Pick one of the offered slice sizes|{over}"),
+        # Inside the network: a run that is a path (absent, or present elsewhere on the server).
+        ("show_layers", "absent"): (["run:../../nothing-here", None, 8, token], None),
+        ("show_layers", "climb"): (["run:../../../etc", None, 8, token], None),
+        ("show_layers", "channels"): (["airnet", None, 10**6, token], f"channels|{over}"),
+        ("show_epoch", "absent"): (["../../nothing-here", 1, None, 8, token], f"Pick one of your runs|{over}"),
+        ("show_epoch", "climb"): (["/etc", 1, None, 8, token], f"Pick one of your runs|{over}"),
+        ("compute_maps", "size"): (["airnet", "airnet", "tsne", 10**6, "any", "any", token], None),
+    }
+    said = {}
+    for (api_name, what), (data, expect) in asks.items():
+        out = call(app, api_name, data)
+        said[api_name, what] = refusal(out)
+        assert said[api_name, what], f"{api_name} ({what}) was not refused: {str(out)[:300]}"
+        assert expect is None or re.search(expect, said[api_name, what]), (api_name, what, said[api_name, what])
+        assert out["_seconds"] < 15, (api_name, what, out["_seconds"])
+        # Nothing about the server: whether a path exists, its size, its permissions (Gradio's own
+        # checks may echo the value sent, which tells the sender nothing new).
+        assert not re.search(r"no such file|exists|\d+(\.\d+)? ?[KMG]B|permission", said[api_name, what], re.I)
+    # A path that exists and one that does not read the same (but for the value sent, if echoed).
+    for api_name in ("show_layers", "show_epoch"):
+        absent, climb = ((said[api_name, w].replace(asks[api_name, w][0][0], "<sent>")) for w in ("absent", "climb"))
+        assert absent == climb, (absent, climb)
+
+    # The learning-rate finder: ten million steps, or a batch no memory holds, queue nothing.
+    finder = form(app, "lr_find")
+    finder[-1] = token
+    first = 3                                               # model, preset, steps, then the form's FIELDS
+    for steps, batch, expect in ((10**7, 50, f"the range test takes 10 to|{over}"), (100, 45000, "[Bb]atch")):
+        data = list(finder)
+        data[2], data[first + FIELDS.index("batch_size")] = steps, batch
+        out = call(app, "lr_find", data)
+        assert refusal(out) and re.search(expect, refusal(out)), (steps, batch, str(out)[:300])
+    assert not list(app.runs_dir.rglob("lrfind-*")), "a refused range test left a job behind"
 
 
 def raw_post(app, path: str, headers: dict, chunks) -> tuple[int, bytes]:

@@ -21,6 +21,7 @@ import sys
 import pytest
 
 from cifar_demo import jobs
+from cifar_demo.ui.common import VISITOR_KEY
 
 from .app_server import start_app, stop_app
 from .browser import SAMPLE, chromium, needs_chromium, open_tab, shot, show_recipe, visible, visit
@@ -39,7 +40,10 @@ def browser():
 
 
 def visitor(browser, url):
+    """A new visitor on the Train tab, once the page's load event has given it its token (kept in
+    localStorage by gr.BrowserState): a Start before that is refused with "reload it"."""
     page = visit(browser, url, ready=None, accept_downloads=True)
+    page.wait_for_function("key => !!localStorage.getItem(key)", arg=VISITOR_KEY)
     open_tab(page, "Train")
     return page
 

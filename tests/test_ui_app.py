@@ -110,3 +110,16 @@ def test_error_pop_ups_show_the_whole_message_as_text():
     for payload in (queueing.error_payload, utils.error_payload):
         shown = payload(gr.Error(message), False)["error"]
         assert shown == "an ImageFolder export: DIR/train/&lt;class&gt;/&lt;image&gt; &amp; more<br>second line"
+
+
+def test_on_zerogpu_gradios_queue_takes_many_pages_loading_at_once(app, monkeypatch):
+    """On ZeroGPU Gradio caps its queue at one waiting event unless it is told a size: every load event
+    of a page but the first was refused (503), and no visitor ever got a token."""
+    loads = [d for d in app.get_config_file()["dependencies"] if any(t[1] == "load" for t in d["targets"])]
+    assert len(loads) > 1
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    ui.configure_queue(app)
+    assert app._queue.max_size >= 10 * len(loads)   # ten visitors opening the page together
+    monkeypatch.delenv("SPACES_ZERO_GPU")
+    ui.configure_queue(app)
+    assert app._queue.max_size is None   # elsewhere Gradio's default: no cap

@@ -34,6 +34,14 @@ from ..train import Run, TrainConfig, Trainer
 from ..zerogpu import QUOTA_FACTOR, gpu
 from .records import Bounds
 
+if runtime.current().zerogpu:
+    # A GPU call is a fork of the app. A module that another thread of the app is importing at that
+    # moment stays locked in the child for good, and the call hangs at its first import of it. Every
+    # torch Optimizer imports torch._dynamo lazily (seconds of importing): the stand-in's first
+    # browser run hung there, with no run directory, until ZeroGPU's duration killed it. So it is
+    # imported now, as the app starts, before its threads do.
+    import torch._dynamo  # noqa: F401
+
 # A conservative training speed on one ZeroGPU call (half an RTX Pro 6000 Blackwell, bf16 autocast,
 # no torch.compile): a step costs about 6 x the model's multiply-adds per image (forward and
 # backward) at EFFECTIVE_FLOPS, and at least STEP_OVERHEAD_S (kernel launches, the optimizer, the

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 from starlette.middleware import Middleware
 
-from .. import jobs
+from .. import jobs, runtime
 from . import (
     adversarial_tab,
     augment_tab,
@@ -24,7 +24,7 @@ from . import (
 )
 from .context import FREE, GROUPS, AppContext
 
-__all__ = ["GROUPS", "AppContext", "build_app", "launch"]
+__all__ = ["GROUPS", "AppContext", "build_app", "configure_queue", "launch"]
 
 TITLE = "cifar-demo: CIFAR-10 in the browser"
 # Uploads: pictures (pictures.MAX_BYTES, 10 MB, is checked by the Predict tab itself) and zips of
@@ -35,6 +35,11 @@ PUBLIC_API = ("predict", "familiarity")
 # Public mode: every CACHE_SWEEP_S Gradio deletes what this app put in its cache (uploads, files
 # served) once older than jobs.RETENTION_S, the rule a visitor's own folder follows (Blocks.delete_cache).
 CACHE_SWEEP_S = 3600
+# Events waiting in Gradio's queue at once, on a ZeroGPU Space. There Gradio caps the queue at one
+# waiting event unless it is told a size (Blocks.queue: gradio.utils.is_zero_gpu_space), and a page's
+# load alone sends about twenty: all but the first were refused with 503 "Queue is full", so no
+# visitor got a token. The GPU's own queue is the job manager's (jobs), not Gradio's.
+ZEROGPU_QUEUE_EVENTS = 500
 # CIFAR-sized uploads (32x32) would show as a thumbnail-sized speck: draw them large and crisp.
 CSS = "#predict-input img {image-rendering: pixelated; min-width: 45%; object-fit: contain;}"
 INTRO = (
@@ -82,11 +87,18 @@ def delete_cache(ctx: AppContext) -> tuple[int, int] | None:
     return (CACHE_SWEEP_S, int(jobs.RETENTION_S)) if ctx.public else None
 
 
+def configure_queue(app: gr.Blocks) -> gr.Blocks:
+    """Gradio's queue: one event at a time per lane unless a lane says otherwise (ui.context); on
+    ZeroGPU room for ZEROGPU_QUEUE_EVENTS waiting events (elsewhere Gradio's default: no cap)."""
+    return app.queue(default_concurrency_limit=1,
+                     max_size=ZEROGPU_QUEUE_EVENTS if runtime.current().zerogpu else None)
+
+
 def launch(app: gr.Blocks, ctx: AppContext, *, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
            **kwargs):
     # Limits per event are stated where each is wired (ui.context's lanes); training runs in a
     # separate low-priority process (jobs), so it never blocks the queue.
-    app.queue(default_concurrency_limit=1)
+    configure_queue(app)
     if ctx.public:   # request bodies capped, deep links (which write a session's state to a file) off
         guard = Middleware(http_guard.RequestGuard, body_cap=http_guard.BODY_CAP,
                            upload_cap=MAX_FILE_SIZE["public"] + http_guard.UPLOAD_OVERHEAD)

@@ -78,6 +78,7 @@ def show_attack(image32, model: str, method: str, eps: float, steps: int):
     """(original, perturbation, perturbed: each enlarged; caption; every model's answers)."""
     image = _sample()[0][DEFAULT_IMAGE] if image32 is None else np.asarray(image32, dtype=np.uint8)
     try:
+        adversarial.check(method, eps, steps)   # before any model loads: a request may send any value
         target = adversarial.shipped_model(model)
         others = {n: weights.load(n).model for n in adversarial.shipped_models()}
         r = adversarial.attack_picture(image, target, model, method, eps, steps, others)
