@@ -80,7 +80,8 @@ def test_upload_a_zip_fine_tune_and_see_the_new_classes_everywhere(page, tmp_pat
 
     open_tab(page, "Predict")
     page.get_by_label("Also ask a model you trained (Train tab)", exact=True).click()
-    page.get_by_role("option", name=re.compile(r"^airnet · .* run " + re.escape(run_id) + r" \(coin, leaf, shell\)")).click()
+    own_run = re.compile(r"^airnet · .* run " + re.escape(run_id) + r" \(coin, leaf, shell\)")
+    page.get_by_role("option", name=own_run).click()
     photo = tmp_path / "a_leaf.png"
     picture(0, 77).save(photo)   # class 0 of tests/own_images.py: the red "leaf" pictures
     page.locator("#predict-input input[type=file]").set_input_files(str(photo))
