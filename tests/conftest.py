@@ -25,10 +25,7 @@ JPEG_EXPORT = Path(os.environ.get("CIFAR_DEMO_JPEG_EXPORT", REPO.parent / "share
 # tmp folder. CIFAR_DEMO_TEST_CACHE moves it; CI on a clean clone starts with an empty one.
 TEST_CACHE = Path(os.environ.get("CIFAR_DEMO_TEST_CACHE", REPO / ".cache" / "tests"))
 
-# Under pytest-xdist (-n 2: README's test command) each worker takes one core: two workers with two
-# torch threads each would fight over two cores (OpenMP threads spin while they wait).
-WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // WORKERS))
+torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,24 @@ def page(app_server):
         yield page
 
 
+def pick(page, label: str, option, tries: int = 5) -> None:
+    """Choose `option` in the dropdown `label` of the Evaluate tab, refreshing its list until the
+    new run is in it (an open dropdown keeps the choices it opened with)."""
+    for _ in range(tries):
+        page.get_by_role("button", name="Refresh the list", exact=True).click()
+        page.wait_for_timeout(1000)
+        page.get_by_label(label, exact=True).click()
+        found = page.get_by_role("option", name=option)
+        try:
+            found.wait_for(timeout=5000)
+        except Exception:   # not listed yet: close the list and refresh it again
+            page.keyboard.press("Escape")
+            continue
+        found.click()
+        return
+    raise AssertionError(f"{option.pattern} never appeared in {label}")
+
+
 def test_upload_a_zip_fine_tune_and_see_the_new_classes_everywhere(page, tmp_path):
     folder = make_own_folder(tmp_path / "trinkets", per_class=20, test_per_class=5, broken=1)
     archive = zip_folder(folder, tmp_path / "trinkets.zip", wrap=True)
@@ -67,9 +85,7 @@ def test_upload_a_zip_fine_tune_and_see_the_new_classes_everywhere(page, tmp_pat
     shot(page, "train_own_images")
 
     open_tab(page, "Evaluate")
-    page.get_by_role("button", name="Refresh the list", exact=True).click()
-    page.get_by_label("Weights", exact=True).click()
-    page.get_by_role("option", name=re.compile(r"^your run: airnet · .* run " + re.escape(run_id))).click()
+    pick(page, "Weights", re.compile(r"^your run: airnet · .* run " + re.escape(run_id)))
     page.get_by_role("button", name="Evaluate", exact=True).click()
     visible(page, re.compile(r"15 test images of trinkets \(own images\)")).wait_for(timeout=180_000)
     table = page.get_by_label("Precision, recall and F1 per class").filter(visible=True).first
