@@ -184,6 +184,12 @@ def visitors(url: str, photo: Path, args, downloads: Path) -> dict:
     clients = [Client(url, verbose=False, analytics_enabled=False, download_files=str(downloads))
                for _ in range(args.visitors)]
     image = np.asarray(Image.open(photo).convert("RGB"))
+    if args.warm:   # one visitor first, untimed: the app loads and warms its models as a Space's first visitor does
+        t = time.perf_counter()
+        first = handle_file(str(upload_picture(image, 0, downloads)))
+        clients[0].predict(first, False, api_name="/predict")
+        clients[0].predict(first, api_name="/familiarity")
+        print(f"warm-up: one upload answered in {time.perf_counter() - t:.1f} s (not counted)", flush=True)
     lock, out, sent = threading.Lock(), {"latencies": [], "errors": []}, [0]
     deadline = (t0 := time.monotonic()) + args.seconds
 
@@ -244,6 +250,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=60, help="length of each of the four phases")
     p.add_argument("--calls", type=int, default=600, help="at most this many uploads in all")
     p.add_argument("--skip-tabs", action="store_true", help="no tabs phase and no second quiet phase")
+    p.add_argument("--warm", action="store_true",
+                   help="one upload before the burst, not counted (the models loaded, as on an app already in use)")
     p.add_argument("--data", default=os.environ.get("CIFAR_DEMO_DATA", str(REPO.parent / "shared/data/cifar10-jpeg")))
     p.add_argument("--photo", type=Path, help="what the visitors send (default: matplotlib's grace_hopper.jpg)")
     p.add_argument("--batch-size", type=int, help="changed in the form before Start (default: the preset's)")
