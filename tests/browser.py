@@ -104,3 +104,17 @@ def open_section(page, title: str, inside: str | None = None) -> None:
 def show_recipe(page) -> None:
     """The Train tab's "Model and recipe" section, open (its fields: Epochs, Batch size, ...)."""
     open_section(page, "Model and recipe", inside="Epochs")
+
+
+def fill(page, label: str, value: str, tries: int = 5) -> None:
+    """Type `value` into the field labelled `label` and check that it stays: a field of a section just
+    opened can still receive its value from the page a moment later, over what was typed (a run
+    once started with the preset's 4 epochs instead of the 1 typed)."""
+    field = page.get_by_label(label, exact=True)
+    for _ in range(tries):
+        field.fill(value)
+        field.press("Tab")
+        page.wait_for_timeout(400)
+        if field.input_value() == value:
+            return
+    raise AssertionError(f"{label}: {field.input_value()!r} after typing {value!r} {tries} times")

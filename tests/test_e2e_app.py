@@ -20,7 +20,7 @@ from PIL import Image
 from cifar_demo import weights, zoo
 from cifar_demo.common import CLASSES
 
-from .browser import SAMPLE, browser_page, needs_chromium, open_tab, shot, show_recipe, visible
+from .browser import SAMPLE, browser_page, fill, needs_chromium, open_tab, shot, show_recipe, visible
 
 if TYPE_CHECKING:  # imported for real by pytest_plugins below (so that pytest registers it)
     from .app_server import AppServer
@@ -88,9 +88,9 @@ def test_a_picture_unlike_cifar_gets_the_notice_and_keeps_its_predictions(page, 
 def test_train_one_epoch_and_watch_it_finish(page):
     open_tab(page, "Train")
     show_recipe(page)
-    page.get_by_label("Epochs", exact=True).fill("1")
-    page.get_by_label("Batch size", exact=True).fill("50")
-    page.get_by_label("Validation images", exact=True).fill("100")
+    fill(page, "Epochs", "1")
+    fill(page, "Batch size", "50")
+    fill(page, "Validation images", "100")
     plot = page.locator("#train-curves img").filter(visible=True)  # a PNG drawn once per metrics line
     before = plot.get_attribute("src") if plot.count() else None
     page.get_by_role("button", name="Start", exact=True).click()
@@ -132,7 +132,7 @@ def test_api_predict_answers_while_the_app_trains(page, server):
 
     open_tab(page, "Train")
     show_recipe(page)
-    page.get_by_label("Epochs", exact=True).fill("200")
+    fill(page, "Epochs", "200")
     page.get_by_role("button", name="Start", exact=True).click()
     visible(page, re.compile(r"step \d+/\d+")).wait_for(timeout=120_000)  # it is training now
     client = Client(server.url, verbose=False)

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from .browser import STEP_TIMEOUT_MS, chromium, needs_chromium, open_tab, shot, visible
+from .browser import STEP_TIMEOUT_MS, chromium, fill, needs_chromium, open_tab, shot, visible
 
 pytest_plugins = ["tests.app_server"]
 pytestmark = [pytest.mark.slow, needs_chromium]
@@ -53,7 +53,7 @@ def test_projector_first_screen_and_live_guesses_between_two_epochs(app_server):
         open_section(page, "Model and recipe")
         for label, value in (("Epochs", "2"), ("Batch size", "50"), ("Train on a subset", "0"),
                              ("Validation images", "100")):
-            page.get_by_label(label, exact=True).fill(value)
+            fill(page, label, value)
         page.locator("#train-start").click()
         page.evaluate("() => window.scrollTo(0, 0)")
         strip = page.locator("#train-live-strip")

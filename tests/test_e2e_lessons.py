@@ -16,7 +16,7 @@ import pytest
 
 from cifar_demo import weights
 
-from .browser import browser_page, needs_chromium, open_tab, shot, show_recipe, visible
+from .browser import browser_page, fill, needs_chromium, open_tab, shot, show_recipe, visible
 
 pytest_plugins = ["tests.app_server"]
 
@@ -74,9 +74,15 @@ def _flagged_picture_opens_in_the_drilldown_with_the_reviewers_verdict(page):
 
 
 def _set_slider(page, elem_id: str, value: int) -> None:
+    """The slider's number box set to `value`, checked to stay (as browser.fill does for fields)."""
     box = page.locator(f"#{elem_id} input[type=number]")
-    box.fill(str(value))
-    box.press("Enter")
+    for _ in range(5):
+        box.fill(str(value))
+        box.press("Enter")
+        page.wait_for_timeout(400)
+        if box.input_value() == str(value):
+            return
+    raise AssertionError(f"#{elem_id}: {box.input_value()!r} after setting {value}")
 
 
 def _the_epsilon_slider_changes_the_answers(page):
@@ -99,8 +105,8 @@ def _the_epsilon_slider_changes_the_answers(page):
 def _the_finder_runs_on_a_tiny_subset_and_shows_its_plot(page):
     open_tab(page, "Train")
     show_recipe(page)   # the finder sits beside the learning rate, in the closed recipe section
-    page.get_by_label("Batch size", exact=True).fill("50")
-    page.get_by_label("Validation images", exact=True).fill("100")
+    fill(page, "Batch size", "50")
+    fill(page, "Validation images", "100")
     page.locator("#lr-find").get_by_text("Find a learning rate").first.click()   # the accordion
     _set_slider(page, "lr-find", 20)
     page.locator("#lr-find-go").click()

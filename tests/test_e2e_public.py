@@ -24,7 +24,7 @@ from cifar_demo import jobs
 from cifar_demo.ui.common import VISITOR_KEY
 
 from .app_server import start_app, stop_app
-from .browser import SAMPLE, chromium, needs_chromium, open_tab, shot, show_recipe, visible, visit
+from .browser import SAMPLE, chromium, fill, needs_chromium, open_tab, shot, show_recipe, visible, visit
 from .conftest import REPO
 
 pytestmark = [pytest.mark.slow,
@@ -50,10 +50,10 @@ def visitor(browser, url):
 
 def fill_short_run(page, epochs: int, images: int = 500) -> None:
     show_recipe(page)
-    page.get_by_label("Epochs", exact=True).fill(str(epochs))
-    page.get_by_label("Batch size", exact=True).fill("50")
-    page.get_by_label("Validation images", exact=True).fill("100")
-    page.get_by_label("Train on a subset", exact=True).fill(str(images))   # of the app's 1,000: seconds an epoch
+    fill(page, "Epochs", str(epochs))
+    fill(page, "Batch size", "50")
+    fill(page, "Validation images", "100")
+    fill(page, "Train on a subset", str(images))   # of the app's 1,000: seconds an epoch
 
 
 def stop_button(page):
