@@ -78,3 +78,11 @@ def test_the_range_test_is_a_job_of_the_training_queue(tmp_path):
     assert manager.view("a" * 24).position == 1                           # waits its turn like a run
     assert "--steps" in manager._jobs[job_id].cmd and manager._jobs[job_id].kind == "lr_find"
     assert not (tmp_path / "runs" / "visitors" / ("a" * 24) / "config.json").exists()
+
+
+def test_use_the_suggestion_fills_in_three_significant_digits():
+    from cifar_demo.ui.lr_find_panel import use
+
+    assert use(1.832980710832436, 0.414) == 1.83
+    assert use(0.00025353644939701115, 0.001) == 0.000254
+    assert use(None, 0.414) == 0.414   # no suggestion: the form keeps its rate
