@@ -72,6 +72,14 @@ def test_a_bad_upload_gives_a_clear_error(tmp_path, uploaded, content, message):
         predict_tab.predict_image(uploaded(bad), False)
 
 
+def test_the_page_says_a_bad_upload_once_in_place_of_the_answers(tmp_path, uploaded):
+    bad = tmp_path / "notes.png"
+    bad.write_text("these are my notes, not a picture")
+    seen, vote, table, cams, probs = predict_tab.predict_on_page(uploaded(bad), False)
+    assert seen is None and vote is None and cams == [] and probs == {}
+    assert "predict-error" in table and table.count("not an image PIL can read") == 1
+
+
 def test_no_image_clears_the_outputs():
     seen, vote, table, cams, probs = predict_tab.predict_image(None, True)
     assert seen is None and vote is None and cams == [] and probs == {}

@@ -65,6 +65,17 @@ def predict_image(path: str | dict | None, show_cam: bool = False):
             cams, probs)
 
 
+def predict_on_page(path: str | dict | None, show_cam: bool = False):
+    """predict_image for the page's own events: a picture it cannot read is said once, in place of
+    the results (the page sends two change events for one upload, and each gr.Error was a toast:
+    "Error (2)"), and the previous picture's answers are gone. API clients call /predict, which
+    raises as before."""
+    try:
+        return predict_image(path, show_cam)
+    except gr.Error as e:
+        return None, None, _error_table(f"Cannot read this image: {e.message}"), [], {}
+
+
 def familiarity_check(path: str | dict | None) -> dict | None:
     """The /familiarity endpoint: how CIFAR-like the upload looks to the models.
 
@@ -256,6 +267,10 @@ def _empty_table(message: str) -> str:
     return f"<p style='color: var(--body-text-color-subdued)'>{html.escape(message)}</p>"
 
 
+def _error_table(message: str) -> str:
+    return f"<p class='predict-error' style='color: var(--error-text-color)'><b>{html.escape(message)}</b></p>"
+
+
 # ------------------------------------------------------------------------------ layout
 
 
@@ -318,11 +333,15 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
         # component subclass.)
         # Every model of the zoo on the picture: the "serve" lane, wide, so that concurrent uploads
         # wait together in analysis.serve's batcher and share its passes.
-        # First the previous picture's answers go (cleared); then the three answers. Only /predict
-        # reports a picture it cannot read: one message, not one per event.
+        # First the previous picture's answers go (cleared); then the three answers. A picture it
+        # cannot read is said once, where the answers would be (predict_on_page), never as a toast.
         new = image.change(cleared, None, [*outputs, notice, run_label, run_md], api_visibility="private",
                            queue=False, show_progress="hidden", **FREE)
-        new.then(predict_image, [image, show_cam], outputs, api_name="predict", preprocess=False, **SERVE)
+        new.then(predict_on_page, [image, show_cam], outputs, api_visibility="private", preprocess=False, **SERVE)
+        # The public /predict (API clients, tests/test_attacks_http.py): the same answer, errors raised.
+        # A button never shown carries it, so that the page's own events can say errors in place.
+        api_only = gr.Button(visible=False)
+        api_only.click(predict_image, [image, show_cam], outputs, api_name="predict", preprocess=False, **SERVE)
         new.then(familiarity_check, image, fam, api_name="familiarity", preprocess=False, **SERVE).then(
             familiarity_notice, fam, notice, api_visibility="private", queue=False, **FREE)
         run_in = dict(fn=ctx.bind(predict_run), inputs=[image, run_choice, *token], outputs=[run_label, run_md],
@@ -334,4 +353,4 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
         gr.on(None, runs, [run_choice, *token], run_choice, **FREE)
         show_cam.change(lambda on: (gr.update(visible=on), gr.update(visible=on)), show_cam,
                         [cams, cam_note], api_visibility="private", queue=False, **FREE).then(
-            predict_image, [image, show_cam], outputs, api_visibility="private", preprocess=False, **SERVE)
+            predict_on_page, [image, show_cam], outputs, api_visibility="private", preprocess=False, **SERVE)
