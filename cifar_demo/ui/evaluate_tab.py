@@ -344,7 +344,8 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
                 reliability = gr.Plot(label="Calibration", show_label=False)
                 gr.Markdown(ECE_HELP)
         gallery = gr.Gallery(label="The most confident mistakes: true class → predicted (confidence)",
-                             columns=6, height="auto", object_fit="contain", allow_preview=True)
+                             columns=6, height="auto", object_fit="contain", allow_preview=True,
+                             fit_columns=False)   # one or two mistakes keep their size (not the row's width)
 
         gr.Markdown("### Look inside the confusion matrix\nClick a cell (or pick its two classes) to see "
                     "its test images, each captioned with the model's confidence and its index in the test "
