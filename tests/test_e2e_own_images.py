@@ -13,7 +13,7 @@ import pytest
 
 from cifar_demo import weights
 
-from .browser import browser_page, needs_chromium, open_section, open_tab, shot, show_recipe, visible
+from .browser import browser_page, fill, needs_chromium, open_section, open_tab, shot, show_recipe, visible
 from .own_images import make_own_folder, picture, zip_folder
 
 pytest_plugins = ["tests.app_server"]
@@ -66,12 +66,8 @@ def test_upload_a_zip_fine_tune_and_see_the_new_classes_everywhere(page, tmp_pat
     # land before overwriting it, and check the overwrite held (a late update once restored the 5).
     expect = pytest.importorskip("playwright.sync_api").expect
     for label, preset_value, value in (("Epochs", "5", "2"), ("Batch size", "32", "8")):
-        field = page.get_by_label(label, exact=True)
-        expect(field).to_have_value(preset_value)
-        field.fill(value)
-        field.press("Tab")
-        page.wait_for_timeout(300)
-        expect(field).to_have_value(value)
+        expect(page.get_by_label(label, exact=True)).to_have_value(preset_value)
+        fill(page, label, value)   # checks the typed value holds
     page.get_by_role("button", name="Start", exact=True).click()
     started = visible(page, re.compile(r"Started run `?\S+`?: 2 epoch\(s\) of `?airnet`? on trinkets \(own images\)"))
     try:

@@ -22,10 +22,9 @@ from PIL import Image
 from .. import data, train, weights
 from ..analysis import evalcache, inside, inside_runs, inside_topk
 from ..common import CLASSES
-from ..data import pictures, uploads
 from ..reporting import inside_draw
 from . import inside_map
-from .common import owner_of
+from .common import owner_of, upload_32x32
 from .context import FREE, HEAVY, MODELS, AppContext
 
 CHANNELS = (8, 16, 32)        # how many channels a grid shows, most active first
@@ -110,12 +109,7 @@ def on_sample(evt: gr.SelectData) -> np.ndarray:
     return sample_image(evt.index)
 
 
-def choose_upload(path) -> np.ndarray:
-    """An uploaded picture as the models see it: centre-cropped and shrunk to 32x32."""
-    try:
-        return pictures.to_32x32(pictures.load_image(uploads.uploaded_path(path)))
-    except pictures.ImageError as e:
-        raise gr.Error(str(e)) from None
+choose_upload = upload_32x32   # the upload event: ui.common's guard and decoding
 
 
 def _picture(image) -> np.ndarray:
