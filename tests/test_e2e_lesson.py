@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from .browser import STEP_TIMEOUT_MS, chromium, fill, needs_chromium, open_tab, shot, visible
 
@@ -67,3 +68,14 @@ def test_projector_first_screen_and_live_guesses_between_two_epochs(app_server):
         assert in_first_screen(page, "#train-live-strip")
         page.set_viewport_size({"width": 1400, "height": 1000})
         shot(page, "train")
+
+        # The finished run joins the shipped models in Robustness and in the Model zoo.
+        open_tab(page, "Robustness")
+        page.get_by_label("Also test a model you trained (Train tab)", exact=True).click()
+        page.get_by_role("option", name=re.compile(r"run \d{8}-")).first.click()
+        expect(page.locator("#robustness-table [data-testid='cell-0-0']")).to_contain_text("your run (")
+        shot(page, "robustness_your_run")
+        open_tab(page, "Model zoo")
+        expect(page.locator("#zoo-your-runs [data-testid='cell-0-0']")).to_have_text(re.compile(r"\d{8}-\d{6}-"))
+        visible(page, re.compile(r"Your runs:.* 1 finished")).wait_for()
+        shot(page, "zoo_your_runs")

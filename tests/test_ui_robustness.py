@@ -175,3 +175,39 @@ def test_the_tab_builds_with_its_controls(ctx):
     radios = [b for b in demo.blocks.values() if isinstance(b, gr.Radio)]
     assert [v for _, v in radios[0].choices] == [1000, 100] and radios[0].value == 1000
     assert any(isinstance(b, gr.Tab) and b.label == "Robustness" for b in demo.blocks.values())
+
+
+# ----------------------------------------------------------------------------- a run of yours
+
+def test_a_finished_run_of_yours_joins_the_table_and_the_curves_cached_in_its_folder(export, tmp_path):
+    from cifar_demo import jobs, ui
+    from tests import helpers
+
+    ctx = ui.AppContext.of(jobs.JobManager(tmp_path / "runs", dispatch=False))
+    runs = ctx.runs_dir_for(jobs.LOCAL)
+    # One epoch on the tiny export (its data= folder: Evaluate and Robustness find the run's test set).
+    summary, run_dir = helpers.run(helpers.cfg(val_size=0, seed=1, batch_size=10, data=str(export)), tmp_path, None)
+    assert summary["status"] == "finished" and run_dir.parent == runs
+    run_id = run_dir.name
+    labels = dict((v, k) for k, v in tab.run_choices(ctx))
+    assert run_id in labels and helpers.MODEL in labels[run_id] and labels[tab.NO_RUN].startswith("None")
+
+    _, _, rows = tab.show_picture_with_run(ctx, None, "fog", 3, run_id)
+    assert rows[0][0] == f"your run ({helpers.MODEL})" and len(rows) == 1 + len(WITH_WEIGHTS)
+    assert tab.show_picture_with_run(ctx, None, "fog", 3, tab.NO_RUN)[2] == rows[1:]
+
+    fig, status = tab.cached_curves_for(ctx, "fog", 3, 100, run_id)
+    assert "3 models" in status   # not scored yet: the shipped two and yours
+    fig, status = tab.compute_curves_for(ctx, "fog", 3, 100, run_id, progress=FakeProgress())
+    assert "(your run among them)" in status
+    mine = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == f"your run ({helpers.MODEL})"]
+    assert len(mine) == 1 and mine[0].get_linestyle() == "--" and len(mine[0].get_xdata()) == 6
+    # Its entries live beside its run (deleted with a visitor's folder), not in the shared cache.
+    assert list((runs / data.OWN_CACHE / "robustness").glob("*.json"))
+    assert "From the cache" in tab.cached_curves_for(ctx, "fog", 3, 100, run_id)[1]
+
+    # What a request may send: another slice size, a path for a run.
+    with pytest.raises(gr.Error, match="The slice is 100 or 1,000 test pictures"):
+        tab.cached_curves_for(ctx, "fog", 3, 10**6, run_id)
+    with pytest.raises(gr.Error):
+        tab.compute_curves_for(ctx, "fog", 3, 100, str(run_dir), progress=FakeProgress())

@@ -135,3 +135,29 @@ def test_recipe_strings_come_with_plain_words():
     assert "Nesterov" in words and "10 epochs (passes over all the training pictures)" in words
     assert "1,024 pictures per step" in words and "82%" in words and "running average" in words
     assert "in words:" in zoo_tab.origins_markdown()
+
+
+def test_your_finished_runs_sit_beside_the_zoo_and_only_yours(tmp_path):
+    from cifar_demo import jobs, ui
+    from cifar_demo.train import engine
+    from cifar_demo.ui.common import owner_of
+    from tests import helpers
+    from tests.synthetic_data import make_imagefolder
+
+    ctx = ui.AppContext.of(jobs.JobManager(tmp_path / "runs", public=True, dispatch=False))
+    mine, other = "a" * 40, "b" * 40
+    export = make_imagefolder(tmp_path / "export", per_class=2)
+    runs = ctx.runs_dir_for(owner_of(ctx, mine))
+    trainer = engine.Trainer(helpers.cfg(val_size=0, batch_size=10, data=str(export)), runs_dir=runs)
+    summary, run_dir = trainer.run(), trainer.run_dir
+    rows, note, fig = zoo_tab.refresh_yours(ctx, mine)
+    assert len(rows) == 1 and "1 finished" in note
+    row = dict(zip(zoo_tab.YOUR_COLUMNS, rows[0]))
+    assert row["your run"] == run_dir.name and row["model"] == helpers.MODEL
+    assert row["test accuracy"] == f"{100 * summary['test_acc']:.2f}%" and row["tested on"].startswith("20 pictures")
+    assert row["epochs"] == "1" and row["params"] == "151 k"
+    # The star: a black marker beside the shipped model's point.
+    stars = [c for c in fig.axes[0].collections if c.get_paths() and tuple(c.get_facecolor()[0][:3]) == (0, 0, 0)]
+    assert len(stars) == 1
+    assert zoo_tab.refresh_yours(ctx, other)[0] == [] and "none finished yet" in zoo_tab.refresh_yours(ctx, other)[1]
+    assert zoo_tab.refresh_yours(ctx, None)[0] == []   # a page without a token yet

@@ -326,14 +326,18 @@ def accuracy_vs_params(rows: Sequence[Mapping[str, Any]], *, title: str | None =
     """Scatter of accuracy against parameter count (log x), one labelled point per model.
 
     rows: dicts with name, params and accuracy (a fraction); rows whose accuracy or params is
-    None (a model without trained weights yet) are left out.
+    None (a model without trained weights yet) are left out; a row with "yours" true (a visitor's
+    run) is a black star.
     """
     rows = sorted((r for r in rows if r.get("accuracy") is not None and r.get("params")),
                   key=lambda r: r["params"])
     fig = Figure(figsize=figsize, layout="constrained")
     ax = fig.subplots()
     for i, r in enumerate(rows):
-        ax.scatter(r["params"], r["accuracy"], s=60, color=COLORS[i % len(COLORS)], zorder=3)
+        if r.get("yours"):
+            ax.scatter(r["params"], r["accuracy"], s=180, marker="*", color="black", zorder=4)
+        else:
+            ax.scatter(r["params"], r["accuracy"], s=60, color=COLORS[i % len(COLORS)], zorder=3)
     ax.set_xscale("log")
     _percent_axis(ax)
     # Whole percents only: a 2.5-point tick step would print 82.5% as "82%".
@@ -356,15 +360,17 @@ def accuracy_vs_params(rows: Sequence[Mapping[str, Any]], *, title: str | None =
 
 
 def accuracy_vs_severity(curves: Mapping[str, Sequence[float | None]], *, title: str | None = None,
-                         chance: float = 1 / len(CLASSES), figsize=(8, 4.8)) -> Figure:
-    """One line per model (its colour by its position): accuracy at severity 0 (clean) .. 5, as accuracy_curves."""
+                         chance: float = 1 / len(CLASSES), figsize=(8, 4.8), emphasis: Sequence[str] = ()) -> Figure:
+    """One line per model (its colour by its position): accuracy at severity 0 (clean) .. 5, as
+    accuracy_curves; the models in `emphasis` (a visitor's run) in black, thicker, dashed."""
     return accuracy_curves(curves, range(6), ["0\nclean", "1", "2", "3", "4", "5"], "severity",
                            title or "Accuracy vs. corruption severity", "no accuracies computed yet",
-                           chance=chance, figsize=figsize, xlim=(-0.2, 5.2))
+                           chance=chance, figsize=figsize, xlim=(-0.2, 5.2), emphasis=emphasis)
 
 
 def accuracy_curves(curves: Mapping[str, Sequence[float | None]], xs: Sequence[float], ticks: Sequence[str],
-                    xlabel: str, title: str, empty: str, *, chance: float, figsize, xlim=None) -> Figure:
+                    xlabel: str, title: str, empty: str, *, chance: float, figsize, xlim=None,
+                    emphasis: Sequence[str] = ()) -> Figure:
     """One line per model: accuracy (a fraction) at `xs`, None skipped; chance dotted; `empty` if none drawn."""
     fig = Figure(figsize=figsize, layout="constrained")
     ax = fig.subplots()
@@ -372,7 +378,9 @@ def accuracy_curves(curves: Mapping[str, Sequence[float | None]], xs: Sequence[f
     for i, (name, accs) in enumerate(curves.items()):
         pts = [(x, a) for x, a in zip(xs, accs) if a is not None]
         if pts:
-            ax.plot(*zip(*pts), marker="o", ms=4, lw=2, color=COLORS[i % len(COLORS)], label=name)
+            style = (dict(color="black", lw=3, ls="--", zorder=5) if name in emphasis else
+                     dict(color=COLORS[(i - sum(e in curves for e in emphasis)) % len(COLORS)], lw=2))
+            ax.plot(*zip(*pts), marker="o", ms=4, label=name, **style)
             drawn += 1
     ax.axhline(chance, color="0.5", ls=":", lw=1, label="chance")
     ax.set_xticks(list(xs), list(ticks))

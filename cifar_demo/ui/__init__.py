@@ -65,10 +65,10 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
             compare_tab.build(ctx, visitor)
             evaluate_tab.build(ctx, visitor)
             augment_tab.build(ctx, visitor)
-            robustness_tab.build(ctx)
+            robustness_tab.build(ctx, visitor)
             inside_tab.build(ctx, visitor)
             adversarial_tab.build(ctx)   # issue 38
-            zoo_tab.build(ctx)
+            zoo_tab.build(ctx, visitor)
         lesson.plan_section()
         app.load(common.new_token, visitor, visitor, show_progress="hidden", **FREE)
     # The public API is /predict and /familiarity; the other events are the page's own wiring (ticks, refreshes,

@@ -3,7 +3,9 @@
 The CIFAR-10-C idea (Hendrycks & Dietterich 2019) made interactive: pick a corruption and a
 severity, see (a) one picture corrupted, with every model's answer before and after, and (b)
 every model's accuracy against severity on a fixed slice of 1,000 test images, computed on
-demand and cached per weights file (cifar_demo.analysis.robustness). This module only wires and draws.
+demand and cached per weights file (cifar_demo.analysis.robustness). A finished run of the
+visitor's (CIFAR-10's classes) joins both, beside the shipped models; its entries are cached in
+its owner's folder (evalcache.run_cache), so they go with the visitor. This module only wires and draws.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import gradio as gr
 import numpy as np
 from matplotlib.figure import Figure
 
-from .. import augment, data, weights
-from ..analysis import predict, robustness
+from .. import augment, data, train, weights
+from ..analysis import evalcache, predict, robustness
 from ..augment import CORRUPTIONS, MAX_SEVERITY
 from ..common import CLASSES
 from ..data import pictures
 from ..reporting import plots
-from .common import data_status, upload_32x32
+from .common import data_status, owner_of, owner_runs, run_label, run_model, run_target, upload_32x32
 from .context import FREE, HEAVY, MODELS, AppContext
 
 DEFAULT_CORRUPTION = "gaussian_noise"
@@ -40,6 +42,7 @@ PREDICT_HEADERS = ["model", "clean picture", "corrupted picture", "changed?"]
 # lesson in a hurry, at the price of noise: the standard error of an accuracy near 80% on 100
 # pictures is sqrt(0.8 * 0.2 / 100) = 4 points. Each size has its own cache entries.
 SLICE_SIZES = [("1,000 (100 a class)", robustness.DEFAULT_N), ("100 (quick, about ±4 points)", 100)]
+NO_RUN = ""
 # A first computation of one corruption for all ten shipped models, on 1,000 images: 5 passes of
 # each model. Measured on this project's 2-core machine while it was shared (load average 4-6):
 # one clean pass of all ten took 125 s (resnet50 33 s, simple_cnn 1.5 s), and airnet's full run
@@ -128,11 +131,68 @@ def show_picture(image32: np.ndarray | None, name: str, severity: int):
             prediction_rows(image, damaged))
 
 
+# ----------------------------------------------------------------------------- a run of the visitor's
+
+def run_choices(ctx: AppContext, token=None) -> list[tuple[str, str]]:
+    """("None", ""), then the owner's finished runs that predict CIFAR-10's ten classes (a run on
+    its own images has other classes: the test slice cannot score it)."""
+    out = [("None: the shipped models only", NO_RUN)]
+    owner = owner_of(ctx, token)
+    if owner is None:
+        return out
+    for r, study in owner_runs(ctx.runs_dir_for(owner), finished=True):
+        classes = train.Run(r["dir"]).classes()
+        if not classes or list(classes) == list(CLASSES):
+            out.append((run_label(r, study), r["run_id"]))
+    return out
+
+
+def refresh_runs(ctx: AppContext, current: str | None = None, token=None) -> gr.Dropdown:
+    choices = run_choices(ctx, token)
+    return gr.Dropdown(choices=choices, value=current if current in {v for _, v in choices} else NO_RUN)
+
+
+def your_target(ctx: AppContext, run_id: str | None, token=None) -> evalcache.Target | None:
+    """The page owner's finished run by id (None for none); gr.Error for people otherwise."""
+    if not run_id:
+        return None
+    try:
+        target = run_target(ctx, run_id, token)   # only a run of the owner's folder is read
+    except (FileNotFoundError, ValueError) as e:
+        raise gr.Error(str(e)) from None
+    if tuple(target.class_names) != tuple(CLASSES):
+        raise gr.Error("This run learnt its own classes, not CIFAR-10's: the test pictures cannot score it.")
+    return target
+
+
+def your_name(target: evalcache.Target) -> str:
+    """The run's name in the table and the plot's legend."""
+    return f"your run ({target.model})"
+
+
+def show_picture_with_run(ctx: AppContext, image32: np.ndarray | None, name: str, severity: int,
+                          run_id: str | None = NO_RUN, token=None):
+    """show_picture, with a row for the owner's run `run_id` (if any) first."""
+    clean, damaged, rows = show_picture(image32, name, severity)
+    target = your_target(ctx, run_id, token)
+    if target is not None:
+        image = sample_image(DEFAULT_IMAGE) if image32 is None else np.asarray(image32, dtype=np.uint8)
+        model = run_model(target)
+        with _COMPUTE:   # one model pass at a time, as the curves'
+            before, _ = predict.predict_one(model, image, target.class_names)
+            after, _ = predict.predict_one(model, corrupted(image, name, severity), target.class_names)
+        top = lambda probs: max(probs, key=probs.get)  # noqa: E731
+        rows.insert(0, [your_name(target), f"{top(before)} {max(before.values()):.0%}",
+                        f"{top(after)} {max(after.values()):.0%}", "yes" if top(before) != top(after) else ""])
+    return clean, damaged, rows
+
+
 # ----------------------------------------------------------------------------- the accuracy curves
 
 def curves_figure(result: dict, name: str, severity: int) -> Figure:
     title = f"{CORRUPTIONS[name].title}: accuracy on {result['slice']['n']:,} test images"
-    fig = plots.accuracy_vs_severity(robustness.curves(result, name), title=title)
+    mine = [m for m in result["models"] if m.startswith("your run")]
+    fig = plots.accuracy_vs_severity(robustness.curves(result, name), title=title, emphasis=mine)
     fig.axes[0].axvline(int(severity), color="0.3", lw=1, ls="--", zorder=0)   # the picture's severity
     return fig
 
@@ -147,6 +207,7 @@ def first_run_estimate(todo: int, n: int) -> str:
 
 def _status(result: dict, name: str, seconds: float | None = None) -> str:
     models = len(result["models"])
+    yours = " (your run among them)" if any(m.startswith("your run") for m in result["models"]) else ""
     todo = sum(any(a is None for a in m["accuracy"][name]) for m in result["models"].values())
     if not models:
         return "No shipped weights found: nothing to score."
@@ -156,32 +217,59 @@ def _status(result: dict, name: str, seconds: float | None = None) -> str:
                 f"Press **Compute** ({estimate} on a 2-core machine; then cached for good).")
     done = (f"Computed in {seconds:.0f} s ({result['computed']} evaluations); now cached."
             if seconds is not None and result["computed"] else "From the cache.")
-    return f"All {models} models, on {result['slice']['n']:,} test images of {result['slice']['dataset']}. {done}"
+    return (f"All {models} models{yours}, on {result['slice']['n']:,} test images of "
+            f"{result['slice']['dataset']}. {done}")
 
 
-def cached_curves(name: str, severity: int = DEFAULT_SEVERITY,
-                  n: int = robustness.DEFAULT_N) -> tuple[Figure | None, str]:
+def slice_size(n) -> int:
+    """`n` if it is one of the tab's slice sizes; gr.Error otherwise (a request may send any number,
+    and the whole test set under every corruption would hold the heavy lane for hours)."""
+    sizes = {v for _, v in SLICE_SIZES}
+    try:
+        if int(n) in sizes and float(n) == int(n):
+            return int(n)
+    except (TypeError, ValueError):
+        pass
+    raise gr.Error(f"The slice is {' or '.join(f'{v:,}' for v in sorted(sizes))} test pictures.")
+
+
+def _scores(which: list[str], n: int, target: evalcache.Target | None, cached_only: bool, progress=None) -> dict:
+    """robustness.compute_shipped's result, with `target` (a visitor's run) added as "your run
+    (model)": its entries cached in its own folder, so they go with it."""
+    result = robustness.compute_shipped(None, which, progress=progress, n=n, cached_only=cached_only)
+    if target is not None:
+        source = data.resolve_source(None, download=False)
+        mine = robustness.compute([target], which, split=robustness.test_slice(source, n), dataset=source.label,
+                                  cache=evalcache.run_cache(target), cached_only=cached_only, progress=progress)
+        result["models"] = {your_name(target): mine["models"][target.name], **result["models"]}
+        result["computed"] += mine["computed"]
+    return result
+
+
+def cached_curves(name: str, severity: int = DEFAULT_SEVERITY, n: int = robustness.DEFAULT_N,
+                  target: evalcache.Target | None = None) -> tuple[Figure | None, str]:
     """What the cache holds for one corruption on `n` test pictures: nothing is computed here."""
     try:
-        result = robustness.compute_shipped(None, [name], cached_only=True, n=int(n))
+        result = _scores([name], int(n), target, cached_only=True)
     except data.DataSourceError:
         return None, "No CIFAR-10 test set found, so no accuracies (see the Train tab for how to add one)."
     return curves_figure(result, name, severity), _status(result, name)
 
 
 def compute_curves(name: str, severity: int = DEFAULT_SEVERITY, n: int = robustness.DEFAULT_N,
-                   progress=gr.Progress()) -> tuple[Figure, str]:
+                   progress=gr.Progress(), target: evalcache.Target | None = None) -> tuple[Figure, str]:
     """Score every shipped model on the slice under `name`, showing progress; then show the curves."""
-    return _compute([name], name, severity, n, progress)
+    return _compute([name], name, severity, n, progress, target)
 
 
 def compute_all(name: str, severity: int = DEFAULT_SEVERITY, n: int = robustness.DEFAULT_N,
-                progress=gr.Progress()) -> tuple[Figure, str]:
+                progress=gr.Progress(), target: evalcache.Target | None = None) -> tuple[Figure, str]:
     """The same for every corruption (what the "Compute all" button does); shows `name`'s curves."""
-    return _compute(list(CORRUPTIONS), name, severity, n, progress)
+    return _compute(list(CORRUPTIONS), name, severity, n, progress, target)
 
 
-def _compute(which: list[str], name: str, severity: int, n: int, progress) -> tuple[Figure, str]:
+def _compute(which: list[str], name: str, severity: int, n: int, progress,
+             target: evalcache.Target | None = None) -> tuple[Figure, str]:
 
     def report(done: int, total: int) -> None:
         progress((done, total), desc="evaluations (model x severity)")
@@ -189,12 +277,29 @@ def _compute(which: list[str], name: str, severity: int, n: int, progress) -> tu
     t0 = time.perf_counter()
     try:
         with _COMPUTE:
-            result = robustness.compute_shipped(None, which, progress=report, n=int(n))
+            result = _scores(which, int(n), target, cached_only=False, progress=report)
     except data.DataSourceError as e:
         raise gr.Error(f"No CIFAR-10 test set to score on. {e}") from None
     except weights.WeightsError as e:
         raise gr.Error(str(e)) from None
     return curves_figure(result, name, severity), _status(result, name, time.perf_counter() - t0)
+
+
+# The page's events (their API names are the functions' above): the same, on one of the tab's
+# slice sizes only, with the page owner's run (the "Your run" list) among the models.
+
+def cached_curves_for(ctx: AppContext, name: str, severity: int, n: int, run_id: str | None = NO_RUN, token=None):
+    return cached_curves(name, severity, slice_size(n), your_target(ctx, run_id, token))
+
+
+def compute_curves_for(ctx: AppContext, name: str, severity: int, n: int, run_id: str | None = NO_RUN,
+                       token=None, progress=gr.Progress()):
+    return compute_curves(name, severity, slice_size(n), progress, your_target(ctx, run_id, token))
+
+
+def compute_all_for(ctx: AppContext, name: str, severity: int, n: int, run_id: str | None = NO_RUN,
+                    token=None, progress=gr.Progress()):
+    return compute_all(name, severity, slice_size(n), progress, your_target(ctx, run_id, token))
 
 
 # ----------------------------------------------------------------------------- layout
@@ -203,9 +308,10 @@ def _on_gallery_select(evt: gr.SelectData) -> np.ndarray:
     return sample_image(evt.index)
 
 
-def build(ctx: AppContext) -> None:
-    """The tab; it keeps nothing per visitor, so reads nothing of `ctx`."""
-    with gr.Tab("Robustness"):
+def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
+    """The tab; `visitor` is the page's token (its finished runs can join the shipped models)."""
+    token = [visitor] if visitor is not None else []
+    with gr.Tab("Robustness") as tab:
         gr.Markdown(INTRO)
         with gr.Row(equal_height=True):
             corruption = gr.Dropdown([(c.title, n) for n, c in CORRUPTIONS.items()], value=DEFAULT_CORRUPTION,
@@ -213,6 +319,10 @@ def build(ctx: AppContext) -> None:
             severity = gr.Slider(0, MAX_SEVERITY, value=DEFAULT_SEVERITY, step=1, scale=2,
                                  label="Severity (0 = the clean picture)")
         lesson = gr.Markdown(teaching(DEFAULT_CORRUPTION))
+        run_choice = gr.Dropdown(run_choices(ctx), value=NO_RUN, elem_id="robustness-run",
+                                 label="Also test a model you trained (Train tab)",
+                                 info="A finished run of yours joins the table and the curves, beside the "
+                                      "shipped models.")
         chosen = gr.State(None)   # the 32x32 picture; None until one is picked (the default)
 
         gr.Markdown("### One picture")
@@ -222,7 +332,7 @@ def build(ctx: AppContext) -> None:
             damaged_view = gr.Image(label="Corrupted", format="png", interactive=False, height=256,
                                     scale=1, min_width=200)
             table = gr.Dataframe(headers=PREDICT_HEADERS, label="Each model's answer", interactive=False,
-                                 scale=2)
+                                 scale=2, elem_id="robustness-table")
         with gr.Accordion("Pick another picture", open=False):
             gallery = gr.Gallery(label="CIFAR-10 sample (5 test images per class): click one", columns=10,
                                  height="fit-content", format="png", allow_preview=False, object_fit="contain")
@@ -242,12 +352,18 @@ def build(ctx: AppContext) -> None:
     gallery.select(_on_gallery_select, outputs=chosen, **FREE)
     upload.upload(choose_upload, inputs=upload, outputs=chosen, show_progress="hidden", **FREE)
     corruption.change(teaching, inputs=corruption, outputs=lesson, show_progress="hidden", **FREE)
-    # No triggers: on page load, and whenever one of the inputs changes (picture, corruption, severity, size).
-    # Every model on the two pictures: the "models" lane; the curves' cache is only read.
-    gr.on(None, show_picture, inputs=[chosen, corruption, severity], outputs=[clean_view, damaged_view, table],
+    runs = ctx.bind(refresh_runs)
+    tab.select(runs, [run_choice, *token], run_choice, **FREE)
+    gr.on(None, runs, [run_choice, *token], run_choice, **FREE)
+    # No triggers: on page load, and whenever one of the inputs changes (picture, corruption, severity,
+    # size, your run). Every model on the two pictures: the "models" lane; the curves' cache is only read.
+    gr.on(None, ctx.bind(show_picture_with_run), inputs=[chosen, corruption, severity, run_choice, *token],
+          outputs=[clean_view, damaged_view, table], api_name="show_picture",
           trigger_mode="always_last", show_progress="hidden", **MODELS)
-    gr.on(None, cached_curves, inputs=[corruption, severity, size], outputs=[plot, status],
-          trigger_mode="always_last", show_progress="hidden", **FREE)
+    gr.on(None, ctx.bind(cached_curves_for), inputs=[corruption, severity, size, run_choice, *token],
+          outputs=[plot, status], api_name="cached_curves", trigger_mode="always_last", show_progress="hidden",
+          **FREE)
     # Scoring test slices: heavy.
-    go.click(compute_curves, inputs=[corruption, severity, size], outputs=[plot, status], **HEAVY)
-    go_all.click(compute_all, inputs=[corruption, severity, size], outputs=[plot, status], **HEAVY)
+    curve_in = [corruption, severity, size, run_choice, *token]
+    go.click(ctx.bind(compute_curves_for), curve_in, [plot, status], api_name="compute_curves", **HEAVY)
+    go_all.click(ctx.bind(compute_all_for), curve_in, [plot, status], api_name="compute_all", **HEAVY)

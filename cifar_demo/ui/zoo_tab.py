@@ -1,4 +1,5 @@
-"""Model zoo tab: every architecture with its source, size, cost, accuracy and CPU latency."""
+"""Model zoo tab: every architecture with its source, size, cost, accuracy and CPU latency, and
+the visitor's own finished runs beside them (a table, and stars on the accuracy-vs-size plot)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import threading
 import gradio as gr
 from matplotlib.figure import Figure
 
-from .. import weights, zoo
+from .. import train, weights, zoo
 from ..analysis import predict
+from ..common import CLASSES
 from ..reporting import plots
 from ..zoo.registry import RECIPE_ORIGINS, provenance_markdown
+from .common import owner_of, owner_runs, pct, run_date
 from .context import FREE, MODELS, AppContext
 
 # Timed runs per model (after predict's warm-up passes); the median is shown. Fewer than the
@@ -146,17 +149,74 @@ def origins_markdown() -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------ your runs
+
+YOUR_COLUMNS = ["your run", "model", "started", "test accuracy", "tested on", "epochs", "training time", "params"]
+
+
+def your_runs(ctx: AppContext, token=None) -> list[dict]:
+    """The page owner's finished runs (newest first, then its Compare studies'), as plain dicts:
+    run id, model, date, test accuracy and the test set, epochs, minutes, parameters (the zoo's
+    count for the model), whether it predicts CIFAR-10's classes, and its study if any."""
+    owner = owner_of(ctx, token)
+    if owner is None:
+        return []
+    out = []
+    for r, study in owner_runs(ctx.runs_dir_for(owner), finished=True):
+        s, model = r["summary"], (r.get("config") or {}).get("model") or r["summary"].get("model", "?")
+        classes = train.Run(r["dir"]).classes()
+        spec = zoo.get_spec(model) if model in zoo.names() else None
+        out.append({"run_id": r["run_id"], "model": model, "date": run_date(r["run_id"]), "study": study,
+                    "test_acc": s.get("test_acc"), "n_test": s.get("n_test"), "dataset": s.get("dataset", ""),
+                    "epochs": s.get("epochs_run"), "seconds": s.get("elapsed_s"),
+                    "params": spec.params if spec else None,
+                    "cifar10": not classes or list(classes) == list(CLASSES)})
+    return out
+
+
+def your_rows(runs: list[dict]) -> list[list[str]]:
+    """One table row per run of yours."""
+    rows = []
+    for r in runs:
+        name = f"{r['run_id']}" + (f" (Compare study {r['study']})" if r["study"] else "")
+        tested = f"{r['n_test']:,} pictures of {r['dataset']}" if r["n_test"] else r["dataset"]
+        minutes = "-" if r["seconds"] is None else f"{r['seconds'] / 60:.1f} min"
+        rows.append([name, r["model"], r["date"], pct(r["test_acc"]), tested, str(r["epochs"] or "-"), minutes,
+                     "-" if r["params"] is None else _count(r["params"])])
+    return rows
+
+
+def your_note(runs: list[dict]) -> str:
+    if not runs:
+        return ("*Your runs:* none finished yet. A run you train in the Train tab appears here, and as a "
+                "black star on the left plot, beside the shipped models.")
+    return (f"*Your runs:* {len(runs)} finished, each tested on the pictures its row names (the shipped "
+            "models on all of CIFAR-10's test set). The black stars on the left plot are those that learnt "
+            "CIFAR-10's ten classes.")
+
+
+def refresh_yours(ctx: AppContext, token=None) -> tuple[list[list[str]], str, Figure]:
+    """The runs table, its line, and the accuracy-vs-size plot of our weights with your runs on it."""
+    runs = your_runs(ctx, token)
+    return your_rows(runs), your_note(runs), accuracy_plots(yours=runs)[0]
+
+
 # ------------------------------------------------------------------------------ plots
 
 
-def accuracy_plots(cards: dict | None = None) -> tuple[Figure, Figure]:
-    """(our test accuracy vs parameters, the sources' reported accuracy vs parameters)."""
+def accuracy_plots(cards: dict | None = None, yours: list[dict] = ()) -> tuple[Figure, Figure]:
+    """(our test accuracy vs parameters, the sources' reported accuracy vs parameters); `yours`
+    (your_runs) adds a star per run of CIFAR-10's classes to the first."""
     ours, datasets, cards = [], set(), _cards() if cards is None else cards
     for s in zoo.specs():
         card = cards[s.name]
         if card is not None and not isinstance(card, str):
             ours.append({"name": s.name, "params": s.params, "accuracy": card.test_accuracy})
             datasets.add(card.dataset)
+    for r in yours:
+        if r["cifar10"] and r["test_acc"] is not None and r["params"]:
+            ours.append({"name": f"yours: {r['model']} {r['date']}", "params": r["params"],
+                         "accuracy": r["test_acc"], "yours": True})
     theirs = [{"name": s.name, "params": s.params,
                "accuracy": None if s.reported_accuracy is None else s.reported_accuracy / 100}
               for s in zoo.specs()]
@@ -212,14 +272,18 @@ def measure_once() -> tuple[list[list[str]], str]:
 # ------------------------------------------------------------------------------ layout
 
 
-def build(ctx: AppContext) -> None:
-    """The tab; the zoo is the same for every visitor, so it reads nothing of `ctx`."""
+def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
+    """The tab; the zoo is the same for every visitor, `visitor` (the page's token) adds its runs."""
+    token = [visitor] if visitor is not None else []
     with gr.Tab("Model zoo") as tab:
         gr.Markdown(INTRO)
         table = gr.Dataframe(value=zoo_rows(), headers=COLUMNS, interactive=False, wrap=True,
                              label="The zoo", column_widths=COLUMN_WIDTHS,
                              max_height=1000)  # all ten rows, no scrolling inside the table
         scored = gr.Markdown(scored_on())
+        yours_md = gr.Markdown(your_note([]), elem_id="zoo-your-note")
+        yours = gr.Dataframe(headers=YOUR_COLUMNS, interactive=False, wrap=True, label="Your runs",
+                             elem_id="zoo-your-runs", max_height=400)
         with gr.Row():
             note = gr.Markdown("CPU latency: measured when you open this tab.")
             button = gr.Button("Measure latency again", size="sm", scale=0, min_width=200)
@@ -231,5 +295,6 @@ def build(ctx: AppContext) -> None:
 
         # Timing every model's forward passes: the "models" lane; the table and plots are only read.
         tab.select(refresh, None, [table, scored, ours, theirs, note], api_visibility="private", **FREE).then(
+            ctx.bind(refresh_yours), token, [yours, yours_md, ours], api_visibility="private", **FREE).then(
             measure_once, None, [table, note], api_visibility="private", **MODELS)
         button.click(measure, None, [table, note], api_visibility="private", **MODELS)
