@@ -270,6 +270,15 @@ def test_a_training_child_gets_an_allowlisted_environment_without_secrets(tmp_pa
     assert seen["PATH"] == os.environ["PATH"] and seen["PYTHONUNBUFFERED"] == "1"
 
 
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_a_training_child_yields_the_cores_to_the_app(tmp_path):
+    log = tmp_path / "child.log"
+    script = "import os; print(os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0))"
+    jobs.records.spawn([sys.executable, "-c", script], log).wait(timeout=60)
+    policy, nice = map(int, log.read_text().split()[-2:])
+    assert policy == os.SCHED_IDLE and nice >= os.getpriority(os.PRIO_PROCESS, 0) + jobs.NICENESS - 1
+
+
 def test_public_bounds_count_validation_and_test_images_and_cap_the_batch(env):
     make, children, clock = env
     m = make()

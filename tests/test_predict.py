@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import time
 import zlib
 
 import numpy as np
@@ -111,3 +112,42 @@ def test_to_32x32_centre_crops_a_wide_image():
     arr[:, 100:200] = 255  # the white centre square survives the crop, the black sides go
     out = to_32x32(Image.fromarray(arr))
     assert out.shape == (32, 32, 3) and out.dtype == np.uint8 and out.mean() > 250
+
+
+def test_an_uploaded_file_is_decoded_once_for_its_two_questions(tmp_path, monkeypatch):
+    """/predict and /familiarity ask about one upload at the same time: one decoding serves both,
+    an error too; a changed file is decoded again."""
+    import threading
+
+    from PIL import Image
+
+    from cifar_demo.data import pictures
+
+    path = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 48, 3), dtype=np.uint8)).save(path)
+    real, calls = pictures.load_image, []
+    gate = threading.Event()
+
+    def slow_load(source, *a, **k):
+        calls.append(source)
+        gate.wait(5)   # the second caller arrives while the first decodes
+        return real(source, *a, **k)
+
+    monkeypatch.setattr(pictures, "load_image", slow_load)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(pictures.thumbnail_of_file(path))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert len(calls) == 1 and len(got) == 2 and np.array_equal(got[0], got[1])
+    assert np.array_equal(got[0], pictures.to_32x32(real(path)))
+    got[0][:] = 0   # each caller has its own copy
+    assert not np.array_equal(pictures.thumbnail_of_file(path), got[0]) and len(calls) == 1
+    path.write_bytes(b"not a picture")
+    for _ in range(2):
+        with pytest.raises(pictures.ImageError):
+            pictures.thumbnail_of_file(path)
+    assert len(calls) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -156,3 +157,28 @@ def test_the_first_latency_a_model_reports_is_not_its_cold_start(calibrated, mon
     monkeypatch.setattr(F, "features_and_logits", cold_first)
     answer = serve.predict_batch(pictures()[:1])[0]
     assert all(p.latency_ms < 250 for p in answer.predictions if p.error is None), answer.predictions
+
+
+def test_a_burst_that_trickles_in_is_gathered_into_one_pass(monkeypatch):
+    """A class's uploads reach the batcher over a few hundred ms (each handler first decodes its
+    picture): gathered while they keep coming, they cost one pass, not a small one and the rest."""
+    sizes = []
+
+    def fake_batch(images, names=None, state=None):
+        sizes.append(len(images))
+        return [serve.Answer([], None) for _ in images]
+
+    monkeypatch.setattr(serve, "predict_batch", fake_batch)
+    monkeypatch.setattr(serve, "resolve", lambda names=None: serve.State((), (), None, None, ("same",)))
+    batcher = serve.Batcher(max_wait_s=0.1, max_gather_s=2.0)
+    threads = []
+    for i in range(8):   # one every 30 ms: 210 ms from the first to the last
+        threads.append(threading.Thread(target=batcher.answer, args=(np.full((32, 32, 3), i, np.uint8),)))
+        threads[-1].start()
+        time.sleep(0.03)
+    for t in threads:
+        t.join(10)
+    assert sizes == [8]
+    alone = time.perf_counter()   # a lone request waits only for the gap, not the whole gathering time
+    batcher.answer(np.full((32, 32, 3), 99, np.uint8))
+    assert sizes == [8, 1] and time.perf_counter() - alone < 1.0

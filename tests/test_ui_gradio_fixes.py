@@ -1,25 +1,48 @@
-"""The Gradio picture-cache fix (cifar_demo/ui/gradio_fixes.py): a picture is written once,
-atomically, so a reader never sees it truncated while a second visitor gets the same picture."""
+"""The Gradio fixes (cifar_demo/ui/gradio_fixes.py): a picture is written once, atomically, so a
+reader never sees it truncated while a second visitor gets the same picture; a new session costs
+no rendering of every block's config."""
 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
-from gradio import processing_utils
+from gradio import processing_utils, state_holder
 
 from cifar_demo.ui import build_app, gradio_fixes
 
 
-def test_the_app_applies_both_fixes(monkeypatch):
+def test_the_app_applies_the_fixes_and_a_new_session_renders_no_config(monkeypatch):
     for name in gradio_fixes.ANALYTICS:
         monkeypatch.delenv(name, raising=False)
-    app = build_app()   # one build (about 10 s on 2 cores) for both checks
+    app = build_app()   # one build (about 10 s on 2 cores) for every check
     assert processing_utils.save_pil_to_cache is gradio_fixes.save_pil_to_cache
     # the queue summarises its analytics every 1,000 events over the last 2,000, not after every event
     assert app._queue.ANAYLTICS_CACHE_FREQUENCY == 1000 and app._queue.ANALYTICS_MAX_EVENTS == 2000
+
+    # A new session (every page load, every API client) no longer renders the app's ~500 block configs.
+    def per_session(make, n=5):
+        t = time.perf_counter()
+        for _ in range(n):
+            make()
+        return (time.perf_counter() - t) / n
+
+    def gradios():
+        session = state_holder.SessionState.__new__(state_holder.SessionState)
+        gradio_fixes._session_init(session, app)
+        return session
+
+    ours, theirs = per_session(lambda: state_holder.SessionState(app)), per_session(gradios)
+    assert ours < theirs / 10, (ours, theirs)
+    # What a deep link would read is the same, rendered when read; a value a handler set is kept.
+    mine, full = state_holder.SessionState(app), gradios()
+    assert mine.config_values == {}
+    key = next(k for k, b in app.blocks.items() if isinstance(b, gr.Textbox))
+    mine._update_value_in_config(key, "changed"), full._update_value_in_config(key, "changed")
+    assert list(mine.components) == list(full.components) and len(list(full.components)) > 400
 
 
 def test_a_picture_is_written_once_and_never_seen_truncated():

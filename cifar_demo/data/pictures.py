@@ -9,7 +9,11 @@ become either a clean RGB image or an ImageError with a message for the user. Th
 from __future__ import annotations
 
 import io
+import os
+import threading
 import warnings
+from collections import OrderedDict
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +139,34 @@ def to_32x32(img: Image.Image) -> np.ndarray:
 def to_tensor(image32: np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 -> 1x3xHxW uint8 tensor (a zoo model takes it as it is)."""
     return torch.from_numpy(np.ascontiguousarray(image32)).permute(2, 0, 1).unsqueeze(0)
+
+
+# ----------------------------------------------------------------------------- one decoding per file
+
+_THUMBS: "OrderedDict[tuple, Future]" = OrderedDict()
+_THUMBS_LOCK = threading.Lock()
+THUMB_CACHE = 128   # files remembered: a class's uploads, each asked for by /predict and /familiarity
+
+
+def thumbnail_of_file(path: str | os.PathLike) -> np.ndarray:
+    """to_32x32(load_image(path)), decoded once per file version (path, size, mtime): the page asks
+    /predict and /familiarity about one upload at the same time, and the second call (even while
+    the first decodes) gets the first's picture (a copy), or its ImageError."""
+    path = Path(path)
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    with _THUMBS_LOCK:
+        future = _THUMBS.get(key)
+        mine = future is None
+        if mine:
+            future = _THUMBS[key] = Future()
+            while len(_THUMBS) > THUMB_CACHE:
+                _THUMBS.popitem(last=False)
+        else:
+            _THUMBS.move_to_end(key)
+    if mine:
+        try:
+            future.set_result(to_32x32(load_image(path)))
+        except Exception as exc:   # the same message for the second caller; OSError and the like too
+            future.set_exception(exc)
+    return future.result().copy()

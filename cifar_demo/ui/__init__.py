@@ -22,7 +22,7 @@ from . import (
     train_page,
     zoo_tab,
 )
-from .context import FREE, GROUPS, AppContext
+from .context import FREE, GROUPS, MAX_THREADS, AppContext
 
 __all__ = ["GROUPS", "AppContext", "build_app", "configure_queue", "launch"]
 
@@ -103,6 +103,6 @@ def launch(app: gr.Blocks, ctx: AppContext, *, host: str = "127.0.0.1", port: in
         guard = Middleware(http_guard.RequestGuard, body_cap=http_guard.BODY_CAP,
                            upload_cap=MAX_FILE_SIZE["public"] + http_guard.UPLOAD_OVERHEAD)
         kwargs["app_kwargs"] = {**kwargs.get("app_kwargs", {}), "middleware": [guard]}
-    return app.launch(server_name=host, server_port=port, share=share,
+    return app.launch(server_name=host, server_port=port, share=share, max_threads=MAX_THREADS,
                       max_file_size=MAX_FILE_SIZE["public" if ctx.public else "local"],
                       show_error=False, theme=gr.themes.Soft(), css=CSS, **kwargs)

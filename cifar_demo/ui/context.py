@@ -7,8 +7,9 @@ No tab reads a process-wide job manager or os.environ for it.
 The concurrency lanes are stated where each event is wired (`**MODELS`, `**HEAVY`, ...), for a
 class on one 2-core machine. Events that run every model of the zoo take both cores each: two
 at a time, in one line, so they do not thrash. The Predict tab's /predict and /familiarity
-(SERVE) mostly wait: up to 24 at once hand their pictures to analysis.serve's batcher, whose one
-worker runs them as a few batched passes (a slot is a waiting thread; Gradio has 40).
+(SERVE) mostly wait: up to 64 at once (a class of 30 uploading: two events each) hand their
+pictures to analysis.serve's batcher, whose one worker runs them as a few batched passes (a slot
+is a waiting thread: ui.launch gives Gradio MAX_THREADS, not its default 40).
 Whole-test-set work (evaluations, exports, robustness curves, decoding an upload or the dataset
 download) one at a time in its own line, so it never holds up a Predict. Augmentation previews
 (numpy on a few 32x32 pictures) four at a time. Everything else (ticks, page loads, starting or
@@ -41,7 +42,8 @@ from gradio.context import LocalContext
 
 from .. import data, jobs, weights
 
-GROUPS = {"models": 2, "heavy": 1, "augment": 4, "serve": 24}
+GROUPS = {"models": 2, "heavy": 1, "augment": 4, "serve": 64}
+MAX_THREADS = 128   # Gradio's worker threads: the serve lane's waiting ones and every other lane's
 MODELS = {"concurrency_id": "models", "concurrency_limit": GROUPS["models"]}
 SERVE = {"concurrency_id": "serve", "concurrency_limit": GROUPS["serve"]}
 HEAVY = {"concurrency_id": "heavy", "concurrency_limit": GROUPS["heavy"]}

@@ -1,4 +1,4 @@
-"""Three fixes for Gradio 6.31 (pinned in requirements.txt), applied when the app is built.
+"""Four fixes for Gradio 6.31 (pinned in requirements.txt), applied when the app is built.
 
 1. The queue's analytics. After every event Gradio's queue rebuilds a pandas DataFrame of the
 last GRADIO_ANALYTICS_MAX_EVENTS (10,000) events and computes per-function percentiles, for its
@@ -21,6 +21,14 @@ existing file is already the right one. Gradio's own save_file_to_cache does the
 pattern (DIR/train/<class>/<image>) or quotes an exception ("<urlopen error ...>") was cut at the
 first "<": the rest read as a tag. Every message the app raises is plain text: here it is escaped,
 and its line breaks kept, on the way out (utils.error_payload, which the queue imports by name).
+
+4. A new session's cost. The first event of every new session (a page load, an API client)
+builds a SessionState, which renders the config of every block of the app (491 here) for deep
+links, on the server's event loop: 34 ms a session on 2 cores, during which no other request is
+served. Thirty visitors arriving at once waited ~1 s to be queued (issue 34's burst: the
+queue/join requests took 1.15-1.66 s). Deep links are off in public mode; here the configs are
+rendered when something first reads them (SessionState.components), and those of the blocks a
+handler changed (which Gradio renders as it sets them) are kept as they are.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import html
 import os
 from pathlib import Path
 
-from gradio import exceptions, processing_utils, queueing, utils
+from gradio import exceptions, processing_utils, queueing, state_holder, utils
 
 
 def save_pil_to_cache(img, cache_dir: str, name: str = "image", format: str = "webp") -> str:
@@ -54,14 +62,48 @@ def error_payload(error, show_error):
     return content
 
 
+class _NoBlocksToRender:
+    """What SessionState.__init__ reads of the Blocks (default_config, blocks), with no blocks to
+    render: its config_values comprehension, filtered by `k in blocks.blocks`, comes out empty."""
+
+    def __init__(self, blocks):
+        self.default_config, self.blocks = blocks.default_config, {}
+
+
+def _lazy_session_init(self, blocks) -> None:
+    """SessionState.__init__ without rendering every block's config (see 4. above)."""
+    _session_init(self, _NoBlocksToRender(blocks))
+    self._render_ids = blocks.blocks   # the blocks the comprehension would have rendered
+
+
+def _session_components(self):
+    """SessionState.components: every block's config (deep links), rendered on first reading;
+    those a handler changed since are kept."""
+    ids = getattr(self, "_render_ids", None)
+    if ids is not None:   # in the blocks' order, as Gradio's would be; then blocks added since
+        done = self.config_values
+        self.config_values = {key: done[key] if key in done else self.blocks_config.config_for_block(key, [], block)
+                              for key, block in self.blocks_config.blocks.items() if key in ids}
+        self.config_values.update((k, v) for k, v in done.items() if k not in self.config_values)
+        self._render_ids = None
+    for config in self.config_values.values():
+        if config:
+            yield config
+
+
+_session_init = state_holder.SessionState.__init__
+
+
 ANALYTICS = {"GRADIO_ANALYTICS_CACHE_FREQUENCY": "1000", "GRADIO_ANALYTICS_MAX_EVENTS": "2000"}
 
 
 def apply() -> None:
     """Before the Blocks (and their queue, which reads the variables) are made: the analytics
     settings, and Gradio's picture saving (save_img_array_to_cache calls the module's
-    save_pil_to_cache) and error payloads routed here."""
+    save_pil_to_cache), error payloads and new sessions routed here."""
     for name, value in ANALYTICS.items():
         os.environ.setdefault(name, value)
     processing_utils.save_pil_to_cache = save_pil_to_cache
     utils.error_payload = queueing.error_payload = error_payload
+    state_holder.SessionState.__init__ = _lazy_session_init
+    state_holder.SessionState.components = property(_session_components)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import threading
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -124,7 +125,11 @@ def _picture(value: str | dict | None) -> np.ndarray | None:
     path); gr.Error with the message for the user otherwise."""
     try:
         source = uploads.picture_source(value)
-        return None if source is None else pictures.to_32x32(pictures.load_image(source))
+        if source is None:
+            return None
+        # An upload: decoded once for /predict and /familiarity, which ask at the same time.
+        return (pictures.thumbnail_of_file(source) if isinstance(source, Path)
+                else pictures.to_32x32(pictures.load_image(source)))
     except pictures.ImageError as exc:   # uploads.UploadError included
         raise gr.Error(str(exc), title="Cannot read this image") from None
 
