@@ -109,3 +109,19 @@ def test_live_guesses_refuse_what_is_not_a_run_of_the_owner_without_saying_more(
     page = live_strip.update_strip(ctx, key)
     assert page.count("<img") == 2 * len(CLASSES) and "etc" not in page and "no-such-run" not in page
     assert "after epoch" not in page   # the plain pictures, no guesses
+
+
+def test_a_zerogpu_space_offers_the_demo_first_and_its_queue_waits_for_the_gpu(monkeypatch, tmp_path):
+    from cifar_demo import jobs, ui
+    from cifar_demo.ui.common import mode_html
+
+    monkeypatch.setattr(lesson, "hardware_info", lambda: {"gpu": None})
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    monkeypatch.delenv("CIFAR_DEMO_ZEROGPU_STANDIN", raising=False)
+    assert lesson.has_gpu() and lesson.first_pick() == "demo"   # each run is a GPU call
+    ctx = ui.AppContext.of(jobs.JobManager(tmp_path / "runs", public=True, dispatch=False))
+    assert "wait in one queue for the GPU" in mode_html(ctx)
+    monkeypatch.setenv("CIFAR_DEMO_ZEROGPU_STANDIN", "1")   # the tests' stand-in trains on this CPU
+    assert not lesson.has_gpu() and lesson.first_pick() == "lesson"
+    monkeypatch.delenv("SPACES_ZERO_GPU")
+    assert "wait in one queue for the cores" in mode_html(ctx)

@@ -18,7 +18,7 @@ import gradio as gr
 import numpy as np
 from matplotlib.figure import Figure
 
-from .. import data, jobs, train, weights
+from .. import data, jobs, runtime, train, weights
 from ..analysis import compare, evalcache
 from ..data import on_space, pictures, uploads
 from .context import AppContext
@@ -76,7 +76,8 @@ def mode_html(ctx: AppContext) -> str:
         return ('<div class="mode-line">Local mode: everything here is yours (runs in '
                 f"<code>{html.escape(str(m.runs_dir))}</code>, Export writes <code>weights/</code>).</div>")
     return ('<div class="mode-line"><b>Public mode</b>: this app is shared. Your training runs are yours alone '
-            f"(others can watch them, not stop them), wait in one queue for the cores, are limited to "
+            f"(others can watch them, not stop them), wait in one queue for the "
+            f"{'GPU' if runtime.current().zerogpu else 'cores'}, are limited to "
             f"{m.bounds.describe() if m.bounds else 'no bound'}, and are deleted "
             f"{jobs.RETENTION_S // 3600} hours after they end: download what you want to keep.</div>")
 
