@@ -13,7 +13,8 @@ usual decode cache) and walks the plan's steps in order, one page, one visitor:
   6 Augmentations  new random draws
   7 Robustness   the first training beside the shipped models, Gaussian noise, the quick slice
   8 Exercise 4   your own images, two classes: 20 pictures each (renamed CIFAR-10 pictures of the JPEG
-                 export, as bench/own_images.py builds them), the finetune preset, Predict's "your run"
+                 export, as bench/own_images.py builds them), "First training (short)" picked again so
+                 that the upload chooses the finetune preset, Start, Predict's "your run"
 
 Prints, per step, the seconds it took from the click to what the class should see, and what the
 page showed. Screenshots of each step go to --shots (default: a temporary folder, printed).
@@ -61,14 +62,27 @@ class Walk:
     def section(self, title: str) -> None:
         self.page.get_by_role("button", name=re.compile("^" + re.escape(title))).filter(visible=True).first.click()
 
+    def started_ids(self) -> set[str]:
+        """The run ids of the "Started run ..." messages on the page now."""
+        texts = self.page.get_by_text(re.compile(r"Started run `?[\w.-]+`?")).all_inner_texts()
+        return {m.group(1) for t in texts if (m := re.search(r"Started run `?([\w.-]+?)`?:", t))}
+
+    def start(self) -> str:
+        """Press Start: the id of the run it started (not one an earlier Start left on the page)."""
+        before = self.started_ids()
+        self.page.locator("#train-start").click()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            new = self.started_ids() - before
+            if new:
+                return new.pop()
+            self.page.wait_for_timeout(250)
+        raise RuntimeError("Start started no run")
+
     def start_pick(self, label: str) -> str:
         """Pick `label` among the Train tab's choices, press Start: the run's id."""
-        page = self.page
-        page.locator("#train-pick").get_by_label(label, exact=True).check()
-        page.locator("#train-start").click()
-        started = self.text(re.compile(r"Started run `?[\w.-]+`?"))
-        started.wait_for()
-        return re.search(r"Started run `?([\w.-]+?)`?:", started.inner_text()).group(1)
+        self.page.locator("#train-pick").get_by_label(label, exact=True).check()
+        return self.start()
 
     def pick_option(self, label: str, pattern, refresh: bool = False) -> None:
         page = self.page
@@ -118,7 +132,7 @@ def walk(page, args, tmp: Path) -> None:
                if right else strip.inner_text()[:120])
         if epoch == 1:
             w.shot("2_train_epoch1")
-    w.text(re.compile(r"finished after 4 epoch")).wait_for(timeout=LONG)
+    progress.get_by_text(re.compile(rf"{re.escape(first)}.*finished after 4 epoch")).wait_for(timeout=LONG)
     result = re.search(r"test accuracy ([\d.]+%)", progress.inner_text())
     w.step("2 First training, finished", t, f"run {first}; test accuracy {result.group(1) if result else '?'}")
     w.shot("2_train_finished")
@@ -147,9 +161,9 @@ def walk(page, args, tmp: Path) -> None:
     w.tab("Train")
     t = time.monotonic()
     overfit = w.start_pick("Overfitting")
-    w.text(re.compile(r"finished after 30 epoch")).wait_for(timeout=LONG)
+    progress.get_by_text(re.compile(rf"{re.escape(overfit)}.*finished after 30 epoch")).wait_for(timeout=LONG)
     log = page.get_by_label("Log: one line per epoch", exact=True).input_value()
-    last = [line for line in log.splitlines() if line.strip()][-1:]
+    last = [line for line in log.splitlines() if line.lstrip().startswith("epoch")][-1:]
     w.step("4 Overfitting, finished", t, f"run {overfit}; the log's last epoch: {last[0] if last else '?'}")
     w.shot("4_overfit")
 
@@ -179,7 +193,8 @@ def walk(page, args, tmp: Path) -> None:
     t = time.monotonic()
     w.pick_option("Also test a model you trained (Train tab)", re.compile(r"run " + re.escape(first)))
     page.locator("#robustness-table [data-testid='cell-0-0']").get_by_text("your run").wait_for(timeout=120_000)
-    row = page.locator("#robustness-table tbody tr").first.inner_text().replace("\n", " | ")
+    row = " | ".join(page.locator(f"#robustness-table [data-testid='cell-0-{j}']").inner_text().strip()
+                     for j in range(4))
     w.step("7 Robustness, one picture (Gaussian noise, severity 3)", t, f"your run's row: {row}")
     page.get_by_label("100 (quick, about ±4 points)", exact=True).check()
     t = time.monotonic()
@@ -193,17 +208,16 @@ def walk(page, args, tmp: Path) -> None:
     archive = build_dataset(Path(args.data), ["automobile", "horse"], ["car", "pony"], 20, tmp / "own")
     w.tab("Train")
     t = time.monotonic()
+    page.locator("#train-pick").get_by_label("First training (short)", exact=True).check()   # airnet: finetune
     w.section("Dataset")
     page.locator("#train-upload input[type=file]").set_input_files(str(archive))
     info = page.locator("#train-dataset-info")
     info.get_by_text("2 classes").wait_for(timeout=600_000)
     w.step("8 Own images, the zip read", t, info.inner_text().replace("\n", " ")[:200])
     t = time.monotonic()
-    page.locator("#train-start").click()
-    started = w.text(re.compile(r"Started run `?[\w.-]+`?"))
-    started.wait_for()
-    own = re.search(r"Started run `?([\w.-]+?)`?:", started.inner_text()).group(1)
-    w.text(re.compile(r"finished after \d+ epoch")).wait_for(timeout=LONG)
+    own = w.start()
+    page.locator("#train-progress").get_by_text(re.compile(rf"{re.escape(own)}.*finished after \d+ epoch")) \
+        .wait_for(timeout=LONG)
     result = re.search(r"test accuracy ([\d.]+%)", progress.inner_text())
     w.step("8 Own images, finetune finished", t, f"run {own}; test accuracy {result.group(1) if result else '?'}")
     w.shot("8_own_train")

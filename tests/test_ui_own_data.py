@@ -67,6 +67,12 @@ def test_an_upload_is_kept_described_and_offered_and_the_preset_turns_to_finetun
     assert [p.name for p in own_data.dataset_files(ctx, jobs.LOCAL)] == ["trinkets.zip"]
     text, preset, *_ = train_tab.on_dataset(ctx, "airnet", "finetune", own_data.CIFAR)
     assert text == "" and preset.value == "demo"
+    # A model without a fine-tuning preset (the Overfitting pick's simple_cnn) keeps its recipe, and
+    # the text says it learns from scratch and how to fine-tune instead (a lesson walk hit this).
+    text, preset, *_ = train_tab.on_dataset(ctx, "simple_cnn", "overfit", "own:trinkets.zip")
+    assert preset == gr.skip()   # the pick's preset stays
+    assert "`simple_cnn` has no fine-tuning preset" in text and "pick the model `airnet`" in text
+    assert "fine-tuning preset" not in train_tab.on_dataset(ctx, "airnet", "demo", "own:trinkets.zip")[0]
 
 
 def test_a_few_pictures_get_a_batch_size_they_fill(app_env, tmp_path, ctx):

@@ -67,10 +67,27 @@ def _train_style(from_steps: bool, n_points: int) -> dict:
     return dict(lw=2, marker="o", ms=4)  # a run that just started has 1-2 points: dots show them
 
 
-# Students ask why the validation loss (dashed) can sit below the training loss: said under the curves.
-LOSS_GAP = ("Validation loss below training loss? Training pictures are augmented (shifted, flipped, cut out) "
-            "and label smoothing keeps the training loss above 0, while validation pictures are shown plain; "
+# Students ask why the validation loss (dashed) sits below the training loss, or far above it: said
+# under the curves, from what the curves show at their last epoch (loss_note).
+LOSS_GAP = ("Validation loss below training loss? Training pictures are usually augmented (shifted, flipped, cut "
+            "out) and label smoothing keeps the training loss above 0, while validation pictures are shown plain; "
             "the training loss is also averaged over an epoch in which the model was still learning.")
+LOSS_OVERFIT = ("Validation loss above training loss: the network does better on the pictures it trains on than "
+                "on new ones. When the gap keeps growing while the validation loss rises, it is learning those "
+                "pictures by heart (overfitting), not what makes a cat a cat.")
+
+
+def loss_note(runs) -> str | None:
+    """The line under the curves: LOSS_OVERFIT when a run's last epoch has its validation loss above
+    its training loss, LOSS_GAP when below; None before a validation loss is logged."""
+    below = above = False
+    for _, records in _normalise_runs(runs):
+        last = [r for r in records if r.get("kind") == "epoch" and isinstance(r.get("val_loss"), (int, float))
+                and isinstance(r.get("train_loss"), (int, float))][-1:]
+        for r in last:
+            above = above or r["val_loss"] > r["train_loss"]
+            below = below or r["val_loss"] <= r["train_loss"]
+    return LOSS_OVERFIT if above else LOSS_GAP if below else None
 
 
 def training_curves(runs, *, title: str | None = None, figsize=(15, 4.2)) -> Figure:
@@ -80,10 +97,11 @@ def training_curves(runs, *, title: str | None = None, figsize=(15, 4.2)) -> Fig
     are any, else from the epoch records; validation curves (dashed, dots) from the epoch records.
     Runs that have no records yet are listed in the legend as "(no data yet)".
     """
+    runs = _normalise_runs(runs)
     fig = Figure(figsize=figsize, layout="constrained")
     ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
     plotted = False
-    for i, (name, records) in enumerate(_normalise_runs(runs)):
+    for i, (name, records) in enumerate(runs):
         color = COLORS[i % len(COLORS)]
         steps = [r for r in records if r.get("kind") == "step"]
         epochs = [r for r in records if r.get("kind") == "epoch"]
@@ -116,8 +134,8 @@ def training_curves(runs, *, title: str | None = None, figsize=(15, 4.2)) -> Fig
     ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     if ax_loss.get_legend_handles_labels()[0]:
         ax_loss.legend(fontsize=FONT - 1)
-    if any(line.get_ls() == "--" for line in ax_loss.get_lines()):   # a validation curve is drawn
-        fig.supxlabel(LOSS_GAP, fontsize=FONT - 1, color="0.35")
+    if (note := loss_note(runs)) is not None:
+        fig.supxlabel(note, fontsize=FONT - 1, color="0.35")
     if title:
         fig.suptitle(title, fontsize=TITLE_FONT + 1)
     return fig

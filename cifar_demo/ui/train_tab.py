@@ -100,6 +100,11 @@ def on_dataset(ctx: AppContext, model: str, preset: str | None, choice: str | No
     own = bool(choice) and choice != own_data.CIFAR
     pick = FINETUNE if own and FINETUNE in preset_choices(model) else (
         default_preset(model) if not own and preset == FINETUNE else preset)
+    if own and pick != FINETUNE:   # said, not switched behind the visitor's back
+        base = train.presets()[FINETUNE].get("model")
+        text += (f"\n\n`{model}` has no fine-tuning preset: it will learn your pictures from scratch, which "
+                 f"needs many more of them. To start from a network that already knows CIFAR-10, pick the model "
+                 f"`{base}` (or *First training (short)*): its `{FINETUNE}` preset is then chosen.")
     values = [gr.skip()] * len(FIELDS) if pick == preset else on_preset(model, pick)
     if own:
         cfg = train.make_config(pick or None, model=model)
