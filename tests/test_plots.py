@@ -41,10 +41,10 @@ def lines_by_label(ax) -> dict:
 def test_the_note_under_the_curves_says_why_validation_loss_is_below_or_above():
     below = [{**epoch_record(e), "val_loss": 1.2 / e} for e in (1, 2)]
     fig = plots.training_curves([("a", below)])
-    assert fig._supxlabel.get_text() == plots.LOSS_GAP and "label smoothing" in plots.LOSS_GAP
+    assert fig._supxlabel.get_text().replace("\n", " ") == plots.LOSS_GAP and "label smoothing" in plots.LOSS_GAP
     # An overfitting run: below at first, then far above at its last epoch.
     overfit = below + [{**epoch_record(3), "train_loss": 0.01, "val_loss": 4.0}]
-    assert plots.training_curves([("a", overfit)])._supxlabel.get_text() == plots.LOSS_OVERFIT
+    assert plots.training_curves([("a", overfit)])._supxlabel.get_text().replace("\n", " ") == plots.LOSS_OVERFIT
     assert plots.loss_note([("b", [epoch_record(1, val=False)])]) is None   # no validation split: no note
     assert plots.loss_note((r for r in [("a", below)])) == plots.LOSS_GAP   # any iterable of runs
 
@@ -56,7 +56,7 @@ def test_training_curves_overlays_runs():
     fig = plots.training_curves(runs, title="two runs")
     # Said where the curves are (issue 36), from what they show at the last epoch: here run a's
     # validation loss (1.6 / e) sits above its training loss (1.5 / e).
-    assert fig._supxlabel.get_text() == plots.LOSS_OVERFIT and "overfitting" in plots.LOSS_OVERFIT
+    assert fig._supxlabel.get_text().replace("\n", " ") == plots.LOSS_OVERFIT and "overfitting" in plots.LOSS_OVERFIT
     assert isinstance(fig, Figure) and len(fig.axes) == 3
     loss, acc, lr = fig.axes
     lines = lines_by_label(loss)

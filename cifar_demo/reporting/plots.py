@@ -9,6 +9,7 @@ Gradio's gr.Plot and `figure_to_png` both render through Agg. Accuracies are fra
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -134,8 +135,8 @@ def training_curves(runs, *, title: str | None = None, figsize=(15, 4.2)) -> Fig
     ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     if ax_loss.get_legend_handles_labels()[0]:
         ax_loss.legend(fontsize=FONT - 1)
-    if (note := loss_note(runs)) is not None:
-        fig.supxlabel(note, fontsize=FONT - 1, color="0.35")
+    if (note := loss_note(runs)) is not None:   # wrapped to the figure's width (~13 characters an inch)
+        fig.supxlabel("\n".join(textwrap.wrap(note, int(figsize[0] * 13))), fontsize=FONT - 1, color="0.35")
     if title:
         fig.suptitle(title, fontsize=TITLE_FONT + 1)
     return fig
