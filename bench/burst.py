@@ -22,52 +22,21 @@ import tempfile
 import threading
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from app_proc import cpu_sample, start_app, stop_app, wait_until_up  # noqa: E402
-from load import CALL_TIMEOUT, upload_picture  # noqa: E402
+from load import CALL_TIMEOUT, page_upload, upload_picture  # noqa: E402
 
 STEPS = ("uploaded", "joined", "predict_start", "familiarity_start", "predict_done", "familiarity_done")
 
 
 def timed_upload(url: str, config: dict, path: Path) -> dict[str, float]:
-    """load.page_upload's requests, with the time (s from the start) each step was done."""
-    t0, times = time.perf_counter(), {}
-    boundary = uuid.uuid4().hex
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{path.name}"\r\n'
-            "Content-Type: image/jpeg\r\n\r\n").encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
-    req = urllib.request.Request(url + "gradio_api/upload", body,
-                                 {"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    with urllib.request.urlopen(req, timeout=CALL_TIMEOUT) as r:
-        picture = {"path": json.load(r)[0], "meta": {"_type": "gradio.FileData"}, "orig_name": path.name}
-    times["uploaded"] = time.perf_counter() - t0
-    session, events = uuid.uuid4().hex[:11], {}
-    for name, data in (("predict", [picture, False]), ("familiarity", [picture])):
-        dep = next(d for d in config["dependencies"] if d.get("api_name") == name)
-        join = {"data": data, "fn_index": dep["id"], "trigger_id": None, "session_hash": session, "event_data": None}
-        req = urllib.request.Request(url + "gradio_api/queue/join", json.dumps(join).encode(),
-                                     {"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=CALL_TIMEOUT) as r:
-            events[json.load(r)["event_id"]] = name
-    times["joined"] = time.perf_counter() - t0
-    with urllib.request.urlopen(f"{url}gradio_api/queue/data?session_hash={session}", timeout=CALL_TIMEOUT) as r:
-        for line in r:
-            if not line.startswith(b"data:"):
-                continue
-            msg = json.loads(line[5:])
-            name = events.get(msg.get("event_id"))
-            if name and msg.get("msg") == "process_starts":
-                times[f"{name}_start"] = time.perf_counter() - t0
-            elif name and msg.get("msg") == "process_completed":
-                if not msg.get("success"):
-                    raise RuntimeError(f"{name}: {msg.get('output')}")
-                times[f"{name}_done"] = time.perf_counter() - t0
-                if all(f"{n}_done" in times for n in events.values()):
-                    break
+    """load.page_upload, with the time (s from its start) each step was done."""
+    times: dict[str, float] = {}
+    page_upload(url, config, path, times)
     return times
 
 

@@ -176,12 +176,15 @@ def upload_picture(photo, k: int, folder: Path) -> Path:
     return path
 
 
-def page_upload(url: str, config: dict, path: Path) -> float:
+def page_upload(url: str, config: dict, path: Path, times: dict | None = None) -> float:
     """One picture sent as the page sends it, over plain HTTP: POST /gradio_api/upload, then the
     /predict and /familiarity events joined on one session (POST /gradio_api/queue/join each), their
     answers read from the session's event stream (GET /gradio_api/queue/data). Seconds until both
-    answers are in; an exception for an error, a missing answer, or CALL_TIMEOUT."""
+    answers are in; an exception for an error, a missing answer, or CALL_TIMEOUT. `times`, if given,
+    gets the seconds at which each step was done (bench/burst.py): "uploaded", "joined", and
+    "<event>_start" / "<event>_done" from the stream's process_starts / process_completed."""
     t0 = time.perf_counter()
+    times = {} if times is None else times
     boundary = uuid.uuid4().hex
     body = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{path.name}"\r\n'
             "Content-Type: image/jpeg\r\n\r\n").encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
@@ -189,6 +192,7 @@ def page_upload(url: str, config: dict, path: Path) -> float:
                                  {"Content-Type": f"multipart/form-data; boundary={boundary}"})
     with urllib.request.urlopen(req, timeout=CALL_TIMEOUT) as r:
         picture = {"path": json.load(r)[0], "meta": {"_type": "gradio.FileData"}, "orig_name": path.name}
+    times["uploaded"] = time.perf_counter() - t0
     session, events = uuid.uuid4().hex[:11], {}
     for name, data in (("predict", [picture, False]), ("familiarity", [picture])):
         dep = next(d for d in config["dependencies"] if d.get("api_name") == name)
@@ -197,16 +201,21 @@ def page_upload(url: str, config: dict, path: Path) -> float:
                                      {"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=CALL_TIMEOUT) as r:
             events[json.load(r)["event_id"]] = name
+    times["joined"] = time.perf_counter() - t0
     answers = {}
     with urllib.request.urlopen(f"{url}gradio_api/queue/data?session_hash={session}", timeout=CALL_TIMEOUT) as r:
         for line in r:
             if not line.startswith(b"data:"):
                 continue
             msg = json.loads(line[5:])
-            if msg.get("msg") == "process_completed" and msg.get("event_id") in events:
+            name = events.get(msg.get("event_id"))
+            if name and msg.get("msg") == "process_starts":
+                times[f"{name}_start"] = time.perf_counter() - t0
+            elif name and msg.get("msg") == "process_completed":
+                times[f"{name}_done"] = time.perf_counter() - t0
                 if not msg.get("success"):
-                    raise RuntimeError(f"{events[msg['event_id']]}: {msg.get('output')}")
-                answers[events[msg["event_id"]]] = (msg.get("output") or {}).get("data")
+                    raise RuntimeError(f"{name}: {msg.get('output')}")
+                answers[name] = (msg.get("output") or {}).get("data")
                 if len(answers) == 2:
                     break
     if not (answers.get("predict") or [None])[-1]:
