@@ -152,6 +152,7 @@ def origins_markdown() -> str:
 # ------------------------------------------------------------------------------ your runs
 
 YOUR_COLUMNS = ["your run", "model", "started", "test accuracy", "tested on", "epochs", "training time", "params"]
+YOUR_WIDTHS = ["30%", "9%", "12%", "9%", "18%", "6%", "9%", "7%"]   # the whole table in the page's width
 
 
 def your_runs(ctx: AppContext, token=None) -> list[dict]:
@@ -283,7 +284,7 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
         scored = gr.Markdown(scored_on())
         yours_md = gr.Markdown(your_note([]), elem_id="zoo-your-note")
         yours = gr.Dataframe(headers=YOUR_COLUMNS, interactive=False, wrap=True, label="Your runs",
-                             elem_id="zoo-your-runs", max_height=400)
+                             elem_id="zoo-your-runs", max_height=400, column_widths=YOUR_WIDTHS)
         with gr.Row():
             note = gr.Markdown("CPU latency: measured when you open this tab.")
             button = gr.Button("Measure latency again", size="sm", scale=0, min_width=200)
