@@ -177,10 +177,9 @@ def show_picture_with_run(ctx: AppContext, image32: np.ndarray | None, name: str
     target = your_target(ctx, run_id, token)
     if target is not None:
         image = sample_image(DEFAULT_IMAGE) if image32 is None else np.asarray(image32, dtype=np.uint8)
-        model = run_model(target)
-        with _COMPUTE:   # one model pass at a time, as the curves'
-            before, _ = predict.predict_one(model, image, target.class_names)
-            after, _ = predict.predict_one(model, corrupted(image, name, severity), target.class_names)
+        model = run_model(target)   # two passes of one model: the "models" lane, as the shipped models' rows
+        before, _ = predict.predict_one(model, image, target.class_names)
+        after, _ = predict.predict_one(model, corrupted(image, name, severity), target.class_names)
         top = lambda probs: max(probs, key=probs.get)  # noqa: E731
         rows.insert(0, [your_name(target), f"{top(before)} {max(before.values()):.0%}",
                         f"{top(after)} {max(after.values()):.0%}", "yes" if top(before) != top(after) else ""])
