@@ -189,6 +189,34 @@ def test_batch_mixer_respects_probabilities():
     assert seen == {"ricap", "mixup", "cutmix", None}
 
 
+def test_batch_mixer_draws_the_same_mixes_whatever_the_order_of_its_probabilities():
+    """A resumed run reads its mixes back from config.json, keys sorted: {"cutmix", "mixup",
+    "ricap"} where the preset said {"ricap", "mixup", "cutmix"}. The same draws must pick the same
+    mixes (they picked others, and optimized200k's SIGKILLed and resumed run diverged from the
+    uninterrupted one)."""
+    preset = {"ricap": 0.2, "mixup": 0.3, "cutmix": 0.3}
+    a = A.BatchMixer(preset, generator=_gen(0))
+    b = A.BatchMixer(dict(sorted(preset.items())), generator=_gen(0))
+    assert [a.choose() for _ in range(200)] == [b.choose() for _ in range(200)]
+
+
+def test_a_run_resumed_from_its_config_json_with_batch_mixes_is_bit_exact(tmp_path):
+    from cifar_demo.train import engine
+    from tests.helpers import StopAfter, cfg, write_imagefolder
+
+    data = write_imagefolder(tmp_path / "data", n_train=6)   # 60 training images
+    c = cfg(data=str(data), val_size=20, epochs=2, batch_size=10, mixes={"ricap": 0.2, "mixup": 0.3, "cutmix": 0.3},
+            num_workers=0)
+    full = engine.Trainer(c, runs_dir=tmp_path / "full")
+    full.run()
+    part = engine.Trainer(c, runs_dir=tmp_path / "part", stop_event=StopAfter(6))   # stopped in epoch 2
+    part.run()
+    engine.Trainer.resuming(part.run_dir).run()   # its config from config.json, as the CLI's --resume
+    a = torch.load(full.run_dir / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(part.run_dir / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_batch_mixer_validates_and_takes_alpha():
     with pytest.raises(ValueError):
         A.BatchMixer({"ricap": 0.5, "mixup": 0.4, "cutmix": 0.3})

@@ -167,8 +167,9 @@ def _cli(*args, env=None, **kw):
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
     data = write_imagefolder(tmp_path / "data", n_train=24)  # 240 train images
-    # quiz_dnn, which has no dropout: with optimized200k's the resumed run's last weights differed
-    # (its best weights did not; noted in the session journal, not explained yet).
+    # quiz_dnn: its steps are slow enough for the kill to land inside epoch 2. (optimized200k's
+    # resumed run once diverged: its recipe's batch mixes were drawn in the order of the config's
+    # keys, which config.json sorts; test_augment.py checks a run with mixes resumes bit-exactly.)
     flags = ["train", "--model", "quiz_dnn", "--data", str(data), "--val-size", "40", "--epochs", "3",
              "--batch-size", "10", "--lr", "0.02", "--schedule", "cosine", "--precision", "fp32",
              "--device", "cpu", "--augment", "standard", "--seed", "3"]

@@ -112,7 +112,8 @@ class BatchMixer:
     """At most one batch mix per batch, chosen with the given probabilities.
 
     One uniform draw u per batch picks the mix whose slice of [0, 1) holds u, slices laid
-    out in the order of `probs`; whatever is left (1 - sum) means no mix. So with
+    out in MIXES' order whatever the order of `probs` (a run resumed from its config.json, whose
+    keys are sorted, draws the mixes it would have drawn); whatever is left (1 - sum) means no mix. So with
     {"ricap": 0.2, "mixup": 0.3, "cutmix": 0.3} (source project 004) a batch is RICAP 20%,
     MixUp 30%, CutMix 30% and plain 20% of the time. Mixes are never stacked, so each
     mixed image blends at most two (MixUp, CutMix) or four (RICAP) training images.
@@ -130,7 +131,7 @@ class BatchMixer:
             raise ValueError(f"mix probabilities must be >= 0, got {probs}")
         if sum(probs.values()) > 1.0 + 1e-9:
             raise ValueError(f"mix probabilities sum to {sum(probs.values()):.3f} > 1: {probs}")
-        self.probs = dict(probs)
+        self.probs = {m: float(probs[m]) for m in MIXES if m in probs}
         self.num_classes = num_classes
         if isinstance(alpha, dict):
             self.alpha = {**DEFAULT_ALPHA, **alpha}
