@@ -120,11 +120,14 @@ def accuracy(model: nn.Module, target: Target, images: Tensor, labels: Tensor) -
 
 
 def compute(targets: Sequence[Target], corruptions: Iterable[str] | None = None, *, split: data_mod.Split,
-            dataset: str = "", cache: str | os.PathLike | None = None, progress: Progress | None = None,
-            cached_only: bool = False, severities: Iterable[int] | None = None) -> dict:
+            dataset: str = "", cache: str | os.PathLike | Callable[[Target], str | os.PathLike | None] | None = None,
+            progress: Progress | None = None, cached_only: bool = False,
+            severities: Iterable[int] | None = None) -> dict:
     """Each target's accuracy on `split`, clean and under each corruption (default: all) at
     `severities` (default: 1..5; the others are taken from the cache where they are there).
 
+    `cache`: the cache folder (None: data.cache_root()), or a function giving each target its own
+    (evalcache.run_cache: a visitor's run in its own folder, shipped weights in the shared one).
     Values found in the cache are not recomputed; with `cached_only` nothing is, and what is
     missing comes back as None. `progress(done, total)` follows the evaluations still to run
     (one per model and corrupted slice). Returns plain data (json.dumps works):
@@ -140,7 +143,9 @@ def compute(targets: Sequence[Target], corruptions: Iterable[str] | None = None,
     if not wanted or not set(wanted) <= set(SEVERITIES[1:]):
         raise ValueError(f"severities must be among 1..{MAX_SEVERITY}, not {severities!r}")
     digest = data_mod.split_digest(split)
-    found = {(t.name, e): load_entry(cache_key(t, e, digest), e, cache) for t in targets for e in [CLEAN, *names]}
+    cache_of = cache if callable(cache) else (lambda _t: cache)
+    found = {(t.name, e): load_entry(cache_key(t, e, digest), e, cache_of(t))
+             for t in targets for e in [CLEAN, *names]}
 
     def needed(t: Target, entry: str) -> list[int]:
         """The severities (0 for the clean entry) still to compute for this target."""
@@ -180,7 +185,7 @@ def compute(targets: Sequence[Target], corruptions: Iterable[str] | None = None,
                         accs[t.name][severity - 1] = run(t, images)
         for t in ts:
             found[t.name, entry] = accs[t.name]
-            store_entry(cache_key(t, entry, digest), t, entry, accs[t.name], digest, cache)
+            store_entry(cache_key(t, entry, digest), t, entry, accs[t.name], digest, cache_of(t))
 
     def curve(t: Target, name: str) -> list[float | None]:
         clean, rest = found[t.name, CLEAN], found[t.name, name]

@@ -394,11 +394,14 @@ def accuracy_curves(curves: Mapping[str, Sequence[float | None]], xs: Sequence[f
     fig = Figure(figsize=figsize, layout="constrained")
     ax = fig.subplots()
     drawn = 0
-    for i, (name, accs) in enumerate(curves.items()):
+    others = 0   # the lines not emphasised, whose colours go by their position among themselves
+    for name, accs in curves.items():
         pts = [(x, a) for x, a in zip(xs, accs) if a is not None]
+        if name in emphasis:
+            style = dict(color="black", lw=3, ls="--", zorder=5)
+        else:
+            style, others = dict(color=COLORS[others % len(COLORS)], lw=2), others + 1
         if pts:
-            style = (dict(color="black", lw=3, ls="--", zorder=5) if name in emphasis else
-                     dict(color=COLORS[(i - sum(e in curves for e in emphasis)) % len(COLORS)], lw=2))
             ax.plot(*zip(*pts), marker="o", ms=4, label=name, **style)
             drawn += 1
     ax.axhline(chance, color="0.5", ls=":", lw=1, label="chance")

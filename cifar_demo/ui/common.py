@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from .. import data, jobs, runtime, train, weights
 from ..analysis import compare, evalcache
+from ..common import CLASSES
 from ..data import on_space, pictures, uploads
 from .context import AppContext
 
@@ -270,6 +271,22 @@ def owner_runs(runs_dir, finished: bool = False) -> list[tuple[dict, str | None]
     runs = [r for r in train.list_runs(runs_dir) if not finished or (r["summary"] is not None and r["has_best"])]
     return ([(r, None) for r in runs if r["run_id"] not in studies] +
             [(r, studies[r["run_id"]]) for r in runs if r["run_id"] in studies])
+
+
+def finished_runs(ctx: AppContext, token=None) -> list[tuple[dict, str | None, tuple[str, ...]]]:
+    """The page owner's finished runs as lists offer them (owner_runs), each with the id of its
+    study and the classes it predicts (CIFAR-10's unless it trained on your own images); none
+    before the page has a token."""
+    owner = owner_of(ctx, token)
+    if owner is None:
+        return []
+    return [(r, study, tuple(train.Run(r["dir"]).classes() or CLASSES))
+            for r, study in owner_runs(ctx.runs_dir_for(owner), finished=True)]
+
+
+def keep_choice(choices: list[tuple[str, str]], current, default) -> gr.Dropdown:
+    """A refreshed dropdown: `current` stays chosen while it is still offered, else `default`."""
+    return gr.Dropdown(choices=choices, value=current if current in {v for _, v in choices} else default)
 
 
 def upload_32x32(path: str | None) -> np.ndarray:

@@ -26,7 +26,7 @@ from ..analysis import evalcache, evaluate, gradcam, predict
 from ..common import CLASSES
 from ..reporting import plots
 from . import label_review
-from .common import data_status, owner_of, owner_runs, run_label, run_model, run_target
+from .common import data_status, keep_choice, owner_of, owner_runs, run_label, run_model, run_target
 from .confusion import heatmap
 from .context import FREE, HEAVY, MODELS, AppContext
 
@@ -77,8 +77,7 @@ def model_choices(ctx: AppContext, token=None) -> list[tuple[str, str]]:
 
 def refresh_choices(ctx: AppContext, current: str | None = None, token=None):
     choices = model_choices(ctx, token)
-    values = [v for _, v in choices]
-    return gr.Dropdown(choices=choices, value=current if current in values else (values[0] if values else None))
+    return keep_choice(choices, current, choices[0][1] if choices else None)
 
 
 def target_of(ctx: AppContext, choice: str, token=None) -> evalcache.Target:

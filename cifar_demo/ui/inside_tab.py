@@ -24,7 +24,7 @@ from ..analysis import evalcache, inside, inside_runs, inside_topk
 from ..common import CLASSES
 from ..reporting import inside_draw
 from . import inside_map
-from .common import owner_of, upload_32x32
+from .common import keep_choice, owner_of, upload_32x32
 from .context import FREE, HEAVY, MODELS, AppContext
 
 CHANNELS = (8, 16, 32)        # how many channels a grid shows, most active first
@@ -68,7 +68,7 @@ def refresh_models(ctx: AppContext, current=None, token=None):
     choices = inside_map.model_choices(ctx, token)
     values = [v for _, v in choices]
     default = "weights:airnet" if "weights:airnet" in values else (values[0] if values else None)
-    return gr.Dropdown(choices=choices, value=current if current in values else default)
+    return keep_choice(choices, current, default)
 
 
 target_of = inside_map.target_of
@@ -218,8 +218,7 @@ def run_choices(ctx: AppContext, current=None, token=None):
     runs = [r for r in (train.list_runs(ctx.runs_dir_for(owner)) if owner else [])
             if inside_runs.saved_epochs(train.Run(r["dir"]))]
     choices = [(f"{r['run_id']} ({(r['summary'] or {}).get('status', 'training')})", r["run_id"]) for r in runs]
-    values = [v for _, v in choices]
-    return gr.Dropdown(choices=choices, value=current if current in values else (values[0] if values else None))
+    return keep_choice(choices, current, choices[0][1] if choices else None)
 
 
 def epoch_slider(ctx: AppContext, run_id, current=None, follow=True, token=None):

@@ -9,11 +9,11 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from .. import augment, data, train, weights, zoo
+from .. import augment, data, weights, zoo
 from ..analysis import evalcache, familiarity, gradcam, predict, serve
 from ..common import CLASSES
 from ..data import pictures, uploads
-from .common import owner_of, owner_runs, run_label, run_model, run_target
+from .common import finished_runs, keep_choice, run_label, run_model, run_target
 from .context import FREE, MODELS, SERVE, AppContext
 
 TOP_K = 3
@@ -154,11 +154,7 @@ NO_RUN = ""
 def run_choices(ctx: AppContext, token=None) -> list[tuple[str, str]]:
     """("No run: the zoo only", ""), then the owner's finished runs, each with its classes."""
     out = [("None: the zoo's models only", NO_RUN)]
-    owner = owner_of(ctx, token)
-    if owner is None:
-        return out
-    for r, study in owner_runs(ctx.runs_dir_for(owner), finished=True):
-        classes = train.Run(r["dir"]).classes() or CLASSES
+    for r, study, classes in finished_runs(ctx, token):
         names = ", ".join(classes[:4]) + (f" +{len(classes) - 4}" if len(classes) > 4 else "")
         own = "" if list(classes) == list(CLASSES) else f" ({names})"   # your own images' classes
         out.append((run_label(r, study) + own, r["run_id"]))
@@ -166,9 +162,7 @@ def run_choices(ctx: AppContext, token=None) -> list[tuple[str, str]]:
 
 
 def refresh_runs(ctx: AppContext, current: str | None = None, token=None) -> gr.Dropdown:
-    choices = run_choices(ctx, token)
-    values = {v for _, v in choices}
-    return gr.Dropdown(choices=choices, value=current if current in values else NO_RUN)
+    return keep_choice(run_choices(ctx, token), current, NO_RUN)
 
 
 def _run_target(ctx: AppContext, run_id: str, token=None) -> evalcache.Target:

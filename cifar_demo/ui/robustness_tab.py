@@ -18,13 +18,13 @@ import gradio as gr
 import numpy as np
 from matplotlib.figure import Figure
 
-from .. import augment, data, train, weights
+from .. import augment, data, weights
 from ..analysis import evalcache, predict, robustness
 from ..augment import CORRUPTIONS, MAX_SEVERITY
 from ..common import CLASSES
 from ..data import pictures
 from ..reporting import plots
-from .common import data_status, owner_of, owner_runs, run_label, run_model, run_target, upload_32x32
+from .common import data_status, finished_runs, keep_choice, run_label, run_model, run_target, upload_32x32
 from .context import FREE, HEAVY, MODELS, AppContext
 
 DEFAULT_CORRUPTION = "gaussian_noise"
@@ -43,6 +43,7 @@ PREDICT_HEADERS = ["model", "clean picture", "corrupted picture", "changed?"]
 # pictures is sqrt(0.8 * 0.2 / 100) = 4 points. Each size has its own cache entries.
 SLICE_SIZES = [("1,000 (100 a class)", robustness.DEFAULT_N), ("100 (quick, about ±4 points)", 100)]
 NO_RUN = ""
+YOUR_RUN = "your run"   # how a visitor's run is named in the table, the legend and the status line
 # A first computation of one corruption for all ten shipped models, on 1,000 images: 5 passes of
 # each model. Measured on this project's 2-core machine while it was shared (load average 4-6):
 # one clean pass of all ten took 125 s (resnet50 33 s, simple_cnn 1.5 s), and airnet's full run
@@ -110,25 +111,35 @@ def _top(p: predict.Prediction) -> str:
     return f"{cls} {prob:.0%}"
 
 
+def _row(model: str, before: predict.Prediction, after: predict.Prediction) -> list[str]:
+    """One model's row: its top class on the clean and on the corrupted picture, and whether it changed."""
+    if before.error or after.error:
+        return [model, before.error or after.error, "", ""]
+    changed = before.top(1)[0][0] != after.top(1)[0][0]
+    return [model, _top(before), _top(after), "yes" if changed else ""]
+
+
 def prediction_rows(clean: np.ndarray, damaged: np.ndarray) -> list[list[str]]:
     """Every shipped model's top class on the clean and on the corrupted picture."""
     names = weights.available()
-    rows = []
-    for before, after in zip(predict.predict_many(clean, names), predict.predict_many(damaged, names)):
-        if before.error or after.error:
-            rows.append([before.model, before.error or after.error, "", ""])
-            continue
-        changed = before.top(1)[0][0] != after.top(1)[0][0]
-        rows.append([before.model, _top(before), _top(after), "yes" if changed else ""])
-    return rows
+    return [_row(before.model, before, after)
+            for before, after in zip(predict.predict_many(clean, names), predict.predict_many(damaged, names))]
+
+
+def _pictures(image32: np.ndarray | None, name: str, severity: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the picture, corrupted); None means the default sample image."""
+    image = sample_image(DEFAULT_IMAGE) if image32 is None else np.asarray(image32, dtype=np.uint8)
+    return image, corrupted(image, name, severity)
+
+
+def _views(image: np.ndarray, damaged: np.ndarray, rows: list[list[str]]):
+    return augment.upscale_nearest(image, SCALE), augment.upscale_nearest(damaged, SCALE), rows
 
 
 def show_picture(image32: np.ndarray | None, name: str, severity: int):
     """(clean view, corrupted view, prediction rows); None means the default sample image."""
-    image = sample_image(DEFAULT_IMAGE) if image32 is None else np.asarray(image32, dtype=np.uint8)
-    damaged = corrupted(image, name, severity)
-    return (augment.upscale_nearest(image, SCALE), augment.upscale_nearest(damaged, SCALE),
-            prediction_rows(image, damaged))
+    image, damaged = _pictures(image32, name, severity)
+    return _views(image, damaged, prediction_rows(image, damaged))
 
 
 # ----------------------------------------------------------------------------- a run of the visitor's
@@ -136,20 +147,12 @@ def show_picture(image32: np.ndarray | None, name: str, severity: int):
 def run_choices(ctx: AppContext, token=None) -> list[tuple[str, str]]:
     """("None", ""), then the owner's finished runs that predict CIFAR-10's ten classes (a run on
     its own images has other classes: the test slice cannot score it)."""
-    out = [("None: the shipped models only", NO_RUN)]
-    owner = owner_of(ctx, token)
-    if owner is None:
-        return out
-    for r, study in owner_runs(ctx.runs_dir_for(owner), finished=True):
-        classes = train.Run(r["dir"]).classes()
-        if not classes or list(classes) == list(CLASSES):
-            out.append((run_label(r, study), r["run_id"]))
-    return out
+    return [("None: the shipped models only", NO_RUN)] + [
+        (run_label(r, study), r["run_id"]) for r, study, classes in finished_runs(ctx, token) if classes == CLASSES]
 
 
 def refresh_runs(ctx: AppContext, current: str | None = None, token=None) -> gr.Dropdown:
-    choices = run_choices(ctx, token)
-    return gr.Dropdown(choices=choices, value=current if current in {v for _, v in choices} else NO_RUN)
+    return keep_choice(run_choices(ctx, token), current, NO_RUN)
 
 
 def your_target(ctx: AppContext, run_id: str | None, token=None) -> evalcache.Target | None:
@@ -167,30 +170,32 @@ def your_target(ctx: AppContext, run_id: str | None, token=None) -> evalcache.Ta
 
 def your_name(target: evalcache.Target) -> str:
     """The run's name in the table and the plot's legend."""
-    return f"your run ({target.model})"
+    return f"{YOUR_RUN} ({target.model})"
+
+
+def _is_yours(name: str) -> bool:
+    return name.startswith(YOUR_RUN)
 
 
 def show_picture_with_run(ctx: AppContext, image32: np.ndarray | None, name: str, severity: int,
                           run_id: str | None = NO_RUN, token=None):
     """show_picture, with a row for the owner's run `run_id` (if any) first."""
-    clean, damaged, rows = show_picture(image32, name, severity)
     target = your_target(ctx, run_id, token)
+    image, damaged = _pictures(image32, name, severity)
+    rows = prediction_rows(image, damaged)
     if target is not None:
-        image = sample_image(DEFAULT_IMAGE) if image32 is None else np.asarray(image32, dtype=np.uint8)
         model = run_model(target)   # two passes of one model: the "models" lane, as the shipped models' rows
-        before, _ = predict.predict_one(model, image, target.class_names)
-        after, _ = predict.predict_one(model, corrupted(image, name, severity), target.class_names)
-        top = lambda probs: max(probs, key=probs.get)  # noqa: E731
-        rows.insert(0, [your_name(target), f"{top(before)} {max(before.values()):.0%}",
-                        f"{top(after)} {max(after.values()):.0%}", "yes" if top(before) != top(after) else ""])
-    return clean, damaged, rows
+        before, after = (predict.Prediction(your_name(target), predict.predict_one(model, im, target.class_names)[0])
+                         for im in (image, damaged))
+        rows.insert(0, _row(your_name(target), before, after))
+    return _views(image, damaged, rows)
 
 
 # ----------------------------------------------------------------------------- the accuracy curves
 
 def curves_figure(result: dict, name: str, severity: int) -> Figure:
     title = f"{CORRUPTIONS[name].title}: accuracy on {result['slice']['n']:,} test images"
-    mine = [m for m in result["models"] if m.startswith("your run")]
+    mine = [m for m in result["models"] if _is_yours(m)]
     fig = plots.accuracy_vs_severity(robustness.curves(result, name), title=title, emphasis=mine)
     fig.axes[0].axvline(int(severity), color="0.3", lw=1, ls="--", zorder=0)   # the picture's severity
     return fig
@@ -206,7 +211,7 @@ def first_run_estimate(todo: int, n: int) -> str:
 
 def _status(result: dict, name: str, seconds: float | None = None) -> str:
     models = len(result["models"])
-    yours = " (your run among them)" if any(m.startswith("your run") for m in result["models"]) else ""
+    yours = f" ({YOUR_RUN} among them)" if any(_is_yours(m) for m in result["models"]) else ""
     todo = sum(any(a is None for a in m["accuracy"][name]) for m in result["models"].values())
     if not models:
         return "No shipped weights found: nothing to score."
@@ -233,15 +238,16 @@ def slice_size(n) -> int:
 
 
 def _scores(which: list[str], n: int, target: evalcache.Target | None, cached_only: bool, progress=None) -> dict:
-    """robustness.compute_shipped's result, with `target` (a visitor's run) added as "your run
-    (model)": its entries cached in its own folder, so they go with it."""
-    result = robustness.compute_shipped(None, which, progress=progress, n=n, cached_only=cached_only)
-    if target is not None:
-        source = data.resolve_source(None, download=False)
-        mine = robustness.compute([target], which, split=robustness.test_slice(source, n), dataset=source.label,
-                                  cache=evalcache.run_cache(target), cached_only=cached_only, progress=progress)
-        result["models"] = {your_name(target): mine["models"][target.name], **result["models"]}
-        result["computed"] += mine["computed"]
+    """robustness.compute_shipped's result (the shipped weights on the slice of the usual test set),
+    with `target` (a visitor's run) first as "your run (model)": its entries cached in its own
+    folder (evalcache.run_cache), so they go with it."""
+    if target is None:
+        return robustness.compute_shipped(None, which, progress=progress, n=n, cached_only=cached_only)
+    source = data.resolve_source(None, download=False)
+    result = robustness.compute([target, *robustness.shipped_targets()], which,
+                                split=robustness.test_slice(source, n), dataset=source.label,
+                                cache=evalcache.run_cache, progress=progress, cached_only=cached_only)
+    result["models"] = {your_name(target) if k == target.name else k: v for k, v in result["models"].items()}
     return result
 
 

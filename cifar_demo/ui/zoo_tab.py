@@ -8,12 +8,12 @@ import threading
 import gradio as gr
 from matplotlib.figure import Figure
 
-from .. import train, weights, zoo
+from .. import weights, zoo
 from ..analysis import predict
 from ..common import CLASSES
 from ..reporting import plots
 from ..zoo.registry import RECIPE_ORIGINS, provenance_markdown
-from .common import owner_of, owner_runs, pct, run_date
+from .common import finished_runs, pct, run_date
 from .context import FREE, MODELS, AppContext
 
 # Timed runs per model (after predict's warm-up passes); the median is shown. Fewer than the
@@ -159,19 +159,15 @@ def your_runs(ctx: AppContext, token=None) -> list[dict]:
     """The page owner's finished runs (newest first, then its Compare studies'), as plain dicts:
     run id, model, date, test accuracy and the test set, epochs, minutes, parameters (the zoo's
     count for the model), whether it predicts CIFAR-10's classes, and its study if any."""
-    owner = owner_of(ctx, token)
-    if owner is None:
-        return []
     out = []
-    for r, study in owner_runs(ctx.runs_dir_for(owner), finished=True):
+    for r, study, classes in finished_runs(ctx, token):
         s, model = r["summary"], (r.get("config") or {}).get("model") or r["summary"].get("model", "?")
-        classes = train.Run(r["dir"]).classes()
         spec = zoo.get_spec(model) if model in zoo.names() else None
         out.append({"run_id": r["run_id"], "model": model, "date": run_date(r["run_id"]), "study": study,
                     "test_acc": s.get("test_acc"), "n_test": s.get("n_test"), "dataset": s.get("dataset", ""),
                     "epochs": s.get("epochs_run"), "seconds": s.get("elapsed_s"),
                     "params": spec.params if spec else None,
-                    "cifar10": not classes or list(classes) == list(CLASSES)})
+                    "cifar10": classes == CLASSES})
     return out
 
 
