@@ -78,13 +78,15 @@ def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def start_app(tmp: Path, data_dir: str, public: bool = True) -> tuple[subprocess.Popen, str]:
-    """`python app.py [--public]` on a free port of 127.0.0.1, with its runs, cache and log in `tmp`."""
+def start_app(tmp: Path, data_dir: str, public: bool = True,
+              fresh_cache: bool = True) -> tuple[subprocess.Popen, str]:
+    """`python app.py [--public]` on a free port of 127.0.0.1, with its runs and log in `tmp`, and its
+    cache there too (`fresh_cache`) or the usual one (CIFAR-10 decoded once, as on a teacher's machine)."""
     with socket.socket() as s:   # a free port
         port = s.bind(("127.0.0.1", 0)) or s.getsockname()[1]
-    env = dict(os.environ, CIFAR_DEMO_RUNS=str(tmp / "runs"), CIFAR_DEMO_CACHE=str(tmp / "cache"),
-               CIFAR_DEMO_DATA=data_dir, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1",
-               PYTHONUNBUFFERED="1")
+    env = dict(os.environ, CIFAR_DEMO_RUNS=str(tmp / "runs"), CIFAR_DEMO_DATA=data_dir,
+               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
+               **({"CIFAR_DEMO_CACHE": str(tmp / "cache")} if fresh_cache else {}))
     with open(tmp / "app.log", "wb") as log:
         # Its own process group: stopping it also ends the training child it spawned.
         cmd = [sys.executable, "app.py", *(["--public"] if public else []), "--host", "127.0.0.1", "--port", str(port)]

@@ -2,7 +2,7 @@
 
     python bench/lesson_walk.py [--data ../shared/data/cifar10-jpeg] [--shots DIR] [--no-study]
 
-Starts `python app.py --data DATA` (local mode, its own runs folder in a temporary directory, the
+Starts `python app.py` on DATA (local mode, its own runs folder in a temporary directory, the
 usual decode cache) and walks the plan's steps in order, one page, one visitor:
 
   1 Predict      the bundled cat, then a photo of none of the ten classes (matplotlib's grace_hopper.jpg)
@@ -18,7 +18,8 @@ usual decode cache) and walks the plan's steps in order, one page, one visitor:
 
 Prints, per step, the seconds it took from the click to what the class should see, and what the
 page showed. Screenshots of each step go to --shots (default: a temporary folder, printed).
-Bounded: every wait has a limit; the app and the browser end on exit or Ctrl-C.
+Bounded: every wait has a limit; the app (with its training child) and the browser end on exit,
+Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
+import signal
 import sys
 import tempfile
 import time
@@ -35,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app_proc import ARGS, CHROMIUM, loadavg, stop_app, wait_until_up  # noqa: E402
+from app_proc import ARGS, CHROMIUM, loadavg, start_app, stop_app, wait_until_up  # noqa: E402
 from own_images import build_dataset  # noqa: E402
 
 VIEW = {"width": 1280, "height": 720}
@@ -251,17 +252,9 @@ def main() -> None:
     hw = hardware.hardware_info()
     print(f"machine: {hw['cpu']}, {hw['cores']} cores, gpu {hw['gpu']}; {hardware.matmul_peaks_line(1024)}; "
           f"load average {loadavg()}; data {args.data}; screenshots in {args.shots}")
-    import socket
-
-    with socket.socket() as s:
-        port = s.bind(("127.0.0.1", 0)) or s.getsockname()[1]
-    env = dict(os.environ, CIFAR_DEMO_RUNS=str(tmp / "runs"), GRADIO_ANALYTICS_ENABLED="False",
-               HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)   # a SIGTERM cleans up as Ctrl-C does
     t = time.monotonic()
-    with open(tmp / "app.log", "wb") as log:
-        app = subprocess.Popen([sys.executable, "app.py", "--data", args.data, "--port", str(port)], cwd=REPO,
-                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/"
+    app, url = start_app(tmp, args.data, public=False, fresh_cache=False)
     try:
         wait_until_up(url, app, 600)
         print(f"app start: {time.monotonic() - t:.0f} s")
