@@ -2,7 +2,9 @@
 
     python bench/burst.py [--visitors 30] [--spy FILE]
 
-Starts `python app.py --public` on 127.0.0.1 (its own temporary folders, nothing training), sends
+First prints what a new session costs the server's event loop (Gradio's SessionState rendering
+every block's config, against ui/gradio_fixes.py's lazy one, ten of each in this process). Then
+starts `python app.py --public` on 127.0.0.1 (its own temporary folders, nothing training), sends
 one untimed upload (the models load), then --visitors visitors at once, each sending a different
 picture as the page does over plain HTTP: the upload, /predict and /familiarity joined on one
 session, the answers read from its event stream. Prints, over the visitors, when each step was
@@ -40,6 +42,25 @@ def timed_upload(url: str, config: dict, path: Path) -> dict[str, float]:
     return times
 
 
+def session_cost(repeats: int = 10) -> None:
+    """Milliseconds per new session: Gradio's SessionState and ours (gradio_fixes, fix 4)."""
+    import timeit
+
+    from gradio.state_holder import SessionState
+
+    from cifar_demo import jobs, ui
+    from cifar_demo.ui import gradio_fixes
+
+    app = ui.build_app(ui.AppContext.of(jobs.JobManager(tempfile.mkdtemp(), dispatch=False)))
+
+    def gradios() -> None:
+        gradio_fixes._session_init(SessionState.__new__(SessionState), app)
+
+    theirs = timeit.timeit(gradios, number=repeats) / repeats * 1000
+    ours = timeit.timeit(lambda: SessionState(app), number=repeats) / repeats * 1000
+    print(f"a new session ({len(app.blocks)} blocks): Gradio's {theirs:.1f} ms, ours {ours:.2f} ms")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--visitors", type=int, default=30)
@@ -49,6 +70,7 @@ def main() -> None:
     import numpy as np
     from PIL import Image
 
+    session_cost()
     tmp = Path(tempfile.mkdtemp(prefix="cifar-demo-burst-"))
     app, url = start_app(tmp, "")
     try:
