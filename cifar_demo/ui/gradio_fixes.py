@@ -24,11 +24,12 @@ and its line breaks kept, on the way out (utils.error_payload, which the queue i
 
 4. A new session's cost. The first event of every new session (a page load, an API client)
 builds a SessionState, which renders the config of every block of the app (491 here) for deep
-links, on the server's event loop: 34-43 ms a session on 2 cores, during which no other request is
-served. Thirty visitors arriving at once waited ~1 s to be queued (bench/burst.py, which prints
-both costs: before this fix the 30 joins were done at median 1.91 s, after it at 0.33-0.38 s). Deep links are off in public mode; here the configs are
-rendered when something first reads them (SessionState.components), and those of the blocks a
-handler changed (which Gradio renders as it sets them) are kept as they are.
+links, on the server's event loop: 34-43 ms a session on 2 cores, during which no other request
+is served. Thirty visitors arriving at once waited ~1 s to be queued (bench/burst.py, which
+prints both costs: before this fix the 30 joins were done at median 1.91 s, after it at
+0.33-0.38 s). Deep links are off in public mode; here the configs are rendered when something
+first reads them (SessionState.components), and those of the blocks a handler changed (which
+Gradio renders as it sets them) are kept as they are.
 """
 
 from __future__ import annotations
