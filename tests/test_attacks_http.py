@@ -240,6 +240,11 @@ def test_the_lesson_tabs_refuse_what_the_page_never_sends(app):
         ("show_epoch", "absent"): (["../../nothing-here", 1, None, 8, token], f"Pick one of your runs|{over}"),
         ("show_epoch", "climb"): (["/etc", 1, None, 8, token], f"Pick one of your runs|{over}"),
         ("compute_maps", "size"): (["airnet", "airnet", "tsne", 10**6, "any", "any", token], None),
+        # Robustness: the whole test set under every corruption, or "your run" that is a path.
+        ("compute_all", "slice"): (["fog", 3, 10**6, "", token], f"The slice is|{over}"),
+        ("compute_curves", "absent"): (["fog", 3, 100, "../../nothing-here", token], None),
+        ("compute_curves", "climb"): (["fog", 3, 100, "/etc", token], None),
+        ("cached_curves", "climb"): (["fog", 3, 100, "../../../etc", token], None),
     }
     said = {}
     for (api_name, what), (data, expect) in asks.items():
@@ -252,8 +257,8 @@ def test_the_lesson_tabs_refuse_what_the_page_never_sends(app):
         # checks may echo the value sent, which tells the sender nothing new).
         assert not re.search(r"no such file|exists|\d+(\.\d+)? ?[KMG]B|permission", said[api_name, what], re.I)
     # A path that exists and one that does not read the same (but for the value sent, if echoed).
-    for api_name in ("show_layers", "show_epoch"):
-        absent, climb = ((said[api_name, w].replace(asks[api_name, w][0][0], "<sent>")) for w in ("absent", "climb"))
+    for api_name, at in (("show_layers", 0), ("show_epoch", 0), ("compute_curves", 3)):
+        absent, climb = ((said[api_name, w].replace(asks[api_name, w][0][at], "<sent>")) for w in ("absent", "climb"))
         assert absent == climb, (absent, climb)
 
     # The learning-rate finder: ten million steps, or a batch no memory holds, queue nothing.
