@@ -10,13 +10,16 @@ picture as the page does over plain HTTP: the upload, /predict and /familiarity 
 session, the answers read from its event stream. Prints, over the visitors, when each step was
 done (seconds from the burst's start): the upload, both joins, each event's process_starts and
 process_completed messages; and the cores the server used. --spy FILE records the server with
-py-spy (raw format) for the burst. bench/load.py is the same burst while a run trains.
+py-spy (raw format) for the burst. --train first presses Start on the Train tab in headless
+Chromium (the `demo` preset, fp32, as bench/load.py does) and sends the burst once the run steps:
+the same steps, timed while a run trains.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -29,9 +32,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app_proc import cpu_sample, start_app, stop_app, wait_until_up  # noqa: E402
+from app_proc import ARGS, CHROMIUM, START_TIMEOUT, Tail, cpu_sample, press_start, start_app, stop_app, wait_until_up  # noqa: E402
 from load import CALL_TIMEOUT, page_upload, upload_picture  # noqa: E402
 
+PAUSE_S = 5   # between two bursts (--repeat)
 STEPS = ("uploaded", "joined", "predict_start", "familiarity_start", "predict_done", "familiarity_done")
 
 
@@ -61,10 +65,60 @@ def session_cost(repeats: int = 10) -> None:
     print(f"a new session ({len(app.blocks)} blocks): Gradio's {theirs:.1f} ms, ours {ours:.2f} ms")
 
 
+def faults(pid: int) -> tuple[int, float]:
+    """(minor page faults, system CPU seconds) of a process so far, from /proc/<pid>/stat."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2:].split()
+    return int(fields[7]), int(fields[12]) / os.sysconf("SC_CLK_TCK")
+
+
+def burst(url: str, config: dict, paths: list[Path], app_pid: int) -> float:
+    """One visitor per picture of `paths`, all at once; prints when each step was done; returns
+    the seconds until the last answer."""
+    out: list[dict] = []
+    c0, t0, f0 = cpu_sample(app_pid), time.monotonic(), faults(app_pid)
+    threads = [threading.Thread(target=lambda p=p: out.append(timed_upload(url, config, p))) for p in paths]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(CALL_TIMEOUT)
+    c1, seconds, f1 = cpu_sample(app_pid), time.monotonic() - t0, faults(app_pid)
+    print(f"{len(out)} of {len(paths)} uploads answered in {seconds:.2f} s; server "
+          f"{(c1['server'] - c0['server']) / seconds:.2f} cores ({f1[1] - f0[1]:.2f} s of it in the kernel, "
+          f"{f1[0] - f0[0]:,} page faults), training {(c1['training'] - c0['training']) / seconds:.2f} cores")
+    for step in STEPS:
+        v = sorted(o[step] for o in out if step in o)
+        print(f"  {step:18s} median {statistics.median(v):.2f} s, p95 {v[round(0.95 * (len(v) - 1))]:.2f} s, "
+              f"max {v[-1]:.2f} s")
+    return max(max(o.values()) for o in out) if len(out) == len(paths) else float("inf")
+
+
+def started_run(url: str, tmp: Path) -> Tail:
+    """Start pressed on the Train tab (the `demo` preset, fp32); returns once the run has stepped twice."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        metrics = press_start(browser, url, tmp / "runs", 180, None, "fp32")
+        browser.close()
+    tail = Tail(metrics)
+    tail.start()
+    deadline = time.monotonic() + START_TIMEOUT
+    while len(tail.kinds("step")) < 2:
+        if time.monotonic() > deadline or tail.kinds("end"):
+            raise RuntimeError(f"the run took no steps; see {metrics.parent}")
+        time.sleep(0.5)
+    print(f"run {metrics.parent.name} is stepping")
+    return tail
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--visitors", type=int, default=30)
     p.add_argument("--spy", type=Path, help="py-spy record the server during the burst into this file")
+    p.add_argument("--repeat", type=int, default=1, help=f"bursts, {PAUSE_S:.0f} s apart, each with new pictures")
+    p.add_argument("--train", action="store_true", help="a `demo` run (fp32) trains in the app during the burst")
+    p.add_argument("--data", default=str(REPO.parent / "shared/data/cifar10-jpeg"), help="the run's data (--train)")
     args = p.parse_args()
     import matplotlib
     import numpy as np
@@ -72,14 +126,17 @@ def main() -> None:
 
     session_cost()
     tmp = Path(tempfile.mkdtemp(prefix="cifar-demo-burst-"))
-    app, url = start_app(tmp, "")
+    app, url = start_app(tmp, args.data if args.train else "")
+    tail = None
     try:
         wait_until_up(url, app, 300)
+        if args.train:
+            tail = started_run(url, tmp)
         with urllib.request.urlopen(url + "config", timeout=CALL_TIMEOUT) as r:
             config = json.load(r)
         photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
         image = np.asarray(Image.open(photo).convert("RGB"))
-        paths = [upload_picture(image, k, tmp) for k in range(args.visitors + 1)]
+        paths = [upload_picture(image, k, tmp) for k in range(args.visitors * args.repeat + 1)]
         print(f"warm-up upload answered in {timed_upload(url, config, paths[-1])['predict_done']:.2f} s (not counted)")
         spy = None
         if args.spy:
@@ -87,24 +144,19 @@ def main() -> None:
                                     "-o", str(args.spy), "--nonblocking"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)
-        out: list[dict] = []
-        c0, t0 = cpu_sample(app.pid), time.monotonic()
-        threads = [threading.Thread(target=lambda k=k: out.append(timed_upload(url, config, paths[k])))
-                   for k in range(args.visitors)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(CALL_TIMEOUT)
-        c1, seconds = cpu_sample(app.pid), time.monotonic() - t0
-        print(f"{len(out)} of {args.visitors} uploads answered in {seconds:.2f} s; server "
-              f"{(c1['server'] - c0['server']) / seconds:.2f} cores")
-        for step in STEPS:
-            v = sorted(o[step] for o in out if step in o)
-            print(f"  {step:18s} median {statistics.median(v):.2f} s, p95 {v[round(0.95 * (len(v) - 1))]:.2f} s, "
-                  f"max {v[-1]:.2f} s")
+        lasts = []
+        for r in range(args.repeat):
+            if r:
+                time.sleep(PAUSE_S)
+            lasts.append(burst(url, config, paths[r * args.visitors:(r + 1) * args.visitors], app.pid))
+        if args.repeat > 1:
+            print(f"last answers of the {args.repeat} bursts: {' '.join(f'{s:.2f}' for s in lasts)} s, "
+                  f"median {statistics.median(lasts):.2f} s")
         if spy is not None:
             spy.wait(60)
     finally:
+        if tail is not None:
+            tail.stop.set()
         stop_app(app)
 
 

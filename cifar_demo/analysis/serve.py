@@ -5,22 +5,27 @@ the picture looks, from the same models' features). ``predict_batch`` runs every
 a batch of 32x32 pictures and gives, per picture, both: the logits and the pooled features come
 out of the same pass (familiarity.features_and_logits).
 
-``Batcher`` makes the requests of many visitors share passes: a request waits in a queue; one
-worker thread takes the first and gathers more while they keep coming (each within ``max_wait_s``
-of the one before, for at most ``max_gather_s`` in all, up to ``max_batch``), then runs them as one
-batch. A class uploading at once arrives over ~0.1 s: gathered, it costs one pass, not a small
-first pass and then the rest. On two cores ten models cost ~100 ms for one picture but ~40 ms per
-picture at batch 20-32. Answers are cached per picture (the hash of its 32x32 bytes, with the
-weights and calibration that answered), and a request for a picture already in a pass waits for
-that pass: /familiarity after /predict of the same upload costs no new pass.
+``Batcher`` makes the requests of many visitors share passes, model by model: a request waits
+in a queue; one worker thread runs the zoo's models one after another, each on every waiting
+picture that still needs it. A picture that arrives while a model runs joins the next model at
+once and gets the models it missed in the next round, with the others that missed them: nobody
+waits for a whole pass made for others (a burst's first upload no longer starts a small pass of
+its own that the rest of the class waits behind; tests/test_serve.py). The first request is held
+while more keep coming (each within ``max_wait_s`` of the one before, for at most
+``max_gather_s``), so that a class uploading at once starts at a useful batch. On two cores ten
+models cost ~100 ms for one picture but ~30 ms per picture at batch 20-32. Answers are cached per
+picture (the hash of its 32x32 bytes, with the weights and calibration that answered), and a
+request for a picture already under way waits for it: /familiarity after /predict of the same
+upload costs no new pass.
 
 The answers are those of predict.predict_many and familiarity.assess on the picture alone
-(tests/test_serve.py compares them); only the latency differs: a model's pass over the batch,
+(tests/test_serve.py compares them); only the latency differs: a model's pass over its batch,
 divided by the number of pictures in it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import queue
 import threading
@@ -28,7 +33,7 @@ import time
 import weakref
 from collections import OrderedDict
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -37,9 +42,9 @@ from .. import weights, zoo
 from . import familiarity
 from .predict import LATENCY_WARMUP, Prediction
 
-MAX_BATCH = 64        # pictures in one pass: past ~20-32 the per-picture cost no longer falls (a class fits)
-MAX_WAIT_S = 0.05     # a batch takes in requests that come within this of the one before...
-MAX_GATHER_S = 0.3    # ...for at most this long after its first
+MAX_BATCH = 64        # pictures in one model's pass: past ~20-32 the per-picture cost no longer falls
+MAX_WAIT_S = 0.05     # the first request is held while others come within this of the one before...
+MAX_GATHER_S = 0.3    # ...for at most this long
 CACHE_SIZE = 256      # answered pictures kept
 ANSWER_TIMEOUT_S = 600
 
@@ -117,51 +122,97 @@ def picture_digest(image32: np.ndarray) -> str:
 _WARM: weakref.WeakSet = weakref.WeakSet()   # models that made their untimed first passes
 
 
+def passes(state: State) -> list[tuple[str, object]]:
+    """What a picture goes through: (name, weights.LoadedModel) of every loaded model, in the
+    zoo's order, then the calibrated models that were not named (their features only)."""
+    return [(n, m) for n, m, _ in state.models if m is not None] + list(state.extra)
+
+
+def model_pass(loaded, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """One model on a batch of uint8 NCHW pictures: (pooled features N x D, probabilities N x C,
+    ms per picture)."""
+    if loaded.model not in _WARM:
+        # A model's first passes allocate its buffers and pick its kernels (issue 36: 273 ms the
+        # first time, 7.5 ms after): made untimed, so the latency shown is the one that lasts.
+        for _ in range(LATENCY_WARMUP):
+            familiarity.features_and_logits(loaded.model, x[:1])
+        _WARM.add(loaded.model)
+    t0 = time.perf_counter()
+    # Channels-last pictures: the convolutions run ~8% faster over the zoo at 30 pictures
+    # (docs/benchmarks.md), with the weights as they are (a channels-last copy: 2% more, 144 MB).
+    feats, logits = familiarity.features_and_logits(loaded.model, x.contiguous(memory_format=torch.channels_last))
+    probs = logits.softmax(1)
+    ms = (time.perf_counter() - t0) * 1000 / len(x)
+    classes = loaded.card.class_names
+    if probs.shape[1] != len(classes):
+        raise ValueError(f"the model predicts {probs.shape[1]} classes, but {len(classes)} names were given")
+    return feats, probs, ms
+
+
+def to_batch(images32: list[np.ndarray]) -> torch.Tensor:
+    """HxWx3 uint8 pictures -> an N x 3 x H x W uint8 tensor."""
+    return torch.from_numpy(np.stack([np.ascontiguousarray(im) for im in images32])).permute(0, 3, 1, 2).contiguous()
+
+
+def _prediction(name: str, loaded, probs: torch.Tensor, ms: float, batch: int) -> Prediction:
+    return Prediction(name, dict(zip(loaded.card.class_names, probs.tolist())), ms, batch=batch)
+
+
+def _answers(state: State, preds: list[dict[str, Prediction]], feats: dict[str, torch.Tensor]) -> list[Answer]:
+    """Answers of pictures whose passes are all made: `preds` per picture {model: Prediction},
+    `feats` {model: N x D} for every model of passes(state)."""
+    verdicts = (familiarity.verdicts(state.calibration, feats) if state.calibration is not None
+                else [None] * len(preds))
+    out = []
+    for got, verdict in zip(preds, verdicts):
+        row = [got[n] if m is not None else Prediction(n, error=str(e)) for n, m, e in state.models]
+        out.append(Answer(row, verdict, state.calibration_error,
+                          max((p.batch for p in got.values()), default=1)))
+    return out
+
+
 def predict_batch(images32: list[np.ndarray], names: list[str] | None = None,
                   state: State | None = None) -> list[Answer]:
     """Every named model (default: the whole zoo) once on a batch of HxWx3 uint8 pictures: per
     picture, predict_many's predictions (same order) and assess's verdict, from one pass per model."""
     state = state or resolve(names)
     n = len(images32)
-    x = torch.from_numpy(np.stack([np.ascontiguousarray(im) for im in images32])).permute(0, 3, 1, 2).contiguous()
-    preds: list[list[Prediction]] = [[] for _ in range(n)]
-    feats = {}
-    for name, loaded, err in state.models:
-        if loaded is None:
-            for p in preds:
-                p.append(Prediction(name, error=str(err)))
-            continue
-        if loaded.model not in _WARM:
-            # A model's first passes allocate its buffers and pick its kernels (issue 36: 273 ms the
-            # first time, 7.5 ms after): made untimed, so the latency shown is the one that lasts.
-            for _ in range(LATENCY_WARMUP):
-                familiarity.features_and_logits(loaded.model, x[:1])
-            _WARM.add(loaded.model)
-        t0 = time.perf_counter()
-        feats[name], logits = familiarity.features_and_logits(loaded.model, x)
-        probs = logits.softmax(1)
-        ms = (time.perf_counter() - t0) * 1000 / n
-        classes = loaded.card.class_names
-        if probs.shape[1] != len(classes):
-            raise ValueError(f"the model predicts {probs.shape[1]} classes, but {len(classes)} names were given")
-        for i, p in enumerate(preds):
-            p.append(Prediction(name, {c: float(v) for c, v in zip(classes, probs[i])}, ms, batch=n))
-    for name, loaded in state.extra:
-        feats[name] = familiarity.features_and_logits(loaded.model, x)[0]
-    verdicts = familiarity.verdicts(state.calibration, feats) if state.calibration is not None else [None] * n
-    return [Answer(p, v, state.calibration_error, n) for p, v in zip(preds, verdicts)]
+    x = to_batch(images32)
+    preds: list[dict[str, Prediction]] = [{} for _ in range(n)]
+    feats, named = {}, {m for m, _, _ in state.models}
+    for name, loaded in passes(state):
+        feats[name], probs, ms = model_pass(loaded, x)
+        if name in named:
+            for i, p in enumerate(preds):
+                p[name] = _prediction(name, loaded, probs[i], ms, n)
+    return _answers(state, preds, feats)
 
 
 # ----------------------------------------------------------------------------- the batcher
 
 
-class Batcher:
-    """Concurrent requests share passes: a thread-safe queue, one worker thread, a bounded wait.
+@dataclass(eq=False)
+class _Request:
+    """A picture under way in the batcher: the models still to run on it, and what they gave."""
 
-    answer(image32) blocks until the picture's Answer is there: from the cache, from a pass
-    already under way for the same picture, or from the next batch (at most max_batch
-    pictures, gathered while each comes within max_wait_s of the one before, for at most
-    max_gather_s after the first)."""
+    key: tuple
+    x: torch.Tensor   # 3 x 32 x 32 uint8
+    state: State
+    future: Future
+    todo: list[str]   # passes(state)'s names not yet run on it
+    preds: dict[str, Prediction] = field(default_factory=dict)
+    feats: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Batcher:
+    """Concurrent requests share passes, model by model: a thread-safe queue, one worker thread.
+
+    answer(image32) blocks until the picture's Answer is there: from the cache, from a picture
+    already under way, or from the worker. The worker holds its first request while more keep
+    coming (each within max_wait_s of the one before, for at most max_gather_s), then runs the
+    models one at a time, each on the waiting pictures that still need it (at most max_batch, the
+    oldest first); pictures that come meanwhile join the next model, and get the ones they missed
+    in the next round."""
 
     def __init__(self, max_batch: int = MAX_BATCH, max_wait_s: float = MAX_WAIT_S, cache_size: int = CACHE_SIZE,
                  max_gather_s: float | None = None):
@@ -172,7 +223,8 @@ class Batcher:
         self._cache: OrderedDict[tuple, Answer] = OrderedDict()
         self._pending: dict[tuple, Future] = {}
         self._worker: threading.Thread | None = None
-        self.stats = {"requests": 0, "cached": 0, "joined": 0, "passes": 0, "pictures": 0}
+        # model_passes: one model on a batch; pictures: answered by the worker (not from the cache)
+        self.stats = {"requests": 0, "cached": 0, "joined": 0, "model_passes": 0, "pictures": 0}
 
     def answer(self, image32: np.ndarray, names: list[str] | None = None,
                timeout: float = ANSWER_TIMEOUT_S) -> Answer:
@@ -189,51 +241,94 @@ class Batcher:
                 self.stats["joined"] += 1
             else:
                 future = self._pending[key] = Future()
-                self._queue.put((key, np.ascontiguousarray(image32), state))
+                x = to_batch([image32])[0]
+                self._queue.put(_Request(key, x, state, future, [n for n, _ in passes(state)]))
                 if self._worker is None or not self._worker.is_alive():
                     self._worker = threading.Thread(target=self._serve, name="predict-batcher", daemon=True)
                     self._worker.start()
         return future.result(timeout)
 
     def clear(self) -> None:
-        """Forget the cached answers (passes under way still answer their callers)."""
+        """Forget the cached answers (pictures under way still answer their callers)."""
         with self._lock:
             self._cache.clear()
 
-    def _next_batch(self) -> list[tuple]:
+    def _arrivals(self, wait: bool) -> list[_Request]:
+        """What the queue holds now; with `wait`, the next request and those that keep coming
+        after it (each within max_wait_s of the one before, for at most max_gather_s)."""
+        if not wait:
+            out = []
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    out.append(self._queue.get_nowait())
+            return out
         batch = [self._queue.get()]
         deadline = time.monotonic() + self.max_gather_s
         while len(batch) < self.max_batch:
-            wait = min(self.max_wait_s, deadline - time.monotonic())
+            left = min(self.max_wait_s, deadline - time.monotonic())
             try:
-                batch.append(self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait())
+                batch.append(self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait())
             except queue.Empty:
                 break
         return batch
 
     def _serve(self) -> None:
+        active: list[_Request] = []
+        cursor: dict[tuple, int] = {}   # per state: where the next round goes on
         while True:
-            batch = self._next_batch()
-            groups: dict[tuple, list[tuple]] = {}
-            for item in batch:   # requests made under other weights (rare) go in a pass of their own
-                groups.setdefault(item[2].key, []).append(item)
-            for items in groups.values():
+            active += self._arrivals(wait=not active)
+            state = active[0].state   # the oldest request's weights first (others are rare)
+            group = [r for r in active if r.state.key == state.key]
+            order = passes(state)
+            start = cursor.get(state.key, 0)
+            batch: list[_Request] = []
+            for step in range(len(order)):   # the next model, from the cursor on, that a picture needs
+                name, loaded = order[(start + step) % len(order)]
+                batch = [r for r in group if name in r.todo][:self.max_batch]
+                if batch:
+                    cursor[state.key] = (start + step + 1) % len(order)
+                    break
+            failed: list[tuple[_Request, Exception]] = []
+            if batch:
                 try:
-                    answers: list = predict_batch([im for _, im, _ in items], state=items[0][2])
-                    error = None
-                except Exception as exc:   # every waiting caller gets it; the worker goes on
-                    answers, error = [None] * len(items), exc
-                with self._lock:
-                    self.stats["passes"] += 1
-                    self.stats["pictures"] += len(items)
-                    futures = [self._pending.pop(key) for key, _, _ in items]
-                    if error is None:
-                        for (key, _, _), a in zip(items, answers):
-                            self._cache[key] = a
-                        while len(self._cache) > self.cache_size:
-                            self._cache.popitem(last=False)
-                for f, a in zip(futures, answers):
-                    f.set_exception(error) if error is not None else f.set_result(a)
+                    feats, probs, ms = model_pass(loaded, torch.stack([r.x for r in batch]))
+                    named = any(n == name for n, _, _ in state.models)
+                    preds = [_prediction(name, loaded, probs[i], ms, len(batch)) if named else None
+                             for i in range(len(batch))]
+                except Exception as exc:   # its pictures' callers get it; the worker goes on
+                    failed = [(r, exc) for r in batch]
+                else:
+                    for r, f, pred in zip(batch, feats, preds):
+                        r.todo.remove(name)
+                        r.feats[name] = f
+                        if pred is not None:
+                            r.preds[name] = pred
+            done = [r for r in group if not r.todo and all(r is not f for f, _ in failed)]
+            answers = []
+            if done:
+                try:
+                    feats = {n: torch.stack([r.feats[n] for r in done]) for n, _ in order}
+                    answers = _answers(state, [r.preds for r in done], feats)
+                except Exception as exc:
+                    failed += [(r, exc) for r in done]
+                    done = []
+            finished = {id(r) for r in done} | {id(r) for r, _ in failed}
+            active = [r for r in active if id(r) not in finished]
+            if not any(r.state.key == state.key for r in active):
+                cursor.pop(state.key, None)
+            with self._lock:
+                self.stats["model_passes"] += bool(batch)
+                self.stats["pictures"] += len(done)
+                for r, a in zip(done, answers):
+                    self._cache[r.key] = a
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+                for r in [*done, *(r for r, _ in failed)]:
+                    self._pending.pop(r.key, None)
+            for r, a in zip(done, answers):
+                r.future.set_result(a)
+            for r, exc in failed:
+                r.future.set_exception(exc)
 
 
 SERVER = Batcher()   # the app's: the Predict tab's /predict and /familiarity share it
