@@ -35,7 +35,7 @@ def hardware_info() -> dict[str, Any]:
 
 # glibc's mallopt parameters (malloc.h): how large an allocation may be before it gets pages of
 # its own, how many such mappings may exist, and how much free memory at the heap's top is kept.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 _KEEP_FREED_ENV = "CIFAR_DEMO_MALLOC"   # "default": leave glibc's allocator as it is
 _kept: bool | None = None
 
@@ -64,31 +64,6 @@ def keep_freed_memory() -> bool:
                 # A trim threshold of -1 turns trimming off (mallopt(3)).
                 _kept = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, -1))
     return _kept
-
-
-SERVER_BLOCK = 128 * 2**20   # the app's server: blocks up to this size come from the heap...
-SERVER_KEEP = 512 * 2**20    # ...and up to this much free memory at the heap's top is kept
-
-
-def keep_some_freed_memory() -> bool:
-    """keep_freed_memory for a process that lives for days (the app's server): blocks up to
-    SERVER_BLOCK come from the heap and are reused, larger ones are mapped and given back, and at
-    most SERVER_KEEP of free memory is kept at the heap's top. True where in force (glibc, and
-    CIFAR_DEMO_MALLOC is not "default").
-
-    Why: the Predict tab's passes (ten models on up to 64 pictures; resnet50's largest
-    activation at 64 pictures is 67 MB) allocate blocks above glibc's first mmap threshold, so
-    each pass mapped and faulted them again: 30 uploads at once while a run trained cost the
-    server 94,000 page faults and 1.1 s of its 3.6 CPU seconds in the kernel, against 1,400-5,000
-    faults and ~0.3 s in later bursts with this tuning (`python bench/burst.py --train --repeat
-    3`, docs/benchmarks.md); one pass of 30 pictures ran ~10% faster."""
-    if os.environ.get(_KEEP_FREED_ENV, "").lower() == "default" or platform.libc_ver()[0] != "glibc":
-        return False
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None)
-        return (bool(libc.mallopt(_M_MMAP_THRESHOLD, SERVER_BLOCK))
-                and bool(libc.mallopt(_M_TRIM_THRESHOLD, SERVER_KEEP)))
-    return False
 
 
 def allocator_line(kept: bool) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 from starlette.middleware import Middleware
 
-from .. import hardware, jobs, runtime
+from .. import jobs, runtime
 from . import (
     adversarial_tab,
     augment_tab,
@@ -99,7 +99,6 @@ def launch(app: gr.Blocks, ctx: AppContext, *, host: str = "127.0.0.1", port: in
     # Limits per event are stated where each is wired (ui.context's lanes); training runs in a
     # separate low-priority process (jobs), so it never blocks the queue.
     configure_queue(app)
-    hardware.keep_some_freed_memory()   # the Predict tab's passes reuse their memory (hardware says why)
     if ctx.public:   # request bodies capped, deep links (which write a session's state to a file) off
         guard = Middleware(http_guard.RequestGuard, body_cap=http_guard.BODY_CAP,
                            upload_cap=MAX_FILE_SIZE["public"] + http_guard.UPLOAD_OVERHEAD)
