@@ -1,18 +1,19 @@
-"""One burst of uploads against an idle public app, timed message by message.
+"""Bursts of uploads against a public app, timed message by message.
 
-    python bench/burst.py [--visitors 30] [--spy FILE]
+    python bench/burst.py [--visitors 30] [--repeat N] [--train] [--protocol page|api] [--spy FILE]
 
 First prints what a new session costs the server's event loop (Gradio's SessionState rendering
 every block's config, against ui/gradio_fixes.py's lazy one, ten of each in this process). Then
-starts `python app.py --public` on 127.0.0.1 (its own temporary folders, nothing training), sends
-one untimed upload (the models load), then --visitors visitors at once, each sending a different
-picture as the page does over plain HTTP: the upload, /predict and /familiarity joined on one
-session, the answers read from its event stream. Prints, over the visitors, when each step was
-done (seconds from the burst's start): the upload, both joins, each event's process_starts and
-process_completed messages; and the cores the server used. --spy FILE records the server with
-py-spy (raw format) for the burst. --train first presses Start on the Train tab in headless
-Chromium (the `demo` preset, fp32, as bench/load.py does) and sends the burst once the run steps:
-the same steps, timed while a run trains.
+starts `python app.py --public` on 127.0.0.1 (its own temporary folders), sends one untimed
+upload (the models load), then --visitors visitors at once, each sending a different picture as
+the page does over plain HTTP (bench/load.py's page_upload: the upload, the page's event, its
+answer read from the session's event stream; --protocol api: /predict and /familiarity). Prints,
+over the visitors, when each step was done (seconds from the burst's start): the upload, the
+joins, each event's process_starts and process_completed messages; the cores the server used,
+its page faults and kernel time. --repeat N sends N bursts 5 s apart, each with new pictures.
+--train first presses Start on the Train tab in headless Chromium (the `demo` preset, fp32, as
+bench/load.py does) and sends the bursts once the run steps. --spy FILE records the server
+with py-spy (raw format) for the first burst.
 """
 
 from __future__ import annotations
@@ -33,16 +34,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from app_proc import ARGS, CHROMIUM, START_TIMEOUT, Tail, cpu_sample, press_start, start_app, stop_app, wait_until_up  # noqa: E402
-from load import CALL_TIMEOUT, page_upload, upload_picture  # noqa: E402
+from load import CALL_TIMEOUT, PROTOCOLS, page_upload, upload_picture  # noqa: E402
 
 PAUSE_S = 5   # between two bursts (--repeat)
-STEPS = ("uploaded", "joined", "predict_start", "familiarity_start", "predict_done", "familiarity_done")
+STEPS = ("uploaded", "joined", "answers_start", "predict_start", "familiarity_start", "answers_done", "predict_done",
+         "familiarity_done")
 
 
-def timed_upload(url: str, config: dict, path: Path) -> dict[str, float]:
+def timed_upload(url: str, config: dict, path: Path, protocol: str = "page") -> dict[str, float]:
     """load.page_upload, with the time (s from its start) each step was done."""
     times: dict[str, float] = {}
-    page_upload(url, config, path, times)
+    page_upload(url, config, path, times, protocol)
     return times
 
 
@@ -72,12 +74,12 @@ def faults(pid: int) -> tuple[int, float]:
     return int(fields[7]), int(fields[12]) / os.sysconf("SC_CLK_TCK")
 
 
-def burst(url: str, config: dict, paths: list[Path], app_pid: int) -> float:
+def burst(url: str, config: dict, paths: list[Path], app_pid: int, protocol: str = "page") -> float:
     """One visitor per picture of `paths`, all at once; prints when each step was done; returns
     the seconds until the last answer."""
     out: list[dict] = []
     c0, t0, f0 = cpu_sample(app_pid), time.monotonic(), faults(app_pid)
-    threads = [threading.Thread(target=lambda p=p: out.append(timed_upload(url, config, p))) for p in paths]
+    threads = [threading.Thread(target=lambda p=p: out.append(timed_upload(url, config, p, protocol))) for p in paths]
     for t in threads:
         t.start()
     for t in threads:
@@ -88,6 +90,8 @@ def burst(url: str, config: dict, paths: list[Path], app_pid: int) -> float:
           f"{f1[0] - f0[0]:,} page faults), training {(c1['training'] - c0['training']) / seconds:.2f} cores")
     for step in STEPS:
         v = sorted(o[step] for o in out if step in o)
+        if not v:   # the other protocol's events
+            continue
         print(f"  {step:18s} median {statistics.median(v):.2f} s, p95 {v[round(0.95 * (len(v) - 1))]:.2f} s, "
               f"max {v[-1]:.2f} s")
     return max(max(o.values()) for o in out) if len(out) == len(paths) else float("inf")
@@ -117,6 +121,7 @@ def main() -> None:
     p.add_argument("--visitors", type=int, default=30)
     p.add_argument("--spy", type=Path, help="py-spy record the server during the burst into this file")
     p.add_argument("--repeat", type=int, default=1, help=f"bursts, {PAUSE_S:.0f} s apart, each with new pictures")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="page", help="what each upload sends (bench/load.py)")
     p.add_argument("--train", action="store_true", help="a `demo` run (fp32) trains in the app during the burst")
     p.add_argument("--data", default=str(REPO.parent / "shared/data/cifar10-jpeg"), help="the run's data (--train)")
     args = p.parse_args()
@@ -137,7 +142,8 @@ def main() -> None:
         photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
         image = np.asarray(Image.open(photo).convert("RGB"))
         paths = [upload_picture(image, k, tmp) for k in range(args.visitors * args.repeat + 1)]
-        print(f"warm-up upload answered in {timed_upload(url, config, paths[-1])['predict_done']:.2f} s (not counted)")
+        warm = timed_upload(url, config, paths[-1], args.protocol)
+        print(f"warm-up upload answered in {max(warm.values()):.2f} s (not counted)")
         spy = None
         if args.spy:
             spy = subprocess.Popen(["py-spy", "record", "-p", str(app.pid), "-d", "10", "-r", "100", "-f", "raw",
@@ -148,7 +154,7 @@ def main() -> None:
         for r in range(args.repeat):
             if r:
                 time.sleep(PAUSE_S)
-            lasts.append(burst(url, config, paths[r * args.visitors:(r + 1) * args.visitors], app.pid))
+            lasts.append(burst(url, config, paths[r * args.visitors:(r + 1) * args.visitors], app.pid, args.protocol))
         if args.repeat > 1:
             print(f"last answers of the {args.repeat} bursts: {' '.join(f'{s:.2f}' for s in lasts)} s, "
                   f"median {statistics.median(lasts):.2f} s")

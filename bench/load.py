@@ -1,7 +1,7 @@
-"""Many visitors at once: /predict under load and the cost of open Train tabs, on the real app.
+"""Many visitors at once: Predict under load and the cost of open Train tabs, on the real app.
 
     python bench/load.py [--visitors 30] [--tabs 20] [--tab-mode client|browser] [--seconds 60] [--calls 600]
-                         [--skip-tabs]
+                         [--skip-tabs] [--protocol page|api]
 
 Starts `python app.py --public` on 127.0.0.1 in a subprocess with its own temporary runs and
 cache folders, and presses Start on the Train tab in headless Chromium as a visitor does (the
@@ -13,12 +13,13 @@ cache folders, and presses Start on the Train tab in headless Chromium as a visi
             visitor's machine, not the server's), or real Chromium contexts (--tab-mode browser)
   quiet     nobody again (the two quiet phases bracket the tabs against drift)
   visitors  --visitors visitors uploading at once as the page does, over plain HTTP (the upload,
-            then /predict and /familiarity of the same picture joined together on one session and
-            read from its event stream, as the page's queue protocol does), in a loop (at
-            most --calls uploads in all),
+            then the page's event that brings every answer, joined and read from the session's
+            event stream as the page's queue protocol does; --protocol api: /predict and
+            /familiarity of the same picture joined together, as an API client and the page before
+            2026-12-07 did), in a loop (at most --calls uploads in all),
             each upload a different picture (the photo with a coloured patch: no cache can answer
-            it before a pass has). Answered / failed, median and p95 of the time until both
-            answers are in, and the whole zoo's throughput: images/s, and GFLOP/s (2 x the
+            it before a pass has). Answered / failed, median and p95 of the time until every
+            answer is in, and the whole zoo's throughput: images/s, and GFLOP/s (2 x the
             shipped models' MACs per image) as a share of the fp32 matmul peak measured first
 --skip-tabs leaves out the tabs phase and the second quiet phase (a shorter run).
 
@@ -176,13 +177,29 @@ def upload_picture(photo, k: int, folder: Path) -> Path:
     return path
 
 
-def page_upload(url: str, config: dict, path: Path, times: dict | None = None) -> float:
+PROTOCOLS = ("page", "api")
+
+
+def _events(config: dict, picture: dict, protocol: str) -> list[tuple[str, dict, list]]:
+    """(name, dependency, data) of the events one upload sends: the page's one event that brings
+    every answer (predict_tab.page_answers: the picture, Grad-CAM off, no run of yours, and the
+    page's token, none here), or an API client's /predict and /familiarity."""
+    deps = {d.get("api_name"): d for d in config["dependencies"]}
+    if protocol == "page":
+        dep = deps["page_answers"]
+        return [("answers", dep, [picture, False, ""] + [None] * (len(dep["inputs"]) - 3))]
+    return [("predict", deps["predict"], [picture, False]), ("familiarity", deps["familiarity"], [picture])]
+
+
+def page_upload(url: str, config: dict, path: Path, times: dict | None = None, protocol: str = "page") -> float:
     """One picture sent as the page sends it, over plain HTTP: POST /gradio_api/upload, then the
-    /predict and /familiarity events joined on one session (POST /gradio_api/queue/join each), their
-    answers read from the session's event stream (GET /gradio_api/queue/data). Seconds until both
-    answers are in; an exception for an error, a missing answer, or CALL_TIMEOUT. `times`, if given,
-    gets the seconds at which each step was done (bench/burst.py): "uploaded", "joined", and
-    "<event>_start" / "<event>_done" from the stream's process_starts / process_completed."""
+    page's event (POST /gradio_api/queue/join), its answer read from the session's event stream
+    (GET /gradio_api/queue/data); with protocol "api", /predict and /familiarity joined on one
+    session instead (an API client's two calls, as the page itself sent them before). Seconds
+    until every answer is in; an exception for an error, a missing answer, or CALL_TIMEOUT.
+    `times`, if given, gets the seconds at which each step was done (bench/burst.py): "uploaded",
+    "joined", and "<event>_start" / "<event>_done" from the stream's process_starts /
+    process_completed."""
     t0 = time.perf_counter()
     times = {} if times is None else times
     boundary = uuid.uuid4().hex
@@ -194,8 +211,7 @@ def page_upload(url: str, config: dict, path: Path, times: dict | None = None) -
         picture = {"path": json.load(r)[0], "meta": {"_type": "gradio.FileData"}, "orig_name": path.name}
     times["uploaded"] = time.perf_counter() - t0
     session, events = uuid.uuid4().hex[:11], {}
-    for name, data in (("predict", [picture, False]), ("familiarity", [picture])):
-        dep = next(d for d in config["dependencies"] if d.get("api_name") == name)
+    for name, dep, data in _events(config, picture, protocol):
         join = {"data": data, "fn_index": dep["id"], "trigger_id": None, "session_hash": session, "event_data": None}
         req = urllib.request.Request(url + "gradio_api/queue/join", json.dumps(join).encode(),
                                      {"Content-Type": "application/json"})
@@ -216,12 +232,14 @@ def page_upload(url: str, config: dict, path: Path, times: dict | None = None) -
                 if not msg.get("success"):
                     raise RuntimeError(f"{name}: {msg.get('output')}")
                 answers[name] = (msg.get("output") or {}).get("data")
-                if len(answers) == 2:
+                if len(answers) == len(events):
                     break
-    if not (answers.get("predict") or [None])[-1]:
-        raise ValueError("/predict answered without predictions")
-    if "unfamiliar" not in ((answers.get("familiarity") or [None])[0] or {}):
-        raise ValueError("/familiarity answered without a verdict")
+    probs, verdict = ((answers["answers"][4], answers["answers"][5]) if protocol == "page"
+                      else ((answers.get("predict") or [None])[-1], (answers.get("familiarity") or [None])[0]))
+    if not probs:
+        raise ValueError("answered without predictions")
+    if "unfamiliar" not in (verdict or {}):
+        raise ValueError("answered without a familiarity verdict")
     return time.perf_counter() - t0
 
 
@@ -237,7 +255,7 @@ def visitors_phase(url: str, photo: Path, args, downloads: Path) -> dict:
 
 def visitors(url: str, photo: Path, args, downloads: Path) -> dict:
     """--visitors visitors uploading in a loop until --seconds or --calls, each upload as the page
-    sends it (page_upload: /predict and /familiarity at once, as image.change does): latencies of
+    sends it (page_upload, --protocol): latencies of
     the answered uploads, errors of the failed ones, the seconds uploads were sent for."""
     import numpy as np
     from PIL import Image
@@ -248,7 +266,8 @@ def visitors(url: str, photo: Path, args, downloads: Path) -> dict:
     image = np.asarray(Image.open(photo).convert("RGB"))
     pictures = [upload_picture(image, k, downloads) for k in range(args.calls + 1)]   # made before the clock
     if args.warm:   # one visitor first, untimed: the app loads and warms its models as a Space's first visitor does
-        print(f"warm-up: one upload answered in {page_upload(url, config, pictures[0]):.1f} s (not counted)",
+        print(f"warm-up: one upload answered in {page_upload(url, config, pictures[0], None, args.protocol):.1f} s "
+              "(not counted)",
               flush=True)
     lock, out, sent = threading.Lock(), {"latencies": [], "errors": []}, [0]
     deadline = (t0 := time.monotonic()) + args.seconds
@@ -260,7 +279,7 @@ def visitors(url: str, photo: Path, args, downloads: Path) -> dict:
                     return
                 k = sent[0] = sent[0] + 1
             try:
-                out["latencies"].append(page_upload(url, config, pictures[k]))   # list.append is atomic
+                out["latencies"].append(page_upload(url, config, pictures[k], None, args.protocol))   # atomic
             except Exception as e:  # a failed upload is a figure, not the end of the bench
                 out["errors"].append(f"{type(e).__name__}: {e}"[:200])
 
@@ -313,7 +332,10 @@ def run_phase(name: str, body, app_pid: int, tail: Tail, phases: list[dict]) -> 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--visitors", type=int, default=30,
-                   help="concurrent visitors uploading (/predict + /familiarity, as the page sends them)")
+                   help="concurrent visitors uploading (as the page sends them: see --protocol)")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="page",
+                   help="page: the page's one event per upload (every answer); api: /predict + /familiarity, "
+                        "an API client's two calls (what the page sent before 2026-12-07)")
     p.add_argument("--tabs", type=int, default=20, help="open Train tabs (one visitor each)")
     p.add_argument("--tab-mode", choices=("client", "browser"), default="client",
                    help="client: the tabs' HTTP traffic without browsers (visitors' browsers run on their own "
@@ -421,7 +443,8 @@ def report(phases: list[dict], tabs: dict, vis: dict, args) -> None:
         lat, err = vis["latencies"], vis["errors"]
         p95 = sorted(lat)[round(0.95 * (len(lat) - 1))] if lat else 0   # the nearest rank
         figures = f"; median {statistics.median(lat):.2f} s, p95 {p95:.2f} s, max {max(lat):.2f} s" if lat else ""
-        print(f"  uploads (/predict + /familiarity): {len(lat) + len(err)} from {args.visitors} visitors in "
+        what = "the page's event" if args.protocol == "page" else "/predict + /familiarity"
+        print(f"  uploads ({what}): {len(lat) + len(err)} from {args.visitors} visitors in "
               f"{vis['sending']:.0f} s: {len(lat)} answered, {len(err)} failed{figures} "
               f"(target: all answered, p95 <= 2 s)")
         rate = len(lat) / vis["burst"]

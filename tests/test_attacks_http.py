@@ -129,16 +129,21 @@ def test_no_server_file_is_read_and_the_refusal_tells_nothing(app, api_name, tmp
     assert refusal(out), out
 
 
-def test_the_pages_own_predict_event_reads_no_server_file_either(app, tmp_path):
-    """predict_on_page (the page's event: it says errors in place of the answers instead of raising)
-    takes the same check: no picture, no thumbnail, the same words whether a path exists or not."""
+def test_the_pages_own_predict_events_read_no_server_file_either(app, tmp_path):
+    """The page's events (they say errors in place of the answers instead of raising):
+    page_answers (every answer of a new picture) and predict_on_page (Grad-CAM switched) take the
+    same check: no picture, no thumbnail, the same words whether a path exists or not."""
     said = set()
     for path in ("/etc/passwd", str(SAMPLE), str(tmp_path / "nothing.jpg"), "/etc"):
         out = call(app, "predict_on_page", [{"path": path}, False])
         seen, vote, table, cams, probs = out["data"]
         assert seen is None and not vote and not cams and not probs, (path, str(out)[:300])   # Label None: {}
         said.add(table)
-    assert len(said) == 1 and NOT_AN_UPLOAD in said.pop()
+        out = call(app, "page_answers", [{"path": path}, False, "", None])
+        seen, vote, table, cams, probs, fam, notice, run, line = out["data"]
+        assert seen is None and not vote and not cams and not probs and not run, (path, str(out)[:300])
+        said |= {table, fam["error"]}
+    assert len(said) == 2 and all(NOT_AN_UPLOAD in t for t in said), said
 
 
 @pytest.mark.parametrize("api_name", ENDPOINTS)

@@ -19,7 +19,7 @@ def _events(app, name):
 def test_model_events_share_two_slots_and_whole_test_set_work_one(app):
     assert {(f.concurrency_id, f.concurrency_limit) for f in _events(app, "image_clicked")} == {("models", 2)}
     # /predict and /familiarity wait together in analysis.serve's batcher: a wide lane of their own.
-    for name in ("predict_image", "predict_on_page", "familiarity_check"):
+    for name in ("predict_image", "predict_on_page", "familiarity_check", "page_answers"):
         assert {(f.concurrency_id, f.concurrency_limit) for f in _events(app, name)} == {("serve", 64)}, name
     for name in ("evaluate_with_drilldown", "compute_all_for"):
         events = _events(app, name)

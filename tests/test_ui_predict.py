@@ -80,6 +80,32 @@ def test_the_page_says_a_bad_upload_once_in_place_of_the_answers(tmp_path, uploa
     assert "predict-error" in table and table.count("not an image PIL can read") == 1
 
 
+def test_the_page_gets_every_answer_from_one_event(ctx, sample, tmp_path, uploaded):
+    """Issue 34: the page asked three queued events and two direct calls per upload; one event
+    now brings the zoo's answers, the familiarity verdict and its notice, and the run's line."""
+    with gr.Blocks() as demo:
+        predict_tab.build(ctx)
+    page = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", None) == "page_answers"]
+    assert len(page) == 1 and not page[0].preprocess
+    change = [fn for fn in demo.fns.values() if fn.js and fn.fn is None]   # the answers cleared in the browser
+    # ...but not the table (Gradio's HTML with a css_template took no value set in the browser)
+    assert len(change) == 1 and [type(c).__name__ for c in change[0].outputs].count("HTML") == 1   # the notice
+    seen, vote, table, cams, probs, fam, notice, run, line = predict_tab.page_answers(ctx, sample, False, "")
+    alone = predict_tab.predict_image(sample, False)   # the table's latencies differ from call to call
+    assert (seen == alone[0]).all() and vote == alone[1] and cams == alone[3] and probs == alone[4]
+    assert "<table class='preds'>" in table
+    assert fam == predict_tab.familiarity_check(sample) and notice == predict_tab.familiarity_notice(fam)
+    assert run is None and line == ""
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a picture")
+    seen, vote, table, cams, probs, fam, notice, run, line = predict_tab.page_answers(ctx, uploaded(bad), False, "")
+    assert seen is None and table.count("not an image PIL can read") == 1 and "not an image" in fam["error"]
+    assert notice == "" and run is None
+    # A run that is not there: said on its own line; the zoo's answers stay.
+    *zoo_answers, run, line = predict_tab.page_answers(ctx, sample, False, "20990101-000000-airnet-0000")
+    assert zoo_answers[4] and run is None and line.startswith("**")
+
+
 def test_no_image_clears_the_outputs():
     seen, vote, table, cams, probs = predict_tab.predict_image(None, True)
     assert seen is None and vote is None and cams == [] and probs == {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import threading
 from pathlib import Path
 
@@ -112,11 +113,29 @@ def familiarity_notice(result: dict | None) -> str:
             "CIFAR-10 test pictures.</div></div>")
 
 
-def cleared():
-    """What the page shows before a new upload's answers: nothing of the previous picture (a bad
-    upload, which gets no answers, leaves no stale ones under it). Outputs: the 32x32 view, the vote,
-    the table, the Grad-CAM gallery, the JSON, the notice, your run's answer and its line."""
-    return None, None, _empty_table("Reading the picture..."), [], None, "", None, ""
+def cleared_js() -> str:
+    """What the page shows before a new upload's answers, set in the browser (no request): nothing
+    of the previous picture. Outputs: the 32x32 view, the vote, the Grad-CAM gallery, the JSON, the
+    notice, your run's answer and its line. The table stays under the answers' progress overlay
+    until page_answers replaces it (with the answers, or what is wrong with the upload: a bad
+    upload leaves nothing stale); a table set in the browser was never replaced (Gradio's HTML
+    with a css_template)."""
+    return f"() => {json.dumps([None, None, [], None, '', None, ''])}"
+
+
+def page_answers(ctx: AppContext, path: str | dict | None, show_cam: bool, run_id: str | None, token=None):
+    """Everything the page shows for a new picture, from one event: predict_on_page's five answers,
+    the familiarity verdict (/familiarity's) and its notice, and the answer of the owner's run
+    when one is chosen. The page sent three queued events and two direct calls per upload; one
+    event is one join, one handler and one answer for the server (bench/load.py: a class
+    uploading at once). The picture is decoded once and passed once (analysis.serve)."""
+    shown = predict_on_page(path, show_cam)
+    fam = familiarity_check(path)   # the same picture, the same pass: answered from serve's cache
+    try:
+        run = predict_run(ctx, path, run_id, token)
+    except gr.Error as exc:   # a run that is gone: said on its line, the zoo's answers stay
+        run = None, f"**{html.escape(exc.message)}**"
+    return (*shown, fam, familiarity_notice(fam), *run)
 
 
 def _picture(value: str | dict | None) -> np.ndarray | None:
@@ -332,21 +351,22 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
         # component subclass.)
         # Every model of the zoo on the picture: the "serve" lane, wide, so that concurrent uploads
         # wait together in analysis.serve's batcher and share its passes.
-        # First the previous picture's answers go (cleared); then the three answers. A picture it
-        # cannot read is said once, where the answers would be (predict_on_page), never as a toast.
-        new = image.change(cleared, None, [*outputs, notice, run_label, run_md], api_visibility="private",
-                           queue=False, show_progress="hidden", **FREE)
-        new.then(predict_on_page, [image, show_cam], outputs, api_visibility="private", preprocess=False, **SERVE)
-        # The public /predict (API clients, tests/test_attacks_http.py): the same answer, errors raised.
-        # A button never shown carries it, so that the page's own events can say errors in place.
+        # First the previous picture's answers go (in the browser); then one event brings every answer
+        # (page_answers). A picture it cannot read is said once, where the answers would be
+        # (predict_on_page), never as a toast.
+        page_out = [*outputs, fam, notice, run_label, run_md]
+        new = image.change(None, None, [seen, vote, cams, probs, notice, run_label, run_md], js=cleared_js(),
+                           api_visibility="private", queue=False, show_progress="hidden")
+        new.then(ctx.bind(page_answers), [image, show_cam, run_choice, *token], page_out, api_visibility="private",
+                 preprocess=False, **SERVE)
+        # The public /predict and /familiarity (API clients, tests/test_attacks_http.py): the same
+        # answers, errors raised. A button never shown carries them.
         api_only = gr.Button(visible=False)
         api_only.click(predict_image, [image, show_cam], outputs, api_name="predict", preprocess=False, **SERVE)
-        new.then(familiarity_check, image, fam, api_name="familiarity", preprocess=False, **SERVE).then(
-            familiarity_notice, fam, notice, api_visibility="private", queue=False, **FREE)
-        run_in = dict(fn=ctx.bind(predict_run), inputs=[image, run_choice, *token], outputs=[run_label, run_md],
-                      preprocess=False, api_visibility="private", **MODELS)
-        new.then(**run_in)
-        run_choice.input(**run_in)
+        api_only.click(familiarity_check, image, fam, api_name="familiarity", preprocess=False, **SERVE)
+        # Choosing a run asks it alone.
+        run_choice.input(ctx.bind(predict_run), [image, run_choice, *token], [run_label, run_md],
+                         preprocess=False, api_visibility="private", **MODELS)
         runs = ctx.bind(refresh_runs)
         tab.select(runs, [run_choice, *token], run_choice, **FREE)
         gr.on(None, runs, [run_choice, *token], run_choice, **FREE)
