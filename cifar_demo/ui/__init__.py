@@ -3,6 +3,8 @@ call into cifar_demo. Nothing is built or loaded here: models load on first use.
 
 from __future__ import annotations
 
+import sys
+
 import gradio as gr
 from starlette.middleware import Middleware
 
@@ -40,6 +42,7 @@ CACHE_SWEEP_S = 3600
 # load alone sends about twenty: all but the first were refused with 503 "Queue is full", so no
 # visitor got a token. The GPU's own queue is the job manager's (jobs), not Gradio's.
 ZEROGPU_QUEUE_EVENTS = 500
+SWITCH_INTERVAL_S = 0.0005   # how long a thread may hold the interpreter lock while another waits (launch)
 # CIFAR-sized uploads (32x32) would show as a thumbnail-sized speck: draw them large and crisp.
 CSS = "#predict-input img {image-rendering: pixelated; min-width: 45%; object-fit: contain;}"
 INTRO = (
@@ -99,6 +102,11 @@ def launch(app: gr.Blocks, ctx: AppContext, *, host: str = "127.0.0.1", port: in
     # Limits per event are stated where each is wired (ui.context's lanes); training runs in a
     # separate low-priority process (jobs), so it never blocks the queue.
     configure_queue(app)
+    # The Predict pass runs in a thread that needs the interpreter lock back after each of its
+    # ~1,000 operations; the request threads held it up to 5 ms (Python's default) each time.
+    # 0.5 ms: 30 uploads at once while a run trained, last answers (bench/burst.py --train
+    # --repeat 4, 2026-12-07) 2.11 1.60 1.51 1.77 s against 2.41 1.82 1.74 1.67 s.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     if ctx.public:   # request bodies capped, deep links (which write a session's state to a file) off
         guard = Middleware(http_guard.RequestGuard, body_cap=http_guard.BODY_CAP,
                            upload_cap=MAX_FILE_SIZE["public"] + http_guard.UPLOAD_OVERHEAD)
