@@ -6,10 +6,11 @@ No tab reads a process-wide job manager or os.environ for it.
 
 The concurrency lanes are stated where each event is wired (`**MODELS`, `**HEAVY`, ...), for a
 class on one 2-core machine. Events that run every model of the zoo take both cores each: two
-at a time, in one line, so they do not thrash. The Predict tab's /predict and /familiarity
-(SERVE) mostly wait: up to 64 at once (a class of 30 uploading: two events each) hand their
-pictures to analysis.serve's batcher, whose one worker runs them as a few batched passes (a slot
-is a waiting thread: ui.launch gives Gradio MAX_THREADS, not its default 40).
+at a time, in one line, so they do not thrash. The Predict page's event for a new picture and
+the API's /predict and /familiarity (SERVE) mostly wait: up to 64 at once (a class of 30
+uploading, with room for API clients) hand their pictures to analysis.serve's batcher, whose one
+worker runs the zoo model by model on every waiting picture (a slot is a waiting thread:
+ui.launch gives Gradio MAX_THREADS, not its default 40).
 Whole-test-set work (evaluations, exports, robustness curves, decoding an upload or the dataset
 download) one at a time in its own line, so it never holds up a Predict. Augmentation previews
 (numpy on a few 32x32 pictures) four at a time. Everything else (ticks, page loads, starting or
