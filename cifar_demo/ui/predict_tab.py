@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import json
 import threading
 from pathlib import Path
 
@@ -113,22 +112,15 @@ def familiarity_notice(result: dict | None) -> str:
             "CIFAR-10 test pictures.</div></div>")
 
 
-def cleared_js() -> str:
-    """What the page shows before a new upload's answers, set in the browser (no request): nothing
-    of the previous picture. Outputs: the 32x32 view, the vote, the Grad-CAM gallery, the JSON, the
-    notice, your run's answer and its line. The table stays under the answers' progress overlay
-    until page_answers replaces it (with the answers, or what is wrong with the upload: a bad
-    upload leaves nothing stale); a table set in the browser was never replaced (Gradio's HTML
-    with a css_template)."""
-    return f"() => {json.dumps([None, None, [], None, '', None, ''])}"
-
-
 def page_answers(ctx: AppContext, path: str | dict | None, show_cam: bool, run_id: str | None, token=None):
     """Everything the page shows for a new picture, from one event: predict_on_page's five answers,
     the familiarity verdict (/familiarity's) and its notice, and the answer of the owner's run
     when one is chosen. The page sent three queued events and two direct calls per upload; one
     event is one join, one handler and one answer for the server (bench/load.py: a class
-    uploading at once). The picture is decoded once and passed once (analysis.serve)."""
+    uploading at once). The picture is decoded once and passed once (analysis.serve). Every
+    output is replaced, with the answers or with what is wrong with the upload: nothing of the
+    previous picture stays (until then it waits under the event's progress overlay; clearing it
+    in the browser first left gr.HTML and gr.Label outputs that the answers never replaced)."""
     shown = predict_on_page(path, show_cam)
     fam = familiarity_check(path)   # the same picture, the same pass: answered from serve's cache
     try:
@@ -351,14 +343,10 @@ def build(ctx: AppContext, visitor: gr.BrowserState | None = None) -> None:
         # component subclass.)
         # Every model of the zoo on the picture: the "serve" lane, wide, so that concurrent uploads
         # wait together in analysis.serve's batcher and share its passes.
-        # First the previous picture's answers go (in the browser); then one event brings every answer
-        # (page_answers). A picture it cannot read is said once, where the answers would be
-        # (predict_on_page), never as a toast.
-        page_out = [*outputs, fam, notice, run_label, run_md]
-        new = image.change(None, None, [seen, vote, cams, probs, notice, run_label, run_md], js=cleared_js(),
-                           api_visibility="private", queue=False, show_progress="hidden")
-        new.then(ctx.bind(page_answers), [image, show_cam, run_choice, *token], page_out, api_visibility="private",
-                 preprocess=False, **SERVE)
+        # One event brings every answer (page_answers). A picture it cannot read is said once, where
+        # the answers would be (predict_on_page), never as a toast.
+        image.change(ctx.bind(page_answers), [image, show_cam, run_choice, *token],
+                     [*outputs, fam, notice, run_label, run_md], api_visibility="private", preprocess=False, **SERVE)
         # The public /predict and /familiarity (API clients, tests/test_attacks_http.py): the same
         # answers, errors raised. A button never shown carries them.
         api_only = gr.Button(visible=False)
