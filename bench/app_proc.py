@@ -32,13 +32,24 @@ START_TIMEOUT = 1200  # seconds for the app to answer, and for the run to step (
 CLK = os.sysconf("SC_CLK_TCK")
 
 
-def proc_stat(pid: int) -> tuple[int, float] | None:
-    """(parent pid, CPU seconds user+system of all its threads) from /proc/<pid>/stat."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat after "pid (comm) " (state is field 0), or None for a process gone."""
     with contextlib.suppress(OSError):
         text = Path(f"/proc/{pid}/stat").read_text()
-        fields = text[text.rindex(")") + 2:].split()   # after "pid (comm) ": state is field 0
-        return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLK
+        return text[text.rindex(")") + 2:].split()
     return None
+
+
+def proc_stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds user+system of all its threads) from /proc/<pid>/stat."""
+    fields = _stat_fields(pid)
+    return None if fields is None else (int(fields[1]), (int(fields[11]) + int(fields[12])) / CLK)
+
+
+def faults(pid: int) -> tuple[int, float]:
+    """(minor page faults, system CPU seconds) of a running process so far, from /proc/<pid>/stat."""
+    fields = _stat_fields(pid)
+    return int(fields[7]), int(fields[12]) / CLK
 
 
 def descendants(root: int) -> list[int]:
@@ -134,6 +145,21 @@ class Tail(threading.Thread):
 
     def kinds(self, kind: str) -> list[dict]:
         return [e for _, e in self.events if e.get("kind") == kind]
+
+
+def stepping_run(browser, url: str, runs: Path, app: subprocess.Popen, batch: int | None = None,
+                 precision: str | None = None) -> Tail:
+    """press_start, then the run's metrics followed (a started Tail) until it has stepped twice
+    (data decoded, whitening done: it is training); RuntimeError if it ends or the app does first."""
+    tail = Tail(press_start(browser, url, runs, 180, batch, precision))
+    tail.start()
+    deadline = time.monotonic() + START_TIMEOUT
+    while len(tail.kinds("step")) < 2:
+        if time.monotonic() > deadline or tail.kinds("end") or app.poll() is not None:
+            tail.stop.set()
+            raise RuntimeError(f"the run took no steps; see {tail.path.parent}")
+        time.sleep(0.5)
+    return tail
 
 
 def press_start(browser, url: str, runs: Path, timeout: float, batch: int | None, precision: str | None) -> Path:

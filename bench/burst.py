@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app_proc import ARGS, CHROMIUM, START_TIMEOUT, Tail, cpu_sample, press_start, start_app, stop_app, wait_until_up  # noqa: E402
+from app_proc import ARGS, CHROMIUM, Tail, cpu_sample, faults, start_app, stepping_run, stop_app, wait_until_up  # noqa: E402
 from load import CALL_TIMEOUT, PROTOCOLS, page_upload, upload_picture  # noqa: E402
 
 PAUSE_S = 5   # between two bursts (--repeat)
@@ -67,13 +66,6 @@ def session_cost(repeats: int = 10) -> None:
     print(f"a new session ({len(app.blocks)} blocks): Gradio's {theirs:.1f} ms, ours {ours:.2f} ms")
 
 
-def faults(pid: int) -> tuple[int, float]:
-    """(minor page faults, system CPU seconds) of a process so far, from /proc/<pid>/stat."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2:].split()
-    return int(fields[7]), int(fields[12]) / os.sysconf("SC_CLK_TCK")
-
-
 def burst(url: str, config: dict, paths: list[Path], app_pid: int, protocol: str = "page") -> float:
     """One visitor per picture of `paths`, all at once; prints when each step was done; returns
     the seconds until the last answer."""
@@ -97,22 +89,15 @@ def burst(url: str, config: dict, paths: list[Path], app_pid: int, protocol: str
     return max(max(o.values()) for o in out) if len(out) == len(paths) else float("inf")
 
 
-def started_run(url: str, tmp: Path) -> Tail:
+def started_run(url: str, tmp: Path, app) -> Tail:
     """Start pressed on the Train tab (the `demo` preset, fp32); returns once the run has stepped twice."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        metrics = press_start(browser, url, tmp / "runs", 180, None, "fp32")
+        tail = stepping_run(browser, url, tmp / "runs", app, None, "fp32")
         browser.close()
-    tail = Tail(metrics)
-    tail.start()
-    deadline = time.monotonic() + START_TIMEOUT
-    while len(tail.kinds("step")) < 2:
-        if time.monotonic() > deadline or tail.kinds("end"):
-            raise RuntimeError(f"the run took no steps; see {metrics.parent}")
-        time.sleep(0.5)
-    print(f"run {metrics.parent.name} is stepping")
+    print(f"run {tail.path.parent.name} is stepping")
     return tail
 
 
@@ -136,7 +121,7 @@ def main() -> None:
     try:
         wait_until_up(url, app, 300)
         if args.train:
-            tail = started_run(url, tmp)
+            tail = started_run(url, tmp, app)
         with urllib.request.urlopen(url + "config", timeout=CALL_TIMEOUT) as r:
             config = json.load(r)
         photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"

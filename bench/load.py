@@ -58,15 +58,15 @@ from app_proc import (  # noqa: E402 (bench/ is on sys.path when run as a script
     Tail,
     cpu_sample,
     loadavg,
-    press_start,
     start_app,
+    stepping_run,
     stop_app,
     wait_until_up,
 )
 
 TICK_URL = "/queue/join"             # every Gradio event a page sends, ticks included
 PNG_URL = re.compile(r"/file=.*\.png$")  # a picture Gradio serves: on the Train tab, the curves
-CALL_TIMEOUT = 60     # seconds: an upload not answered (both events) by then failed
+CALL_TIMEOUT = 60     # seconds: an upload not answered (every event) by then failed
 
 
 def training_rate(events: list[tuple[float, dict]], t0: float, t1: float) -> tuple[float | None, int]:
@@ -385,14 +385,8 @@ def main() -> None:
         print(f"app (public mode) up at {url} in {time.monotonic() - t:.0f} s, pid {app.pid}")
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            metrics = press_start(browser, url, tmp / "runs", 180, args.batch_size, args.precision)
-            tail = Tail(metrics)
-            tail.start()
-            deadline = time.monotonic() + START_TIMEOUT
-            while len(tail.kinds("step")) < 2:   # data decoded, whitening done: it is training
-                if time.monotonic() > deadline or tail.kinds("end") or app.poll() is not None:
-                    raise RuntimeError(f"the run took no steps; see {metrics.parent}")
-                time.sleep(0.5)
+            tail = stepping_run(browser, url, tmp / "runs", app, args.batch_size, args.precision)
+            metrics = tail.path
             cfg = json.loads((metrics.parent / "config.json").read_text())
             print(f"training run {metrics.parent.name} ({cfg['preset']} preset: {cfg['model']}, batch "
                   f"{cfg['batch_size']}, {cfg['epochs']} epochs, precision {cfg['precision']}) is stepping, "

@@ -122,10 +122,11 @@ def picture_digest(image32: np.ndarray) -> str:
 _WARM: weakref.WeakSet = weakref.WeakSet()   # models that made their untimed first passes
 
 
-def passes(state: State) -> list[tuple[str, object]]:
-    """What a picture goes through: (name, weights.LoadedModel) of every loaded model, in the
-    zoo's order, then the calibrated models that were not named (their features only)."""
-    return [(n, m) for n, m, _ in state.models if m is not None] + list(state.extra)
+def passes(state: State) -> list[tuple[str, object, bool]]:
+    """What a picture goes through: (name, weights.LoadedModel, whether its prediction is part of
+    the answer) of every loaded model, in the zoo's order, then of the calibrated models that were
+    not named (their features only)."""
+    return [(n, m, True) for n, m, _ in state.models if m is not None] + [(n, m, False) for n, m in state.extra]
 
 
 def model_pass(loaded, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -179,10 +180,10 @@ def predict_batch(images32: list[np.ndarray], names: list[str] | None = None,
     n = len(images32)
     x = to_batch(images32)
     preds: list[dict[str, Prediction]] = [{} for _ in range(n)]
-    feats, named = {}, {m for m, _, _ in state.models}
-    for name, loaded in passes(state):
+    feats = {}
+    for name, loaded, shown in passes(state):
         feats[name], probs, ms = model_pass(loaded, x)
-        if name in named:
+        if shown:
             for i, p in enumerate(preds):
                 p[name] = _prediction(name, loaded, probs[i], ms, n)
     return _answers(state, preds, feats)
@@ -242,7 +243,7 @@ class Batcher:
             else:
                 future = self._pending[key] = Future()
                 x = to_batch([image32])[0]
-                self._queue.put(_Request(key, x, state, future, [n for n, _ in passes(state)]))
+                self._queue.put(_Request(key, x, state, future, [n for n, _, _ in passes(state)]))
                 if self._worker is None or not self._worker.is_alive():
                     self._worker = threading.Thread(target=self._serve, name="predict-batcher", daemon=True)
                     self._worker.start()
@@ -283,7 +284,7 @@ class Batcher:
             start = cursor.get(state.key, 0)
             batch: list[_Request] = []
             for step in range(len(order)):   # the next model, from the cursor on, that a picture needs
-                name, loaded = order[(start + step) % len(order)]
+                name, loaded, shown = order[(start + step) % len(order)]
                 batch = [r for r in group if name in r.todo][:self.max_batch]
                 if batch:
                     cursor[state.key] = (start + step + 1) % len(order)
@@ -292,8 +293,7 @@ class Batcher:
             if batch:
                 try:
                     feats, probs, ms = model_pass(loaded, torch.stack([r.x for r in batch]))
-                    named = any(n == name for n, _, _ in state.models)
-                    preds = [_prediction(name, loaded, probs[i], ms, len(batch)) if named else None
+                    preds = [_prediction(name, loaded, probs[i], ms, len(batch)) if shown else None
                              for i in range(len(batch))]
                 except Exception as exc:   # its pictures' callers get it; the worker goes on
                     failed = [(r, exc) for r in batch]
@@ -303,17 +303,17 @@ class Batcher:
                         r.feats[name] = f
                         if pred is not None:
                             r.preds[name] = pred
-            done = [r for r in group if not r.todo and all(r is not f for f, _ in failed)]
+            done = [r for r in group if not r.todo]   # a failed pass left its name in its pictures' todo
             answers = []
             if done:
                 try:
-                    feats = {n: torch.stack([r.feats[n] for r in done]) for n, _ in order}
+                    feats = {n: torch.stack([r.feats[n] for r in done]) for n, _, _ in order}
                     answers = _answers(state, [r.preds for r in done], feats)
                 except Exception as exc:
                     failed += [(r, exc) for r in done]
                     done = []
-            finished = {id(r) for r in done} | {id(r) for r, _ in failed}
-            active = [r for r in active if id(r) not in finished]
+            finished = [*done, *(r for r, _ in failed)]
+            active = [r for r in active if r not in finished]   # _Request compares by identity
             if not any(r.state.key == state.key for r in active):
                 cursor.pop(state.key, None)
             with self._lock:
@@ -323,7 +323,7 @@ class Batcher:
                     self._cache[r.key] = a
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
-                for r in [*done, *(r for r, _ in failed)]:
+                for r in finished:
                     self._pending.pop(r.key, None)
             for r, a in zip(done, answers):
                 r.future.set_result(a)
