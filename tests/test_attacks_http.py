@@ -144,6 +144,17 @@ def test_the_pages_own_predict_events_read_no_server_file_either(app, tmp_path):
         assert seen is None and not vote and not cams and not probs and not run, (path, str(out)[:300])
         said |= {table, fam["error"]}
     assert len(said) == 2 and all(NOT_AN_UPLOAD in t for t in said), said
+    # "Your run" that is a path, beside a real upload: no model read, the same words either way
+    # (but for the value sent, if echoed); the zoo's answers stay.
+    picture = {"path": upload(app, SAMPLE), "meta": {"_type": "gradio.FileData"}}
+    lines = {}
+    for what, run_id in (("absent", "../../nothing-here"), ("climb", "../../../etc"), ("root", "/etc")):
+        out = call(app, "page_answers", [picture, False, run_id, secrets.token_urlsafe(32)])
+        *zoo_answers, run, line = out["data"]
+        assert zoo_answers[4] and not run and line, (what, str(out)[:300])
+        assert not re.search(r"no such file|exists|\d+(\.\d+)? ?[KMG]B|permission", line, re.I), line
+        lines[what] = line.replace(run_id, "<sent>")
+    assert len(set(lines.values())) == 1, lines
 
 
 @pytest.mark.parametrize("api_name", ENDPOINTS)

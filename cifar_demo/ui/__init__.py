@@ -103,7 +103,7 @@ def launch(app: gr.Blocks, ctx: AppContext, *, host: str = "127.0.0.1", port: in
     # separate low-priority process (jobs), so it never blocks the queue.
     configure_queue(app)
     # The Predict pass runs in a thread that needs the interpreter lock back after each of its
-    # ~1,000 operations; the request threads held it up to 5 ms (Python's default) each time.
+    # operations; a request thread could hold it up to 5 ms (Python's default) each time.
     # 0.5 ms: 30 uploads at once while a run trained, last answers (bench/burst.py --train
     # --repeat 4, 2026-12-07) 2.11 1.60 1.51 1.77 s against 2.41 1.82 1.74 1.67 s.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
