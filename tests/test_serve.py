@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -130,6 +131,21 @@ def test_new_weights_or_no_calibration_are_never_answered_from_the_cache(calibra
     assert "sha256" in broken.predictions[names.index(WITH_WEIGHTS[1])].error
     with pytest.raises(weights.WeightsError):
         broken.verdict()
+
+
+def test_the_models_are_read_again_only_when_one_of_their_files_changed(calibrated):
+    first = serve.resolve()
+    assert serve.resolve() is first   # a stat per file, not a read: every upload asks
+    card = calibrated / f"{WITH_WEIGHTS[0]}.json"
+    st = card.stat()
+    os.utime(card, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    again = serve.resolve()
+    assert again is not first and again.key == first.key and serve.resolve() is again
+    (calibrated / "simple_cnn.json").write_text("{}")   # a new name in the folder: read again
+    try:
+        assert serve.resolve() is not again
+    finally:
+        (calibrated / "simple_cnn.json").unlink()
 
 
 def test_a_failed_pass_reaches_every_caller_and_the_worker_goes_on(calibrated, monkeypatch):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import queue
 import threading
 import time
@@ -34,6 +35,7 @@ import weakref
 from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -76,36 +78,74 @@ class State:
     key: tuple   # equal keys = the same weights and calibration: a cached answer still holds
 
 
-_RESOLVE = threading.Lock()   # one thread loads a model; the others then find it in weights' cache
+_RESOLVE = threading.Lock()   # one thread resolves; the others then find its State
+_STATES: dict[tuple, tuple[tuple, State]] = {}   # names -> (files' signature, State)
+
+
+def _stat(path: Path) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _signature(names: tuple[str, ...], extra: tuple[str, ...] = ()) -> tuple:
+    """What a State of `names` was read from, in a few stat calls: the weights folder (a file
+    added or removed), each model's card and weights file, the calibration's two files, and the
+    calibrated models' files when they are not named (`extra`); and weights' cache (cleared:
+    the models are loaded again)."""
+    folder = weights.weights_dir()
+    cal = folder / familiarity.DIR_NAME
+    files = [folder, cal / "calibration.json", cal / "calibration.safetensors"]
+    files += [folder / f"{n}{ext}" for n in (*names, *extra) for ext in (".json", ".safetensors")]
+    return (str(folder), weights.cache_generation(), *map(_stat, files))
 
 
 def resolve(names: list[str] | tuple[str, ...] | None = None) -> State:
     """The models of `names` (default: the whole zoo) as predict.predict_many reads them, and the
-    shipped familiarity calibration with its models as familiarity.assess reads them."""
+    shipped familiarity calibration with its models as familiarity.assess reads them.
+
+    Read again only when a file it came from changed (inode, size or modification time: what
+    weights.load's own digest cache trusts); every upload asks twice, and a full read (paths
+    resolved, each file's digest looked up) cost ~0.9 ms of the interpreter a class shares."""
     names = tuple(names or zoo.names())
     with _RESOLVE:
-        have = set(weights.available())
-        models = []
-        for name in names:
-            if name not in have:
-                models.append((name, None, RuntimeError("no weights shipped yet")))
-                continue
-            try:
-                models.append((name, weights.load(name), None))   # verified, cached by the file's sha256
-            except Exception as exc:   # a tampered or wrong file: shown, never faked
-                models.append((name, None, exc))
-        cal, cal_error, extra = None, None, []
+        hit = _STATES.get(names)
+        extra = tuple(n for n, _ in hit[1].extra) if hit is not None else ()
+        signature = _signature(names, extra)   # before reading: a file changed meanwhile is read again
+        if hit is not None and hit[0] == signature:
+            return hit[1]
+        state = _read_state(names)
+        if (now := tuple(n for n, _ in state.extra)) != extra:
+            signature = _signature(names, now)
+        _STATES[names] = (signature, state)
+        return state
+
+
+def _read_state(names: tuple[str, ...]) -> State:
+    have = set(weights.available())
+    models = []
+    for name in names:
+        if name not in have:
+            models.append((name, None, RuntimeError("no weights shipped yet")))
+            continue
         try:
-            cal = familiarity.shipped_calibration()
-            known = {n: (m, e) for n, m, e in models}
-            for m in cal.models:
-                loaded, err = known.get(m, (None, None))
-                if err is not None:
-                    raise err
-                if loaded is None:
-                    extra.append((m, weights.load(m)))
-        except Exception as exc:   # given to /familiarity's caller (Answer.verdict), never to /predict's
-            cal, cal_error, extra = None, exc, []
+            models.append((name, weights.load(name), None))   # verified, cached by the file's sha256
+        except Exception as exc:   # a tampered or wrong file: shown, never faked
+            models.append((name, None, exc))
+    cal, cal_error, extra = None, None, []
+    try:
+        cal = familiarity.shipped_calibration()
+        known = {n: (m, e) for n, m, e in models}
+        for m in cal.models:
+            loaded, err = known.get(m, (None, None))
+            if err is not None:
+                raise err
+            if loaded is None:
+                extra.append((m, weights.load(m)))
+    except Exception as exc:   # given to /familiarity's caller (Answer.verdict), never to /predict's
+        cal, cal_error, extra = None, exc, []
     key = (tuple((n, m.sha256 if m is not None else f"{type(e).__name__}: {e}") for n, m, e in models),
            tuple((n, m.sha256) for n, m in extra),
            (str(familiarity.calibration_dir()), cal.card.get("tensors_sha256")) if cal is not None

@@ -44,6 +44,7 @@ from .loader import (
                     LoadedModel,
                     ModelRef,
                     build,
+                    cache_generation,
                     card_of,
                     clear_cache,
                     file_digest,
@@ -64,7 +65,7 @@ from .store import (
 
 __all__ = [
     "LoadedModel", "ModelRef", "build", "card_of", "clear_cache", "file_digest", "is_file_ref", "load",
-    "model_from_state",
+    "cache_generation", "model_from_state",
     "read_run_state",
     "CARD_SCHEMA_VERSION", "DEFAULT_HUB_REPO", "STORAGE_DTYPES", "ModelCard", "WeightsError",
     "PushResult", "available", "card_for", "check_name", "hardware_info", "hub_repo", "load_checkpoint", "load_weights",

@@ -101,12 +101,20 @@ class LoadedModel:
 _cache: OrderedDict[tuple, LoadedModel] = OrderedDict()
 _digests: dict[tuple, str] = {}   # (path, size, mtime) -> sha256: a file is hashed once
 _lock = threading.Lock()
+_generation = 0   # how many times the cache was cleared
 
 
 def clear_cache() -> None:
+    global _generation
     with _lock:
         _cache.clear()
         _digests.clear()
+        _generation += 1
+
+
+def cache_generation() -> int:
+    """Changes whenever clear_cache() runs: what a holder of loaded models checks before reusing them."""
+    return _generation
 
 
 def load(ref: ModelRef | str, device: str | torch.device = "cpu") -> LoadedModel:
