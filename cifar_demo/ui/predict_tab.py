@@ -53,9 +53,18 @@ def predict_image(path: str | dict | None, show_cam: bool = False):
     """
     image32 = _picture(path)
     if image32 is None:
-        return None, None, _empty_table("Upload an image to see what the models make of it."), [], {}
+        return _nothing()
+    # predict.predict_many's predictions, from a pass shared with others
+    return _shown(image32, serve.answer(image32).predictions, show_cam)
 
-    preds = serve.answer(image32).predictions   # predict.predict_many's, from a pass shared with others
+
+def _nothing():
+    """predict_image's outputs without an upload."""
+    return None, None, _empty_table("Upload an image to see what the models make of it."), [], {}
+
+
+def _shown(image32: np.ndarray, preds: list[predict.Prediction], show_cam: bool):
+    """predict_image's five outputs from the zoo's predictions of the picture."""
     cams = []
     if show_cam:
         with _LOCK:
@@ -66,6 +75,11 @@ def predict_image(path: str | dict | None, show_cam: bool = False):
             cams, probs)
 
 
+def _unreadable(message: str):
+    """predict_on_page's outputs for an upload that is not a usable picture."""
+    return None, None, _error_table(f"Cannot read this image: {message}"), [], {}
+
+
 def predict_on_page(path: str | dict | None, show_cam: bool = False):
     """predict_image for the page's own events: a picture it cannot read is said once, in place of
     the results (the page sends two change events for one upload, and each gr.Error was a toast:
@@ -74,7 +88,7 @@ def predict_on_page(path: str | dict | None, show_cam: bool = False):
     try:
         return predict_image(path, show_cam)
     except gr.Error as e:
-        return None, None, _error_table(f"Cannot read this image: {e.message}"), [], {}
+        return _unreadable(e.message)
 
 
 def familiarity_check(path: str | dict | None) -> dict | None:
@@ -90,8 +104,12 @@ def familiarity_check(path: str | dict | None) -> dict | None:
         return {"unfamiliar": None, "error": exc.message}
     if image32 is None:
         return None
+    return _familiarity(serve.answer(image32))   # familiarity.assess's, from /predict's pass when cached
+
+
+def _familiarity(answer: serve.Answer) -> dict:
     try:
-        verdict = serve.answer(image32).verdict()   # familiarity.assess's, from /predict's pass when cached
+        verdict = answer.verdict()
     except (familiarity.FamiliarityError, weights.WeightsError) as exc:
         return {"unfamiliar": None, "error": str(exc)}
     return {**verdict.to_dict(), "classes": list(CLASSES)}
@@ -117,17 +135,32 @@ def page_answers(ctx: AppContext, path: str | dict | None, show_cam: bool, run_i
     the familiarity verdict (/familiarity's) and its notice, and the answer of the owner's run
     when one is chosen. The page sent three queued events and two direct calls per upload; one
     event is one join, one handler and one answer for the server (bench/load.py: a class
-    uploading at once). The picture is decoded once and passed once (analysis.serve). Every
+    uploading at once). The picture is decoded once and asked once (analysis.serve). Every
     output is replaced, with the answers or with what is wrong with the upload: nothing of the
     previous picture stays (until then it waits under the event's progress overlay; clearing it
     in the browser first left gr.HTML and gr.Label outputs that the answers never replaced)."""
-    shown = predict_on_page(path, show_cam)
-    fam = familiarity_check(path)   # the same picture, the same pass: answered from serve's cache
     try:
-        run = predict_run(ctx, path, run_id, token)
-    except gr.Error as exc:   # a run that is gone: said on its line, the zoo's answers stay
-        run = None, f"**{html.escape(exc.message)}**"
-    return (*shown, fam, familiarity_notice(fam), *run)
+        image32 = _picture(path)
+    except gr.Error as exc:   # said once, where the answers would be; your run's line stays empty
+        return (*_unreadable(exc.message), {"unfamiliar": None, "error": exc.message}, "",
+                *_run_line(ctx, None, run_id, token))
+    if image32 is None:
+        return (*_nothing(), None, "", None, "")
+    answer = serve.answer(image32)   # the zoo's predictions and the familiarity verdict: one request
+    fam = _familiarity(answer)
+    return (*_shown(image32, answer.predictions, show_cam), fam, familiarity_notice(fam),
+            *_run_line(ctx, image32, run_id, token))
+
+
+def _run_line(ctx: AppContext, image32: np.ndarray | None, run_id: str | None, token=None):
+    """predict_run's outputs for the page's event: a run that is gone is said on its line."""
+    if not run_id:
+        return None, ""
+    try:
+        target = _run_target(ctx, run_id, token)
+    except gr.Error as exc:
+        return None, f"**{html.escape(exc.message)}**"
+    return _run_answer(target, image32)
 
 
 def _picture(value: str | dict | None) -> np.ndarray | None:
@@ -140,7 +173,7 @@ def _picture(value: str | dict | None) -> np.ndarray | None:
             return None
         # An upload: decoded once for /predict and /familiarity, which ask at the same time.
         return (pictures.thumbnail_of_file(source) if isinstance(source, Path)
-                else pictures.to_32x32(pictures.load_image(source)))
+                else pictures.thumbnail(source))
     except pictures.ImageError as exc:   # uploads.UploadError included
         raise gr.Error(str(exc), title="Cannot read this image") from None
 
@@ -193,6 +226,10 @@ def predict_run(ctx: AppContext, path: str | dict | None, run_id: str | None, to
         image32 = _picture(path)
     except gr.Error:   # not a picture: /predict, on the same upload, says so (one message, not one per event)
         return None, ""
+    return _run_answer(target, image32)
+
+
+def _run_answer(target: evalcache.Target, image32: np.ndarray | None):
     if image32 is None:
         return None, ""
     with _LOCK:
