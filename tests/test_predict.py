@@ -114,6 +114,19 @@ def test_to_32x32_centre_crops_a_wide_image():
     assert out.shape == (32, 32, 3) and out.dtype == np.uint8 and out.mean() > 250
 
 
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale_for_the_same_thumbnail():
+    """A 2000x1500 photo: libjpeg decodes it at 1/4 of its size (each side still >= 8x the
+    thumbnail's), and the 32x32 the models see stays within a level or two of the full decode's."""
+    from cifar_demo import data
+
+    photo = Image.open(data.sample_paths()[12][0]).convert("RGB").resize((2000, 1500), Image.Resampling.BICUBIC)
+    jpeg = _save(photo, "JPEG", quality=92)
+    assert load_image(jpeg, at_least=pictures.THUMB_SOURCE).size == (500, 375)
+    assert load_image(_png(photo), at_least=pictures.THUMB_SOURCE).size == (2000, 1500)   # PNG: every pixel
+    full, small = to_32x32(load_image(jpeg)).astype(int), pictures.thumbnail(jpeg).astype(int)
+    assert np.abs(full - small).max() <= 2 and np.abs(full - small).mean() < 0.3
+
+
 def test_an_uploaded_file_is_decoded_once_for_its_two_questions(tmp_path, monkeypatch):
     """/predict and /familiarity ask about one upload at the same time: one decoding serves both,
     an error too; a changed file is decoded again."""

@@ -55,7 +55,7 @@ def cmd_inspect(args) -> int:
     if args.map is not None and args.map not in embedding.SIZES:
         raise CliError(f"--map takes {', '.join(map(str, embedding.SIZES))} (test pictures)")
     try:
-        image32 = pictures.to_32x32(pictures.load_image(args.image))
+        image32 = pictures.thumbnail(args.image)
     except pictures.ImageError as exc:
         raise CliError(str(exc)) from None
     model, classes, label, arch, sha256, data_path = _model(args)

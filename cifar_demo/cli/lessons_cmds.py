@@ -97,7 +97,7 @@ def cmd_attack(args) -> int:
     eps = args.eps if args.eps is None or len(args.eps) > 1 else [0, *args.eps]
     eps = adversarial.DEFAULT_EPS if eps is None else eps
     if args.image:
-        image = pictures.to_32x32(pictures.load_image(args.image))
+        image = pictures.thumbnail(args.image)
         others = {n: weights.load(n).model for n in weights.available()
                   if tuple(weights.card_for(n).class_names) == tuple(weights.card_for(names[0]).class_names)}
         r = adversarial.attack_picture(image, weights.load(names[0]).model, names[0], args.method, max(eps),

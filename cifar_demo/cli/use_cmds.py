@@ -58,7 +58,7 @@ def cmd_predict(args) -> int:
     results = {}
     for path in args.images:
         try:
-            image32 = pictures.to_32x32(pictures.load_image(path))
+            image32 = pictures.thumbnail(path)
         except pictures.ImageError as exc:
             raise CliError(str(exc)) from None
         # --weights / --run alone: only those; with --model too (or neither): the shipped ones as well.
@@ -172,7 +172,7 @@ def cmd_familiarity(args) -> int:
         raise CliError("give image files to score, or --calibrate")
     out = {}
     for path in args.images:
-        verdict = familiarity.assess(pictures.to_32x32(pictures.load_image(path)))
+        verdict = familiarity.assess(pictures.thumbnail(path))
         out[path] = verdict.to_dict()
         if not args.json:
             word = "UNFAMILIAR" if verdict.unfamiliar else "familiar"

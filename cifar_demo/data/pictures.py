@@ -60,10 +60,12 @@ def declared_size(fp) -> tuple[int, int]:
         raise ImageError(f"could not be read ({exc}); it may be truncated or corrupt") from None
 
 
-def load_image(source, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def load_image(source, max_pixels: int = MAX_PIXELS, at_least: int | None = None) -> Image.Image:
     """A path, bytes, a PIL image or an HxWx{1,3,4} array -> an RGB PIL image (or ImageError).
     Bytes and pixels are checked before decoding: the file's size against MAX_BYTES, the
-    header's width x height against max_pixels."""
+    header's width x height against max_pixels. `at_least`: a JPEG may be decoded at 1/2, 1/4
+    or 1/8 of its size (libjpeg's DCT scaling, far cheaper than decoding every pixel), the
+    smallest that keeps `at_least` pixels on each side."""
     if isinstance(source, Image.Image):
         return _to_rgb(source)
     if isinstance(source, np.ndarray):
@@ -85,6 +87,8 @@ def load_image(source, max_pixels: int = MAX_PIXELS) -> Image.Image:
                 raise ImageError(f"{name} is {img.width}x{img.height} pixels; the limit is "
                                  f"{max_pixels / 1e6:.1f} megapixels")
             img.seek(0)  # animated GIF / APNG / WebP: the first frame
+            if at_least and img.format == "JPEG":
+                img.draft(None, (at_least, at_least))
             img.load()
     except ImageError:
         raise
@@ -136,6 +140,19 @@ def to_32x32(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8).copy()
 
 
+# A visitor's picture is decoded at no less than 8x the thumbnail's side: the 32x32 the models see
+# then stays within 1-2 levels of a full decode's (0.1 on average), and a 12-megapixel phone photo
+# costs a tenth of the time (python bench/thumbnail.py; docs/benchmarks.md).
+THUMB_SOURCE = 8 * IMAGE_SIZE
+
+
+def thumbnail(source, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """A picture as the models see it: to_32x32(load_image(source)), a JPEG decoded at a reduced
+    scale (THUMB_SOURCE). Own-image datasets decode every pixel (data.own: their arrays are
+    part of a dataset's fingerprint)."""
+    return to_32x32(load_image(source, max_pixels, at_least=THUMB_SOURCE))
+
+
 def to_tensor(image32: np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 -> 1x3xHxW uint8 tensor (a zoo model takes it as it is)."""
     return torch.from_numpy(np.ascontiguousarray(image32)).permute(2, 0, 1).unsqueeze(0)
@@ -149,7 +166,7 @@ THUMB_CACHE = 128   # files remembered: a class's uploads, each asked for by /pr
 
 
 def thumbnail_of_file(path: str | os.PathLike) -> np.ndarray:
-    """to_32x32(load_image(path)), decoded once per file version (path, size, mtime): the page asks
+    """thumbnail(path), decoded once per file version (path, size, mtime): the page asks
     /predict and /familiarity about one upload at the same time, and the second call (even while
     the first decodes) gets the first's picture (a copy), or its ImageError."""
     path = Path(path)
@@ -166,7 +183,7 @@ def thumbnail_of_file(path: str | os.PathLike) -> np.ndarray:
             _THUMBS.move_to_end(key)
     if mine:
         try:
-            future.set_result(to_32x32(load_image(path)))
+            future.set_result(thumbnail(path))
         except Exception as exc:   # the same message for the second caller; OSError and the like too
             future.set_exception(exc)
     return future.result().copy()

@@ -90,7 +90,7 @@ def choose_upload(path: str | None) -> tuple[np.ndarray, np.ndarray, str]:
     if not path:
         raise gr.Error("No file arrived; please upload a picture again.")
     try:
-        image = pictures.to_32x32(pictures.load_image(uploads.uploaded_path(path)))
+        image = pictures.thumbnail(uploads.uploaded_path(path))
     except pictures.ImageError as e:
         raise gr.Error(str(e)) from None
     return image, augment.upscale_nearest(image, MIX_SCALE), "**your picture**, centre-cropped and shrunk to 32x32"

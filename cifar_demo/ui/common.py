@@ -295,6 +295,6 @@ def upload_32x32(path: str | None) -> np.ndarray:
     if not path:
         raise gr.Error("No file arrived; please upload a picture again.")
     try:
-        return pictures.to_32x32(pictures.load_image(uploads.uploaded_path(path)))
+        return pictures.thumbnail(uploads.uploaded_path(path))
     except pictures.ImageError as e:
         raise gr.Error(str(e)) from None
