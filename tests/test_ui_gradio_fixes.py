@@ -40,8 +40,13 @@ def test_the_app_applies_the_fixes_and_a_new_session_renders_no_config(monkeypat
     # What a deep link would read is the same, rendered when read; a value a handler set is kept.
     mine, full = state_holder.SessionState(app), gradios()
     assert mine.config_values == {}
-    key = next(k for k, b in app.blocks.items() if isinstance(b, gr.Textbox))
-    mine._update_value_in_config(key, "changed"), full._update_value_in_config(key, "changed")
+    keys = [k for k, b in app.blocks.items() if isinstance(b, gr.Markdown)][:3]
+    for session in (mine, full):   # an event notes its values; a handler changes a block's props
+        session._update_value_in_config(keys[0], "changed")
+        session._update_value_in_config(keys[1], "noted, then props changed")
+        session._update_config(keys[1])
+        session._update_value_in_config(keys[2], "twice"), session._update_value_in_config(keys[2], "twice, last")
+    assert list(mine.config_values) == [keys[1]]   # nothing else rendered to note a value
     assert list(mine.components) == list(full.components) and len(list(full.components)) > 400
 
 
