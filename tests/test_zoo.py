@@ -281,6 +281,43 @@ def test_receptive_field_on_known_stacks():
     assert zoo.receptive_field(built("quiz_dnn")) == 46
 
 
+def test_the_last_feature_map_is_found_while_another_thread_runs_the_model():
+    """The app's models are shared: a pass of the same model in another thread while the hooks
+    are on (here: one that has just run the first conv) must not name its layers."""
+    import threading
+
+    other_in, release = threading.Event(), threading.Event()
+
+    class Gate(nn.Module):   # blocks the thread it is told to, after the first conv
+        def __init__(self, action):
+            super().__init__()
+            self.action = action
+
+        def forward(self, x):
+            self.action()
+            return x
+
+    def other_pass():
+        model(torch.zeros(1, 3, 8, 8))
+
+    def in_other():
+        if threading.current_thread().name == "other":
+            other_in.set()
+            release.wait(10)
+
+    def in_mine():   # the finder's pass, after its last map: the other pass runs its first conv now
+        if threading.current_thread().name != "other" and not other_in.is_set():
+            threading.Thread(target=other_pass, name="other").start()
+            assert other_in.wait(10)
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), Gate(in_other), nn.Conv2d(4, 4, 3, padding=1),
+                          nn.Flatten(), Gate(in_mine), nn.Linear(256, 2))
+    try:
+        assert zoo.last_feature_map(model, size=8) == "2"   # before: "0", the other pass's first conv
+    finally:
+        release.set()
+
+
 def test_optimized200k_receptive_field():
     """The source reports 67 from a hand formula; its architecture's measured field is 109.
 

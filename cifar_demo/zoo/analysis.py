@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 
 import torch
 from torch import nn
@@ -61,12 +62,19 @@ def activation_floats(model: nn.Module, size: int = 32) -> int:
 
 
 def last_feature_map(model: nn.Module, size: int = 32) -> str:
-    """Name of the last module (in execution order) whose output is a map larger than 1x1."""
+    """Name of the last module (in execution order) whose output is a map larger than 1x1.
+    Only this thread's pass counts: the app's models are shared, and another thread's pass of
+    the same model while the hooks were on once named an early layer (the Predict batcher then
+    scored familiarity on a 20-channel map instead of the 160-channel last one)."""
     found: list[str] = []
-    hooks = [m.register_forward_hook(lambda m, i, o, n=n: found.append(n)
-                                     if isinstance(o, torch.Tensor) and o.dim() == 4 and o.shape[-1] * o.shape[-2] > 1
-                                     else None)
-             for n, m in model.named_modules() if n]
+    me = threading.get_ident()
+
+    def keep(name: str, out) -> None:
+        if threading.get_ident() == me and isinstance(out, torch.Tensor) and out.dim() == 4 \
+                and out.shape[-1] * out.shape[-2] > 1:
+            found.append(name)
+
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: keep(n, o)) for n, m in model.named_modules() if n]
     was_training = model.training
     model.eval()
     try:
