@@ -1,5 +1,8 @@
 """Predict tab handlers, called directly: two zoo models with (random) weights, the rest without."""
 
+import asyncio
+import copy
+
 import gradio as gr
 import numpy as np
 import pytest
@@ -87,6 +90,16 @@ def test_the_page_gets_every_answer_from_one_event(ctx, sample, tmp_path, upload
         predict_tab.build(ctx)
     page = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", None) == "page_answers"]
     assert len(page) == 1 and not page[0].preprocess and len(page[0].outputs) == 9
+    # Its outputs are postprocessed in its own thread (as_sent): the page gets what Gradio's own
+    # postprocessing would send.
+    assert not page[0].postprocess
+    raw = predict_tab.page_answers(ctx, sample, True, "")
+    gradios = copy.copy(page[0])
+    gradios.postprocess = True
+    theirs = asyncio.run(demo.postprocess_data(gradios, list(raw), None))
+    sent = predict_tab.as_sent(page[0].outputs, lambda: raw)()
+    assert asyncio.run(demo.postprocess_data(page[0], sent, None)) == theirs
+    assert theirs[0]["url"] and len(theirs[3]) == len(WITH_WEIGHTS)   # the picture, a Grad-CAM per model
     image = page[0].inputs[0]
     on_change = [fn for fn in demo.fns.values() if any(t[0] == image._id and t[1] == "change" for t in fn.targets)]
     assert on_change == page   # nothing else per upload: no clearing call, no second or third event
