@@ -85,6 +85,12 @@ def cpu_sample(app_pid: int) -> dict[str, float]:
             "bench": total([os.getpid()]), "machine": (sum(v) - v[3] - v[4]) / CLK}
 
 
+def p95(values) -> float:
+    """The 95th percentile of `values` by the nearest rank (what every bench here reports)."""
+    v = sorted(values)
+    return v[round(0.95 * (len(v) - 1))]
+
+
 def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 

@@ -32,7 +32,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app_proc import ARGS, CHROMIUM, Tail, cpu_sample, faults, start_app, stepping_run, stop_app, wait_until_up  # noqa: E402
+from app_proc import (  # noqa: E402 (bench/ is on sys.path when run as a script)
+    ARGS,
+    CHROMIUM,
+    Tail,
+    cpu_sample,
+    faults,
+    p95,
+    start_app,
+    stepping_run,
+    stop_app,
+    wait_until_up,
+)
 from load import CALL_TIMEOUT, PROTOCOLS, page_upload, upload_picture  # noqa: E402
 
 PAUSE_S = 5   # between two bursts (--repeat)
@@ -84,7 +95,7 @@ def burst(url: str, config: dict, paths: list[Path], app_pid: int, protocol: str
         v = sorted(o[step] for o in out if step in o)
         if not v:   # the other protocol's events
             continue
-        print(f"  {step:18s} median {statistics.median(v):.2f} s, p95 {v[round(0.95 * (len(v) - 1))]:.2f} s, "
+        print(f"  {step:18s} median {statistics.median(v):.2f} s, p95 {p95(v):.2f} s, "
               f"max {v[-1]:.2f} s")
     return max(max(o.values()) for o in out) if len(out) == len(paths) else float("inf")
 

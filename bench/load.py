@@ -58,6 +58,7 @@ from app_proc import (  # noqa: E402 (bench/ is on sys.path when run as a script
     Tail,
     cpu_sample,
     loadavg,
+    p95,
     start_app,
     stepping_run,
     stop_app,
@@ -158,7 +159,7 @@ def client_tabs_phase(url: str, args, run) -> dict:
               f"({rec['events'] / rec['seconds']:.1f}/s; the timers, set by the ticks, at median "
               f"{rec['interval']:.1f} s), {rec['errors']} failed, "
               f"fetched {rec['pngs']} curve PNGs; tick answered in median {statistics.median(lat):.3f} s, "
-              f"p95 {lat[round(0.95 * (len(lat) - 1))]:.3f} s")
+              f"p95 {p95(lat):.3f} s")
         for e in sorted({e for tab in tabs for e in tab.errors})[:3]:
             print(f"    a failed tick: {e}")
     return rec
@@ -435,8 +436,7 @@ def report(phases: list[dict], tabs: dict, vis: dict, args) -> None:
                   f"browsers {rec['cores']['browsers']:.2f}, bench {rec['cores']['bench']:.2f}")
     if vis:
         lat, err = vis["latencies"], vis["errors"]
-        p95 = sorted(lat)[round(0.95 * (len(lat) - 1))] if lat else 0   # the nearest rank
-        figures = f"; median {statistics.median(lat):.2f} s, p95 {p95:.2f} s, max {max(lat):.2f} s" if lat else ""
+        figures = f"; median {statistics.median(lat):.2f} s, p95 {p95(lat):.2f} s, max {max(lat):.2f} s" if lat else ""
         what = "the page's event" if args.protocol == "page" else "/predict + /familiarity"
         print(f"  uploads ({what}): {len(lat) + len(err)} from {args.visitors} visitors in "
               f"{vis['sending']:.0f} s: {len(lat)} answered, {len(err)} failed{figures} "
