@@ -162,13 +162,14 @@ def to_tensor(image32: np.ndarray) -> torch.Tensor:
 
 _THUMBS: "OrderedDict[tuple, Future]" = OrderedDict()
 _THUMBS_LOCK = threading.Lock()
-THUMB_CACHE = 128   # files remembered: a class's uploads, each asked for by /predict and /familiarity
+THUMB_CACHE = 128   # files remembered: a class's uploads, each read again by /familiarity or your run
 
 
 def thumbnail_of_file(path: str | os.PathLike) -> np.ndarray:
-    """thumbnail(path), decoded once per file version (path, size, mtime): the page asks
-    /predict and /familiarity about one upload at the same time, and the second call (even while
-    the first decodes) gets the first's picture (a copy), or its ImageError."""
+    """thumbnail(path), decoded once per file version (path, size, mtime): an API client asks
+    /predict and /familiarity about one upload at the same time, and choosing a run reads it
+    again; a second call (even while the first decodes) gets the first's picture (a copy), or
+    its ImageError."""
     path = Path(path)
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)

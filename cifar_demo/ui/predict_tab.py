@@ -189,7 +189,7 @@ def _picture(value: str | dict | None) -> np.ndarray | None:
         source = uploads.picture_source(value)
         if source is None:
             return None
-        # An upload: decoded once for /predict and /familiarity, which ask at the same time.
+        # An upload: decoded once for /predict and /familiarity (an API client asks both at once).
         return (pictures.thumbnail_of_file(source) if isinstance(source, Path)
                 else pictures.thumbnail(source))
     except pictures.ImageError as exc:   # uploads.UploadError included
